@@ -1,0 +1,64 @@
+//! One HTTP stream: each proxy-wasm callback becomes a call on `Exchange`, and its `Flow`
+//! becomes an `Action`. Nothing is decided here.
+
+use std::rc::Rc;
+
+use proxy_wasm::traits::{Context, HttpContext};
+use proxy_wasm::types::Action;
+
+use super::logger;
+use super::proxy_io::{HostState, ProxyIo};
+use crate::config::Policy;
+use crate::exchange::Exchange;
+use crate::host_io::Flow;
+
+pub struct HttpFilter {
+    id: u32,
+    exchange: Option<Exchange>,
+    io: ProxyIo,
+}
+
+impl HttpFilter {
+    pub fn new(id: u32, policy: Option<Rc<Policy>>, host: Rc<HostState>) -> Self {
+        HttpFilter { id, exchange: policy.map(|p| Exchange::new(id, p)), io: ProxyIo::new(host) }
+    }
+
+    fn drive(&mut self, step: impl FnOnce(&mut Exchange, &mut ProxyIo) -> Flow) -> Action {
+        logger::enter_context(self.id);
+        let Some(exchange) = self.exchange.as_mut() else {
+            return Action::Continue;
+        };
+        match step(exchange, &mut self.io) {
+            Flow::Continue => Action::Continue,
+            Flow::Pause => Action::Pause,
+        }
+    }
+}
+
+impl Context for HttpFilter {}
+
+impl HttpContext for HttpFilter {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        self.drive(|ex, io| ex.on_request_headers(io, end_of_stream))
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        self.drive(|ex, io| ex.on_request_body(io, body_size, end_of_stream))
+    }
+
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        self.drive(|ex, io| ex.on_request_trailers(io))
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        self.drive(|ex, io| ex.on_response_headers(io, end_of_stream))
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        self.drive(|ex, io| ex.on_response_body(io, body_size, end_of_stream))
+    }
+
+    fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
+        self.drive(|ex, io| ex.on_response_trailers(io))
+    }
+}

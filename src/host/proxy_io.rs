@@ -1,0 +1,133 @@
+//! `HostIo` over proxy-wasm hostcalls, plus the per-VM facts every request shares
+//! (which proxy this is, metric ids).
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use super::abi;
+use crate::host_io::{encode_header_pairs, HostError, HostIo, HostKind};
+use crate::names::Counter;
+
+/// Facts about the running proxy, learnt lazily inside the first request: on Kong, property
+/// reads outside a request crash the worker.
+#[derive(Default)]
+pub struct HostState {
+    kind: Cell<Option<HostKind>>,
+    metrics_supported: Cell<Option<bool>>,
+    /// `None` once defining failed, so it is not retried on every request.
+    counters: RefCell<HashMap<Counter, Option<u32>>>,
+}
+
+pub struct ProxyIo {
+    host: Rc<HostState>,
+}
+
+impl ProxyIo {
+    pub fn new(host: Rc<HostState>) -> Self {
+        ProxyIo { host }
+    }
+
+    fn header(&self, map_type: u32, name: &str) -> Option<String> {
+        match abi::get_header(map_type, name) {
+            Ok(value) => value.map(|bytes| String::from_utf8_lossy(&bytes).into_owned()),
+            Err(status) => {
+                log::debug!("get_header_failed name={name} status={status}");
+                None
+            }
+        }
+    }
+
+    fn body(&self, buffer_type: u32, start: usize, len: usize) -> Option<Vec<u8>> {
+        match abi::get_buffer(buffer_type, start, len) {
+            Ok(bytes) if bytes.len() == len => Some(bytes),
+            Ok(bytes) => {
+                log::debug!("get_body_short wanted={len} got={}", bytes.len());
+                None
+            }
+            Err(status) => {
+                log::debug!("get_body_failed status={status}");
+                None
+            }
+        }
+    }
+
+    /// Kong before 3.8 has no metrics hostcalls: calling one traps.
+    fn metrics_supported(&mut self) -> bool {
+        if let Some(known) = self.host.metrics_supported.get() {
+            return known;
+        }
+        let supported = match self.host_kind() {
+            HostKind::Envoy => true,
+            HostKind::Kong => abi::get_property(&["kong", "version"])
+                .ok()
+                .flatten()
+                .is_some_and(|v| kong_has_metrics(&String::from_utf8_lossy(&v))),
+        };
+        self.host.metrics_supported.set(Some(supported));
+        supported
+    }
+}
+
+fn kong_has_metrics(version: &str) -> bool {
+    let mut parts = version.split('.').map(|p| p.trim().parse::<u32>().unwrap_or(0));
+    let major = parts.next().unwrap_or(0);
+    let minor = parts.next().unwrap_or(0);
+    (major, minor) >= (3, 8)
+}
+
+impl HostIo for ProxyIo {
+    fn host_kind(&mut self) -> HostKind {
+        if let Some(kind) = self.host.kind.get() {
+            return kind;
+        }
+        // nginx variables exist only on Kong's host (ngx_wasm_module); Envoy answers NotFound.
+        let kind = match abi::get_property(&["ngx", "hostname"]) {
+            Ok(Some(_)) => HostKind::Kong,
+            _ => HostKind::Envoy,
+        };
+        self.host.kind.set(Some(kind));
+        kind
+    }
+
+    fn request_header(&self, name: &str) -> Option<String> {
+        self.header(abi::MAP_HTTP_REQUEST_HEADERS, name)
+    }
+
+    fn response_header(&self, name: &str) -> Option<String> {
+        self.header(abi::MAP_HTTP_RESPONSE_HEADERS, name)
+    }
+
+    fn set_response_header(&mut self, name: &str, value: &str) -> Result<(), HostError> {
+        abi::replace_header(abi::MAP_HTTP_RESPONSE_HEADERS, name, value)
+            .map_err(|status| HostError { detail: format!("replace_header_map_value status {status}") })
+    }
+
+    fn request_body(&self, start: usize, len: usize) -> Option<Vec<u8>> {
+        self.body(abi::BUFFER_HTTP_REQUEST_BODY, start, len)
+    }
+
+    fn response_body(&self, start: usize, len: usize) -> Option<Vec<u8>> {
+        self.body(abi::BUFFER_HTTP_RESPONSE_BODY, start, len)
+    }
+
+    fn send_reply(&mut self, status: u16, headers: &[(&str, &str)], body: &[u8]) -> Result<(), HostError> {
+        abi::send_local_response(status, "tollgate", body, &encode_header_pairs(headers))
+            .map_err(|status| HostError { detail: format!("send_local_response status {status}") })
+    }
+
+    fn increment(&mut self, counter: Counter) {
+        if !self.metrics_supported() {
+            return;
+        }
+        let id = *self
+            .host
+            .counters
+            .borrow_mut()
+            .entry(counter)
+            .or_insert_with(|| abi::define_counter(counter.metric_name()).ok());
+        if let Some(id) = id {
+            abi::increment_metric(id, 1);
+        }
+    }
+}

@@ -1,0 +1,59 @@
+//! The root context: loads the configuration once per filter instance and creates one
+//! `HttpFilter` per request.
+
+use std::rc::Rc;
+
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::ContextType;
+
+use super::http::HttpFilter;
+use super::proxy_io::HostState;
+use super::{abi, logger};
+use crate::config::{self, Policy};
+
+pub struct FilterRoot {
+    policy: Option<Rc<Policy>>,
+    host: Rc<HostState>,
+}
+
+impl FilterRoot {
+    pub fn new() -> Self {
+        FilterRoot { policy: None, host: Rc::new(HostState::default()) }
+    }
+}
+
+impl Context for FilterRoot {}
+
+impl RootContext for FilterRoot {
+    /// Read no properties here: on Kong, property reads outside a request crash the worker.
+    fn on_configure(&mut self, plugin_configuration_size: usize) -> bool {
+        let bytes = match abi::get_buffer(abi::BUFFER_PLUGIN_CONFIGURATION, 0, plugin_configuration_size) {
+            Ok(bytes) => bytes,
+            Err(status) => {
+                log::error!("tollgate: cannot read the plugin configuration (status {status})");
+                return false;
+            }
+        };
+        match config::compile(&bytes) {
+            Ok(policy) => {
+                logger::set_level(policy.log_level);
+                log::info!("tollgate: configuration loaded");
+                self.policy = Some(Rc::new(policy));
+                true
+            }
+            Err(err) => {
+                log::error!("tollgate: {err}");
+                false
+            }
+        }
+    }
+
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+        // Always a context (the SDK panics on None); without a policy it passes everything.
+        Some(Box::new(HttpFilter::new(context_id, self.policy.clone(), self.host.clone())))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}

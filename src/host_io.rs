@@ -1,0 +1,75 @@
+//! The port between the pure logic and a proxy. `Exchange` talks to the proxy only through
+//! [`HostIo`]; the wasm build implements it over proxy-wasm hostcalls, and the native tests
+//! implement it with a fake host that models Envoy's and Kong's buffering.
+
+use crate::names::Counter;
+
+/// Which proxy runs the filter. They differ in what a filter may do in each phase
+/// (Kong rejects `Pause` from response headers, so cost headers cannot wait for the body there).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostKind {
+    Envoy,
+    Kong,
+}
+
+/// What the filter asks the proxy to do after a callback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// Let the headers or body chunk go on.
+    Continue,
+    /// Hold it: in a headers callback, hold the headers; in a body callback, buffer the body.
+    Pause,
+}
+
+/// A hostcall the proxy refused. The host layer says which call and why in `detail`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostError {
+    pub detail: String,
+}
+
+/// Everything the request state machine needs from the proxy.
+pub trait HostIo {
+    fn host_kind(&mut self) -> HostKind;
+    fn request_header(&self, name: &str) -> Option<String>;
+    fn response_header(&self, name: &str) -> Option<String>;
+    fn set_response_header(&mut self, name: &str, value: &str) -> Result<(), HostError>;
+    /// Bytes `start..start+len` of the request body the proxy currently holds.
+    fn request_body(&self, start: usize, len: usize) -> Option<Vec<u8>>;
+    /// Bytes `start..start+len` of the response body the proxy currently holds.
+    fn response_body(&self, start: usize, len: usize) -> Option<Vec<u8>>;
+    /// Answer the client directly; the request never reaches the upstream.
+    fn send_reply(&mut self, status: u16, headers: &[(&str, &str)], body: &[u8]) -> Result<(), HostError>;
+    fn increment(&mut self, counter: Counter);
+}
+
+/// Header pairs in the proxy-wasm wire format (used for local replies): a u32 count, then a
+/// (u32 name length, u32 value length) per pair, then each name and value NUL-terminated.
+pub fn encode_header_pairs(pairs: &[(&str, &str)]) -> Vec<u8> {
+    let size = 4 + pairs.iter().map(|(n, v)| n.len() + v.len() + 10).sum::<usize>();
+    let mut bytes = Vec::with_capacity(size);
+    let len_u32 = |n: usize| u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes();
+    bytes.extend_from_slice(&len_u32(pairs.len()));
+    for (name, value) in pairs {
+        bytes.extend_from_slice(&len_u32(name.len()));
+        bytes.extend_from_slice(&len_u32(value.len()));
+    }
+    for (name, value) in pairs {
+        bytes.extend_from_slice(name.as_bytes());
+        bytes.push(0);
+        bytes.extend_from_slice(value.as_bytes());
+        bytes.push(0);
+    }
+    bytes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_pairs_use_the_abi_layout() {
+        let bytes = encode_header_pairs(&[("a", "bc")]);
+        assert_eq!(bytes, [1, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, b'a', 0, b'b', b'c', 0]);
+        assert_eq!(encode_header_pairs(&[]), [0, 0, 0, 0]);
+    }
+}

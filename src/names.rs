@@ -1,0 +1,53 @@
+//! Every externally visible name that is not configurable: header suffixes and counter names.
+//! Header names are prefixed at configure time (see `config::Policy::headers`).
+
+/// Suffixes appended to the configured header prefix (default `x-tollgate-`).
+pub const HEADER_MODEL: &str = "model";
+pub const HEADER_INPUT_TOKENS: &str = "input-tokens";
+pub const HEADER_OUTPUT_TOKENS: &str = "output-tokens";
+pub const HEADER_COST_USD: &str = "cost-usd";
+
+/// Value of the cost header when the served model has no price.
+pub const COST_UNPRICED: &str = "unpriced";
+/// Value of the cost header when the response carried no usage to price.
+pub const COST_UNKNOWN: &str = "unknown";
+
+/// Counters the filter increments. Envoy shows them as `wasmcustom.<name>`, Kong as
+/// `pw:<filter>:<name>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Counter {
+    /// An LLM API request whose body was read and understood.
+    RequestsInspected,
+    /// Rejected with 400: the body was empty, not JSON, or had fields of the wrong type.
+    RequestsRejectedInvalidBody,
+    /// Rejected with 413: the body exceeded `max_request_body_bytes`.
+    RequestsRejectedTooLarge,
+    /// A successful non-streaming response that carried no usage object.
+    ResponsesWithoutUsage,
+    /// A response whose served model is not in the price table.
+    ResponsesUnpriced,
+    /// A non-streaming response that was passed through without reading it (too large, or not JSON).
+    ResponsesNotInspected,
+}
+
+impl Counter {
+    pub const ALL: [Counter; 6] = [
+        Counter::RequestsInspected,
+        Counter::RequestsRejectedInvalidBody,
+        Counter::RequestsRejectedTooLarge,
+        Counter::ResponsesWithoutUsage,
+        Counter::ResponsesUnpriced,
+        Counter::ResponsesNotInspected,
+    ];
+
+    pub fn metric_name(self) -> &'static str {
+        match self {
+            Counter::RequestsInspected => "tollgate.requests_inspected",
+            Counter::RequestsRejectedInvalidBody => "tollgate.requests_rejected_invalid_body",
+            Counter::RequestsRejectedTooLarge => "tollgate.requests_rejected_too_large",
+            Counter::ResponsesWithoutUsage => "tollgate.responses_without_usage",
+            Counter::ResponsesUnpriced => "tollgate.responses_unpriced",
+            Counter::ResponsesNotInspected => "tollgate.responses_not_inspected",
+        }
+    }
+}

@@ -1,0 +1,35 @@
+//! Error responses the filter sends itself, shaped like the API the client speaks so its SDK
+//! raises a normal, readable error.
+
+use serde_json::json;
+
+/// A local reply: status and JSON body. Sent with `content-type: application/json`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub status: u16,
+    pub body: Vec<u8>,
+}
+
+/// An OpenAI-shaped error: `{"error": {"message", "type", "param", "code"}}`.
+pub fn openai_error(status: u16, error_type: &str, code: &str, param: Option<&str>, message: &str) -> Reply {
+    let body = json!({
+        "error": { "message": message, "type": error_type, "param": param, "code": code }
+    });
+    Reply { status, body: body.to_string().into_bytes() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn openai_errors_have_the_sdk_shape() {
+        let reply = openai_error(400, "invalid_request_error", "invalid_json", Some("model"), "bad \"x\"");
+        let value: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+        assert_eq!(value["error"]["message"], "bad \"x\"");
+        assert_eq!(value["error"]["type"], "invalid_request_error");
+        assert_eq!(value["error"]["param"], "model");
+        assert_eq!(value["error"]["code"], "invalid_json");
+        assert_eq!(reply.status, 400);
+    }
+}

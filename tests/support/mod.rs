@@ -1,0 +1,365 @@
+//! A fake proxy that drives `Exchange` through whole requests the way Envoy or Kong would, and
+//! records what a client and an upstream would have seen. State-based: tests inspect the
+//! outcome, not the order of hostcalls.
+//!
+//! Host facts modelled (see ../shared/research/kong.md and the Envoy e2e tests):
+//! - Envoy: while the filter pauses a body, the host keeps buffering and reports the cumulative
+//!   size; after `Continue` it reports per-chunk sizes. Headers held with `Pause` are released
+//!   (with any changes) when a later callback continues. Headers already sent cannot change.
+//! - Kong: `eof` is always false in header callbacks; the request body comes in one call;
+//!   `Pause` from response headers is an error; a response body `Pause` buffers once (16 KiB by
+//!   default); a final 0-byte `eof` call ends every response; header writes during the response
+//!   body trap.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use tollgate::config::{self, Policy};
+use tollgate::exchange::Exchange;
+use tollgate::host_io::{Flow, HostError, HostIo, HostKind};
+use tollgate::names::Counter;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    Envoy,
+    /// Envoy, ending each body with a separate empty end-of-stream call (HTTP/2 style).
+    EnvoyEmptyEnd,
+    Kong,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalReply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl LocalReply {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).expect("local reply is JSON")
+    }
+}
+
+const KONG_RESPONSE_BUFFER: usize = 4 * 4096;
+
+pub struct FakeHost {
+    pub profile: Profile,
+    request_headers: Vec<(String, String)>,
+    response_headers: Vec<(String, String)>,
+    request_buffer: Vec<u8>,
+    response_buffer: Vec<u8>,
+    response_headers_sent: bool,
+    in_response_body: bool,
+    pub reply: Option<LocalReply>,
+    pub counters: HashMap<Counter, u64>,
+    /// Things the real host would refuse, trap on, or hang at.
+    pub violations: Vec<String>,
+    /// Request body sizes and end-of-stream flags, as the filter was shown them.
+    pub request_body_calls: Vec<(usize, bool)>,
+    /// What reached the upstream.
+    pub upstream_headers_released: bool,
+    pub upstream_body: Vec<u8>,
+    /// What reached the client, and how the body arrived (one entry per release).
+    pub client_headers: Option<Vec<(String, String)>>,
+    pub client_body_releases: Vec<Vec<u8>>,
+}
+
+pub fn policy(config_json: &str) -> Rc<Policy> {
+    Rc::new(config::compile(config_json.as_bytes()).expect("test config is valid"))
+}
+
+impl FakeHost {
+    pub fn new(profile: Profile) -> Self {
+        FakeHost {
+            profile,
+            request_headers: Vec::new(),
+            response_headers: Vec::new(),
+            request_buffer: Vec::new(),
+            response_buffer: Vec::new(),
+            response_headers_sent: false,
+            in_response_body: false,
+            reply: None,
+            counters: HashMap::new(),
+            violations: Vec::new(),
+            request_body_calls: Vec::new(),
+            upstream_headers_released: false,
+            upstream_body: Vec::new(),
+            client_headers: None,
+            client_body_releases: Vec::new(),
+        }
+    }
+
+    pub fn counter(&self, counter: Counter) -> u64 {
+        self.counters.get(&counter).copied().unwrap_or(0)
+    }
+
+    pub fn client_header(&self, name: &str) -> Option<&str> {
+        let headers = self.client_headers.as_ref()?;
+        headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+
+    pub fn client_body(&self) -> Vec<u8> {
+        self.client_body_releases.concat()
+    }
+
+    fn kong(&self) -> bool {
+        self.profile == Profile::Kong
+    }
+
+    /// Sends a request through the filter: headers, then the body in `chunks`.
+    pub fn request(&mut self, ex: &mut Exchange, headers: &[(&str, &str)], chunks: &[&[u8]]) {
+        self.request_headers = owned(headers);
+        let headers_end = chunks.is_empty() && !self.kong();
+        let flow = ex.on_request_headers(self, headers_end);
+        if self.reply.is_some() {
+            return self.answer_with_local_reply(ex);
+        }
+        self.upstream_headers_released = flow == Flow::Continue;
+        if chunks.is_empty() && !self.kong() {
+            return;
+        }
+        match self.profile {
+            Profile::Kong => {
+                self.request_buffer = chunks.concat();
+                self.request_body_call(ex, true);
+            }
+            Profile::Envoy | Profile::EnvoyEmptyEnd => {
+                let empty_end = self.profile == Profile::EnvoyEmptyEnd;
+                let mut paused = false;
+                for (i, chunk) in chunks.iter().enumerate() {
+                    if !paused {
+                        self.request_buffer.clear();
+                    }
+                    self.request_buffer.extend_from_slice(chunk);
+                    let end = i + 1 == chunks.len() && !empty_end;
+                    paused = self.request_body_call(ex, end) == Flow::Pause;
+                    if self.reply.is_some() {
+                        return self.answer_with_local_reply(ex);
+                    }
+                }
+                if empty_end {
+                    if !paused {
+                        self.request_buffer.clear();
+                    }
+                    paused = self.request_body_call(ex, true) == Flow::Pause;
+                }
+                if paused && self.reply.is_none() {
+                    self.violations.push("request still paused after end of stream: it would hang".into());
+                }
+            }
+        }
+        if self.reply.is_some() {
+            self.answer_with_local_reply(ex);
+        }
+    }
+
+    fn request_body_call(&mut self, ex: &mut Exchange, end: bool) -> Flow {
+        let size = self.request_buffer.len();
+        self.request_body_calls.push((size, end));
+        let flow = ex.on_request_body(self, size, end);
+        if flow == Flow::Continue && self.reply.is_none() {
+            self.upstream_headers_released = true;
+            self.upstream_body.append(&mut self.request_buffer);
+        }
+        flow
+    }
+
+    /// Request trailers after the body chunks (HTTP/2): no body call carries end of stream.
+    pub fn request_with_trailers(&mut self, ex: &mut Exchange, headers: &[(&str, &str)], chunks: &[&[u8]]) {
+        self.request_headers = owned(headers);
+        if ex.on_request_headers(self, false) == Flow::Continue {
+            self.upstream_headers_released = true;
+        }
+        let mut paused = false;
+        for chunk in chunks {
+            if !paused {
+                self.request_buffer.clear();
+            }
+            self.request_buffer.extend_from_slice(chunk);
+            paused = self.request_body_call(ex, false) == Flow::Pause;
+        }
+        if ex.on_request_trailers(self) == Flow::Continue && self.reply.is_none() {
+            self.upstream_headers_released = true;
+            self.upstream_body.append(&mut self.request_buffer);
+        } else if self.reply.is_none() {
+            self.violations.push("request still paused after trailers: it would hang".into());
+        }
+        if self.reply.is_some() {
+            self.answer_with_local_reply(ex);
+        }
+    }
+
+    /// The host runs the response callbacks for the filter's own local reply too.
+    fn answer_with_local_reply(&mut self, ex: &mut Exchange) {
+        let Some(reply) = self.reply.clone() else { return };
+        let status = reply.status.to_string();
+        let mut headers = vec![(":status", status.as_str())];
+        headers.extend(reply.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+        self.response(ex, &headers, &[&reply.body]);
+    }
+
+    /// Sends the upstream's response through the filter.
+    pub fn response(&mut self, ex: &mut Exchange, headers: &[(&str, &str)], chunks: &[&[u8]]) {
+        self.response_headers = owned(headers);
+        let headers_end = chunks.is_empty() && !self.kong();
+        let flow = ex.on_response_headers(self, headers_end);
+        if flow == Flow::Pause && self.kong() {
+            self.violations.push("kong: bad on_response_headers return action PAUSE".into());
+        }
+        if flow == Flow::Continue || self.kong() {
+            self.send_response_headers();
+        }
+        if chunks.is_empty() && !self.kong() {
+            if !self.response_headers_sent {
+                self.violations.push("response headers still held after end of stream: it would hang".into());
+            }
+            return;
+        }
+        self.in_response_body = true;
+        match self.profile {
+            Profile::Kong => self.kong_response_body(ex, chunks),
+            Profile::Envoy | Profile::EnvoyEmptyEnd => self.envoy_response_body(ex, chunks),
+        }
+        self.in_response_body = false;
+    }
+
+    fn envoy_response_body(&mut self, ex: &mut Exchange, chunks: &[&[u8]]) {
+        let empty_end = self.profile == Profile::EnvoyEmptyEnd;
+        let mut paused = false;
+        for (i, chunk) in chunks.iter().enumerate() {
+            if !paused {
+                self.response_buffer.clear();
+            }
+            self.response_buffer.extend_from_slice(chunk);
+            let end = i + 1 == chunks.len() && !empty_end;
+            paused = self.response_body_call(ex, end) == Flow::Pause;
+        }
+        if empty_end {
+            if !paused {
+                self.response_buffer.clear();
+            }
+            paused = self.response_body_call(ex, true) == Flow::Pause;
+        }
+        if paused {
+            self.violations.push("response still paused after end of stream: it would hang".into());
+        }
+    }
+
+    fn response_body_call(&mut self, ex: &mut Exchange, end: bool) -> Flow {
+        let size = self.response_buffer.len();
+        let flow = ex.on_response_body(self, size, end);
+        if flow == Flow::Continue {
+            self.send_response_headers();
+            let released = std::mem::take(&mut self.response_buffer);
+            self.client_body_releases.push(released);
+        }
+        flow
+    }
+
+    fn kong_response_body(&mut self, ex: &mut Exchange, chunks: &[&[u8]]) {
+        let mut buffering = false;
+        let mut buffered_once = false;
+        for chunk in chunks {
+            if buffering {
+                self.response_buffer.extend_from_slice(chunk);
+                if self.response_buffer.len() < KONG_RESPONSE_BUFFER {
+                    continue;
+                }
+                // Buffers full: the filter sees what was gathered, with eof=false.
+                buffering = false;
+            } else {
+                self.response_buffer = chunk.to_vec();
+            }
+            let size = self.response_buffer.len();
+            let flow = ex.on_response_body(self, size, false);
+            if flow == Flow::Pause && !buffered_once {
+                buffering = true;
+                buffered_once = true;
+                continue;
+            }
+            let released = std::mem::take(&mut self.response_buffer);
+            self.client_body_releases.push(released);
+        }
+        // The last call carries what is still buffered (if any) and eof.
+        if !buffering {
+            self.response_buffer.clear();
+        }
+        let size = self.response_buffer.len();
+        ex.on_response_body(self, size, true);
+        let released = std::mem::take(&mut self.response_buffer);
+        self.client_body_releases.push(released);
+    }
+
+    fn send_response_headers(&mut self) {
+        if !self.response_headers_sent {
+            self.response_headers_sent = true;
+            self.client_headers = Some(self.response_headers.clone());
+        }
+    }
+}
+
+fn owned(headers: &[(&str, &str)]) -> Vec<(String, String)> {
+    headers.iter().map(|(n, v)| (n.to_ascii_lowercase(), v.to_string())).collect()
+}
+
+fn find(headers: &[(String, String)], name: &str) -> Option<String> {
+    headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone())
+}
+
+impl HostIo for FakeHost {
+    fn host_kind(&mut self) -> HostKind {
+        if self.kong() {
+            HostKind::Kong
+        } else {
+            HostKind::Envoy
+        }
+    }
+
+    fn request_header(&self, name: &str) -> Option<String> {
+        find(&self.request_headers, name)
+    }
+
+    fn response_header(&self, name: &str) -> Option<String> {
+        find(&self.response_headers, name)
+    }
+
+    fn set_response_header(&mut self, name: &str, value: &str) -> Result<(), HostError> {
+        if self.kong() && self.in_response_body {
+            self.violations.push(format!("kong traps: response header {name} set during the response body"));
+            return Err(HostError { detail: "trap".into() });
+        }
+        if self.response_headers_sent {
+            self.violations.push(format!("response header {name} set after the headers were sent"));
+            return Err(HostError { detail: "headers already sent".into() });
+        }
+        self.response_headers.retain(|(n, _)| n != name);
+        self.response_headers.push((name.to_string(), value.to_string()));
+        Ok(())
+    }
+
+    fn request_body(&self, start: usize, len: usize) -> Option<Vec<u8>> {
+        self.request_buffer.get(start..start.checked_add(len)?).map(<[u8]>::to_vec)
+    }
+
+    fn response_body(&self, start: usize, len: usize) -> Option<Vec<u8>> {
+        self.response_buffer.get(start..start.checked_add(len)?).map(<[u8]>::to_vec)
+    }
+
+    fn send_reply(&mut self, status: u16, headers: &[(&str, &str)], body: &[u8]) -> Result<(), HostError> {
+        if self.reply.is_some() {
+            self.violations.push("second local reply (kong traps)".into());
+            return Err(HostError { detail: "already replied".into() });
+        }
+        if self.in_response_body {
+            self.violations.push("local reply during the response body".into());
+            return Err(HostError { detail: "response already sent".into() });
+        }
+        self.reply = Some(LocalReply { status, headers: owned(headers), body: body.to_vec() });
+        Ok(())
+    }
+
+    fn increment(&mut self, counter: Counter) {
+        *self.counters.entry(counter).or_insert(0) += 1;
+    }
+}
