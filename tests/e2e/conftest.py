@@ -1,0 +1,66 @@
+"""Fixtures: a mock provider and a real Envoy with the filter, per test module, plus a factory
+for tests that need their own configuration."""
+
+import http.client
+import json
+
+import pytest
+
+from harness import Envoy, Mock
+
+
+@pytest.fixture(scope="module")
+def mock():
+    provider = Mock()
+    yield provider
+    provider.stop()
+
+
+@pytest.fixture(scope="module")
+def envoy(mock):
+    proxy = Envoy(mock.port)
+    yield proxy
+    proxy.stop()
+
+
+@pytest.fixture
+def start_envoy(mock):
+    """Starts an Envoy with another filter configuration; stopped after the test."""
+    started = []
+
+    def start(filter_config=None, **kwargs):
+        proxy = Envoy(mock.port, filter_config=filter_config, **kwargs)
+        started.append(proxy)
+        return proxy
+
+    yield start
+    for proxy in started:
+        proxy.stop()
+
+
+class Response:
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    def header(self, name):
+        return self.headers.get(name.lower())
+
+    def json(self):
+        return json.loads(self.body)
+
+
+def post(port, path, body, headers=None, timeout=30):
+    """A plain HTTP POST; `body` may be bytes, str or a JSON-able object."""
+    if not isinstance(body, (bytes, str)):
+        body = json.dumps(body)
+    if isinstance(body, str):
+        body = body.encode()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("POST", path, body=body, headers=headers or {"content-type": "application/json"})
+        response = conn.getresponse()
+        return Response(response.status, {k.lower(): v for k, v in response.getheaders()}, response.read())
+    finally:
+        conn.close()

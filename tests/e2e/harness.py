@@ -1,0 +1,182 @@
+"""Starts and stops the real processes: the mock provider and Envoy with the Tollgate filter.
+
+Used by the end-to-end tests (each test gets its own ports and Envoy --base-id) and by
+`make run`. Missing binaries are an error, never a skip.
+"""
+
+from __future__ import annotations
+
+import copy
+import http.client
+import itertools
+import json
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+ENVOY_CONFIG = REPO / "envoy" / "envoy.yaml"
+WASM = REPO / "dist" / "tollgate.wasm"
+
+_base_ids = itertools.count(os.getpid() % 4000 * 10 + 1)
+
+
+def envoy_binary() -> Path:
+    path = Path(os.environ.get("ENVOY_BIN") or REPO / ".venv" / "bin" / "envoy")
+    if not path.exists():
+        raise RuntimeError(f"Envoy not found at {path}: run `make setup` or set ENVOY_BIN")
+    return path
+
+
+def release_binary(name: str) -> Path:
+    path = REPO / "target" / "release" / name
+    if not path.exists():
+        raise RuntimeError(f"{path} is missing: run `make build`")
+    return path
+
+
+def wasm_module() -> Path:
+    if not WASM.exists():
+        raise RuntimeError(f"{WASM} is missing: run `make build`")
+    return WASM
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+class Mock:
+    """tollgate-mock on a port of its own."""
+
+    def __init__(self, *args: str, port: int = 0, name: str | None = None):
+        command = [str(release_binary("tollgate-mock")), "--listen", f"127.0.0.1:{port}", "--quiet", *args]
+        if name:
+            command += ["--name", name]
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        line = self.process.stdout.readline() if self.process.stdout else ""
+        if "listening on" not in line:
+            _stop(self.process)
+            raise RuntimeError(f"tollgate-mock did not start: {line!r}")
+        self.port = int(line.rsplit(":", 1)[1])
+
+    def stop(self) -> None:
+        _stop(self.process)
+
+
+def render_envoy_config(
+    template: Path,
+    listen_port: int,
+    admin_port: int,
+    upstream_port: int,
+    filter_config: dict | None = None,
+) -> dict:
+    """The shipped config with test ports, an absolute .wasm path and optionally another
+    filter configuration. Everything else stays as shipped, so tests exercise the real file."""
+    config = copy.deepcopy(yaml.safe_load(template.read_text()))
+    config["admin"]["address"]["socket_address"]["port_value"] = admin_port
+    for listener in config["static_resources"]["listeners"]:
+        listener["address"]["socket_address"]["port_value"] = listen_port
+        for chain in listener["filter_chains"]:
+            for network_filter in chain["filters"]:
+                for http_filter in network_filter["typed_config"].get("http_filters", []):
+                    wasm = http_filter["typed_config"].get("config")
+                    if not wasm:
+                        continue
+                    wasm["vm_config"]["code"]["local"]["filename"] = str(wasm_module())
+                    if filter_config is not None:
+                        wasm["configuration"]["value"] = json.dumps(filter_config)
+    for cluster in config["static_resources"]["clusters"]:
+        for endpoints in cluster["load_assignment"]["endpoints"]:
+            for endpoint in endpoints["lb_endpoints"]:
+                endpoint["endpoint"]["address"]["socket_address"]["port_value"] = upstream_port
+    return config
+
+
+class Envoy:
+    """A real Envoy running a rendered copy of envoy/envoy.yaml, one worker thread."""
+
+    def __init__(
+        self,
+        upstream_port: int,
+        filter_config: dict | None = None,
+        template: Path = ENVOY_CONFIG,
+        listen_port: int | None = None,
+        admin_port: int | None = None,
+        log_level: str = "warning",
+    ):
+        self.port = listen_port or free_port()
+        self.admin_port = admin_port or free_port()
+        self.workdir = Path(tempfile.mkdtemp(prefix="tollgate-envoy-"))
+        config = render_envoy_config(template, self.port, self.admin_port, upstream_port, filter_config)
+        config_path = self.workdir / "envoy.yaml"
+        config_path.write_text(yaml.safe_dump(config))
+        self.log_path = self.workdir / "envoy.log"
+        self._log = open(self.log_path, "w")
+        command = [
+            str(envoy_binary()),
+            "-c", str(config_path),
+            "--base-id", str(next(_base_ids)),
+            "--concurrency", "1",
+            "--log-level", log_level,
+            "--component-log-level", "wasm:debug" if log_level != "warning" else "wasm:info",
+        ]
+        self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, cwd=REPO)
+        self._wait_ready()
+
+    def _wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"Envoy exited with {self.process.returncode}:\n{self.log()[-3000:]}")
+            try:
+                if self.admin("/ready")[0] == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"Envoy not ready after {timeout}s:\n{self.log()[-3000:]}")
+
+    def admin(self, path: str) -> tuple[int, str]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.admin_port, timeout=5)
+        try:
+            conn.request("GET", path)
+            response = conn.getresponse()
+            return response.status, response.read().decode()
+        finally:
+            conn.close()
+
+    def stats(self) -> dict[str, int]:
+        """Envoy's counters and gauges by name."""
+        _, text = self.admin("/stats?format=json")
+        return {s["name"]: s.get("value", 0) for s in json.loads(text)["stats"] if "value" in s}
+
+    def log(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        _stop(self.process)
+        self._log.close()

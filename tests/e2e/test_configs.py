@@ -1,0 +1,64 @@
+"""Shipped configuration: every Envoy config validates in the real Envoy (which loads the
+filter and runs its configuration parser), the CLI rejects bad filter configs naming the
+field, and a bad config makes Envoy refuse to start instead of serving without the filter."""
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from harness import REPO, Envoy, envoy_binary, release_binary, wasm_module
+
+ENVOY_CONFIGS = sorted((REPO / "envoy").glob("*.yaml"))
+
+
+def test_there_are_envoy_configs():
+    assert ENVOY_CONFIGS
+
+
+@pytest.mark.parametrize("config", ENVOY_CONFIGS, ids=lambda p: p.name)
+def test_envoy_config_validates(config, tmp_path):
+    wasm_module()
+    result = subprocess.run(
+        [str(envoy_binary()), "--mode", "validate", "-c", str(config), "--base-id", str(abs(hash(config.name)) % 10000 + 50000)],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "OK" in result.stdout + result.stderr
+    assert "configuration loaded" in result.stdout + result.stderr, "the filter parsed its configuration"
+
+
+def check_config(tmp_path: Path, text: str):
+    path = tmp_path / "tollgate.json"
+    path.write_text(text)
+    return subprocess.run([str(release_binary("tollgate")), "check-config", str(path)], capture_output=True, text=True)
+
+
+def test_check_config_accepts_the_shipped_configuration(tmp_path):
+    result = check_config(tmp_path, json.dumps({"header_prefix": "x-tollgate-", "log_level": "debug"}))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith(": ok")
+
+
+@pytest.mark.parametrize(
+    "config, field",
+    [
+        ('{"header_prefx": "x-"}', "header_prefx"),
+        ('{"max_request_body_bytes": "big"}', "max_request_body_bytes"),
+        ('{"max_response_body_bytes": 0}', "max_response_body_bytes"),
+        ('{"log_level": "loud"}', "log_level"),
+        ('{"header_prefix": "X-Upper-"}', "header_prefix"),
+    ],
+)
+def test_check_config_rejects_a_bad_config_naming_the_field(tmp_path, config, field):
+    result = check_config(tmp_path, config)
+    assert result.returncode == 1
+    assert field in result.stderr
+    assert "invalid configuration" in result.stderr
+
+
+def test_envoy_refuses_to_start_with_a_bad_filter_config(mock):
+    with pytest.raises(RuntimeError) as raised:
+        Envoy(mock.port, filter_config={"log_level": "loud"})
+    assert "log_level" in str(raised.value)
