@@ -30,12 +30,7 @@ struct RawConfig {
 }
 
 /// Names of every field `RawConfig` accepts, for the schema consistency test.
-pub const FIELDS: [&str; 4] = [
-    "header_prefix",
-    "max_request_body_bytes",
-    "max_response_body_bytes",
-    "log_level",
-];
+pub const FIELDS: [&str; 4] = ["header_prefix", "max_request_body_bytes", "max_response_body_bytes", "log_level"];
 
 fn default_header_prefix() -> String {
     "x-tollgate-".to_string()

@@ -21,7 +21,9 @@ enum RequestPhase {
     /// Not an API call the filter inspects: every later callback continues.
     Ignored,
     /// Waiting for the whole body; `size` is what the proxy holds so far.
-    ReadingBody { size: usize },
+    ReadingBody {
+        size: usize,
+    },
     Done,
 }
 
@@ -32,7 +34,9 @@ enum ResponsePhase {
     /// SSE: every chunk goes on as it arrives.
     Streaming,
     /// Headers held; waiting for the whole JSON body.
-    Buffering { size: usize },
+    Buffering {
+        size: usize,
+    },
     Done,
 }
 

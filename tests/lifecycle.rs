@@ -1,5 +1,6 @@
 //! Whole requests through `Exchange` on a fake Envoy and a fake Kong: what the client and the
 //! upstream end up seeing, for good requests and for every kind of bad input.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // tests may fail loudly
 
 mod support;
 
@@ -11,11 +12,8 @@ const CHAT_REQUEST: &[u8] = include_bytes!("fixtures/openai/chat_request.json");
 const CHAT_RESPONSE: &[u8] = include_bytes!("fixtures/openai/chat_response.json");
 const CHAT_STREAM: &[u8] = include_bytes!("fixtures/openai/chat_stream.sse");
 
-const CHAT_HEADERS: &[(&str, &str)] = &[
-    (":method", "POST"),
-    (":path", "/v1/chat/completions"),
-    ("content-type", "application/json"),
-];
+const CHAT_HEADERS: &[(&str, &str)] =
+    &[(":method", "POST"), (":path", "/v1/chat/completions"), ("content-type", "application/json")];
 const JSON_OK: &[(&str, &str)] = &[(":status", "200"), ("content-type", "application/json")];
 const SSE_OK: &[(&str, &str)] = &[(":status", "200"), ("content-type", "text/event-stream; charset=utf-8")];
 
@@ -232,7 +230,8 @@ fn upstream_errors_pass_through_untouched() {
     let mut host = FakeHost::new(Profile::Envoy);
     let mut ex = exchange();
     host.request(&mut ex, CHAT_HEADERS, &[CHAT_REQUEST]);
-    let error = br#"{"error":{"message":"Rate limit reached","type":"requests","param":null,"code":"rate_limit_exceeded"}}"#;
+    let error =
+        br#"{"error":{"message":"Rate limit reached","type":"requests","param":null,"code":"rate_limit_exceeded"}}"#;
     host.response(&mut ex, &[(":status", "429"), ("content-type", "application/json"), ("retry-after", "1")], &[error]);
     assert_clean(&host);
     assert_eq!(host.client_body(), error);

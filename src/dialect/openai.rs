@@ -95,14 +95,11 @@ pub fn parse_chat_response(body: &[u8]) -> Option<ChatResponse> {
     let value: serde_json::Value = serde_json::from_slice(body).ok()?;
     let object = value.as_object()?;
     let model = object.get("model").and_then(|m| m.as_str()).map(str::to_string);
-    let usage = object
-        .get("usage")
-        .and_then(|u| RawUsage::deserialize(u).ok())
-        .map(|u| TokenUsage {
-            input: u.prompt_tokens,
-            cached_input: u.prompt_tokens_details.and_then(|d| d.cached_tokens).unwrap_or(0),
-            output: u.completion_tokens,
-        });
+    let usage = object.get("usage").and_then(|u| RawUsage::deserialize(u).ok()).map(|u| TokenUsage {
+        input: u.prompt_tokens,
+        cached_input: u.prompt_tokens_details.and_then(|d| d.cached_tokens).unwrap_or(0),
+        output: u.completion_tokens,
+    });
     Some(ChatResponse { model, usage })
 }
 
@@ -162,7 +159,10 @@ mod tests {
     fn missing_or_malformed_usage_is_none() {
         assert_eq!(parse_chat_response(br#"{"model":"m"}"#).unwrap().usage, None);
         assert_eq!(parse_chat_response(br#"{"model":"m","usage":null}"#).unwrap().usage, None);
-        assert_eq!(parse_chat_response(br#"{"model":"m","usage":{"prompt_tokens":-3,"completion_tokens":1}}"#).unwrap().usage, None);
+        assert_eq!(
+            parse_chat_response(br#"{"model":"m","usage":{"prompt_tokens":-3,"completion_tokens":1}}"#).unwrap().usage,
+            None
+        );
         assert_eq!(parse_chat_response(b"<html>bad gateway</html>"), None);
     }
 }

@@ -10,7 +10,7 @@
 //!   `Pause` from response headers is an error; a response body `Pause` buffers once (16 KiB by
 //!   default); a final 0-byte `eof` call ends every response; header writes during the response
 //!   body trap.
-#![allow(dead_code)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // tests may fail loudly
 
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -192,7 +192,9 @@ impl FakeHost {
 
     /// The host runs the response callbacks for the filter's own local reply too.
     fn answer_with_local_reply(&mut self, ex: &mut Exchange) {
-        let Some(reply) = self.reply.clone() else { return };
+        let Some(reply) = self.reply.clone() else {
+            return;
+        };
         let status = reply.status.to_string();
         let mut headers = vec![(":status", status.as_str())];
         headers.extend(reply.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())));
