@@ -27,10 +27,21 @@ struct RawConfig {
     max_response_body_bytes: usize,
     #[serde(default = "default_log_level")]
     log_level: String,
+    #[serde(default = "default_true")]
+    include_usage: bool,
+    #[serde(default = "default_max_stream_event_bytes")]
+    max_stream_event_bytes: usize,
 }
 
 /// Names of every field `RawConfig` accepts, for the schema consistency test.
-pub const FIELDS: [&str; 4] = ["header_prefix", "max_request_body_bytes", "max_response_body_bytes", "log_level"];
+pub const FIELDS: [&str; 6] = [
+    "header_prefix",
+    "max_request_body_bytes",
+    "max_response_body_bytes",
+    "log_level",
+    "include_usage",
+    "max_stream_event_bytes",
+];
 
 fn default_header_prefix() -> String {
     "x-tollgate-".to_string()
@@ -38,6 +49,14 @@ fn default_header_prefix() -> String {
 
 fn default_body_limit() -> usize {
     4 * 1024 * 1024
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_max_stream_event_bytes() -> usize {
+    1024 * 1024
 }
 
 fn default_log_level() -> String {
@@ -94,6 +113,10 @@ pub struct Policy {
     pub max_request_body_bytes: usize,
     pub max_response_body_bytes: usize,
     pub log_level: log::LevelFilter,
+    /// Ask OpenAI streams for their final usage chunk, and hide it from clients that did not.
+    pub include_usage: bool,
+    /// Stream events larger than this are skipped by the usage reader (and counted).
+    pub max_stream_event_bytes: usize,
     pub prices: PriceTable,
 }
 
@@ -104,6 +127,8 @@ impl Default for Policy {
             max_request_body_bytes: default_body_limit(),
             max_response_body_bytes: default_body_limit(),
             log_level: log::LevelFilter::Info,
+            include_usage: true,
+            max_stream_event_bytes: default_max_stream_event_bytes(),
             prices: PriceTable::builtin(),
         }
     }
@@ -139,12 +164,15 @@ fn compile_raw(raw: RawConfig) -> Result<Policy, ConfigError> {
     validate_header_prefix(&raw.header_prefix)?;
     validate_body_limit("max_request_body_bytes", raw.max_request_body_bytes)?;
     validate_body_limit("max_response_body_bytes", raw.max_response_body_bytes)?;
+    validate_body_limit("max_stream_event_bytes", raw.max_stream_event_bytes)?;
     let log_level = parse_log_level(&raw.log_level)?;
     Ok(Policy {
         headers: HeaderNames::with_prefix(&raw.header_prefix),
         max_request_body_bytes: raw.max_request_body_bytes,
         max_response_body_bytes: raw.max_response_body_bytes,
         log_level,
+        include_usage: raw.include_usage,
+        max_stream_event_bytes: raw.max_stream_event_bytes,
         prices: PriceTable::builtin(),
     })
 }

@@ -1,40 +1,45 @@
 //! One request/response exchange: the state machine the host layer drives, callback by callback.
 //!
-//! Request side: recognise an LLM API call from method and path, buffer its body (the proxy
-//! holds it while we answer `Pause`), read `model` and `stream`, and reject what cannot be read
-//! with an error in the client's dialect. Response side: streams pass through chunk by chunk;
-//! a non-streaming JSON answer is held until complete so its usage can be priced and reported
-//! in response headers, which is only possible while the headers themselves are still held.
+//! Request side: recognise an LLM API call from method and path, hold its headers and body until
+//! the body is complete, read `model` and `stream`, and reject what cannot be read with an error
+//! in the client's dialect. Response side: streams pass through chunk by chunk while their usage
+//! is read event by event; a non-streaming JSON answer is held until complete so its usage can
+//! be priced and reported in response headers (only possible while the headers are still held).
+//! Every exchange ends with one usage record, exported to the proxy's logs.
 
 use std::rc::Rc;
 
 use crate::config::Policy;
-use crate::dialect::openai::{self, ChatRequest};
-use crate::dialect::Api;
+use crate::dialect::{self, Api, ErrorKind, RequestFacts};
+use crate::estimate;
 use crate::host_io::{Flow, HostIo, HostKind};
 use crate::names::{self, Counter};
-use crate::reply::{self, Reply};
+use crate::reply::Reply;
+use crate::stream_meter::{ChunkEdit, StreamMeter};
+use crate::usage::{Count, Outcome, TokenCounts, UsageRecord};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum RequestPhase {
     AwaitingHeaders,
     /// Not an API call the filter inspects: every later callback continues.
     Ignored,
-    /// Waiting for the whole body; `size` is what the proxy holds so far.
-    ReadingBody {
-        size: usize,
-    },
+    /// Waiting for the whole body.
+    ReadingBody,
     Done,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 enum ResponsePhase {
     AwaitingHeaders,
+    /// Passed through without reading; the record (if any) is already written.
     Ignored,
-    /// SSE: every chunk goes on as it arrives.
-    Streaming,
-    /// Headers held; waiting for the whole JSON body.
+    /// SSE: every chunk goes on as it arrives, read on the way.
+    Streaming(Box<StreamMeter>),
+    /// Waiting for the whole JSON body. `headers_held`: the response headers wait with it (Envoy),
+    /// so cost headers can be added; on Kong the body is read for the record only.
     Buffering {
+        headers_held: bool,
+        paused_once: bool,
         size: usize,
     },
     Done,
@@ -44,10 +49,18 @@ enum ResponsePhase {
 pub struct Exchange {
     id: u32,
     policy: Rc<Policy>,
+    api: Option<Api>,
     request: RequestPhase,
     response: ResponsePhase,
-    chat: Option<ChatRequest>,
+    facts: Option<RequestFacts>,
+    request_bytes: usize,
+    /// Tollgate added `stream_options.include_usage`: the client did not ask for the usage chunk.
+    strip_usage_chunk: bool,
     replied_locally: bool,
+    status: Option<u16>,
+    started_at: u64,
+    first_byte_at: Option<u64>,
+    recorded: bool,
 }
 
 impl Exchange {
@@ -55,93 +68,122 @@ impl Exchange {
         Exchange {
             id,
             policy,
+            api: None,
             request: RequestPhase::AwaitingHeaders,
             response: ResponsePhase::AwaitingHeaders,
-            chat: None,
+            facts: None,
+            request_bytes: 0,
+            strip_usage_chunk: false,
             replied_locally: false,
+            status: None,
+            started_at: 0,
+            first_byte_at: None,
+            recorded: false,
         }
     }
 
     /// The parsed request, once its body has been read.
-    pub fn chat_request(&self) -> Option<&ChatRequest> {
-        self.chat.as_ref()
+    pub fn request_facts(&self) -> Option<&RequestFacts> {
+        self.facts.as_ref()
     }
 
     pub fn on_request_headers(&mut self, io: &mut dyn HostIo, end_of_stream: bool) -> Flow {
         let method = io.request_header(":method").unwrap_or_default();
         let path = io.request_header(":path").unwrap_or_default();
-        if Api::detect(&method, &path).is_none() {
+        let Some(api) = Api::detect(&method, &path) else {
             self.request = RequestPhase::Ignored;
             return Flow::Continue;
-        }
+        };
+        self.api = Some(api);
+        self.started_at = io.now_nanos();
         if end_of_stream {
-            return self.finish_request_body(io, 0);
+            return self.finish_request_body(io, api, 0);
         }
         let declared = io.request_header("content-length").and_then(|v| v.trim().parse::<u64>().ok());
         if declared.is_some_and(|len| len > self.policy.max_request_body_bytes as u64) {
-            return self.reject_too_large(io);
+            return self.reject_too_large(io, api);
         }
         // Hold the headers too: nothing reaches the upstream until the body has been judged.
         // (Envoy needs `allow_on_headers_stop_iteration: true` for this; see envoy/envoy.yaml.)
-        self.request = RequestPhase::ReadingBody { size: 0 };
+        self.request = RequestPhase::ReadingBody;
         Flow::Pause
     }
 
     /// `body_size` is the size of the body the proxy holds for us: cumulative while we pause
     /// (Envoy), the whole body in one call (Kong).
     pub fn on_request_body(&mut self, io: &mut dyn HostIo, body_size: usize, end_of_stream: bool) -> Flow {
-        let RequestPhase::ReadingBody { .. } = self.request else {
+        let (RequestPhase::ReadingBody, Some(api)) = (self.request, self.api) else {
             return Flow::Continue;
         };
         if body_size > self.policy.max_request_body_bytes {
-            return self.reject_too_large(io);
+            return self.reject_too_large(io, api);
         }
-        self.request = RequestPhase::ReadingBody { size: body_size };
+        self.request_bytes = body_size;
         if !end_of_stream {
             return Flow::Pause;
         }
-        self.finish_request_body(io, body_size)
+        self.finish_request_body(io, api, body_size)
     }
 
     /// HTTP/2 requests with trailers never flag end of stream on a body callback.
     pub fn on_request_trailers(&mut self, io: &mut dyn HostIo) -> Flow {
-        match self.request {
-            RequestPhase::ReadingBody { size } => self.finish_request_body(io, size),
+        match (self.request, self.api) {
+            (RequestPhase::ReadingBody, Some(api)) => self.finish_request_body(io, api, self.request_bytes),
             _ => Flow::Continue,
         }
     }
 
-    fn finish_request_body(&mut self, io: &mut dyn HostIo, size: usize) -> Flow {
+    fn finish_request_body(&mut self, io: &mut dyn HostIo, api: Api, size: usize) -> Flow {
         self.request = RequestPhase::Done;
+        self.request_bytes = size;
         let body = if size == 0 { Some(Vec::new()) } else { io.request_body(0, size) };
         let Some(body) = body else {
             // Kong spills bodies above nginx's client_body_buffer_size to a file it will not hand over.
             log::warn!("#{} request_body_unreadable bytes={size}", self.id);
-            return self.reject_too_large(io);
+            return self.reject_too_large(io, api);
         };
-        match openai::parse_chat_request(&body) {
-            Ok(chat) => {
-                io.increment(Counter::RequestsInspected);
-                log::debug!(
-                    "#{} request model={} stream={} bytes={}",
-                    self.id,
-                    chat.model.as_deref().unwrap_or("-"),
-                    chat.stream,
-                    body.len()
-                );
-                self.chat = Some(chat);
-                Flow::Continue
-            }
+        let facts = match dialect::parse_request(&body) {
+            Ok(facts) => facts,
             Err(err) => {
                 io.increment(Counter::RequestsRejectedInvalidBody);
                 log::debug!("#{} request_rejected reason=invalid_body bytes={}", self.id, body.len());
-                let code = if err.param.is_some() { "invalid_type" } else { "invalid_json" };
-                self.send(io, reply::openai_error(400, "invalid_request_error", code, err.param, &err.message))
+                let kind = if err.param.is_some() { ErrorKind::InvalidType } else { ErrorKind::InvalidJson };
+                return self.send(io, api.error_reply(400, kind, err.param, &err.message));
             }
+        };
+        io.increment(Counter::RequestsInspected);
+        log::debug!(
+            "#{} request api={} model={} stream={} bytes={}",
+            self.id,
+            api.name(),
+            facts.model.as_deref().unwrap_or("-"),
+            facts.stream,
+            body.len()
+        );
+        if api == Api::OpenAiChat && facts.stream && !facts.include_usage && self.policy.include_usage {
+            self.ask_for_stream_usage(io, &body);
+        }
+        self.facts = Some(facts);
+        Flow::Continue
+    }
+
+    /// OpenAI streams report usage only when asked; ask, and remember to hide the answer.
+    fn ask_for_stream_usage(&mut self, io: &mut dyn HostIo, body: &[u8]) {
+        let Some(rewritten) = dialect::openai::with_include_usage(body) else {
+            return;
+        };
+        let replaced =
+            io.replace_request_body(body.len(), &rewritten).and_then(|()| match io.request_header("content-length") {
+                Some(_) => io.set_request_header("content-length", &rewritten.len().to_string()),
+                None => Ok(()),
+            });
+        match replaced {
+            Ok(()) => self.strip_usage_chunk = true,
+            Err(err) => log::warn!("#{} include_usage_not_added detail={}", self.id, err.detail),
         }
     }
 
-    fn reject_too_large(&mut self, io: &mut dyn HostIo) -> Flow {
+    fn reject_too_large(&mut self, io: &mut dyn HostIo, api: Api) -> Flow {
         self.request = RequestPhase::Done;
         io.increment(Counter::RequestsRejectedTooLarge);
         log::debug!("#{} request_rejected reason=too_large limit={}", self.id, self.policy.max_request_body_bytes);
@@ -149,7 +191,7 @@ impl Exchange {
             "The request body is larger than this gateway accepts ({} bytes).",
             self.policy.max_request_body_bytes
         );
-        self.send(io, reply::openai_error(413, "invalid_request_error", "request_too_large", None, &message))
+        self.send(io, api.error_reply(413, ErrorKind::RequestTooLarge, None, &message))
     }
 
     fn send(&mut self, io: &mut dyn HostIo, reply: Reply) -> Flow {
@@ -157,6 +199,8 @@ impl Exchange {
         match io.send_reply(reply.status, &headers, &reply.body) {
             Ok(()) => {
                 self.replied_locally = true;
+                self.status = Some(reply.status);
+                self.record(io, TokenCounts::default(), None, Outcome::Rejected);
                 // The reply replaces the request: nothing more may reach the upstream.
                 Flow::Pause
             }
@@ -170,7 +214,7 @@ impl Exchange {
     pub fn on_response_headers(&mut self, io: &mut dyn HostIo, end_of_stream: bool) -> Flow {
         self.response = self.response_plan(io, end_of_stream);
         match self.response {
-            ResponsePhase::Buffering { .. } => Flow::Pause,
+            ResponsePhase::Buffering { headers_held: true, .. } => Flow::Pause,
             _ => Flow::Continue,
         }
     }
@@ -180,24 +224,33 @@ impl Exchange {
         if self.replied_locally {
             return ResponsePhase::Ignored;
         }
-        let Some(chat) = &self.chat else {
+        let (Some(facts), Some(api)) = (&self.facts, self.api) else {
             return ResponsePhase::Ignored;
         };
-        let status = io.response_header(":status").and_then(|s| s.parse::<u16>().ok()).unwrap_or(0);
-        if !(200..300).contains(&status) {
+        let stream_requested = facts.stream;
+        let status = io.response_header(":status").and_then(|s| s.parse::<u16>().ok());
+        self.status = status;
+        if !status.is_some_and(|s| (200..300).contains(&s)) {
+            self.record(io, TokenCounts::default(), None, Outcome::UpstreamError);
             return ResponsePhase::Ignored;
         }
         let content_type = io.response_header("content-type").unwrap_or_default().to_ascii_lowercase();
-        if chat.stream || content_type.starts_with("text/event-stream") {
-            return ResponsePhase::Streaming;
+        if stream_requested || content_type.starts_with("text/event-stream") {
+            let strip = self.strip_usage_chunk && api == Api::OpenAiChat;
+            if strip {
+                // Chunks may shrink: a declared length would no longer be true.
+                if let Err(err) = io.remove_response_header("content-length") {
+                    log::warn!("#{} remove_content_length_failed detail={}", self.id, err.detail);
+                }
+            }
+            return ResponsePhase::Streaming(Box::new(StreamMeter::new(
+                api,
+                strip,
+                self.policy.max_stream_event_bytes,
+            )));
         }
         if end_of_stream {
-            return ResponsePhase::Ignored;
-        }
-        if io.host_kind() == HostKind::Kong {
-            // Kong refuses Pause from response headers, and headers cannot change once the body
-            // has started, so cost cannot be reported in headers there.
-            log::debug!("#{} response_headers_not_held host=kong", self.id);
+            self.record(io, TokenCounts::default(), None, Outcome::Complete);
             return ResponsePhase::Ignored;
         }
         let declared = io.response_header("content-length").and_then(|v| v.trim().parse::<u64>().ok());
@@ -206,70 +259,187 @@ impl Exchange {
         if too_large || not_json {
             io.increment(Counter::ResponsesNotInspected);
             log::debug!("#{} response_not_inspected too_large={too_large} not_json={not_json}", self.id);
+            self.record(io, TokenCounts::default(), None, Outcome::Complete);
             return ResponsePhase::Ignored;
         }
-        ResponsePhase::Buffering { size: 0 }
+        // Kong refuses Pause from response headers, and headers cannot change once the body has
+        // started, so there the body is read for the record only.
+        let headers_held = io.host_kind() == HostKind::Envoy;
+        ResponsePhase::Buffering { headers_held, paused_once: false, size: 0 }
     }
 
     pub fn on_response_body(&mut self, io: &mut dyn HostIo, body_size: usize, end_of_stream: bool) -> Flow {
-        let ResponsePhase::Buffering { .. } = self.response else {
-            return Flow::Continue;
-        };
-        if body_size > self.policy.max_response_body_bytes {
-            // Give up on headers and release what is held, unchanged.
-            io.increment(Counter::ResponsesNotInspected);
-            log::debug!("#{} response_not_inspected too_large=true", self.id);
-            self.response = ResponsePhase::Ignored;
-            return Flow::Continue;
+        if body_size > 0 && self.first_byte_at.is_none() {
+            self.first_byte_at = Some(io.now_nanos());
         }
-        self.response = ResponsePhase::Buffering { size: body_size };
-        if !end_of_stream {
-            return Flow::Pause;
+        match &mut self.response {
+            ResponsePhase::Streaming(_) => {
+                self.stream_chunk(io, body_size, end_of_stream);
+                Flow::Continue
+            }
+            ResponsePhase::Buffering { headers_held, paused_once, size } => {
+                let held = *headers_held;
+                *size = body_size;
+                let gave_up =
+                    body_size > self.policy.max_response_body_bytes || (!held && *paused_once && !end_of_stream);
+                if gave_up {
+                    // Too large for us (or for Kong's response buffers): release it unchanged.
+                    io.increment(Counter::ResponsesNotInspected);
+                    log::debug!("#{} response_not_inspected too_large=true", self.id);
+                    self.response = ResponsePhase::Ignored;
+                    self.record(io, TokenCounts::default(), None, Outcome::Complete);
+                    return Flow::Continue;
+                }
+                if !end_of_stream {
+                    *paused_once = true;
+                    return Flow::Pause;
+                }
+                self.response = ResponsePhase::Done;
+                self.finish_json_body(io, body_size, held);
+                Flow::Continue
+            }
+            _ => Flow::Continue,
         }
-        self.finish_response_body(io, body_size);
-        Flow::Continue
     }
 
     pub fn on_response_trailers(&mut self, io: &mut dyn HostIo) -> Flow {
-        if let ResponsePhase::Buffering { size } = self.response {
-            self.finish_response_body(io, size);
+        match &self.response {
+            ResponsePhase::Streaming(_) => self.stream_chunk(io, 0, true),
+            ResponsePhase::Buffering { headers_held, size, .. } => {
+                let (held, size) = (*headers_held, *size);
+                self.response = ResponsePhase::Done;
+                self.finish_json_body(io, size, held);
+            }
+            _ => {}
         }
         Flow::Continue
     }
 
-    fn finish_response_body(&mut self, io: &mut dyn HostIo, size: usize) {
-        self.response = ResponsePhase::Done;
-        let parsed = io.response_body(0, size).and_then(|body| openai::parse_chat_response(&body));
+    /// The stream is over whether or not its end was seen (client gone, upstream reset):
+    /// make sure the exchange is recorded.
+    pub fn on_done(&mut self, io: &mut dyn HostIo) {
+        if self.recorded {
+            return;
+        }
+        match std::mem::replace(&mut self.response, ResponsePhase::Done) {
+            ResponsePhase::Streaming(meter) => self.record_stream(io, &meter),
+            _ if self.api.is_some() && self.facts.is_some() => {
+                self.record(io, TokenCounts::default(), None, Outcome::Truncated);
+            }
+            _ => {}
+        }
+    }
+
+    fn stream_chunk(&mut self, io: &mut dyn HostIo, body_size: usize, end_of_stream: bool) {
+        let ResponsePhase::Streaming(meter) = &mut self.response else {
+            return;
+        };
+        let chunk = if body_size == 0 { Vec::new() } else { io.response_body(0, body_size).unwrap_or_default() };
+        let mut edit = meter.feed(&chunk);
+        if end_of_stream {
+            if let ChunkEdit::Replace(tail) = meter.finish() {
+                let mut out = match edit {
+                    ChunkEdit::Unchanged => chunk,
+                    ChunkEdit::Replace(bytes) => bytes,
+                };
+                out.extend_from_slice(&tail);
+                edit = ChunkEdit::Replace(out);
+            }
+        }
+        if let ChunkEdit::Replace(bytes) = edit {
+            if let Err(err) = io.replace_response_body(body_size, &bytes) {
+                log::warn!("#{} replace_response_chunk_failed detail={}", self.id, err.detail);
+            }
+        }
+        if end_of_stream {
+            if let ResponsePhase::Streaming(meter) = std::mem::replace(&mut self.response, ResponsePhase::Done) {
+                self.record_stream(io, &meter);
+            }
+        }
+    }
+
+    fn record_stream(&mut self, io: &mut dyn HostIo, meter: &StreamMeter) {
+        let mut tokens = meter.tokens();
+        if tokens.output.is_none() {
+            tokens.output = Some(Count::estimated(estimate::text_tokens(meter.generated().1)));
+        }
+        let outcome = if meter.completed() { Outcome::Complete } else { Outcome::Truncated };
+        if meter.oversized_events() > 0 {
+            log::warn!("#{} stream_events_too_large count={}", self.id, meter.oversized_events());
+        }
+        let served = meter.model().map(str::to_string);
+        self.record(io, tokens, served, outcome);
+    }
+
+    fn finish_json_body(&mut self, io: &mut dyn HostIo, size: usize, headers_held: bool) {
+        let Some(api) = self.api else { return };
+        let parsed = io.response_body(0, size).and_then(|body| api.read_response(&body));
         let Some(parsed) = parsed else {
             io.increment(Counter::ResponsesNotInspected);
-            log::debug!("#{} response_not_inspected reason=not_a_chat_completion", self.id);
+            log::debug!("#{} response_not_inspected reason=not_json", self.id);
+            self.record(io, TokenCounts::default(), None, Outcome::Complete);
             return;
         };
-        let requested = self.chat.as_ref().and_then(|c| c.model.clone());
-        let model = parsed.model.or(requested).unwrap_or_else(|| "unknown".to_string());
-        let headers = &self.policy.headers;
-        set_header(self.id, io, &headers.model, &model);
-        let Some(usage) = parsed.usage else {
-            set_header(self.id, io, &headers.cost_usd, names::COST_UNKNOWN);
+        let record = self.record(io, parsed.tokens, parsed.model, Outcome::Complete);
+        if parsed.tokens.is_empty() {
             io.increment(Counter::ResponsesWithoutUsage);
-            log::debug!("#{} usage model={model} usage=missing", self.id);
-            return;
-        };
-        let cost = self.policy.prices.cost(&model, usage);
-        let cost_text = cost.map_or_else(|| names::COST_UNPRICED.to_string(), |c| c.usd_string());
-        set_header(self.id, io, &headers.input_tokens, &usage.input.to_string());
-        set_header(self.id, io, &headers.output_tokens, &usage.output.to_string());
-        set_header(self.id, io, &headers.cost_usd, &cost_text);
-        if cost.is_none() {
+        } else if record.cost.is_none() {
             io.increment(Counter::ResponsesUnpriced);
         }
-        log::debug!(
-            "#{} usage model={model} input_tokens={} cached_input_tokens={} output_tokens={} cost_usd={cost_text}",
-            self.id,
-            usage.input,
-            usage.cached_input,
-            usage.output
-        );
+        if headers_held {
+            self.set_cost_headers(io, &record);
+        }
+    }
+
+    fn set_cost_headers(&self, io: &mut dyn HostIo, record: &UsageRecord) {
+        let headers = &self.policy.headers;
+        let model = record.model_served.as_deref().or(record.model_requested.as_deref()).unwrap_or("unknown");
+        set_header(self.id, io, &headers.model, model);
+        let (Some(input), Some(output)) = (record.tokens.input, record.tokens.output) else {
+            set_header(self.id, io, &headers.cost_usd, names::COST_UNKNOWN);
+            return;
+        };
+        set_header(self.id, io, &headers.input_tokens, &input.tokens.to_string());
+        set_header(self.id, io, &headers.output_tokens, &output.tokens.to_string());
+        let cost = record.cost.map_or_else(|| names::COST_UNPRICED.to_string(), |c| c.usd_string());
+        set_header(self.id, io, &headers.cost_usd, &cost);
+    }
+
+    /// Builds the exchange's one usage record, exports it and logs it (numbers only, never text).
+    fn record(
+        &mut self,
+        io: &mut dyn HostIo,
+        mut tokens: TokenCounts,
+        served: Option<String>,
+        outcome: Outcome,
+    ) -> UsageRecord {
+        let requested = self.facts.as_ref().and_then(|f| f.model.clone());
+        let served = served.or_else(|| requested.clone());
+        if outcome == Outcome::Truncated && tokens.input.is_none() {
+            tokens.input = Some(Count::estimated(estimate::request_tokens(self.request_bytes)));
+        }
+        let cost = served.as_deref().and_then(|m| self.policy.prices.cost(m, &tokens));
+        let now = io.now_nanos();
+        let millis = |from: u64, to: u64| to.saturating_sub(from) / 1_000_000;
+        let record = UsageRecord {
+            api: self.api.map_or("unknown", Api::name),
+            model_requested: requested,
+            model_served: served,
+            streaming: self.facts.as_ref().is_some_and(|f| f.stream),
+            status: self.status,
+            outcome,
+            tokens,
+            cost,
+            time_to_first_token_ms: self.first_byte_at.map(|at| millis(self.started_at, at)),
+            duration_ms: Some(millis(self.started_at, now)),
+        };
+        if !self.recorded {
+            self.recorded = true;
+            let json = record.to_json().to_string();
+            log::debug!("#{} usage {json}", self.id);
+            io.export(names::EXPORT_USAGE, &json);
+        }
+        record
     }
 }
 

@@ -30,16 +30,31 @@ pub struct HostError {
 /// Everything the request state machine needs from the proxy.
 pub trait HostIo {
     fn host_kind(&mut self) -> HostKind;
+    /// Monotonic enough for durations: the proxy's clock, in nanoseconds.
+    fn now_nanos(&self) -> u64;
     fn request_header(&self, name: &str) -> Option<String>;
+    /// Only while the request headers are held (or in the request body phase on Kong).
+    fn set_request_header(&mut self, name: &str, value: &str) -> Result<(), HostError>;
     fn response_header(&self, name: &str) -> Option<String>;
+    /// Only while the response headers have not left the proxy.
     fn set_response_header(&mut self, name: &str, value: &str) -> Result<(), HostError>;
+    fn remove_response_header(&mut self, name: &str) -> Result<(), HostError>;
     /// Bytes `start..start+len` of the request body the proxy currently holds.
     fn request_body(&self, start: usize, len: usize) -> Option<Vec<u8>>;
-    /// Bytes `start..start+len` of the response body the proxy currently holds.
+    /// Replaces the whole request body the proxy holds (`held` bytes long).
+    fn replace_request_body(&mut self, held: usize, bytes: &[u8]) -> Result<(), HostError>;
+    /// Bytes `start..start+len` of the response body the proxy currently holds (the current
+    /// chunk, or everything buffered while the filter paused).
     fn response_body(&self, start: usize, len: usize) -> Option<Vec<u8>>;
+    /// Replaces the response body the proxy currently holds (`held` bytes: the current chunk
+    /// when streaming).
+    fn replace_response_body(&mut self, held: usize, bytes: &[u8]) -> Result<(), HostError>;
     /// Answer the client directly; the request never reaches the upstream.
     fn send_reply(&mut self, status: u16, headers: &[(&str, &str)], body: &[u8]) -> Result<(), HostError>;
     fn increment(&mut self, counter: Counter);
+    /// Hands a value to the proxy's logging (Envoy filter state `wasm.<key>`, Kong
+    /// `kong.ctx.shared`), for access logs and log plugins.
+    fn export(&mut self, key: &str, value: &str);
 }
 
 /// Header pairs in the proxy-wasm wire format (used for local replies): a u32 count, then a

@@ -7,11 +7,15 @@
 
 pub mod config;
 pub mod dialect;
+pub mod estimate;
 pub mod exchange;
 pub mod host_io;
 pub mod names;
 pub mod pricing;
 pub mod reply;
+pub mod sse;
+pub mod stream_meter;
+pub mod usage;
 
 #[cfg(target_arch = "wasm32")]
 mod host;

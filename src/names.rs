@@ -12,6 +12,10 @@ pub const COST_UNPRICED: &str = "unpriced";
 /// Value of the cost header when the response carried no usage to price.
 pub const COST_UNKNOWN: &str = "unknown";
 
+/// Key under which the usage record is exported: Envoy filter state `wasm.tollgate.usage`
+/// (`%FILTER_STATE(wasm.tollgate.usage:PLAIN)%` in access logs), Kong `kong.ctx.shared.tollgate_usage`.
+pub const EXPORT_USAGE: &str = "tollgate.usage";
+
 /// Counters the filter increments. Envoy shows them as `wasmcustom.<name>`, Kong as
 /// `pw:<filter>:<name>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

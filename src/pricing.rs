@@ -4,21 +4,18 @@
 
 use std::collections::HashMap;
 
+use crate::usage::TokenCounts;
+
 /// Prices of one model, in micro-USD per million tokens (USD 2.50 / M tokens = 2_500_000).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ModelPrice {
     pub input: u64,
-    /// Price of prompt tokens served from the provider's cache; `None` bills them as input.
+    /// Price of prompt tokens read from the provider's cache; `None` bills them as input.
     pub cached_input: Option<u64>,
-    pub output: u64,
-}
-
-/// Token counts as reported by the provider. For OpenAI `cached_input` is the part of `input`
-/// that was served from cache (a subset, not an addition).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct TokenUsage {
-    pub input: u64,
-    pub cached_input: u64,
+    /// Prices of prompt tokens written to the cache for 5 minutes and 1 hour (Anthropic);
+    /// `None` bills them as input.
+    pub cache_write_5m: Option<u64>,
+    pub cache_write_1h: Option<u64>,
     pub output: u64,
 }
 
@@ -81,7 +78,15 @@ impl PriceTable {
         let prices = BUILTIN
             .iter()
             .map(|&(model, input, cached, output)| {
-                let price = ModelPrice { input: usd(input), cached_input: cached.map(usd), output: usd(output) };
+                let anthropic = model.starts_with("claude");
+                let price = ModelPrice {
+                    input: usd(input),
+                    cached_input: cached.map(usd),
+                    // Anthropic bills cache writes at 1.25x (5 minutes) and 2x (1 hour) the input price.
+                    cache_write_5m: anthropic.then(|| usd(input) * 5 / 4),
+                    cache_write_1h: anthropic.then(|| usd(input) * 2),
+                    output: usd(output),
+                };
                 (model.to_string(), price)
             })
             .collect();
@@ -96,16 +101,28 @@ impl PriceTable {
         self.prices.get(undated).copied()
     }
 
-    /// The cost of `usage` on `model`, or `None` when the model has no price.
-    pub fn cost(&self, model: &str, usage: TokenUsage) -> Option<Cost> {
+    /// The cost of `tokens` on `model`, or `None` when the model has no price or no token
+    /// count is known. Cache reads and writes are parts of `input`, priced at their own rates.
+    pub fn cost(&self, model: &str, tokens: &TokenCounts) -> Option<Cost> {
+        if tokens.input.is_none() && tokens.output.is_none() {
+            return None;
+        }
         let price = self.lookup(model)?;
-        let cached = usage.cached_input.min(usage.input);
-        let uncached = usage.input - cached;
-        let cached_price = price.cached_input.unwrap_or(price.input);
-        let pico_usd = uncached
-            .saturating_mul(price.input)
-            .saturating_add(cached.saturating_mul(cached_price))
-            .saturating_add(usage.output.saturating_mul(price.output));
+        let count = |c: Option<crate::usage::Count>| c.map_or(0, |c| c.tokens);
+        let input = count(tokens.input);
+        // Parts can never exceed the whole, whatever a provider reports.
+        let read = count(tokens.cache_read).min(input);
+        let write_5m = count(tokens.cache_write_5m).min(input - read);
+        let write_1h = count(tokens.cache_write_1h).min(input - read - write_5m);
+        let uncached = input - read - write_5m - write_1h;
+        let parts = [
+            (uncached, price.input),
+            (read, price.cached_input.unwrap_or(price.input)),
+            (write_5m, price.cache_write_5m.unwrap_or(price.input)),
+            (write_1h, price.cache_write_1h.unwrap_or(price.input)),
+            (count(tokens.output), price.output),
+        ];
+        let pico_usd = parts.iter().fold(0u64, |sum, (n, p)| sum.saturating_add(n.saturating_mul(*p)));
         Some(Cost { pico_usd })
     }
 }
@@ -134,12 +151,22 @@ fn strip_date_suffix(model: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::usage::Count;
+
+    fn tokens(input: u64, cache_read: u64, output: u64) -> TokenCounts {
+        TokenCounts {
+            input: Some(Count::provider(input)),
+            cache_read: Some(Count::provider(cache_read)),
+            output: Some(Count::provider(output)),
+            ..TokenCounts::default()
+        }
+    }
 
     #[test]
     fn cost_is_exact_integer_arithmetic() {
         let table = PriceTable::builtin();
         // gpt-4o-mini: $0.15 in, $0.60 out per M tokens → 150 000 and 600 000 pico-USD per token.
-        let cost = table.cost("gpt-4o-mini", TokenUsage { input: 12, cached_input: 0, output: 16 }).unwrap();
+        let cost = table.cost("gpt-4o-mini", &tokens(12, 0, 16)).unwrap();
         assert_eq!(cost.pico_usd, 12 * 150_000 + 16 * 600_000);
         assert_eq!(cost.usd_string(), "0.0000114");
     }
@@ -147,18 +174,42 @@ mod tests {
     #[test]
     fn cached_prompt_tokens_are_billed_at_the_cached_price() {
         let table = PriceTable::builtin();
-        let cost = table.cost("gpt-4o", TokenUsage { input: 1000, cached_input: 400, output: 0 }).unwrap();
+        let cost = table.cost("gpt-4o", &tokens(1000, 400, 0)).unwrap();
         assert_eq!(cost.pico_usd, 600 * 2_500_000 + 400 * 1_250_000);
         // A model without a cached price bills cached tokens as input.
-        let cost = table.cost("gpt-3.5-turbo", TokenUsage { input: 10, cached_input: 10, output: 0 }).unwrap();
+        let cost = table.cost("gpt-3.5-turbo", &tokens(10, 10, 0)).unwrap();
         assert_eq!(cost.pico_usd, 10 * 500_000);
     }
 
     #[test]
-    fn cached_count_larger_than_input_is_clamped() {
+    fn cache_writes_are_billed_at_their_lifetimes_price() {
         let table = PriceTable::builtin();
-        let cost = table.cost("gpt-4o", TokenUsage { input: 5, cached_input: 50, output: 0 }).unwrap();
+        let counts = TokenCounts {
+            input: Some(Count::provider(1000)),
+            cache_read: Some(Count::provider(100)),
+            cache_write_5m: Some(Count::provider(200)),
+            cache_write_1h: Some(Count::provider(300)),
+            output: Some(Count::provider(10)),
+            ..TokenCounts::default()
+        };
+        // claude-sonnet-4-5: $3 in, $0.30 cache read, $3.75 5m write, $6 1h write, $15 out.
+        let cost = table.cost("claude-sonnet-4-5-20250929", &counts).unwrap();
+        assert_eq!(
+            cost.pico_usd,
+            400 * 3_000_000 + 100 * 300_000 + 200 * 3_750_000 + 300 * 6_000_000 + 10 * 15_000_000
+        );
+    }
+
+    #[test]
+    fn parts_larger_than_input_are_clamped() {
+        let table = PriceTable::builtin();
+        let cost = table.cost("gpt-4o", &tokens(5, 50, 0)).unwrap();
         assert_eq!(cost.pico_usd, 5 * 1_250_000);
+    }
+
+    #[test]
+    fn nothing_counted_means_no_cost() {
+        assert_eq!(PriceTable::builtin().cost("gpt-4o", &TokenCounts::default()), None);
     }
 
     #[test]
@@ -173,7 +224,7 @@ mod tests {
     #[test]
     fn absurd_usage_saturates_instead_of_overflowing() {
         let table = PriceTable::builtin();
-        let cost = table.cost("gpt-4o", TokenUsage { input: u64::MAX, cached_input: 0, output: u64::MAX }).unwrap();
+        let cost = table.cost("gpt-4o", &tokens(u64::MAX, 0, u64::MAX)).unwrap();
         assert_eq!(cost.pico_usd, u64::MAX);
     }
 

@@ -18,6 +18,12 @@ pub fn openai_error(status: u16, error_type: &str, code: &str, param: Option<&st
     Reply { status, body: body.to_string().into_bytes() }
 }
 
+/// An Anthropic-shaped error: `{"type": "error", "error": {"type", "message"}}`.
+pub fn anthropic_error(status: u16, error_type: &str, message: &str) -> Reply {
+    let body = json!({ "type": "error", "error": { "type": error_type, "message": message } });
+    Reply { status, body: body.to_string().into_bytes() }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

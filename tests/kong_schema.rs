@@ -37,12 +37,14 @@ fn schema_defaults_are_the_parsers_defaults() {
     assert_eq!(from_defaults.max_request_body_bytes, from_nothing.max_request_body_bytes);
     assert_eq!(from_defaults.max_response_body_bytes, from_nothing.max_response_body_bytes);
     assert_eq!(from_defaults.log_level, from_nothing.log_level);
+    assert_eq!(from_defaults.include_usage, from_nothing.include_usage);
+    assert_eq!(from_defaults.max_stream_event_bytes, from_nothing.max_stream_event_bytes);
 }
 
 #[test]
 fn schema_limits_match_the_parsers_limits() {
     let schema = config_schema();
-    for field in ["max_request_body_bytes", "max_response_body_bytes"] {
+    for field in ["max_request_body_bytes", "max_response_body_bytes", "max_stream_event_bytes"] {
         assert_eq!(schema["properties"][field]["maximum"], config::MAX_BODY_LIMIT as u64, "{field}");
         let over = format!("{{\"{field}\": {}}}", config::MAX_BODY_LIMIT + 1);
         assert!(config::compile(over.as_bytes()).is_err(), "{field}");

@@ -59,7 +59,7 @@ fn the_filter_is_shown_cumulative_sizes_while_it_holds_the_body() {
     let first = chunks[0].len();
     let second = first + chunks[1].len();
     assert_eq!(host.request_body_calls, vec![(first, false), (second, false), (CHAT_REQUEST.len(), true)]);
-    assert_eq!(ex.chat_request().and_then(|c| c.model.as_deref()), Some("gpt-4o-mini"));
+    assert_eq!(ex.request_facts().and_then(|c| c.model.as_deref()), Some("gpt-4o-mini"));
 }
 
 #[test]
@@ -81,7 +81,7 @@ fn every_split_of_the_request_body_reads_the_same_request() {
         host.request(&mut ex, CHAT_HEADERS, &[head, tail]);
         assert_clean(&host);
         assert_eq!(host.upstream_body, CHAT_REQUEST, "split at {at}");
-        assert_eq!(ex.chat_request().and_then(|c| c.model.as_deref()), Some("gpt-4o-mini"), "split at {at}");
+        assert_eq!(ex.request_facts().and_then(|c| c.model.as_deref()), Some("gpt-4o-mini"), "split at {at}");
     }
 }
 
@@ -92,14 +92,18 @@ fn request_trailers_end_the_body_when_no_body_call_does() {
     host.request_with_trailers(&mut ex, CHAT_HEADERS, &split_in(CHAT_REQUEST, 2));
     assert_clean(&host);
     assert_eq!(host.upstream_body, CHAT_REQUEST);
-    assert!(ex.chat_request().is_some());
+    assert!(ex.request_facts().is_some());
 }
 
 #[test]
 fn streaming_responses_pass_chunk_by_chunk_without_cost_headers() {
     let mut host = FakeHost::new(Profile::Envoy);
     let mut ex = exchange();
-    let body = String::from_utf8(CHAT_REQUEST.to_vec()).unwrap().replacen('{', "{\"stream\": true, ", 1);
+    let body = String::from_utf8(CHAT_REQUEST.to_vec()).unwrap().replacen(
+        '{',
+        "{\"stream\": true, \"stream_options\": {\"include_usage\": true}, ",
+        1,
+    );
     host.request(&mut ex, CHAT_HEADERS, &[body.as_bytes()]);
     let chunks = split_in(CHAT_STREAM, 7);
     host.response(&mut ex, SSE_OK, &chunks);
@@ -290,7 +294,7 @@ fn declared_oversize_response_is_not_held_at_all() {
 fn other_paths_and_methods_pass_through_untouched() {
     let mut host = FakeHost::new(Profile::Envoy);
     let mut ex = exchange();
-    host.request(&mut ex, &[(":method", "POST"), (":path", "/v1/embeddings")], &[b"not json", b"at all"]);
+    host.request(&mut ex, &[(":method", "POST"), (":path", "/v1/files")], &[b"not json", b"at all"]);
     assert_clean(&host);
     assert!(host.reply.is_none());
     assert_eq!(host.upstream_body, b"not jsonat all");

@@ -1,6 +1,16 @@
-//! LLM API dialects: which API a request speaks, and how to read its requests and responses.
+//! LLM API dialects: which API a request speaks, and what the filter reads from its requests,
+//! responses and stream events. Only what a decision needs is deserialised; the original bytes
+//! go upstream untouched unless a feature rewrites them.
 
+pub mod anthropic;
 pub mod openai;
+mod request;
+
+pub use request::{parse_request, BodyError, RequestFacts};
+
+use crate::reply::{self, Reply};
+use crate::sse::SseEvent;
+use crate::usage::TokenCounts;
 
 /// An LLM API the filter understands, detected from the method and path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -8,6 +18,20 @@ pub enum Api {
     /// OpenAI Chat Completions (`POST …/chat/completions`), also spoken by Azure OpenAI,
     /// vLLM, Ollama, Groq, Mistral, DeepSeek and most self-hosted servers.
     OpenAiChat,
+    /// OpenAI Responses (`POST …/responses`).
+    OpenAiResponses,
+    /// OpenAI Embeddings (`POST …/embeddings`).
+    OpenAiEmbeddings,
+    /// Anthropic Messages (`POST …/messages`).
+    AnthropicMessages,
+}
+
+/// Kinds of error the filter answers with, each mapped to the dialect's own error type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    InvalidJson,
+    InvalidType,
+    RequestTooLarge,
 }
 
 impl Api {
@@ -17,10 +41,91 @@ impl Api {
         if !method.eq_ignore_ascii_case("POST") {
             return None;
         }
-        let path = path.split(['?', '#']).next().unwrap_or(path);
-        let path = path.trim_end_matches('/');
-        path.ends_with("/chat/completions").then_some(Api::OpenAiChat)
+        let path = path.split(['?', '#']).next().unwrap_or(path).trim_end_matches('/');
+        let (_, last) = path.rsplit_once('/')?;
+        match last {
+            "completions" if path.ends_with("/chat/completions") => Some(Api::OpenAiChat),
+            "responses" => Some(Api::OpenAiResponses),
+            "embeddings" => Some(Api::OpenAiEmbeddings),
+            "messages" => Some(Api::AnthropicMessages),
+            _ => None,
+        }
     }
+
+    /// The name used in usage records and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Api::OpenAiChat => "openai.chat",
+            Api::OpenAiResponses => "openai.responses",
+            Api::OpenAiEmbeddings => "openai.embeddings",
+            Api::AnthropicMessages => "anthropic.messages",
+        }
+    }
+
+    /// An error the client's SDK parses as its own API's error.
+    pub fn error_reply(self, status: u16, kind: ErrorKind, param: Option<&str>, message: &str) -> Reply {
+        match self {
+            Api::AnthropicMessages => {
+                let error_type = match kind {
+                    ErrorKind::RequestTooLarge => "request_too_large",
+                    ErrorKind::InvalidJson | ErrorKind::InvalidType => "invalid_request_error",
+                };
+                reply::anthropic_error(status, error_type, message)
+            }
+            _ => {
+                let code = match kind {
+                    ErrorKind::InvalidJson => "invalid_json",
+                    ErrorKind::InvalidType => "invalid_type",
+                    ErrorKind::RequestTooLarge => "request_too_large",
+                };
+                reply::openai_error(status, "invalid_request_error", code, param, message)
+            }
+        }
+    }
+
+    /// Model and usage of a complete (non-streaming) response body; `None` when the body is not
+    /// a JSON object at all.
+    pub fn read_response(self, body: &[u8]) -> Option<ResponseFacts> {
+        let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+        value.as_object()?;
+        let model = value.get("model").and_then(|m| m.as_str()).map(str::to_string);
+        let tokens = match self {
+            Api::AnthropicMessages => value.get("usage").map(anthropic::usage).unwrap_or_default(),
+            Api::OpenAiResponses => value.get("usage").map(openai::responses_usage).unwrap_or_default(),
+            Api::OpenAiChat | Api::OpenAiEmbeddings => value.get("usage").map(openai::chat_usage).unwrap_or_default(),
+        };
+        Some(ResponseFacts { model, tokens })
+    }
+
+    /// What one stream event says about model, usage, generated text and the end of the stream.
+    pub fn read_event(self, event: &SseEvent) -> EventFacts {
+        match self {
+            Api::AnthropicMessages => anthropic::read_event(event),
+            Api::OpenAiResponses => openai::read_responses_event(event),
+            Api::OpenAiChat | Api::OpenAiEmbeddings => openai::read_chat_event(event),
+        }
+    }
+}
+
+/// What a complete response body says.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ResponseFacts {
+    pub model: Option<String>,
+    pub tokens: TokenCounts,
+}
+
+/// What one stream event says.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventFacts {
+    pub model: Option<String>,
+    pub tokens: TokenCounts,
+    /// Generated text (content, tool-call arguments, reasoning) carried by this event, for
+    /// estimating output when the provider reports no usage.
+    pub text: String,
+    /// The provider's last event: `[DONE]`, `message_stop`, `response.completed`.
+    pub terminal: bool,
+    /// OpenAI's extra final chunk that carries only usage (`choices: []`).
+    pub usage_only: bool,
 }
 
 #[cfg(test)]
@@ -28,14 +133,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn chat_completions_paths_are_recognised_with_any_prefix_and_query() {
-        for path in [
-            "/v1/chat/completions",
-            "/v1/chat/completions/",
-            "/openai/deployments/gpt4o/chat/completions?api-version=2024-10-21",
-            "/api/v1/chat/completions",
-        ] {
-            assert_eq!(Api::detect("POST", path), Some(Api::OpenAiChat), "{path}");
+    fn api_paths_are_recognised_with_any_prefix_and_query() {
+        let cases = [
+            ("/v1/chat/completions", Api::OpenAiChat),
+            ("/v1/chat/completions/", Api::OpenAiChat),
+            ("/openai/deployments/gpt4o/chat/completions?api-version=2024-10-21", Api::OpenAiChat),
+            ("/api/v1/chat/completions", Api::OpenAiChat),
+            ("/v1/responses", Api::OpenAiResponses),
+            ("/v1/embeddings", Api::OpenAiEmbeddings),
+            ("/openai/deployments/emb/embeddings?api-version=1", Api::OpenAiEmbeddings),
+            ("/v1/messages", Api::AnthropicMessages),
+            ("/anthropic/v1/messages", Api::AnthropicMessages),
+        ];
+        for (path, api) in cases {
+            assert_eq!(Api::detect("POST", path), Some(api), "{path}");
         }
     }
 
@@ -45,5 +156,21 @@ mod tests {
         assert_eq!(Api::detect("POST", "/v1/completions"), None);
         assert_eq!(Api::detect("POST", "/v1/chat/completions/abc"), None);
         assert_eq!(Api::detect("POST", "/v1/models"), None);
+        assert_eq!(Api::detect("POST", "/v1/messages/count_tokens"), None);
+        assert_eq!(Api::detect("POST", "/v1/messages/batches"), None);
+        assert_eq!(Api::detect("GET", "/v1/responses/resp_123"), None);
+        assert_eq!(Api::detect("POST", "messages"), None);
+    }
+
+    #[test]
+    fn errors_take_the_shape_of_the_clients_api() {
+        let openai = Api::OpenAiChat.error_reply(400, ErrorKind::InvalidJson, None, "bad");
+        let value: serde_json::Value = serde_json::from_slice(&openai.body).unwrap();
+        assert_eq!(value["error"]["code"], "invalid_json");
+        let anthropic = Api::AnthropicMessages.error_reply(413, ErrorKind::RequestTooLarge, None, "big");
+        let value: serde_json::Value = serde_json::from_slice(&anthropic.body).unwrap();
+        assert_eq!(value["type"], "error");
+        assert_eq!(value["error"]["type"], "request_too_large");
+        assert_eq!(value["error"]["message"], "big");
     }
 }

@@ -1,168 +1,207 @@
-//! OpenAI Chat Completions: the fields the filter reads from requests and responses.
-//! Only what a decision needs is deserialised; everything else is skipped, and the original
-//! bytes always go upstream untouched.
+//! OpenAI Chat Completions, Responses and Embeddings: usage objects and stream events.
 
-use serde::Deserialize;
+use serde_json::Value;
 
-use crate::pricing::TokenUsage;
+use super::EventFacts;
+use crate::sse::SseEvent;
+use crate::usage::{token_field, Count, TokenCounts};
 
-/// What the filter needs from a chat request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChatRequest {
-    /// Absent on Azure OpenAI, where the deployment in the path names the model.
-    pub model: Option<String>,
-    pub stream: bool,
+fn provider(usage: &Value, path: &[&str]) -> Option<Count> {
+    token_field(usage, path).map(Count::provider)
 }
 
-#[derive(Deserialize)]
-struct RawChatRequest {
-    #[serde(default)]
-    model: Option<String>,
-    #[serde(default)]
-    stream: Option<bool>,
-}
-
-/// Why a request body could not be read. The message is safe to show the client: it never
-/// quotes the body.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BodyError {
-    pub message: String,
-    /// The request field at fault, when there is one (OpenAI's `param`).
-    pub param: Option<&'static str>,
-}
-
-pub fn parse_chat_request(body: &[u8]) -> Result<ChatRequest, BodyError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(BodyError {
-            message: "The request body is empty: send a JSON object with `model` and `messages`.".to_string(),
-            param: None,
-        });
+/// Chat Completions and Embeddings `usage`: `prompt_tokens` include cached and audio tokens,
+/// `completion_tokens` include reasoning and audio tokens.
+pub fn chat_usage(usage: &Value) -> TokenCounts {
+    TokenCounts {
+        input: provider(usage, &["prompt_tokens"]),
+        cache_read: provider(usage, &["prompt_tokens_details", "cached_tokens"]),
+        audio_input: provider(usage, &["prompt_tokens_details", "audio_tokens"]),
+        output: provider(usage, &["completion_tokens"]),
+        reasoning: provider(usage, &["completion_tokens_details", "reasoning_tokens"]),
+        audio_output: provider(usage, &["completion_tokens_details", "audio_tokens"]),
+        ..TokenCounts::default()
     }
-    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| BodyError {
-        message: format!("The request body is not valid JSON ({}).", describe_json_error(&e)),
-        param: None,
-    })?;
-    if !value.is_object() {
-        return Err(BodyError { message: "The request body must be a JSON object.".to_string(), param: None });
-    }
-    let raw: RawChatRequest = serde_path_to_error::deserialize(value).map_err(|e| {
-        let param = match e.path().to_string().as_str() {
-            "model" => Some("model"),
-            "stream" => Some("stream"),
-            _ => None,
-        };
-        let field = param.unwrap_or("body");
-        BodyError { message: format!("Invalid type for `{field}`: {}.", e.into_inner()), param }
-    })?;
-    Ok(ChatRequest { model: raw.model, stream: raw.stream.unwrap_or(false) })
 }
 
-/// serde_json's message without the offending text; position only.
-fn describe_json_error(e: &serde_json::Error) -> String {
-    let kind = match e.classify() {
-        serde_json::error::Category::Eof => "unexpected end of input",
-        serde_json::error::Category::Syntax => "syntax error",
-        serde_json::error::Category::Data => "invalid data",
-        serde_json::error::Category::Io => "read error",
+/// Responses `usage`: `input_tokens` include cached tokens, `output_tokens` reasoning tokens.
+pub fn responses_usage(usage: &Value) -> TokenCounts {
+    TokenCounts {
+        input: provider(usage, &["input_tokens"]),
+        cache_read: provider(usage, &["input_tokens_details", "cached_tokens"]),
+        output: provider(usage, &["output_tokens"]),
+        reasoning: provider(usage, &["output_tokens_details", "reasoning_tokens"]),
+        ..TokenCounts::default()
+    }
+}
+
+/// The request with `stream_options.include_usage: true`, or `None` if it cannot be added.
+/// The common case (no `stream_options` yet) is one insertion after the opening brace, so the
+/// rest of the body stays byte for byte what the client sent.
+pub fn with_include_usage(body: &[u8]) -> Option<Vec<u8>> {
+    let mut value: Value = serde_json::from_slice(body).ok()?;
+    let object = value.as_object_mut()?;
+    if !object.contains_key("stream_options") {
+        let brace = body.iter().position(|&b| b == b'{')?;
+        let (head, tail) = body.split_at(brace + 1);
+        let separator: &[u8] = if object.is_empty() { b"" } else { b"," };
+        return Some([head, br#""stream_options":{"include_usage":true}"#, separator, tail].concat());
+    }
+    let options = object.get_mut("stream_options")?.as_object_mut()?;
+    options.insert("include_usage".to_string(), Value::Bool(true));
+    serde_json::to_vec(&value).ok()
+}
+
+/// A Chat Completions chunk: `data: {chunk}` events, then `data: [DONE]`.
+pub fn read_chat_event(event: &SseEvent) -> EventFacts {
+    if event.data == b"[DONE]" {
+        return EventFacts { terminal: true, ..EventFacts::default() };
+    }
+    let Ok(chunk) = serde_json::from_slice::<Value>(&event.data) else {
+        return EventFacts::default();
     };
-    format!("{kind} at line {} column {}", e.line(), e.column())
+    let mut facts =
+        EventFacts { model: chunk.get("model").and_then(Value::as_str).map(str::to_string), ..EventFacts::default() };
+    let choices = chunk.get("choices").and_then(Value::as_array);
+    if let Some(usage) = chunk.get("usage").filter(|u| u.is_object()) {
+        facts.tokens = chat_usage(usage);
+        facts.usage_only = choices.is_some_and(|c| c.is_empty());
+    }
+    for choice in choices.into_iter().flatten() {
+        let Some(delta) = choice.get("delta") else { continue };
+        for key in ["content", "refusal", "reasoning_content"] {
+            if let Some(text) = delta.get(key).and_then(Value::as_str) {
+                facts.text.push_str(text);
+            }
+        }
+        for call in delta.get("tool_calls").and_then(Value::as_array).into_iter().flatten() {
+            let function = call.get("function");
+            for key in ["name", "arguments"] {
+                if let Some(text) = function.and_then(|f| f.get(key)).and_then(Value::as_str) {
+                    facts.text.push_str(text);
+                }
+            }
+        }
+    }
+    facts
 }
 
-/// What the filter reads from a non-streaming chat response.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChatResponse {
-    pub model: Option<String>,
-    pub usage: Option<TokenUsage>,
-}
-
-#[derive(Deserialize)]
-struct RawUsage {
-    prompt_tokens: u64,
-    completion_tokens: u64,
-    #[serde(default)]
-    prompt_tokens_details: Option<RawPromptDetails>,
-}
-
-#[derive(Deserialize)]
-struct RawPromptDetails {
-    #[serde(default)]
-    cached_tokens: Option<u64>,
-}
-
-/// `None` when the body is not a chat completion object at all. A body that is one but
-/// carries no (or a malformed) `usage` gives `usage: None`.
-pub fn parse_chat_response(body: &[u8]) -> Option<ChatResponse> {
-    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
-    let object = value.as_object()?;
-    let model = object.get("model").and_then(|m| m.as_str()).map(str::to_string);
-    let usage = object.get("usage").and_then(|u| RawUsage::deserialize(u).ok()).map(|u| TokenUsage {
-        input: u.prompt_tokens,
-        cached_input: u.prompt_tokens_details.and_then(|d| d.cached_tokens).unwrap_or(0),
-        output: u.completion_tokens,
-    });
-    Some(ChatResponse { model, usage })
+/// A Responses stream event: typed events; usage arrives with the final response object.
+pub fn read_responses_event(event: &SseEvent) -> EventFacts {
+    let Ok(value) = serde_json::from_slice::<Value>(&event.data) else {
+        return EventFacts::default();
+    };
+    let kind = value.get("type").and_then(Value::as_str).unwrap_or(event.event.as_str());
+    let response = value.get("response");
+    let mut facts = EventFacts {
+        model: response.and_then(|r| r.get("model")).and_then(Value::as_str).map(str::to_string),
+        ..EventFacts::default()
+    };
+    match kind {
+        "response.completed" | "response.incomplete" | "response.failed" => {
+            facts.terminal = true;
+            if let Some(usage) = response.and_then(|r| r.get("usage")).filter(|u| u.is_object()) {
+                facts.tokens = responses_usage(usage);
+            }
+        }
+        "response.output_text.delta"
+        | "response.refusal.delta"
+        | "response.function_call_arguments.delta"
+        | "response.reasoning_summary_text.delta"
+        | "response.reasoning_text.delta" => {
+            if let Some(text) = value.get("delta").and_then(Value::as_str) {
+                facts.text.push_str(text);
+            }
+        }
+        _ => {}
+    }
+    facts
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
-    #[test]
-    fn reads_model_and_stream_flag() {
-        let req = parse_chat_request(br#"{"model":"gpt-4o-mini","messages":[],"stream":true}"#).unwrap();
-        assert_eq!(req, ChatRequest { model: Some("gpt-4o-mini".into()), stream: true });
-        let req = parse_chat_request(br#"{"messages":[{"role":"user","content":"hi"}]}"#).unwrap();
-        assert_eq!(req, ChatRequest { model: None, stream: false });
+    fn event(data: &str) -> SseEvent {
+        SseEvent { event: String::new(), data: data.as_bytes().to_vec(), start: 0, end: 0 }
     }
 
     #[test]
-    fn empty_and_invalid_bodies_are_errors_that_do_not_quote_the_body() {
-        assert!(parse_chat_request(b"").unwrap_err().message.contains("empty"));
-        assert!(parse_chat_request(b"  \n").unwrap_err().message.contains("empty"));
-        let err = parse_chat_request(b"{\"model\": \"secret-prompt").unwrap_err();
-        assert!(err.message.contains("not valid JSON"));
-        assert!(!err.message.contains("secret-prompt"));
-        assert!(parse_chat_request(b"[1]").unwrap_err().message.contains("JSON object"));
-        assert!(parse_chat_request(b"{} trailing").unwrap_err().message.contains("not valid JSON"));
-    }
-
-    #[test]
-    fn wrong_field_types_name_the_field() {
-        let err = parse_chat_request(br#"{"model": 42}"#).unwrap_err();
-        assert_eq!(err.param, Some("model"));
-        let err = parse_chat_request(br#"{"model": "m", "stream": "yes"}"#).unwrap_err();
-        assert_eq!(err.param, Some("stream"));
-    }
-
-    #[test]
-    fn invalid_utf8_inside_strings_is_rejected() {
-        let err = parse_chat_request(b"{\"model\": \"\xff\"}").unwrap_err();
-        assert!(err.message.contains("not valid JSON"));
-    }
-
-    #[test]
-    fn deep_nesting_is_an_error_not_a_stack_overflow() {
-        let body = format!("{{\"x\": {}{}}}", "[".repeat(100_000), "]".repeat(100_000));
-        assert!(parse_chat_request(body.as_bytes()).is_err());
-    }
-
-    #[test]
-    fn reads_usage_with_cached_tokens() {
-        let body = br#"{"id":"x","model":"gpt-4o-2024-08-06","usage":{"prompt_tokens":20,"completion_tokens":5,
-            "total_tokens":25,"prompt_tokens_details":{"cached_tokens":8,"audio_tokens":0}}}"#;
-        let resp = parse_chat_response(body).unwrap();
-        assert_eq!(resp.model.as_deref(), Some("gpt-4o-2024-08-06"));
-        assert_eq!(resp.usage, Some(TokenUsage { input: 20, cached_input: 8, output: 5 }));
-    }
-
-    #[test]
-    fn missing_or_malformed_usage_is_none() {
-        assert_eq!(parse_chat_response(br#"{"model":"m"}"#).unwrap().usage, None);
-        assert_eq!(parse_chat_response(br#"{"model":"m","usage":null}"#).unwrap().usage, None);
+    fn include_usage_is_inserted_without_touching_the_rest() {
+        let body = br#" {"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+        let out = with_include_usage(body).unwrap();
         assert_eq!(
-            parse_chat_response(br#"{"model":"m","usage":{"prompt_tokens":-3,"completion_tokens":1}}"#).unwrap().usage,
-            None
+            out,
+            br#" {"stream_options":{"include_usage":true},"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"hi"}]}"#
         );
-        assert_eq!(parse_chat_response(b"<html>bad gateway</html>"), None);
+        assert_eq!(with_include_usage(b"{}").unwrap(), br#"{"stream_options":{"include_usage":true}}"#);
+    }
+
+    #[test]
+    fn include_usage_is_set_inside_existing_stream_options() {
+        let out = with_include_usage(br#"{"stream":true,"stream_options":{"include_usage":false,"x":1}}"#).unwrap();
+        let value: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(value["stream_options"], json!({"include_usage": true, "x": 1}));
+        assert_eq!(with_include_usage(br#"{"stream_options":"odd"}"#), None);
+        assert_eq!(with_include_usage(b"[]"), None);
+    }
+
+    #[test]
+    fn chat_usage_reads_every_detail() {
+        let usage = json!({"prompt_tokens": 20, "completion_tokens": 9, "total_tokens": 29,
+            "prompt_tokens_details": {"cached_tokens": 8, "audio_tokens": 2},
+            "completion_tokens_details": {"reasoning_tokens": 4, "audio_tokens": 1}});
+        let counts = chat_usage(&usage);
+        assert_eq!(counts.input, Some(Count::provider(20)));
+        assert_eq!(counts.cache_read, Some(Count::provider(8)));
+        assert_eq!(counts.audio_input, Some(Count::provider(2)));
+        assert_eq!(counts.output, Some(Count::provider(9)));
+        assert_eq!(counts.reasoning, Some(Count::provider(4)));
+        assert_eq!(counts.audio_output, Some(Count::provider(1)));
+    }
+
+    #[test]
+    fn chat_chunks_give_text_and_the_final_usage_chunk() {
+        let facts = read_chat_event(&event(
+            r#"{"model":"gpt-4o","choices":[{"index":0,"delta":{"content":"Hel"}}],"usage":null}"#,
+        ));
+        assert_eq!(facts.text, "Hel");
+        assert!(facts.tokens.is_empty());
+        let facts = read_chat_event(&event(
+            r#"{"model":"gpt-4o","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2}}"#,
+        ));
+        assert!(facts.usage_only);
+        assert_eq!(facts.tokens.output, Some(Count::provider(2)));
+        assert!(read_chat_event(&event("[DONE]")).terminal);
+    }
+
+    #[test]
+    fn tool_call_arguments_count_as_generated_text() {
+        let facts = read_chat_event(&event(
+            r#"{"choices":[{"delta":{"tool_calls":[{"index":0,"function":{"name":"get","arguments":"{\"a\""}}]}}]}"#,
+        ));
+        assert_eq!(facts.text, "get{\"a\"");
+    }
+
+    #[test]
+    fn garbage_events_say_nothing() {
+        assert_eq!(read_chat_event(&event("{not json")), EventFacts::default());
+        assert_eq!(read_chat_event(&event(r#"{"choices":"x","usage":5}"#)), EventFacts::default());
+    }
+
+    #[test]
+    fn responses_completed_carries_usage() {
+        let facts = read_responses_event(&event(
+            r#"{"type":"response.completed","response":{"model":"gpt-4.1","usage":{"input_tokens":30,
+            "input_tokens_details":{"cached_tokens":10},"output_tokens":7,"output_tokens_details":{"reasoning_tokens":2}}}}"#,
+        ));
+        assert!(facts.terminal);
+        assert_eq!(facts.model.as_deref(), Some("gpt-4.1"));
+        assert_eq!(facts.tokens.input, Some(Count::provider(30)));
+        assert_eq!(facts.tokens.cache_read, Some(Count::provider(10)));
+        assert_eq!(facts.tokens.reasoning, Some(Count::provider(2)));
+        let delta = read_responses_event(&event(r#"{"type":"response.output_text.delta","delta":"Hi"}"#));
+        assert_eq!(delta.text, "Hi");
     }
 }

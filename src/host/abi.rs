@@ -35,6 +35,16 @@ extern "C" {
         return_value_data: *mut *mut u8,
         return_value_size: *mut usize,
     ) -> u32;
+    fn proxy_remove_header_map_value(map_type: u32, key_data: *const u8, key_size: usize) -> u32;
+    fn proxy_set_buffer_bytes(
+        buffer_type: u32,
+        start: usize,
+        size: usize,
+        buffer_data: *const u8,
+        buffer_size: usize,
+    ) -> u32;
+    fn proxy_set_property(path_data: *const u8, path_size: usize, value_data: *const u8, value_size: usize) -> u32;
+    fn proxy_get_current_time_nanoseconds(return_time: *mut u64) -> u32;
     fn proxy_replace_header_map_value(
         map_type: u32,
         key_data: *const u8,
@@ -110,6 +120,50 @@ pub fn replace_header(map_type: u32, name: &str, value: &str) -> Result<(), u32>
         Ok(())
     } else {
         Err(status)
+    }
+}
+
+pub fn remove_header(map_type: u32, name: &str) -> Result<(), u32> {
+    // SAFETY: pointer and length come from a live &str.
+    let status = unsafe { proxy_remove_header_map_value(map_type, name.as_ptr(), name.len()) };
+    if status == STATUS_OK {
+        Ok(())
+    } else {
+        Err(status)
+    }
+}
+
+/// Replaces bytes `start..start+size` of a body buffer with `bytes`.
+pub fn set_buffer(buffer_type: u32, start: usize, size: usize, bytes: &[u8]) -> Result<(), u32> {
+    // SAFETY: pointer and length come from a live slice.
+    let status = unsafe { proxy_set_buffer_bytes(buffer_type, start, size, bytes.as_ptr(), bytes.len()) };
+    if status == STATUS_OK {
+        Ok(())
+    } else {
+        Err(status)
+    }
+}
+
+/// `path` segments are joined with NUL, as the ABI expects.
+pub fn set_property(path: &[&str], value: &[u8]) -> Result<(), u32> {
+    let joined = path.join("\0");
+    // SAFETY: pointers and lengths come from live values.
+    let status = unsafe { proxy_set_property(joined.as_ptr(), joined.len(), value.as_ptr(), value.len()) };
+    if status == STATUS_OK {
+        Ok(())
+    } else {
+        Err(status)
+    }
+}
+
+pub fn now_nanos() -> u64 {
+    let mut nanos = 0;
+    // SAFETY: `nanos` is a valid out-pointer.
+    let status = unsafe { proxy_get_current_time_nanoseconds(&mut nanos) };
+    if status == STATUS_OK {
+        nanos
+    } else {
+        0
     }
 }
 

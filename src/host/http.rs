@@ -61,4 +61,11 @@ impl HttpContext for HttpFilter {
     fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
         self.drive(|ex, io| ex.on_response_trailers(io))
     }
+
+    fn on_log(&mut self) {
+        self.drive(|ex, io| {
+            ex.on_done(io);
+            Flow::Continue
+        });
+    }
 }

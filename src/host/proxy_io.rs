@@ -90,8 +90,17 @@ impl HostIo for ProxyIo {
         kind
     }
 
+    fn now_nanos(&self) -> u64 {
+        abi::now_nanos()
+    }
+
     fn request_header(&self, name: &str) -> Option<String> {
         self.header(abi::MAP_HTTP_REQUEST_HEADERS, name)
+    }
+
+    fn set_request_header(&mut self, name: &str, value: &str) -> Result<(), HostError> {
+        abi::replace_header(abi::MAP_HTTP_REQUEST_HEADERS, name, value)
+            .map_err(|status| HostError { detail: format!("replace request header status {status}") })
     }
 
     fn response_header(&self, name: &str) -> Option<String> {
@@ -103,8 +112,23 @@ impl HostIo for ProxyIo {
             .map_err(|status| HostError { detail: format!("replace_header_map_value status {status}") })
     }
 
+    fn remove_response_header(&mut self, name: &str) -> Result<(), HostError> {
+        abi::remove_header(abi::MAP_HTTP_RESPONSE_HEADERS, name)
+            .map_err(|status| HostError { detail: format!("remove response header status {status}") })
+    }
+
     fn request_body(&self, start: usize, len: usize) -> Option<Vec<u8>> {
         self.body(abi::BUFFER_HTTP_REQUEST_BODY, start, len)
+    }
+
+    fn replace_request_body(&mut self, held: usize, bytes: &[u8]) -> Result<(), HostError> {
+        abi::set_buffer(abi::BUFFER_HTTP_REQUEST_BODY, 0, held, bytes)
+            .map_err(|status| HostError { detail: format!("set request body status {status}") })
+    }
+
+    fn replace_response_body(&mut self, held: usize, bytes: &[u8]) -> Result<(), HostError> {
+        abi::set_buffer(abi::BUFFER_HTTP_RESPONSE_BODY, 0, held, bytes)
+            .map_err(|status| HostError { detail: format!("set response body status {status}") })
     }
 
     fn response_body(&self, start: usize, len: usize) -> Option<Vec<u8>> {
@@ -114,6 +138,18 @@ impl HostIo for ProxyIo {
     fn send_reply(&mut self, status: u16, headers: &[(&str, &str)], body: &[u8]) -> Result<(), HostError> {
         abi::send_local_response(status, "tollgate", body, &encode_header_pairs(headers))
             .map_err(|status| HostError { detail: format!("send_local_response status {status}") })
+    }
+
+    fn export(&mut self, key: &str, value: &str) {
+        let result = match self.host_kind() {
+            HostKind::Envoy => abi::set_property(&[key], value.as_bytes()),
+            // Kong keeps per-request values for Lua log plugins in kong.ctx.shared; any other
+            // property path is refused there. Dots would read as nesting, so they become '_'.
+            HostKind::Kong => abi::set_property(&["kong", "ctx", "shared", &key.replace('.', "_")], value.as_bytes()),
+        };
+        if let Err(status) = result {
+            log::debug!("export_failed key={key} status={status}");
+        }
     }
 
     fn increment(&mut self, counter: Counter) {

@@ -135,6 +135,8 @@ class Envoy:
             "-c", str(config_path),
             "--base-id", str(next(_base_ids)),
             "--concurrency", "1",
+            # Access-log lines are read by tests (and watched by people running `make run`).
+            "--file-flush-interval-msec", "50",
             "--log-level", log_level,
             "--component-log-level", "wasm:debug" if log_level != "warning" else "wasm:info",
         ]

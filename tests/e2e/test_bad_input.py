@@ -127,9 +127,11 @@ def test_debug_log_has_the_numbers_but_no_prompt_text(small_limit_envoy):
     response = post(small_limit_envoy.port, PATH, {**CHAT, "messages": [{"role": "user", "content": secret}]})
     assert response.status == 200
     log = small_limit_envoy.log()
-    assert f"input_tokens={response.header('x-tollgate-input-tokens')}" in log
-    assert f"cost_usd={response.header('x-tollgate-cost-usd')}" in log
-    assert "request model=gpt-4o-mini stream=false" in log
+    assert "request api=openai.chat model=gpt-4o-mini stream=false" in log
+    usage_lines = [line.split(" usage ", 1)[1] for line in log.splitlines() if " usage {" in line]
+    record = json.loads(usage_lines[-1])
+    assert record["tokens"]["input"]["tokens"] == int(response.header("x-tollgate-input-tokens"))
+    assert record["cost_usd"] == response.header("x-tollgate-cost-usd")
     assert secret not in log
 
 

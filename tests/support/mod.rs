@@ -11,6 +11,7 @@
 //!   default); a final 0-byte `eof` call ends every response; header writes during the response
 //!   body trap.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // tests may fail loudly
+#![allow(dead_code)] // each test crate uses its own part of the fake host
 
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -63,6 +64,12 @@ pub struct FakeHost {
     /// What reached the client, and how the body arrived (one entry per release).
     pub client_headers: Option<Vec<(String, String)>>,
     pub client_body_releases: Vec<Vec<u8>>,
+    /// Request headers as they left for the upstream.
+    pub upstream_headers: Vec<(String, String)>,
+    /// Values handed to the proxy's logging (filter state / kong.ctx.shared).
+    pub exports: HashMap<String, String>,
+    /// The proxy clock, in nanoseconds; tests move it with `advance_ms`.
+    pub clock: u64,
 }
 
 pub fn policy(config_json: &str) -> Rc<Policy> {
@@ -87,7 +94,24 @@ impl FakeHost {
             upstream_body: Vec::new(),
             client_headers: None,
             client_body_releases: Vec::new(),
+            upstream_headers: Vec::new(),
+            exports: HashMap::new(),
+            clock: 1_000_000_000,
         }
+    }
+
+    pub fn advance_ms(&mut self, ms: u64) {
+        self.clock += ms * 1_000_000;
+    }
+
+    /// The exported usage record, parsed.
+    pub fn record(&self) -> serde_json::Value {
+        let json = self.exports.get("tollgate.usage").expect("a usage record was exported");
+        serde_json::from_str(json).expect("the record is JSON")
+    }
+
+    pub fn upstream_header(&self, name: &str) -> Option<&str> {
+        self.upstream_headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
     }
 
     pub fn counter(&self, counter: Counter) -> u64 {
@@ -115,7 +139,9 @@ impl FakeHost {
         if self.reply.is_some() {
             return self.answer_with_local_reply(ex);
         }
-        self.upstream_headers_released = flow == Flow::Continue;
+        if flow == Flow::Continue {
+            self.release_upstream_headers();
+        }
         if chunks.is_empty() && !self.kong() {
             return;
         }
@@ -159,17 +185,24 @@ impl FakeHost {
         self.request_body_calls.push((size, end));
         let flow = ex.on_request_body(self, size, end);
         if flow == Flow::Continue && self.reply.is_none() {
-            self.upstream_headers_released = true;
+            self.release_upstream_headers();
             self.upstream_body.append(&mut self.request_buffer);
         }
         flow
+    }
+
+    fn release_upstream_headers(&mut self) {
+        if !self.upstream_headers_released {
+            self.upstream_headers_released = true;
+            self.upstream_headers = self.request_headers.clone();
+        }
     }
 
     /// Request trailers after the body chunks (HTTP/2): no body call carries end of stream.
     pub fn request_with_trailers(&mut self, ex: &mut Exchange, headers: &[(&str, &str)], chunks: &[&[u8]]) {
         self.request_headers = owned(headers);
         if ex.on_request_headers(self, false) == Flow::Continue {
-            self.upstream_headers_released = true;
+            self.release_upstream_headers();
         }
         let mut paused = false;
         for chunk in chunks {
@@ -180,7 +213,7 @@ impl FakeHost {
             paused = self.request_body_call(ex, false) == Flow::Pause;
         }
         if ex.on_request_trailers(self) == Flow::Continue && self.reply.is_none() {
-            self.upstream_headers_released = true;
+            self.release_upstream_headers();
             self.upstream_body.append(&mut self.request_buffer);
         } else if self.reply.is_none() {
             self.violations.push("request still paused after trailers: it would hang".into());
@@ -198,11 +231,34 @@ impl FakeHost {
         let status = reply.status.to_string();
         let mut headers = vec![(":status", status.as_str())];
         headers.extend(reply.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())));
-        self.response(ex, &headers, &[&reply.body]);
+        self.deliver_response(ex, &headers, &[&reply.body]);
     }
 
-    /// Sends the upstream's response through the filter.
+    /// Sends the upstream's response through the filter, then ends the stream (`on_log`).
     pub fn response(&mut self, ex: &mut Exchange, headers: &[(&str, &str)], chunks: &[&[u8]]) {
+        self.deliver_response(ex, headers, chunks);
+        ex.on_done(self);
+    }
+
+    /// The upstream sends `chunks` and then the connection drops: no end of stream, only `on_log`.
+    pub fn response_cut(&mut self, ex: &mut Exchange, headers: &[(&str, &str)], chunks: &[&[u8]]) {
+        self.response_headers = owned(headers);
+        if ex.on_response_headers(self, false) == Flow::Continue {
+            self.send_response_headers();
+        }
+        self.in_response_body = true;
+        for chunk in chunks {
+            self.response_buffer = chunk.to_vec();
+            let size = self.response_buffer.len();
+            ex.on_response_body(self, size, false);
+            let released = std::mem::take(&mut self.response_buffer);
+            self.client_body_releases.push(released);
+        }
+        self.in_response_body = false;
+        ex.on_done(self);
+    }
+
+    fn deliver_response(&mut self, ex: &mut Exchange, headers: &[(&str, &str)], chunks: &[&[u8]]) {
         self.response_headers = owned(headers);
         let headers_end = chunks.is_empty() && !self.kong();
         let flow = ex.on_response_headers(self, headers_end);
@@ -318,8 +374,51 @@ impl HostIo for FakeHost {
         }
     }
 
+    fn now_nanos(&self) -> u64 {
+        self.clock
+    }
+
     fn request_header(&self, name: &str) -> Option<String> {
         find(&self.request_headers, name)
+    }
+
+    fn set_request_header(&mut self, name: &str, value: &str) -> Result<(), HostError> {
+        if self.upstream_headers_released {
+            self.violations.push(format!("request header {name} set after the headers went upstream"));
+            return Err(HostError { detail: "headers already sent".into() });
+        }
+        self.request_headers.retain(|(n, _)| n != name);
+        self.request_headers.push((name.to_string(), value.to_string()));
+        Ok(())
+    }
+
+    fn remove_response_header(&mut self, name: &str) -> Result<(), HostError> {
+        if self.response_headers_sent {
+            self.violations.push(format!("response header {name} removed after the headers were sent"));
+            return Err(HostError { detail: "headers already sent".into() });
+        }
+        self.response_headers.retain(|(n, _)| n != name);
+        Ok(())
+    }
+
+    fn replace_request_body(&mut self, held: usize, bytes: &[u8]) -> Result<(), HostError> {
+        if held != self.request_buffer.len() {
+            self.violations.push(format!("request body replaced with a wrong held size {held}"));
+        }
+        self.request_buffer = bytes.to_vec();
+        Ok(())
+    }
+
+    fn replace_response_body(&mut self, held: usize, bytes: &[u8]) -> Result<(), HostError> {
+        if held != self.response_buffer.len() {
+            self.violations.push(format!("response body replaced with a wrong held size {held}"));
+        }
+        self.response_buffer = bytes.to_vec();
+        Ok(())
+    }
+
+    fn export(&mut self, key: &str, value: &str) {
+        self.exports.insert(key.to_string(), value.to_string());
     }
 
     fn response_header(&self, name: &str) -> Option<String> {

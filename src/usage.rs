@@ -1,0 +1,217 @@
+//! The one usage record every request ends with, and the provider-neutral token counts in it.
+//!
+//! Providers count differently: OpenAI's `prompt_tokens` include cached tokens, Anthropic's
+//! `input_tokens` exclude cache reads and writes. Here `input` is always *every* prompt token the
+//! provider processed and the cache figures are parts of it; `output` is every generated token
+//! and `reasoning` a part of it. Each number says where it came from.
+
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+
+use crate::pricing::Cost;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// Reported by the provider in the response.
+    Provider,
+    /// Counted or estimated by Tollgate because the provider did not report it.
+    Estimated,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Count {
+    pub tokens: u64,
+    pub source: Source,
+}
+
+impl Count {
+    pub fn provider(tokens: u64) -> Self {
+        Count { tokens, source: Source::Provider }
+    }
+
+    pub fn estimated(tokens: u64) -> Self {
+        Count { tokens, source: Source::Estimated }
+    }
+}
+
+/// Token counts by type. `None` means "not reported and not estimated".
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TokenCounts {
+    /// Every prompt token: uncached, read from cache and written to cache.
+    pub input: Option<Count>,
+    /// Part of `input` served from the provider's prompt cache.
+    pub cache_read: Option<Count>,
+    /// Part of `input` written to the cache for 5 minutes (Anthropic's default lifetime).
+    pub cache_write_5m: Option<Count>,
+    /// Part of `input` written to the cache for 1 hour.
+    pub cache_write_1h: Option<Count>,
+    /// Part of `input` that was audio.
+    pub audio_input: Option<Count>,
+    /// Every generated token, reasoning included.
+    pub output: Option<Count>,
+    /// Part of `output` spent on reasoning.
+    pub reasoning: Option<Count>,
+    /// Part of `output` that was audio.
+    pub audio_output: Option<Count>,
+}
+
+impl TokenCounts {
+    /// Fields reported in `newer` replace those here; the rest stay. Streams report usage in
+    /// several events (Anthropic's `message_start`, then cumulative `message_delta`s).
+    pub fn merge(&mut self, newer: TokenCounts) {
+        let fields = [
+            (&mut self.input, newer.input),
+            (&mut self.cache_read, newer.cache_read),
+            (&mut self.cache_write_5m, newer.cache_write_5m),
+            (&mut self.cache_write_1h, newer.cache_write_1h),
+            (&mut self.audio_input, newer.audio_input),
+            (&mut self.output, newer.output),
+            (&mut self.reasoning, newer.reasoning),
+            (&mut self.audio_output, newer.audio_output),
+        ];
+        for (mine, theirs) in fields {
+            if theirs.is_some() {
+                *mine = theirs;
+            }
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        *self == TokenCounts::default()
+    }
+
+    fn to_json(self) -> Value {
+        let mut map = Map::new();
+        let fields = [
+            ("input", self.input),
+            ("cache_read", self.cache_read),
+            ("cache_write_5m", self.cache_write_5m),
+            ("cache_write_1h", self.cache_write_1h),
+            ("audio_input", self.audio_input),
+            ("output", self.output),
+            ("reasoning", self.reasoning),
+            ("audio_output", self.audio_output),
+        ];
+        for (name, count) in fields {
+            if let Some(count) = count {
+                map.insert(name.to_string(), json!({ "tokens": count.tokens, "source": count.source }));
+            }
+        }
+        Value::Object(map)
+    }
+}
+
+/// How the exchange ended, as far as the filter could see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// The provider's answer arrived whole.
+    Complete,
+    /// The upstream answered with an error status.
+    UpstreamError,
+    /// The stream ended before its final event (upstream reset, client gone, timeout).
+    Truncated,
+    /// Tollgate answered itself (a 4xx for a request it would not forward).
+    Rejected,
+}
+
+/// One record per request: what was asked, what served it, what it used and cost.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageRecord {
+    pub api: &'static str,
+    pub model_requested: Option<String>,
+    pub model_served: Option<String>,
+    pub streaming: bool,
+    pub status: Option<u16>,
+    pub outcome: Outcome,
+    pub tokens: TokenCounts,
+    /// `None` when the model has no price or nothing was counted.
+    pub cost: Option<Cost>,
+    pub time_to_first_token_ms: Option<u64>,
+    pub duration_ms: Option<u64>,
+}
+
+impl UsageRecord {
+    /// The record as one JSON object, for access logs and Kong's log plugins. Never contains
+    /// prompt or completion text.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "api": self.api,
+            "model_requested": self.model_requested,
+            "model_served": self.model_served,
+            "streaming": self.streaming,
+            "status": self.status,
+            "outcome": self.outcome,
+            "tokens": self.tokens.to_json(),
+            "cost_usd": self.cost.map(|c| c.usd_string()),
+            "time_to_first_token_ms": self.time_to_first_token_ms,
+            "duration_ms": self.duration_ms,
+        })
+    }
+}
+
+/// A non-negative integer field of a usage object; absent, negative, fractional, or other
+/// types are "not reported" rather than an error: a provider's malformed number must not
+/// become a wrong bill.
+pub fn token_field(object: &Value, path: &[&str]) -> Option<u64> {
+    let mut value = object;
+    for key in path {
+        value = value.get(key)?;
+    }
+    value.as_u64()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merging_keeps_earlier_fields_and_takes_newer_ones() {
+        let mut counts = TokenCounts {
+            input: Some(Count::provider(100)),
+            output: Some(Count::provider(1)),
+            ..TokenCounts::default()
+        };
+        counts.merge(TokenCounts { output: Some(Count::provider(42)), ..TokenCounts::default() });
+        assert_eq!(counts.input, Some(Count::provider(100)));
+        assert_eq!(counts.output, Some(Count::provider(42)));
+    }
+
+    #[test]
+    fn token_fields_reject_negative_and_fractional_numbers() {
+        let usage = json!({"a": 5, "b": -1, "c": 2.5, "d": "7", "e": {"f": 3}});
+        assert_eq!(token_field(&usage, &["a"]), Some(5));
+        assert_eq!(token_field(&usage, &["b"]), None);
+        assert_eq!(token_field(&usage, &["c"]), None);
+        assert_eq!(token_field(&usage, &["d"]), None);
+        assert_eq!(token_field(&usage, &["e", "f"]), Some(3));
+        assert_eq!(token_field(&usage, &["missing"]), None);
+    }
+
+    #[test]
+    fn record_json_marks_every_number_with_its_source() {
+        let record = UsageRecord {
+            api: "openai.chat",
+            model_requested: Some("gpt-4o".into()),
+            model_served: Some("gpt-4o-2024-08-06".into()),
+            streaming: true,
+            status: Some(200),
+            outcome: Outcome::Truncated,
+            tokens: TokenCounts {
+                input: Some(Count::provider(10)),
+                output: Some(Count::estimated(3)),
+                ..TokenCounts::default()
+            },
+            cost: Some(Cost { pico_usd: 1_500_000 }),
+            time_to_first_token_ms: Some(12),
+            duration_ms: Some(40),
+        };
+        let value = record.to_json();
+        assert_eq!(value["tokens"]["input"], json!({"tokens": 10, "source": "provider"}));
+        assert_eq!(value["tokens"]["output"], json!({"tokens": 3, "source": "estimated"}));
+        assert_eq!(value["outcome"], "truncated");
+        assert_eq!(value["cost_usd"], "0.0000015");
+        assert!(value["tokens"].get("reasoning").is_none());
+    }
+}

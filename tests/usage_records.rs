@@ -1,0 +1,309 @@
+//! One usage record per request, streamed or not, for every dialect: what it counts, where each
+//! number came from, and that stream chunking never changes it.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // tests may fail loudly
+
+mod support;
+
+use serde_json::{json, Value};
+use support::{policy, FakeHost, Profile};
+use tollgate::exchange::Exchange;
+
+const CHAT_STREAM: &[u8] = include_bytes!("fixtures/openai/chat_stream.sse");
+const CHAT_STREAM_WITHOUT_USAGE: &[u8] = include_bytes!("fixtures/openai/chat_stream_without_usage.sse");
+const RESPONSES_RESPONSE: &[u8] = include_bytes!("fixtures/openai/responses_response.json");
+const RESPONSES_STREAM: &[u8] = include_bytes!("fixtures/openai/responses_stream.sse");
+const ANTHROPIC_REQUEST: &[u8] = include_bytes!("fixtures/anthropic/messages_request.json");
+const ANTHROPIC_RESPONSE: &[u8] = include_bytes!("fixtures/anthropic/messages_response.json");
+const ANTHROPIC_STREAM: &[u8] = include_bytes!("fixtures/anthropic/messages_stream.sse");
+
+const JSON_OK: &[(&str, &str)] = &[(":status", "200"), ("content-type", "application/json")];
+const SSE_OK: &[(&str, &str)] = &[(":status", "200"), ("content-type", "text/event-stream")];
+
+fn post(path: &str) -> Vec<(&str, &str)> {
+    vec![(":method", "POST"), (":path", path), ("content-type", "application/json")]
+}
+
+struct Case {
+    path: &'static str,
+    request: Vec<u8>,
+    stream: &'static [u8],
+}
+
+fn stream_cases() -> Vec<Case> {
+    vec![
+        Case {
+            path: "/v1/chat/completions",
+            request: br#"{"model":"gpt-4o-mini","stream":true,"stream_options":{"include_usage":true},"messages":[]}"#
+                .to_vec(),
+            stream: CHAT_STREAM,
+        },
+        Case {
+            path: "/v1/responses",
+            request: br#"{"model":"gpt-4.1","stream":true,"input":"hi"}"#.to_vec(),
+            stream: RESPONSES_STREAM,
+        },
+        Case {
+            path: "/v1/messages",
+            request: String::from_utf8(ANTHROPIC_REQUEST.to_vec())
+                .unwrap()
+                .replacen('{', "{\"stream\": true,", 1)
+                .into_bytes(),
+            stream: ANTHROPIC_STREAM,
+        },
+    ]
+}
+
+fn run_stream(case: &Case, chunks: &[&[u8]]) -> FakeHost {
+    let mut host = FakeHost::new(Profile::Envoy);
+    let mut ex = Exchange::new(1, policy("{}"));
+    host.request(&mut ex, &post(case.path), &[&case.request]);
+    host.response(&mut ex, SSE_OK, chunks);
+    assert!(host.violations.is_empty(), "{:?}", host.violations);
+    host
+}
+
+fn tokens(record: &Value, field: &str) -> Value {
+    record["tokens"][field].clone()
+}
+
+#[test]
+fn openai_chat_stream_record_comes_from_the_usage_chunk() {
+    let host = run_stream(&stream_cases()[0], &[CHAT_STREAM]);
+    let record = host.record();
+    assert_eq!(record["api"], "openai.chat");
+    assert_eq!(record["streaming"], true);
+    assert_eq!(record["outcome"], "complete");
+    assert_eq!(record["model_requested"], "gpt-4o-mini");
+    assert_eq!(record["model_served"], "gpt-4o-mini-2024-07-18");
+    assert_eq!(tokens(&record, "input"), json!({"tokens": 41, "source": "provider"}));
+    assert_eq!(tokens(&record, "output"), json!({"tokens": 6, "source": "provider"}));
+    assert_eq!(tokens(&record, "cache_read"), json!({"tokens": 0, "source": "provider"}));
+    // 41 × $0.15/M + 6 × $0.60/M
+    assert_eq!(record["cost_usd"], "0.00000975");
+    assert_eq!(host.client_body(), CHAT_STREAM, "the client asked for usage: nothing is removed");
+}
+
+#[test]
+fn responses_stream_record_comes_from_response_completed() {
+    let record = run_stream(&stream_cases()[1], &[RESPONSES_STREAM]).record();
+    assert_eq!(record["api"], "openai.responses");
+    assert_eq!(record["model_served"], "gpt-4.1-2025-04-14");
+    assert_eq!(tokens(&record, "input"), json!({"tokens": 37, "source": "provider"}));
+    assert_eq!(tokens(&record, "output"), json!({"tokens": 6, "source": "provider"}));
+    assert_eq!(tokens(&record, "reasoning"), json!({"tokens": 0, "source": "provider"}));
+    assert_eq!(record["outcome"], "complete");
+}
+
+#[test]
+fn anthropic_stream_merges_message_start_and_message_delta() {
+    let record = run_stream(&stream_cases()[2], &[ANTHROPIC_STREAM]).record();
+    assert_eq!(record["api"], "anthropic.messages");
+    assert_eq!(record["model_served"], "claude-sonnet-4-5-20250929");
+    // 21 uncached + 3400 read from cache; output from the final message_delta, not message_start's 1.
+    assert_eq!(tokens(&record, "input"), json!({"tokens": 3421, "source": "provider"}));
+    assert_eq!(tokens(&record, "cache_read"), json!({"tokens": 3400, "source": "provider"}));
+    assert_eq!(tokens(&record, "output"), json!({"tokens": 12, "source": "provider"}));
+    // 21 × $3 + 3400 × $0.30 + 12 × $15 per M
+    assert_eq!(record["cost_usd"], "0.001263");
+}
+
+#[test]
+fn every_stream_split_at_every_offset_gives_the_same_record_and_bytes() {
+    for case in stream_cases() {
+        let whole = run_stream(&case, &[case.stream]);
+        for at in 0..=case.stream.len() {
+            let (head, tail) = case.stream.split_at(at);
+            let split = run_stream(&case, &[head, tail]);
+            assert_eq!(split.record(), whole.record(), "{} split at {at}", case.path);
+            assert_eq!(split.client_body(), whole.client_body(), "{} split at {at}", case.path);
+        }
+    }
+}
+
+#[test]
+fn random_chunkings_give_the_same_record() {
+    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = move |bound: usize| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % bound as u64) as usize
+    };
+    for case in stream_cases() {
+        let whole = run_stream(&case, &[case.stream]).record();
+        for _ in 0..2 {
+            let mut cuts: Vec<usize> = (0..12).map(|_| next(case.stream.len())).collect();
+            cuts.sort_unstable();
+            let mut chunks = Vec::new();
+            let mut from = 0;
+            for cut in cuts.into_iter().chain([case.stream.len()]) {
+                chunks.push(&case.stream[from..cut]);
+                from = cut;
+            }
+            assert_eq!(run_stream(&case, &chunks).record(), whole, "{}", case.path);
+        }
+    }
+}
+
+#[test]
+fn include_usage_is_added_for_openai_streams_and_the_extra_chunk_hidden() {
+    let mut host = FakeHost::new(Profile::Envoy);
+    let mut ex = Exchange::new(1, policy("{}"));
+    let request = br#"{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+    let mut headers = post("/v1/chat/completions");
+    let length = request.len().to_string();
+    headers.push(("content-length", &length));
+    host.request(&mut ex, &headers, &[&request[..20], &request[20..]]);
+
+    let upstream: Value = serde_json::from_slice(&host.upstream_body).unwrap();
+    assert_eq!(upstream["stream_options"]["include_usage"], true);
+    assert_eq!(upstream["messages"][0]["content"], "hi");
+    assert_eq!(host.upstream_header("content-length"), Some(host.upstream_body.len().to_string().as_str()));
+
+    let chunks: Vec<&[u8]> = CHAT_STREAM.chunks(97).collect();
+    host.response(
+        &mut ex,
+        &[(":status", "200"), ("content-type", "text/event-stream"), ("content-length", "9999")],
+        &chunks,
+    );
+    assert!(host.violations.is_empty(), "{:?}", host.violations);
+    let body = String::from_utf8(host.client_body()).unwrap();
+    assert!(!body.contains("\"choices\":[],\"usage\""), "the usage chunk the client did not ask for is gone");
+    assert!(body.ends_with("data: [DONE]\n\n"));
+    assert_eq!(host.client_header("content-length"), None, "a length no longer true is removed");
+    assert_eq!(tokens(&host.record(), "output"), json!({"tokens": 6, "source": "provider"}));
+}
+
+#[test]
+fn without_provider_usage_output_is_estimated_from_the_streamed_text() {
+    let mut host = FakeHost::new(Profile::Envoy);
+    let mut ex = Exchange::new(1, policy(r#"{"include_usage": false}"#));
+    host.request(&mut ex, &post("/v1/chat/completions"), &[br#"{"model":"gpt-4o-mini","stream":true,"messages":[]}"#]);
+    assert!(!String::from_utf8_lossy(&host.upstream_body).contains("stream_options"), "option off: body untouched");
+    host.response(&mut ex, SSE_OK, &[CHAT_STREAM_WITHOUT_USAGE]);
+    let record = host.record();
+    assert_eq!(host.client_body(), CHAT_STREAM_WITHOUT_USAGE);
+    assert_eq!(record["tokens"]["output"]["source"], "estimated");
+    assert!(record["tokens"]["output"]["tokens"].as_u64().unwrap() > 0);
+    assert!(record["tokens"].get("input").is_none(), "no input count and no pretence of one");
+    assert_eq!(record["outcome"], "complete");
+}
+
+#[test]
+fn a_stream_cut_mid_event_still_closes_its_record_marked_estimated() {
+    let mut host = FakeHost::new(Profile::Envoy);
+    let mut ex = Exchange::new(1, policy("{}"));
+    let request = br#"{"model":"gpt-4o-mini","stream":true,"stream_options":{"include_usage":true},"messages":[]}"#;
+    host.request(&mut ex, &post("/v1/chat/completions"), &[request]);
+    host.advance_ms(120);
+    let cut = &CHAT_STREAM[..CHAT_STREAM.len() / 2];
+    host.response_cut(&mut ex, SSE_OK, &[&cut[..100], &cut[100..]]);
+    let record = host.record();
+    assert_eq!(record["outcome"], "truncated");
+    assert_eq!(record["tokens"]["output"]["source"], "estimated");
+    assert_eq!(record["tokens"]["input"]["source"], "estimated");
+    assert_eq!(record["time_to_first_token_ms"], 120);
+    assert_eq!(host.client_body(), cut, "what arrived was relayed");
+}
+
+#[test]
+fn non_streaming_records_for_every_dialect() {
+    type Case<'a> = (&'a str, &'a [u8], &'a [u8], Value, Value);
+    let cases: [Case; 2] = [
+        ("/v1/responses", br#"{"model":"gpt-4.1","input":"hi"}"#, RESPONSES_RESPONSE, json!(36), json!(14)),
+        ("/v1/messages", ANTHROPIC_REQUEST, ANTHROPIC_RESPONSE, json!(21 + 1200 + 3400), json!(27)),
+    ];
+    for (path, request, response, input, output) in cases {
+        let mut host = FakeHost::new(Profile::Envoy);
+        let mut ex = Exchange::new(1, policy("{}"));
+        host.request(&mut ex, &post(path), &[request]);
+        host.response(&mut ex, JSON_OK, &[response]);
+        let record = host.record();
+        assert_eq!(record["tokens"]["input"]["tokens"], input, "{path}");
+        assert_eq!(record["tokens"]["output"]["tokens"], output, "{path}");
+        assert_eq!(record["streaming"], false);
+        assert_eq!(host.client_header("x-tollgate-input-tokens"), Some(input.to_string().as_str()));
+        assert_eq!(host.client_header("x-tollgate-cost-usd"), record["cost_usd"].as_str());
+    }
+}
+
+#[test]
+fn anthropic_cache_writes_are_recorded_by_lifetime_and_priced() {
+    let mut host = FakeHost::new(Profile::Envoy);
+    let mut ex = Exchange::new(1, policy("{}"));
+    host.request(&mut ex, &post("/v1/messages"), &[ANTHROPIC_REQUEST]);
+    host.response(&mut ex, JSON_OK, &[ANTHROPIC_RESPONSE]);
+    let record = host.record();
+    assert_eq!(tokens(&record, "cache_write_5m"), json!({"tokens": 1200, "source": "provider"}));
+    assert_eq!(tokens(&record, "cache_write_1h"), json!({"tokens": 0, "source": "provider"}));
+    // 21 × $3 + 3400 × $0.30 + 1200 × $3.75 + 27 × $15 per M
+    assert_eq!(record["cost_usd"], "0.005988");
+}
+
+#[test]
+fn kong_gets_the_record_without_response_headers() {
+    let mut host = FakeHost::new(Profile::Kong);
+    let mut ex = Exchange::new(1, policy("{}"));
+    host.request(&mut ex, &post("/v1/messages"), &[ANTHROPIC_REQUEST]);
+    let chunks: Vec<&[u8]> = ANTHROPIC_RESPONSE.chunks(200).collect();
+    host.response(&mut ex, JSON_OK, &chunks);
+    assert!(host.violations.is_empty(), "{:?}", host.violations);
+    assert_eq!(host.client_body(), ANTHROPIC_RESPONSE);
+    assert_eq!(host.client_header("x-tollgate-cost-usd"), None);
+    assert_eq!(host.record()["cost_usd"], "0.005988");
+}
+
+#[test]
+fn upstream_errors_and_local_replies_are_recorded_too() {
+    let mut host = FakeHost::new(Profile::Envoy);
+    let mut ex = Exchange::new(1, policy("{}"));
+    host.request(&mut ex, &post("/v1/chat/completions"), &[br#"{"model":"gpt-4o","messages":[]}"#]);
+    host.response(&mut ex, &[(":status", "429"), ("content-type", "application/json")], &[b"{}"]);
+    let record = host.record();
+    assert_eq!(record["outcome"], "upstream_error");
+    assert_eq!(record["status"], 429);
+    assert_eq!(record["cost_usd"], Value::Null);
+
+    let mut host = FakeHost::new(Profile::Envoy);
+    let mut ex = Exchange::new(1, policy("{}"));
+    host.request(&mut ex, &post("/v1/messages"), &[b"{oops"]);
+    let record = host.record();
+    assert_eq!(record["outcome"], "rejected");
+    assert_eq!(record["status"], 400);
+    assert_eq!(record["api"], "anthropic.messages");
+    assert_eq!(host.reply.as_ref().unwrap().json()["type"], "error", "Anthropic-shaped error");
+}
+
+#[test]
+fn garbage_and_absurd_usage_never_become_a_bill() {
+    let bodies: [&[u8]; 4] = [
+        br#"{"model":"gpt-4o","usage":{"prompt_tokens":-5,"completion_tokens":3}}"#,
+        br#"{"model":"gpt-4o","usage":{"prompt_tokens":"many","completion_tokens":1.5}}"#,
+        br#"{"model":"gpt-4o","usage":"none"}"#,
+        br#"{"model":"gpt-4o","usage":{"prompt_tokens":18446744073709551615,"completion_tokens":18446744073709551615}}"#,
+    ];
+    for body in bodies {
+        let mut host = FakeHost::new(Profile::Envoy);
+        let mut ex = Exchange::new(1, policy("{}"));
+        host.request(&mut ex, &post("/v1/chat/completions"), &[br#"{"model":"gpt-4o","messages":[]}"#]);
+        host.response(&mut ex, JSON_OK, &[body]);
+        assert!(host.violations.is_empty());
+        let record = host.record();
+        assert!(record["tokens"]["input"].get("tokens").is_none_or(|t| t.as_u64().is_some()));
+    }
+}
+
+#[test]
+fn garbage_events_and_oversized_events_are_skipped_not_fatal() {
+    let stream = b"data: {not json\n\ndata: [1,2,3]\n\nevent: x\n\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":2,\"completion_tokens\":1}}\n\ndata: [DONE]\n\n";
+    let mut host = FakeHost::new(Profile::Envoy);
+    let mut ex = Exchange::new(1, policy(r#"{"max_stream_event_bytes": 200}"#));
+    let request = br#"{"model":"gpt-4o","stream":true,"stream_options":{"include_usage":true},"messages":[]}"#;
+    host.request(&mut ex, &post("/v1/chat/completions"), &[request]);
+    let huge = format!("data: {{\"pad\": \"{}\"}}\n\n", "x".repeat(500));
+    host.response(&mut ex, SSE_OK, &[huge.as_bytes(), stream]);
+    let record = host.record();
+    assert_eq!(record["tokens"]["output"], json!({"tokens": 1, "source": "provider"}));
+    assert_eq!(record["outcome"], "complete");
+    assert_eq!(host.client_body(), [huge.as_bytes(), stream].concat(), "passed through untouched");
+}
