@@ -5,10 +5,12 @@
 //! and every error names the field it is about.
 
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::fmt;
 
 use crate::names;
 use crate::pricing::PriceTable;
+use crate::routing::{self, RawRouting, Routing};
 
 /// Largest body limit accepted. Envoy must be able to buffer this much (its
 /// `per_connection_buffer_limit_bytes` must be at least as large), so keep it bounded.
@@ -31,16 +33,34 @@ struct RawConfig {
     include_usage: bool,
     #[serde(default = "default_max_stream_event_bytes")]
     max_stream_event_bytes: usize,
+    #[serde(default)]
+    providers: BTreeMap<String, routing::compile::RawProvider>,
+    #[serde(default)]
+    targets: BTreeMap<String, routing::compile::RawTarget>,
+    #[serde(default)]
+    models: routing::compile::RawModels,
+    #[serde(default)]
+    rules: Vec<routing::compile::RawRule>,
+    #[serde(default)]
+    tenant_header: Option<String>,
+    #[serde(default = "default_max_tokens")]
+    default_max_tokens: u32,
 }
 
 /// Names of every field `RawConfig` accepts, for the schema consistency test.
-pub const FIELDS: [&str; 6] = [
+pub const FIELDS: [&str; 12] = [
     "header_prefix",
     "max_request_body_bytes",
     "max_response_body_bytes",
     "log_level",
     "include_usage",
     "max_stream_event_bytes",
+    "providers",
+    "targets",
+    "models",
+    "rules",
+    "tenant_header",
+    "default_max_tokens",
 ];
 
 fn default_header_prefix() -> String {
@@ -49,6 +69,10 @@ fn default_header_prefix() -> String {
 
 fn default_body_limit() -> usize {
     4 * 1024 * 1024
+}
+
+fn default_max_tokens() -> u32 {
+    4096
 }
 
 fn default_true() -> bool {
@@ -90,6 +114,9 @@ fn invalid(field: &str, reason: impl Into<String>) -> ConfigError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HeaderNames {
     pub model: String,
+    pub provider: String,
+    /// Request header naming the Envoy cluster for the route's `cluster_header`.
+    pub cluster: String,
     pub input_tokens: String,
     pub output_tokens: String,
     pub cost_usd: String,
@@ -99,6 +126,8 @@ impl HeaderNames {
     fn with_prefix(prefix: &str) -> Self {
         HeaderNames {
             model: format!("{prefix}{}", names::HEADER_MODEL),
+            provider: format!("{prefix}{}", names::HEADER_PROVIDER),
+            cluster: format!("{prefix}{}", names::HEADER_CLUSTER),
             input_tokens: format!("{prefix}{}", names::HEADER_INPUT_TOKENS),
             output_tokens: format!("{prefix}{}", names::HEADER_OUTPUT_TOKENS),
             cost_usd: format!("{prefix}{}", names::HEADER_COST_USD),
@@ -117,6 +146,9 @@ pub struct Policy {
     pub include_usage: bool,
     /// Stream events larger than this are skipped by the usage reader (and counted).
     pub max_stream_event_bytes: usize,
+    pub routing: Routing,
+    /// `max_tokens` sent to Anthropic when an OpenAI client gave none (Anthropic requires it).
+    pub default_max_tokens: u32,
     pub prices: PriceTable,
 }
 
@@ -129,6 +161,8 @@ impl Default for Policy {
             log_level: log::LevelFilter::Info,
             include_usage: true,
             max_stream_event_bytes: default_max_stream_event_bytes(),
+            routing: Routing::default(),
+            default_max_tokens: default_max_tokens(),
             prices: PriceTable::builtin(),
         }
     }
@@ -138,6 +172,12 @@ impl Default for Policy {
 /// every default. Kong may hand over the object as a JSON string holding the JSON text; both
 /// forms are accepted.
 pub fn compile(bytes: &[u8]) -> Result<Policy, ConfigError> {
+    compile_with_env(bytes, &|name| std::env::var(name).ok())
+}
+
+/// As [`compile`], with provider credentials looked up in `env` instead of the process
+/// environment (the Wasm VM's, set by Envoy's `vm_config.environment_variables`).
+pub fn compile_with_env(bytes: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Policy, ConfigError> {
     let text = std::str::from_utf8(bytes).map_err(|_| invalid("", "configuration is not valid UTF-8"))?;
     if text.trim().is_empty() {
         return Ok(Policy::default());
@@ -157,15 +197,29 @@ pub fn compile(bytes: &[u8]) -> Result<Policy, ConfigError> {
         let field = if path == "." { String::new() } else { path };
         invalid(&field, e.into_inner().to_string())
     })?;
-    compile_raw(raw)
+    compile_raw(raw, env)
 }
 
-fn compile_raw(raw: RawConfig) -> Result<Policy, ConfigError> {
+fn compile_raw(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<Policy, ConfigError> {
     validate_header_prefix(&raw.header_prefix)?;
     validate_body_limit("max_request_body_bytes", raw.max_request_body_bytes)?;
     validate_body_limit("max_response_body_bytes", raw.max_response_body_bytes)?;
     validate_body_limit("max_stream_event_bytes", raw.max_stream_event_bytes)?;
     let log_level = parse_log_level(&raw.log_level)?;
+    if raw.default_max_tokens == 0 {
+        return Err(invalid("default_max_tokens", "must be at least 1"));
+    }
+    let routing = routing::compile(
+        RawRouting {
+            providers: raw.providers,
+            targets: raw.targets,
+            models: raw.models,
+            rules: raw.rules,
+            tenant_header: raw.tenant_header,
+        },
+        env,
+    )
+    .map_err(|(field, reason)| invalid(&field, reason))?;
     Ok(Policy {
         headers: HeaderNames::with_prefix(&raw.header_prefix),
         max_request_body_bytes: raw.max_request_body_bytes,
@@ -173,6 +227,8 @@ fn compile_raw(raw: RawConfig) -> Result<Policy, ConfigError> {
         log_level,
         include_usage: raw.include_usage,
         max_stream_event_bytes: raw.max_stream_event_bytes,
+        routing,
+        default_max_tokens: raw.default_max_tokens,
         prices: PriceTable::builtin(),
     })
 }

@@ -10,11 +10,13 @@
 use std::rc::Rc;
 
 use crate::config::Policy;
-use crate::dialect::{self, Api, ErrorKind, RequestFacts};
+use crate::dialect::{self, Api, RequestFacts};
 use crate::estimate;
 use crate::host_io::{Flow, HostIo, HostKind};
+use crate::json_edit;
 use crate::names::{self, Counter};
 use crate::reply::Reply;
+use crate::routing::{self, AuthStyle, Decision, Dialect, Refusal, RoutingInput};
 use crate::stream_meter::{ChunkEdit, StreamMeter};
 use crate::usage::{Count, Outcome, TokenCounts, UsageRecord};
 
@@ -45,6 +47,16 @@ enum ResponsePhase {
     Done,
 }
 
+/// Sent when Tollgate turns a request into Anthropic's API and the client named no version.
+const ANTHROPIC_VERSION: &str = "2023-06-01";
+
+/// The provider and model a routing decision sent the request to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServedBy {
+    pub provider: String,
+    pub model: String,
+}
+
 /// The per-request state machine. Created per HTTP stream by the host layer.
 pub struct Exchange {
     id: u32,
@@ -57,6 +69,7 @@ pub struct Exchange {
     /// Tollgate added `stream_options.include_usage`: the client did not ask for the usage chunk.
     strip_usage_chunk: bool,
     replied_locally: bool,
+    served_by: Option<ServedBy>,
     status: Option<u16>,
     started_at: u64,
     first_byte_at: Option<u64>,
@@ -75,6 +88,7 @@ impl Exchange {
             request_bytes: 0,
             strip_usage_chunk: false,
             replied_locally: false,
+            served_by: None,
             status: None,
             started_at: 0,
             first_byte_at: None,
@@ -88,6 +102,14 @@ impl Exchange {
     }
 
     pub fn on_request_headers(&mut self, io: &mut dyn HostIo, end_of_stream: bool) -> Flow {
+        if !self.policy.routing.providers.is_empty() {
+            // Only Tollgate picks the cluster: a client-sent cluster header would bypass policy.
+            let header = &self.policy.headers.cluster;
+            if io.request_header(header).is_some() && io.remove_request_header(header).is_err() {
+                log::error!("#{} cluster_header_not_removed", self.id);
+                return self.send(io, Reply::internal_error());
+            }
+        }
         let method = io.request_header(":method").unwrap_or_default();
         let path = io.request_header(":path").unwrap_or_default();
         let Some(api) = Api::detect(&method, &path) else {
@@ -147,8 +169,8 @@ impl Exchange {
             Err(err) => {
                 io.increment(Counter::RequestsRejectedInvalidBody);
                 log::debug!("#{} request_rejected reason=invalid_body bytes={}", self.id, body.len());
-                let kind = if err.param.is_some() { ErrorKind::InvalidType } else { ErrorKind::InvalidJson };
-                return self.send(io, api.error_reply(400, kind, err.param, &err.message));
+                let code = if err.param.is_some() { "invalid_type" } else { "invalid_json" };
+                return self.send(io, api.error_reply(400, code, err.param, &err.message));
             }
         };
         io.increment(Counter::RequestsInspected);
@@ -160,26 +182,141 @@ impl Exchange {
             facts.stream,
             body.len()
         );
-        if api == Api::OpenAiChat && facts.stream && !facts.include_usage && self.policy.include_usage {
-            self.ask_for_stream_usage(io, &body);
+        self.facts = Some(facts.clone());
+        let mut rewritten: Option<Vec<u8>> = None;
+        match self.decide_route(io, &facts, body.len()) {
+            Decision::Untouched => {}
+            Decision::Refuse(refusal) => {
+                io.increment(Counter::RequestsRefusedByPolicy);
+                log::debug!("#{} request_refused code={}", self.id, refusal.code);
+                return self.send(io, api.error_reply(refusal.status, refusal.code, Some("model"), &refusal.message));
+            }
+            Decision::Route { chain, rule } => match self.apply_route(io, api, &facts, &body, &chain, &rule) {
+                Ok(new_body) => rewritten = new_body,
+                Err(refusal) => {
+                    return self.send(io, api.error_reply(refusal.status, refusal.code, None, &refusal.message))
+                }
+            },
         }
-        self.facts = Some(facts);
+        if api == Api::OpenAiChat && facts.stream && !facts.include_usage && self.policy.include_usage {
+            let current = rewritten.as_deref().unwrap_or(&body);
+            if let Some(with_usage) = dialect::openai::with_include_usage(current) {
+                rewritten = Some(with_usage);
+                self.strip_usage_chunk = true;
+            }
+        }
+        if let Some(new_body) = rewritten {
+            self.replace_request_body(io, body.len(), &new_body);
+        }
         Flow::Continue
     }
 
-    /// OpenAI streams report usage only when asked; ask, and remember to hide the answer.
-    fn ask_for_stream_usage(&mut self, io: &mut dyn HostIo, body: &[u8]) {
-        let Some(rewritten) = dialect::openai::with_include_usage(body) else {
-            return;
+    fn decide_route(&self, io: &mut dyn HostIo, facts: &RequestFacts, body_bytes: usize) -> Decision {
+        let routing = &self.policy.routing;
+        if routing.is_empty() {
+            return Decision::Untouched;
+        }
+        let route = if routing.needs_route_name() { io.route_name() } else { None };
+        let random = routing::stable_hash(&(io.now_nanos() ^ u64::from(self.id)).to_le_bytes());
+        let io: &dyn HostIo = io;
+        let header = |name: &str| io.request_header(name);
+        routing.decide(&RoutingInput {
+            model: facts.model.as_deref(),
+            route: route.as_deref(),
+            header: &header,
+            prompt_tokens: estimate::request_tokens(body_bytes),
+            random,
+        })
+    }
+
+    /// Sends the request to the chosen target: its model in the body, its path, its
+    /// credentials (replacing the client's), its cluster. Returns the rewritten body, if any.
+    fn apply_route(
+        &mut self,
+        io: &mut dyn HostIo,
+        api: Api,
+        facts: &RequestFacts,
+        body: &[u8],
+        chain: &[usize],
+        rule: &str,
+    ) -> Result<Option<Vec<u8>>, Refusal> {
+        let policy = Rc::clone(&self.policy);
+        let routing = &policy.routing;
+        let (target, provider) = chain
+            .first()
+            .and_then(|i| routing.target(*i))
+            .and_then(|t| Some((t, routing.provider_of(t)?)))
+            .ok_or_else(|| Refusal { status: 500, code: "routing_error", message: "No target to route to.".into() })?;
+        if !api.native_to(provider.dialect) {
+            return Err(Refusal {
+                status: 400,
+                code: "unsupported_api",
+                message: format!("The {} API cannot be served by provider '{}'.", api.name(), provider.name),
+            });
+        }
+        let new_body = if facts.model.as_deref() == Some(target.model.as_str()) {
+            None
+        } else {
+            let model = serde_json::Value::String(target.model.clone()).to_string();
+            json_edit::replace_value(body, "model", &model).or_else(|| json_edit::insert_first(body, "model", &model))
         };
+        let mut path = format!("{}{}", provider.path_prefix.replace("{model}", &target.model), api.path_suffix());
+        let client_query = io.request_header(":path").and_then(|p| p.split_once('?').map(|(_, q)| q.to_string()));
+        if let Some(query) = provider.query.clone().or(client_query) {
+            path = format!("{path}?{query}");
+        }
+        let mut failures = Vec::new();
+        let mut set = |io: &mut dyn HostIo, name: &str, value: &str| {
+            if io.set_request_header(name, value).is_err() {
+                failures.push(name.to_string());
+            }
+        };
+        set(io, ":path", &path);
+        if let Some(key) = &provider.api_key {
+            for name in ["authorization", "x-api-key", "api-key"] {
+                let _ = io.remove_request_header(name);
+            }
+            match provider.auth {
+                AuthStyle::Bearer => set(io, "authorization", &format!("Bearer {key}")),
+                AuthStyle::ApiKey => set(io, "api-key", key),
+                AuthStyle::XApiKey => set(io, "x-api-key", key),
+            }
+        }
+        if provider.dialect == Dialect::Anthropic && io.request_header("anthropic-version").is_none() {
+            set(io, "anthropic-version", ANTHROPIC_VERSION);
+        }
+        if let Err(err) = io.route_to(&policy.headers.cluster, &provider.cluster) {
+            failures.push(format!("cluster ({})", err.detail));
+        }
+        if !failures.is_empty() {
+            // Never log header values: they may be credentials.
+            log::error!("#{} route_not_applied headers={}", self.id, failures.join(","));
+            return Err(Refusal {
+                status: 500,
+                code: "routing_error",
+                message: "The gateway could not route this request.".into(),
+            });
+        }
+        log::debug!(
+            "#{} routed rule={rule} target={} provider={} model={}",
+            self.id,
+            target.name,
+            provider.name,
+            target.model
+        );
+        self.served_by = Some(ServedBy { provider: provider.name.clone(), model: target.model.clone() });
+        Ok(new_body)
+    }
+
+    fn replace_request_body(&mut self, io: &mut dyn HostIo, held: usize, new_body: &[u8]) {
         let replaced =
-            io.replace_request_body(body.len(), &rewritten).and_then(|()| match io.request_header("content-length") {
-                Some(_) => io.set_request_header("content-length", &rewritten.len().to_string()),
+            io.replace_request_body(held, new_body).and_then(|()| match io.request_header("content-length") {
+                Some(_) => io.set_request_header("content-length", &new_body.len().to_string()),
                 None => Ok(()),
             });
-        match replaced {
-            Ok(()) => self.strip_usage_chunk = true,
-            Err(err) => log::warn!("#{} include_usage_not_added detail={}", self.id, err.detail),
+        if let Err(err) = replaced {
+            log::warn!("#{} request_body_not_replaced detail={}", self.id, err.detail);
+            self.strip_usage_chunk = false;
         }
     }
 
@@ -191,7 +328,7 @@ impl Exchange {
             "The request body is larger than this gateway accepts ({} bytes).",
             self.policy.max_request_body_bytes
         );
-        self.send(io, api.error_reply(413, ErrorKind::RequestTooLarge, None, &message))
+        self.send(io, api.error_reply(413, "request_too_large", None, &message))
     }
 
     fn send(&mut self, io: &mut dyn HostIo, reply: Reply) -> Flow {
@@ -395,6 +532,9 @@ impl Exchange {
         let headers = &self.policy.headers;
         let model = record.model_served.as_deref().or(record.model_requested.as_deref()).unwrap_or("unknown");
         set_header(self.id, io, &headers.model, model);
+        if let Some(provider) = &record.provider {
+            set_header(self.id, io, &headers.provider, provider);
+        }
         let (Some(input), Some(output)) = (record.tokens.input, record.tokens.output) else {
             set_header(self.id, io, &headers.cost_usd, names::COST_UNKNOWN);
             return;
@@ -414,7 +554,8 @@ impl Exchange {
         outcome: Outcome,
     ) -> UsageRecord {
         let requested = self.facts.as_ref().and_then(|f| f.model.clone());
-        let served = served.or_else(|| requested.clone());
+        let routed = self.served_by.as_ref().map(|s| s.model.clone());
+        let served = served.or(routed).or_else(|| requested.clone());
         if outcome == Outcome::Truncated && tokens.input.is_none() {
             tokens.input = Some(Count::estimated(estimate::request_tokens(self.request_bytes)));
         }
@@ -425,6 +566,7 @@ impl Exchange {
             api: self.api.map_or("unknown", Api::name),
             model_requested: requested,
             model_served: served,
+            provider: self.served_by.as_ref().map(|s| s.provider.clone()),
             streaming: self.facts.as_ref().is_some_and(|f| f.stream),
             status: self.status,
             outcome,

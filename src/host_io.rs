@@ -35,6 +35,12 @@ pub trait HostIo {
     fn request_header(&self, name: &str) -> Option<String>;
     /// Only while the request headers are held (or in the request body phase on Kong).
     fn set_request_header(&mut self, name: &str, value: &str) -> Result<(), HostError>;
+    fn remove_request_header(&mut self, name: &str) -> Result<(), HostError>;
+    /// The name of the route the proxy matched (Envoy `xds.route_name`, Kong `kong.route_name`).
+    fn route_name(&mut self) -> Option<String>;
+    /// Sends the request to `cluster`: on Envoy by setting `header` for the route's
+    /// `cluster_header`; on Kong by setting the service's upstream.
+    fn route_to(&mut self, header: &str, cluster: &str) -> Result<(), HostError>;
     fn response_header(&self, name: &str) -> Option<String>;
     /// Only while the response headers have not left the proxy.
     fn set_response_header(&mut self, name: &str, value: &str) -> Result<(), HostError>;

@@ -3,6 +3,9 @@
 
 /// Suffixes appended to the configured header prefix (default `x-tollgate-`).
 pub const HEADER_MODEL: &str = "model";
+pub const HEADER_PROVIDER: &str = "provider";
+/// Request header Tollgate sets to the chosen provider's Envoy cluster (route `cluster_header`).
+pub const HEADER_CLUSTER: &str = "cluster";
 pub const HEADER_INPUT_TOKENS: &str = "input-tokens";
 pub const HEADER_OUTPUT_TOKENS: &str = "output-tokens";
 pub const HEADER_COST_USD: &str = "cost-usd";
@@ -26,6 +29,8 @@ pub enum Counter {
     RequestsRejectedInvalidBody,
     /// Rejected with 413: the body exceeded `max_request_body_bytes`.
     RequestsRejectedTooLarge,
+    /// Refused by the model policy (allow/deny lists, deny rules, context window).
+    RequestsRefusedByPolicy,
     /// A successful non-streaming response that carried no usage object.
     ResponsesWithoutUsage,
     /// A response whose served model is not in the price table.
@@ -35,10 +40,11 @@ pub enum Counter {
 }
 
 impl Counter {
-    pub const ALL: [Counter; 6] = [
+    pub const ALL: [Counter; 7] = [
         Counter::RequestsInspected,
         Counter::RequestsRejectedInvalidBody,
         Counter::RequestsRejectedTooLarge,
+        Counter::RequestsRefusedByPolicy,
         Counter::ResponsesWithoutUsage,
         Counter::ResponsesUnpriced,
         Counter::ResponsesNotInspected,
@@ -49,6 +55,7 @@ impl Counter {
             Counter::RequestsInspected => "tollgate.requests_inspected",
             Counter::RequestsRejectedInvalidBody => "tollgate.requests_rejected_invalid_body",
             Counter::RequestsRejectedTooLarge => "tollgate.requests_rejected_too_large",
+            Counter::RequestsRefusedByPolicy => "tollgate.requests_refused_by_policy",
             Counter::ResponsesWithoutUsage => "tollgate.responses_without_usage",
             Counter::ResponsesUnpriced => "tollgate.responses_unpriced",
             Counter::ResponsesNotInspected => "tollgate.responses_not_inspected",

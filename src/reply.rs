@@ -10,6 +10,14 @@ pub struct Reply {
     pub body: Vec<u8>,
 }
 
+impl Reply {
+    /// For the rare case where the proxy refused a hostcall Tollgate needs to enforce policy:
+    /// failing closed beats letting an unchecked request through.
+    pub fn internal_error() -> Reply {
+        openai_error(500, "server_error", "gateway_error", None, "The gateway could not process this request.")
+    }
+}
+
 /// An OpenAI-shaped error: `{"error": {"message", "type", "param", "code"}}`.
 pub fn openai_error(status: u16, error_type: &str, code: &str, param: Option<&str>, message: &str) -> Reply {
     let body = json!({

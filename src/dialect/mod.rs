@@ -9,6 +9,7 @@ mod request;
 pub use request::{parse_request, BodyError, RequestFacts};
 
 use crate::reply::{self, Reply};
+use crate::routing::Dialect;
 use crate::sse::SseEvent;
 use crate::usage::TokenCounts;
 
@@ -24,14 +25,6 @@ pub enum Api {
     OpenAiEmbeddings,
     /// Anthropic Messages (`POST …/messages`).
     AnthropicMessages,
-}
-
-/// Kinds of error the filter answers with, each mapped to the dialect's own error type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorKind {
-    InvalidJson,
-    InvalidType,
-    RequestTooLarge,
 }
 
 impl Api {
@@ -62,25 +55,52 @@ impl Api {
         }
     }
 
-    /// An error the client's SDK parses as its own API's error.
-    pub fn error_reply(self, status: u16, kind: ErrorKind, param: Option<&str>, message: &str) -> Reply {
+    /// An error the client's SDK parses as its own API's error. `code` is OpenAI's `code`
+    /// (`invalid_json`, `model_not_allowed`, …); Anthropic errors carry the type its SDK maps
+    /// from the status instead.
+    pub fn error_reply(self, status: u16, code: &str, param: Option<&str>, message: &str) -> Reply {
         match self {
             Api::AnthropicMessages => {
-                let error_type = match kind {
-                    ErrorKind::RequestTooLarge => "request_too_large",
-                    ErrorKind::InvalidJson | ErrorKind::InvalidType => "invalid_request_error",
+                let error_type = match status {
+                    401 => "authentication_error",
+                    403 => "permission_error",
+                    404 => "not_found_error",
+                    413 => "request_too_large",
+                    429 => "rate_limit_error",
+                    529 => "overloaded_error",
+                    500..=599 => "api_error",
+                    _ => "invalid_request_error",
                 };
                 reply::anthropic_error(status, error_type, message)
             }
             _ => {
-                let code = match kind {
-                    ErrorKind::InvalidJson => "invalid_json",
-                    ErrorKind::InvalidType => "invalid_type",
-                    ErrorKind::RequestTooLarge => "request_too_large",
+                let error_type = match status {
+                    429 => "rate_limit_error",
+                    500..=599 => "server_error",
+                    _ => "invalid_request_error",
                 };
-                reply::openai_error(status, "invalid_request_error", code, param, message)
+                reply::openai_error(status, error_type, code, param, message)
             }
         }
+    }
+
+    /// The path suffix that names this API after a provider's path prefix.
+    pub fn path_suffix(self) -> &'static str {
+        match self {
+            Api::OpenAiChat => "/chat/completions",
+            Api::OpenAiResponses => "/responses",
+            Api::OpenAiEmbeddings => "/embeddings",
+            Api::AnthropicMessages => "/messages",
+        }
+    }
+
+    /// Whether a provider of `dialect` speaks this API natively.
+    pub fn native_to(self, dialect: Dialect) -> bool {
+        matches!(
+            (self, dialect),
+            (Api::AnthropicMessages, Dialect::Anthropic)
+                | (Api::OpenAiChat | Api::OpenAiResponses | Api::OpenAiEmbeddings, Dialect::OpenAi)
+        )
     }
 
     /// Model and usage of a complete (non-streaming) response body; `None` when the body is not
@@ -164,10 +184,10 @@ mod tests {
 
     #[test]
     fn errors_take_the_shape_of_the_clients_api() {
-        let openai = Api::OpenAiChat.error_reply(400, ErrorKind::InvalidJson, None, "bad");
+        let openai = Api::OpenAiChat.error_reply(400, "invalid_json", None, "bad");
         let value: serde_json::Value = serde_json::from_slice(&openai.body).unwrap();
         assert_eq!(value["error"]["code"], "invalid_json");
-        let anthropic = Api::AnthropicMessages.error_reply(413, ErrorKind::RequestTooLarge, None, "big");
+        let anthropic = Api::AnthropicMessages.error_reply(413, "request_too_large", None, "big");
         let value: serde_json::Value = serde_json::from_slice(&anthropic.body).unwrap();
         assert_eq!(value["type"], "error");
         assert_eq!(value["error"]["type"], "request_too_large");

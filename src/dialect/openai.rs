@@ -3,6 +3,7 @@
 use serde_json::Value;
 
 use super::EventFacts;
+use crate::json_edit;
 use crate::sse::SseEvent;
 use crate::usage::{token_field, Count, TokenCounts};
 
@@ -42,10 +43,7 @@ pub fn with_include_usage(body: &[u8]) -> Option<Vec<u8>> {
     let mut value: Value = serde_json::from_slice(body).ok()?;
     let object = value.as_object_mut()?;
     if !object.contains_key("stream_options") {
-        let brace = body.iter().position(|&b| b == b'{')?;
-        let (head, tail) = body.split_at(brace + 1);
-        let separator: &[u8] = if object.is_empty() { b"" } else { b"," };
-        return Some([head, br#""stream_options":{"include_usage":true}"#, separator, tail].concat());
+        return json_edit::insert_first(body, "stream_options", r#"{"include_usage":true}"#);
     }
     let options = object.get_mut("stream_options")?.as_object_mut()?;
     options.insert("include_usage".to_string(), Value::Bool(true));

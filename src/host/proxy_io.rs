@@ -103,6 +103,29 @@ impl HostIo for ProxyIo {
             .map_err(|status| HostError { detail: format!("replace request header status {status}") })
     }
 
+    fn remove_request_header(&mut self, name: &str) -> Result<(), HostError> {
+        abi::remove_header(abi::MAP_HTTP_REQUEST_HEADERS, name)
+            .map_err(|status| HostError { detail: format!("remove request header status {status}") })
+    }
+
+    fn route_name(&mut self) -> Option<String> {
+        let path: &[&str] = match self.host_kind() {
+            HostKind::Envoy => &["xds", "route_name"],
+            HostKind::Kong => &["kong", "route_name"],
+        };
+        let value = abi::get_property(path).ok().flatten()?;
+        String::from_utf8(value).ok()
+    }
+
+    fn route_to(&mut self, header: &str, cluster: &str) -> Result<(), HostError> {
+        let result = match self.host_kind() {
+            // The route's `cluster_header` reads this; editing headers clears Envoy's route cache.
+            HostKind::Envoy => abi::replace_header(abi::MAP_HTTP_REQUEST_HEADERS, header, cluster),
+            HostKind::Kong => abi::set_property(&["kong", "service", "upstream"], cluster.as_bytes()),
+        };
+        result.map_err(|status| HostError { detail: format!("route_to status {status}") })
+    }
+
     fn response_header(&self, name: &str) -> Option<String> {
         self.header(abi::MAP_HTTP_RESPONSE_HEADERS, name)
     }

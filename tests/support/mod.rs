@@ -70,6 +70,10 @@ pub struct FakeHost {
     pub exports: HashMap<String, String>,
     /// The proxy clock, in nanoseconds; tests move it with `advance_ms`.
     pub clock: u64,
+    /// The route the proxy matched, as the filter would read it.
+    pub route_name: Option<String>,
+    /// Kong: the upstream the filter chose.
+    pub kong_upstream: Option<String>,
 }
 
 pub fn policy(config_json: &str) -> Rc<Policy> {
@@ -97,6 +101,8 @@ impl FakeHost {
             upstream_headers: Vec::new(),
             exports: HashMap::new(),
             clock: 1_000_000_000,
+            route_name: None,
+            kong_upstream: None,
         }
     }
 
@@ -390,6 +396,27 @@ impl HostIo for FakeHost {
         self.request_headers.retain(|(n, _)| n != name);
         self.request_headers.push((name.to_string(), value.to_string()));
         Ok(())
+    }
+
+    fn remove_request_header(&mut self, name: &str) -> Result<(), HostError> {
+        if self.upstream_headers_released {
+            self.violations.push(format!("request header {name} removed after the headers went upstream"));
+            return Err(HostError { detail: "headers already sent".into() });
+        }
+        self.request_headers.retain(|(n, _)| n != name);
+        Ok(())
+    }
+
+    fn route_name(&mut self) -> Option<String> {
+        self.route_name.clone()
+    }
+
+    fn route_to(&mut self, header: &str, cluster: &str) -> Result<(), HostError> {
+        if self.kong() {
+            self.kong_upstream = Some(cluster.to_string());
+            return Ok(());
+        }
+        self.set_request_header(header, cluster)
     }
 
     fn remove_response_header(&mut self, name: &str) -> Result<(), HostError> {

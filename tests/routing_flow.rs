@@ -1,0 +1,231 @@
+//! Model selection through whole requests: what reaches the upstream (model, path, credentials,
+//! cluster) and what the client gets back, on a fake Envoy and a fake Kong.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // tests may fail loudly
+
+mod support;
+
+use std::rc::Rc;
+
+use serde_json::{json, Value};
+use support::{FakeHost, Profile};
+use tollgate::config;
+use tollgate::exchange::Exchange;
+
+const JSON_OK: &[(&str, &str)] = &[(":status", "200"), ("content-type", "application/json")];
+
+fn policy(extra: Value) -> Rc<config::Policy> {
+    let mut value = json!({
+        "providers": {
+            "openai": {"dialect": "openai", "cluster": "openai_cluster", "api_key": {"env": "OPENAI_API_KEY"}},
+            "anthropic": {"dialect": "anthropic", "cluster": "anthropic_cluster", "api_key": {"value": "sk-ant-provider"}},
+            "azure": {"dialect": "openai", "cluster": "azure_cluster", "path_prefix": "/openai/deployments/{model}",
+                      "query": "api-version=2024-10-21", "auth": "api-key", "api_key": {"value": "azure-key"}},
+            "local": {"dialect": "openai", "cluster": "vllm_cluster", "path_prefix": "/api/v1"}
+        },
+        "targets": {
+            "mini": {"provider": "openai", "model": "gpt-4o-mini", "context_window": 50},
+            "big": {"provider": "openai", "model": "gpt-4.1", "context_window": 1000000},
+            "haiku": {"provider": "anthropic", "model": "claude-haiku-4-5"},
+            "azure-4o": {"provider": "azure", "model": "gpt4o-prod"},
+            "llama": {"provider": "local", "model": "meta-llama/Llama-3.1-8B-Instruct"}
+        }
+    });
+    for (key, item) in extra.as_object().unwrap() {
+        value[key] = item.clone();
+    }
+    let env = |name: &str| (name == "OPENAI_API_KEY").then(|| "sk-openai-provider".to_string());
+    Rc::new(config::compile_with_env(value.to_string().as_bytes(), &env).unwrap())
+}
+
+fn request_headers<'a>(path: &'a str, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    let mut headers = vec![(":method", "POST"), (":path", path), ("content-type", "application/json")];
+    headers.extend_from_slice(extra);
+    headers
+}
+
+fn send(profile: Profile, policy: Rc<config::Policy>, headers: &[(&str, &str)], body: &[u8]) -> (FakeHost, Exchange) {
+    let mut host = FakeHost::new(profile);
+    let mut ex = Exchange::new(7, policy);
+    let length = body.len().to_string();
+    let mut headers = headers.to_vec();
+    headers.push(("content-length", &length));
+    host.request(&mut ex, &headers, &[body]);
+    assert!(host.violations.is_empty(), "{:?}", host.violations);
+    (host, ex)
+}
+
+#[test]
+fn an_alias_sends_the_concrete_model_path_credentials_and_cluster_upstream() {
+    let policy = policy(json!({"rules": [{"name": "fast-alias", "match": {"model": "fast"}, "targets": ["mini"]}]}));
+    let body = br#"{"model" : "fast", "messages": [{"role": "user", "content": "hi \u00e9"}], "temperature": 0.5}"#;
+    let headers = request_headers("/v1/chat/completions", &[("authorization", "Bearer sk-client")]);
+    let (mut host, mut ex) = send(Profile::Envoy, policy, &headers, body);
+
+    assert_eq!(
+        host.upstream_body,
+        br#"{"model" : "gpt-4o-mini", "messages": [{"role": "user", "content": "hi \u00e9"}], "temperature": 0.5}"#,
+        "only the model changed, byte for byte"
+    );
+    assert_eq!(host.upstream_header("content-length"), Some(host.upstream_body.len().to_string().as_str()));
+    assert_eq!(
+        host.upstream_header("authorization"),
+        Some("Bearer sk-openai-provider"),
+        "the client's key is replaced"
+    );
+    assert_eq!(host.upstream_header("x-tollgate-cluster"), Some("openai_cluster"));
+    assert_eq!(host.upstream_header(":path"), Some("/v1/chat/completions"));
+
+    host.response(
+        &mut ex,
+        JSON_OK,
+        &[br#"{"model":"gpt-4o-mini-2024-07-18","usage":{"prompt_tokens":5,"completion_tokens":2}}"#],
+    );
+    assert_eq!(host.client_header("x-tollgate-provider"), Some("openai"));
+    assert_eq!(host.client_header("x-tollgate-model"), Some("gpt-4o-mini-2024-07-18"));
+    let record = host.record();
+    assert_eq!(record["provider"], "openai");
+    assert_eq!(record["model_requested"], "fast");
+    assert_eq!(record["model_served"], "gpt-4o-mini-2024-07-18");
+    assert!(!record.to_string().contains("sk-"), "no credential in the record");
+}
+
+#[test]
+fn without_a_configured_key_the_clients_credentials_pass_and_paths_follow_the_provider() {
+    let policy = policy(json!({"rules": [{"match": {"model": "llama*"}, "targets": ["llama"]}]}));
+    let headers = request_headers("/v1/chat/completions?trace=1", &[("authorization", "Bearer sk-client")]);
+    let (host, _) = send(Profile::Envoy, policy, &headers, br#"{"model": "llama", "messages": []}"#);
+    assert_eq!(host.upstream_header("authorization"), Some("Bearer sk-client"));
+    assert_eq!(host.upstream_header(":path"), Some("/api/v1/chat/completions?trace=1"));
+    let sent: Value = serde_json::from_slice(&host.upstream_body).unwrap();
+    assert_eq!(sent["model"], "meta-llama/Llama-3.1-8B-Instruct");
+}
+
+#[test]
+fn azure_targets_use_deployment_paths_api_version_and_api_key() {
+    let policy = policy(json!({"rules": [{"match": {"model": "gpt-4o"}, "targets": ["azure-4o"]}]}));
+    let headers =
+        request_headers("/v1/chat/completions", &[("authorization", "Bearer sk-client"), ("api-key", "client")]);
+    let (host, _) = send(Profile::Envoy, policy, &headers, br#"{"model": "gpt-4o", "messages": []}"#);
+    assert_eq!(
+        host.upstream_header(":path"),
+        Some("/openai/deployments/gpt4o-prod/chat/completions?api-version=2024-10-21")
+    );
+    assert_eq!(host.upstream_header("api-key"), Some("azure-key"));
+    assert_eq!(host.upstream_header("authorization"), None, "no client credential survives");
+}
+
+#[test]
+fn anthropic_targets_get_x_api_key_and_a_version() {
+    let policy = policy(json!({"rules": [{"match": {"model": "claude-*"}, "targets": ["haiku"]}]}));
+    let headers = request_headers("/v1/messages", &[("x-api-key", "sk-ant-client")]);
+    let (host, _) =
+        send(Profile::Envoy, policy, &headers, br#"{"model": "claude-fast", "max_tokens": 5, "messages": []}"#);
+    assert_eq!(host.upstream_header("x-api-key"), Some("sk-ant-provider"));
+    assert_eq!(host.upstream_header("anthropic-version"), Some("2023-06-01"));
+    assert_eq!(host.upstream_header(":path"), Some("/v1/messages"));
+    assert_eq!(host.upstream_header("x-tollgate-cluster"), Some("anthropic_cluster"));
+}
+
+#[test]
+fn a_client_cannot_pick_the_cluster_itself() {
+    let policy = policy(json!({}));
+    let headers = request_headers("/v1/chat/completions", &[("x-tollgate-cluster", "internal_admin")]);
+    let (host, _) = send(Profile::Envoy, policy.clone(), &headers, br#"{"model": "x", "messages": []}"#);
+    assert_eq!(host.upstream_header("x-tollgate-cluster"), None);
+    let headers = vec![(":method", "GET"), (":path", "/anything"), ("x-tollgate-cluster", "internal_admin")];
+    let mut host = FakeHost::new(Profile::Envoy);
+    host.request(&mut Exchange::new(1, policy), &headers, &[]);
+    assert_eq!(host.upstream_header("x-tollgate-cluster"), None, "on every path, not just LLM APIs");
+}
+
+#[test]
+fn refused_models_get_a_403_in_the_clients_dialect() {
+    let policy = policy(json!({"models": {"deny": ["gpt-4-32k*", "claude-opus*"]}}));
+    let (host, _) = send(
+        Profile::Envoy,
+        policy.clone(),
+        &request_headers("/v1/chat/completions", &[]),
+        br#"{"model": "gpt-4-32k"}"#,
+    );
+    let reply = host.reply.clone().unwrap();
+    assert_eq!(reply.status, 403);
+    assert_eq!(reply.json()["error"]["code"], "model_not_allowed");
+    assert_eq!(reply.json()["error"]["param"], "model");
+    assert!(host.upstream_body.is_empty());
+
+    let (host, _) = send(
+        Profile::Envoy,
+        policy,
+        &request_headers("/v1/messages", &[]),
+        br#"{"model": "claude-opus-4-1", "max_tokens": 1}"#,
+    );
+    let reply = host.reply.clone().unwrap();
+    assert_eq!(reply.status, 403);
+    assert_eq!(reply.json()["type"], "error");
+    assert_eq!(reply.json()["error"]["type"], "permission_error");
+    assert_eq!(host.record()["outcome"], "rejected");
+}
+
+#[test]
+fn a_prompt_too_large_moves_to_the_overflow_model() {
+    let policy = policy(json!({"rules": [{"match": {"model": "fast"}, "targets": ["mini"], "overflow": ["big"]}]}));
+    let long =
+        format!(r#"{{"model": "fast", "messages": [{{"role": "user", "content": "{}"}}]}}"#, "word ".repeat(100));
+    let (host, _) = send(Profile::Envoy, policy, &request_headers("/v1/chat/completions", &[]), long.as_bytes());
+    let sent: Value = serde_json::from_slice(&host.upstream_body).unwrap();
+    assert_eq!(sent["model"], "gpt-4.1");
+}
+
+#[test]
+fn an_api_the_provider_cannot_serve_is_refused_clearly() {
+    let policy = policy(json!({"rules": [{"match": {"model": "*"}, "targets": ["haiku"]}]}));
+    let (host, _) =
+        send(Profile::Envoy, policy, &request_headers("/v1/embeddings", &[]), br#"{"model": "x", "input": "a"}"#);
+    let reply = host.reply.clone().unwrap();
+    assert_eq!(reply.status, 400);
+    assert_eq!(reply.json()["error"]["code"], "unsupported_api");
+}
+
+#[test]
+fn sticky_splits_keep_a_user_on_one_target() {
+    let policy = policy(json!({"rules": [{"match": {"model": "ab"}, "split": [
+        {"targets": ["mini"], "weight": 50}, {"targets": ["haiku-as-openai"], "weight": 50}], "sticky_header": "x-user"}],
+        "targets": {"mini": {"provider": "openai", "model": "gpt-4o-mini"}, "haiku-as-openai": {"provider": "local", "model": "other"}}}));
+    for user in ["u1", "u2", "u3", "u4", "u5"] {
+        let clusters: Vec<String> = (0..5)
+            .map(|_| {
+                let headers = request_headers("/v1/chat/completions", &[("x-user", user)]);
+                let (host, _) = send(Profile::Envoy, policy.clone(), &headers, br#"{"model": "ab"}"#);
+                host.upstream_header("x-tollgate-cluster").unwrap().to_string()
+            })
+            .collect();
+        assert!(clusters.iter().all(|c| c == &clusters[0]), "{user}: {clusters:?}");
+    }
+}
+
+#[test]
+fn rules_can_match_the_route_name() {
+    let policy = policy(json!({"rules": [{"match": {"route": "internal-*"}, "targets": ["big"]}]}));
+    let mut host = FakeHost::new(Profile::Envoy);
+    host.route_name = Some("internal-chat".into());
+    let mut ex = Exchange::new(1, policy.clone());
+    host.request(&mut ex, &request_headers("/v1/chat/completions", &[]), &[br#"{"model": "anything"}"#]);
+    assert_eq!(host.upstream_header("x-tollgate-cluster"), Some("openai_cluster"));
+    let mut host = FakeHost::new(Profile::Envoy);
+    host.route_name = Some("public-chat".into());
+    host.request(
+        &mut Exchange::new(1, policy),
+        &request_headers("/v1/chat/completions", &[]),
+        &[br#"{"model": "anything"}"#],
+    );
+    assert_eq!(host.upstream_header("x-tollgate-cluster"), None);
+}
+
+#[test]
+fn on_kong_the_upstream_is_set_instead_of_a_header() {
+    let policy = policy(json!({"rules": [{"match": {"model": "fast"}, "targets": ["mini"]}]}));
+    let (host, _) = send(Profile::Kong, policy, &request_headers("/v1/chat/completions", &[]), br#"{"model": "fast"}"#);
+    assert_eq!(host.kong_upstream.as_deref(), Some("openai_cluster"));
+    assert_eq!(host.upstream_header("x-tollgate-cluster"), None);
+    assert_eq!(host.upstream_header("authorization"), Some("Bearer sk-openai-provider"));
+}
