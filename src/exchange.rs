@@ -254,13 +254,14 @@ impl Exchange {
                 message: format!("The {} API cannot be served by provider '{}'.", api.name(), provider.name),
             });
         }
-        let new_body = if facts.model.as_deref() == Some(target.model.as_str()) {
+        let model = target.model.clone().or_else(|| facts.model.clone()).unwrap_or_default();
+        let new_body = if facts.model.as_deref() == Some(model.as_str()) || model.is_empty() {
             None
         } else {
-            let model = serde_json::Value::String(target.model.clone()).to_string();
-            json_edit::replace_value(body, "model", &model).or_else(|| json_edit::insert_first(body, "model", &model))
+            let quoted = serde_json::Value::String(model.clone()).to_string();
+            json_edit::replace_value(body, "model", &quoted).or_else(|| json_edit::insert_first(body, "model", &quoted))
         };
-        let mut path = format!("{}{}", provider.path_prefix.replace("{model}", &target.model), api.path_suffix());
+        let mut path = format!("{}{}", provider.path_prefix.replace("{model}", &model), api.path_suffix());
         let client_query = io.request_header(":path").and_then(|p| p.split_once('?').map(|(_, q)| q.to_string()));
         if let Some(query) = provider.query.clone().or(client_query) {
             path = format!("{path}?{query}");
@@ -297,14 +298,8 @@ impl Exchange {
                 message: "The gateway could not route this request.".into(),
             });
         }
-        log::debug!(
-            "#{} routed rule={rule} target={} provider={} model={}",
-            self.id,
-            target.name,
-            provider.name,
-            target.model
-        );
-        self.served_by = Some(ServedBy { provider: provider.name.clone(), model: target.model.clone() });
+        log::debug!("#{} routed rule={rule} target={} provider={} model={model}", self.id, target.name, provider.name);
+        self.served_by = Some(ServedBy { provider: provider.name.clone(), model });
         Ok(new_body)
     }
 

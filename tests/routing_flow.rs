@@ -127,6 +127,16 @@ fn anthropic_targets_get_x_api_key_and_a_version() {
 }
 
 #[test]
+fn a_target_without_a_model_keeps_the_clients_model() {
+    let policy = policy(json!({"targets": {"anthropic-any": {"provider": "anthropic"}},
+        "rules": [{"match": {"model": "claude-*"}, "targets": ["anthropic-any"]}]}));
+    let body = br#"{"model": "claude-opus-4-1", "max_tokens": 5}"#;
+    let (host, _) = send(Profile::Envoy, policy, &request_headers("/v1/messages", &[]), body);
+    assert_eq!(host.upstream_body, body);
+    assert_eq!(host.upstream_header("x-tollgate-cluster"), Some("anthropic_cluster"));
+}
+
+#[test]
 fn a_client_cannot_pick_the_cluster_itself() {
     let policy = policy(json!({}));
     let headers = request_headers("/v1/chat/completions", &[("x-tollgate-cluster", "internal_admin")]);

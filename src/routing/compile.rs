@@ -52,7 +52,8 @@ pub struct RawSecret {
 #[serde(deny_unknown_fields)]
 pub struct RawTarget {
     provider: String,
-    model: String,
+    #[serde(default)]
+    model: Option<String>,
     #[serde(default)]
     context_window: Option<u64>,
 }
@@ -161,8 +162,8 @@ pub fn compile(raw: RawRouting, env: &dyn Fn(&str) -> Option<String>) -> Result<
             .iter()
             .position(|p| p.name == target.provider)
             .ok_or_else(|| err(format!("{field}.provider"), format!("unknown provider {:?}", target.provider)))?;
-        if target.model.is_empty() {
-            return Err(err(format!("{field}.model"), "must not be empty"));
+        if target.model.as_deref() == Some("") {
+            return Err(err(format!("{field}.model"), "must not be empty (leave it out to keep the client's model)"));
         }
         if target.context_window == Some(0) {
             return Err(err(format!("{field}.context_window"), "must be at least 1"));

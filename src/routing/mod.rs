@@ -51,12 +51,13 @@ pub struct Provider {
     pub auth: AuthStyle,
 }
 
-/// A concrete model at a provider.
+/// A model at a provider.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
     pub name: String,
     pub provider: usize,
-    pub model: String,
+    /// `None`: the model the client asked for, unchanged (route a model family to a provider).
+    pub model: Option<String>,
     /// Largest prompt (in tokens) the model accepts, when known.
     pub context_window: Option<u64>,
 }

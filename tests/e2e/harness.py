@@ -85,11 +85,12 @@ def render_envoy_config(
     template: Path,
     listen_port: int,
     admin_port: int,
-    upstream_port: int,
+    upstream_port: int | dict[str, int],
     filter_config: dict | None = None,
 ) -> dict:
     """The shipped config with test ports, an absolute .wasm path and optionally another
-    filter configuration. Everything else stays as shipped, so tests exercise the real file."""
+    filter configuration. Everything else stays as shipped, so tests exercise the real file.
+    `upstream_port` is one port for every cluster, or a port per cluster name."""
     config = copy.deepcopy(yaml.safe_load(template.read_text()))
     config["admin"]["address"]["socket_address"]["port_value"] = admin_port
     for listener in config["static_resources"]["listeners"]:
@@ -104,9 +105,12 @@ def render_envoy_config(
                     if filter_config is not None:
                         wasm["configuration"]["value"] = json.dumps(filter_config)
     for cluster in config["static_resources"]["clusters"]:
+        if "load_assignment" not in cluster:
+            continue
+        port = upstream_port if isinstance(upstream_port, int) else upstream_port[cluster["name"]]
         for endpoints in cluster["load_assignment"]["endpoints"]:
             for endpoint in endpoints["lb_endpoints"]:
-                endpoint["endpoint"]["address"]["socket_address"]["port_value"] = upstream_port
+                endpoint["endpoint"]["address"]["socket_address"]["port_value"] = port
     return config
 
 
@@ -115,7 +119,7 @@ class Envoy:
 
     def __init__(
         self,
-        upstream_port: int,
+        upstream_port: int | dict[str, int],
         filter_config: dict | None = None,
         template: Path = ENVOY_CONFIG,
         listen_port: int | None = None,

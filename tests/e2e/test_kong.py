@@ -45,7 +45,8 @@ def test_example_config_passes_kongs_schema_and_the_filters_parser(config, tmp_p
     jsonschema.Draft4Validator(SCHEMA).validate(config)
     path = tmp_path / "config.json"
     path.write_text(json.dumps(config))
-    result = subprocess.run([str(release_binary("tollgate")), "check-config", str(path)], capture_output=True, text=True)
+    result = subprocess.run([str(release_binary("tollgate")), "check-config", str(path)], capture_output=True, text=True,
+                            env={"OPENAI_API_KEY": "sk-x", "ANTHROPIC_API_KEY": "sk-ant-x"})
     assert result.returncode == 0, result.stderr
 
 
@@ -60,6 +61,31 @@ def test_bad_config_is_refused_by_kongs_schema_and_by_the_filter(config, tmp_pat
     path.write_text(json.dumps(config))
     result = subprocess.run([str(release_binary("tollgate")), "check-config", str(path)], capture_output=True, text=True)
     assert result.returncode == 1
+
+
+def test_every_kong_route_carries_the_same_policy_as_envoy():
+    envoy = yaml.safe_load((REPO / "envoy" / "envoy.yaml").read_text())
+    manager = envoy["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    wasm = next(f for f in manager["http_filters"] if f["name"] == "tollgate")["typed_config"]["config"]
+    envoy_policy = json.loads(wasm["configuration"]["value"])
+    kong_routes = {route["name"]: route for route in DECLARATIVE["services"][0]["routes"]}
+    envoy_routes = {route["name"] for route in manager["route_config"]["virtual_hosts"][0]["routes"]}
+    assert set(kong_routes) == envoy_routes - {"tollgate-routed"}
+    for name, route in kong_routes.items():
+        assert route["filter_chains"][0]["filters"][0]["config"] == envoy_policy, name
+    assert {u["name"] for u in DECLARATIVE["upstreams"]} == {p["cluster"] for p in envoy_policy["providers"].values()}
+
+
+def test_check_config_requires_provider_keys_unless_told_to_skip(tmp_path):
+    config = next(tollgate_filter_configs())
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    missing = subprocess.run([str(release_binary("tollgate")), "check-config", str(path)], capture_output=True, text=True, env={})
+    assert missing.returncode == 1
+    assert "providers.anthropic.api_key.env" in missing.stderr and "ANTHROPIC_API_KEY" in missing.stderr
+    skipped = subprocess.run([str(release_binary("tollgate")), "check-config", str(path), "--skip-env"],
+                             capture_output=True, text=True, env={})
+    assert skipped.returncode == 0, skipped.stderr
 
 
 def test_kong_conf_enables_wasm_and_keeps_prompts_in_memory():
