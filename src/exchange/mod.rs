@@ -1,0 +1,227 @@
+//! One request/response exchange: the state machine the host layer drives, callback by callback.
+//!
+//! Request side: recognise an LLM API call from method and path, hold its headers and body until
+//! the body is complete, read `model` and `stream`, and reject what cannot be read with an error
+//! in the client's dialect. Response side: streams pass through chunk by chunk while their usage
+//! is read event by event; a non-streaming JSON answer is held until complete so its usage can
+//! be priced and reported in response headers (only possible while the headers are still held).
+//! Every exchange ends with one usage record, exported to the proxy's logs.
+
+mod request;
+mod response;
+
+use std::rc::Rc;
+
+use crate::config::Policy;
+use crate::dialect::{Api, RequestFacts};
+use crate::host_io::{Flow, HostIo};
+use crate::names::Counter;
+use crate::reply::Reply;
+use crate::stream_meter::StreamMeter;
+use crate::usage::{Outcome, TokenCounts};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RequestPhase {
+    AwaitingHeaders,
+    /// Not an API call the filter inspects: every later callback continues.
+    Ignored,
+    /// Waiting for the whole body.
+    ReadingBody,
+    Done,
+}
+
+#[derive(Debug)]
+enum ResponsePhase {
+    AwaitingHeaders,
+    /// Passed through without reading; the record (if any) is already written.
+    Ignored,
+    /// SSE: every chunk goes on as it arrives, read on the way.
+    Streaming(Box<StreamMeter>),
+    /// Waiting for the whole JSON body. `headers_held`: the response headers wait with it (Envoy),
+    /// so cost headers can be added; on Kong the body is read for the record only.
+    Buffering {
+        headers_held: bool,
+        paused_once: bool,
+        size: usize,
+    },
+    Done,
+}
+
+/// Sent when Tollgate turns a request into Anthropic's API and the client named no version.
+const ANTHROPIC_VERSION: &str = "2023-06-01";
+
+/// The provider and model a routing decision sent the request to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServedBy {
+    pub provider: String,
+    pub model: String,
+}
+
+/// The per-request state machine. Created per HTTP stream by the host layer.
+pub struct Exchange {
+    id: u32,
+    policy: Rc<Policy>,
+    api: Option<Api>,
+    request: RequestPhase,
+    response: ResponsePhase,
+    facts: Option<RequestFacts>,
+    request_bytes: usize,
+    /// Tollgate added `stream_options.include_usage`: the client did not ask for the usage chunk.
+    strip_usage_chunk: bool,
+    replied_locally: bool,
+    served_by: Option<ServedBy>,
+    status: Option<u16>,
+    started_at: u64,
+    first_byte_at: Option<u64>,
+    recorded: bool,
+}
+
+impl Exchange {
+    pub fn new(id: u32, policy: Rc<Policy>) -> Self {
+        Exchange {
+            id,
+            policy,
+            api: None,
+            request: RequestPhase::AwaitingHeaders,
+            response: ResponsePhase::AwaitingHeaders,
+            facts: None,
+            request_bytes: 0,
+            strip_usage_chunk: false,
+            replied_locally: false,
+            served_by: None,
+            status: None,
+            started_at: 0,
+            first_byte_at: None,
+            recorded: false,
+        }
+    }
+
+    /// The parsed request, once its body has been read.
+    pub fn request_facts(&self) -> Option<&RequestFacts> {
+        self.facts.as_ref()
+    }
+
+    pub fn on_request_headers(&mut self, io: &mut dyn HostIo, end_of_stream: bool) -> Flow {
+        if !self.policy.routing.providers.is_empty() {
+            // Only Tollgate picks the cluster: a client-sent cluster header would bypass policy.
+            let header = &self.policy.headers.cluster;
+            if io.request_header(header).is_some() && io.remove_request_header(header).is_err() {
+                log::error!("#{} cluster_header_not_removed", self.id);
+                return self.send(io, Reply::internal_error());
+            }
+        }
+        let method = io.request_header(":method").unwrap_or_default();
+        let path = io.request_header(":path").unwrap_or_default();
+        let Some(api) = Api::detect(&method, &path) else {
+            self.request = RequestPhase::Ignored;
+            return Flow::Continue;
+        };
+        self.api = Some(api);
+        self.started_at = io.now_nanos();
+        if end_of_stream {
+            return self.finish_request_body(io, api, 0);
+        }
+        let declared = io.request_header("content-length").and_then(|v| v.trim().parse::<u64>().ok());
+        if declared.is_some_and(|len| len > self.policy.max_request_body_bytes as u64) {
+            return self.reject_too_large(io, api);
+        }
+        // Hold the headers too: nothing reaches the upstream until the body has been judged.
+        // (Envoy needs `allow_on_headers_stop_iteration: true` for this; see envoy/envoy.yaml.)
+        self.request = RequestPhase::ReadingBody;
+        Flow::Pause
+    }
+
+    /// `body_size` is the size of the body the proxy holds for us: cumulative while we pause
+    /// (Envoy), the whole body in one call (Kong).
+    pub fn on_request_body(&mut self, io: &mut dyn HostIo, body_size: usize, end_of_stream: bool) -> Flow {
+        let (RequestPhase::ReadingBody, Some(api)) = (self.request, self.api) else {
+            return Flow::Continue;
+        };
+        if body_size > self.policy.max_request_body_bytes {
+            return self.reject_too_large(io, api);
+        }
+        self.request_bytes = body_size;
+        if !end_of_stream {
+            return Flow::Pause;
+        }
+        self.finish_request_body(io, api, body_size)
+    }
+
+    /// HTTP/2 requests with trailers never flag end of stream on a body callback.
+    pub fn on_request_trailers(&mut self, io: &mut dyn HostIo) -> Flow {
+        match (self.request, self.api) {
+            (RequestPhase::ReadingBody, Some(api)) => self.finish_request_body(io, api, self.request_bytes),
+            _ => Flow::Continue,
+        }
+    }
+
+    pub fn on_response_headers(&mut self, io: &mut dyn HostIo, end_of_stream: bool) -> Flow {
+        self.response = self.response_plan(io, end_of_stream);
+        match self.response {
+            ResponsePhase::Buffering { headers_held: true, .. } => Flow::Pause,
+            _ => Flow::Continue,
+        }
+    }
+
+    pub fn on_response_body(&mut self, io: &mut dyn HostIo, body_size: usize, end_of_stream: bool) -> Flow {
+        if body_size > 0 && self.first_byte_at.is_none() {
+            self.first_byte_at = Some(io.now_nanos());
+        }
+        match &mut self.response {
+            ResponsePhase::Streaming(_) => {
+                self.stream_chunk(io, body_size, end_of_stream);
+                Flow::Continue
+            }
+            ResponsePhase::Buffering { headers_held, paused_once, size } => {
+                let held = *headers_held;
+                *size = body_size;
+                let gave_up =
+                    body_size > self.policy.max_response_body_bytes || (!held && *paused_once && !end_of_stream);
+                if gave_up {
+                    // Too large for us (or for Kong's response buffers): release it unchanged.
+                    io.increment(Counter::ResponsesNotInspected);
+                    log::debug!("#{} response_not_inspected too_large=true", self.id);
+                    self.response = ResponsePhase::Ignored;
+                    self.record(io, TokenCounts::default(), None, Outcome::Complete);
+                    return Flow::Continue;
+                }
+                if !end_of_stream {
+                    *paused_once = true;
+                    return Flow::Pause;
+                }
+                self.response = ResponsePhase::Done;
+                self.finish_json_body(io, body_size, held);
+                Flow::Continue
+            }
+            _ => Flow::Continue,
+        }
+    }
+
+    pub fn on_response_trailers(&mut self, io: &mut dyn HostIo) -> Flow {
+        match &self.response {
+            ResponsePhase::Streaming(_) => self.stream_chunk(io, 0, true),
+            ResponsePhase::Buffering { headers_held, size, .. } => {
+                let (held, size) = (*headers_held, *size);
+                self.response = ResponsePhase::Done;
+                self.finish_json_body(io, size, held);
+            }
+            _ => {}
+        }
+        Flow::Continue
+    }
+
+    /// The stream is over whether or not its end was seen (client gone, upstream reset):
+    /// make sure the exchange is recorded.
+    pub fn on_done(&mut self, io: &mut dyn HostIo) {
+        if self.recorded {
+            return;
+        }
+        match std::mem::replace(&mut self.response, ResponsePhase::Done) {
+            ResponsePhase::Streaming(meter) => self.record_stream(io, &meter),
+            _ if self.api.is_some() && self.facts.is_some() => {
+                self.record(io, TokenCounts::default(), None, Outcome::Truncated);
+            }
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,204 @@
+//! The request half of an exchange: reading the body, the model policy's decision and its
+//! effects (model, path, credentials, cluster), and local replies.
+
+use std::rc::Rc;
+
+use super::{Exchange, RequestPhase, ServedBy, ANTHROPIC_VERSION};
+use crate::dialect::{self, Api, RequestFacts};
+use crate::estimate;
+use crate::host_io::{Flow, HostIo};
+use crate::json_edit;
+use crate::names::Counter;
+use crate::reply::Reply;
+use crate::routing::{self, AuthStyle, Decision, Dialect, Refusal, RoutingInput};
+use crate::usage::{Outcome, TokenCounts};
+
+impl Exchange {
+    pub(super) fn finish_request_body(&mut self, io: &mut dyn HostIo, api: Api, size: usize) -> Flow {
+        self.request = RequestPhase::Done;
+        self.request_bytes = size;
+        let body = if size == 0 { Some(Vec::new()) } else { io.request_body(0, size) };
+        let Some(body) = body else {
+            // Kong spills bodies above nginx's client_body_buffer_size to a file it will not hand over.
+            log::warn!("#{} request_body_unreadable bytes={size}", self.id);
+            return self.reject_too_large(io, api);
+        };
+        let facts = match dialect::parse_request(&body) {
+            Ok(facts) => facts,
+            Err(err) => {
+                io.increment(Counter::RequestsRejectedInvalidBody);
+                log::debug!("#{} request_rejected reason=invalid_body bytes={}", self.id, body.len());
+                let code = if err.param.is_some() { "invalid_type" } else { "invalid_json" };
+                return self.send(io, api.error_reply(400, code, err.param, &err.message));
+            }
+        };
+        io.increment(Counter::RequestsInspected);
+        log::debug!(
+            "#{} request api={} model={} stream={} bytes={}",
+            self.id,
+            api.name(),
+            facts.model.as_deref().unwrap_or("-"),
+            facts.stream,
+            body.len()
+        );
+        self.facts = Some(facts.clone());
+        let mut rewritten: Option<Vec<u8>> = None;
+        match self.decide_route(io, &facts, body.len()) {
+            Decision::Untouched => {}
+            Decision::Refuse(refusal) => {
+                io.increment(Counter::RequestsRefusedByPolicy);
+                log::debug!("#{} request_refused code={}", self.id, refusal.code);
+                return self.send(io, api.error_reply(refusal.status, refusal.code, Some("model"), &refusal.message));
+            }
+            Decision::Route { chain, rule } => match self.apply_route(io, api, &facts, &body, &chain, &rule) {
+                Ok(new_body) => rewritten = new_body,
+                Err(refusal) => {
+                    return self.send(io, api.error_reply(refusal.status, refusal.code, None, &refusal.message))
+                }
+            },
+        }
+        if api == Api::OpenAiChat && facts.stream && !facts.include_usage && self.policy.include_usage {
+            let current = rewritten.as_deref().unwrap_or(&body);
+            if let Some(with_usage) = dialect::openai::with_include_usage(current) {
+                rewritten = Some(with_usage);
+                self.strip_usage_chunk = true;
+            }
+        }
+        if let Some(new_body) = rewritten {
+            self.replace_request_body(io, body.len(), &new_body);
+        }
+        Flow::Continue
+    }
+
+    pub(super) fn decide_route(&self, io: &mut dyn HostIo, facts: &RequestFacts, body_bytes: usize) -> Decision {
+        let routing = &self.policy.routing;
+        if routing.is_empty() {
+            return Decision::Untouched;
+        }
+        let route = if routing.needs_route_name() { io.route_name() } else { None };
+        let random = routing::stable_hash(&(io.now_nanos() ^ u64::from(self.id)).to_le_bytes());
+        let io: &dyn HostIo = io;
+        let header = |name: &str| io.request_header(name);
+        routing.decide(&RoutingInput {
+            model: facts.model.as_deref(),
+            route: route.as_deref(),
+            header: &header,
+            prompt_tokens: estimate::request_tokens(body_bytes),
+            random,
+        })
+    }
+
+    /// Sends the request to the chosen target: its model in the body, its path, its
+    /// credentials (replacing the client's), its cluster. Returns the rewritten body, if any.
+    pub(super) fn apply_route(
+        &mut self,
+        io: &mut dyn HostIo,
+        api: Api,
+        facts: &RequestFacts,
+        body: &[u8],
+        chain: &[usize],
+        rule: &str,
+    ) -> Result<Option<Vec<u8>>, Refusal> {
+        let policy = Rc::clone(&self.policy);
+        let routing = &policy.routing;
+        let (target, provider) = chain
+            .first()
+            .and_then(|i| routing.target(*i))
+            .and_then(|t| Some((t, routing.provider_of(t)?)))
+            .ok_or_else(|| Refusal { status: 500, code: "routing_error", message: "No target to route to.".into() })?;
+        if !api.native_to(provider.dialect) {
+            return Err(Refusal {
+                status: 400,
+                code: "unsupported_api",
+                message: format!("The {} API cannot be served by provider '{}'.", api.name(), provider.name),
+            });
+        }
+        let model = target.model.clone().or_else(|| facts.model.clone()).unwrap_or_default();
+        let new_body = if facts.model.as_deref() == Some(model.as_str()) || model.is_empty() {
+            None
+        } else {
+            let quoted = serde_json::Value::String(model.clone()).to_string();
+            json_edit::replace_value(body, "model", &quoted).or_else(|| json_edit::insert_first(body, "model", &quoted))
+        };
+        let mut path = format!("{}{}", provider.path_prefix.replace("{model}", &model), api.path_suffix());
+        let client_query = io.request_header(":path").and_then(|p| p.split_once('?').map(|(_, q)| q.to_string()));
+        if let Some(query) = provider.query.clone().or(client_query) {
+            path = format!("{path}?{query}");
+        }
+        let mut failures = Vec::new();
+        let mut set = |io: &mut dyn HostIo, name: &str, value: &str| {
+            if io.set_request_header(name, value).is_err() {
+                failures.push(name.to_string());
+            }
+        };
+        set(io, ":path", &path);
+        if let Some(key) = &provider.api_key {
+            for name in ["authorization", "x-api-key", "api-key"] {
+                let _ = io.remove_request_header(name);
+            }
+            match provider.auth {
+                AuthStyle::Bearer => set(io, "authorization", &format!("Bearer {key}")),
+                AuthStyle::ApiKey => set(io, "api-key", key),
+                AuthStyle::XApiKey => set(io, "x-api-key", key),
+            }
+        }
+        if provider.dialect == Dialect::Anthropic && io.request_header("anthropic-version").is_none() {
+            set(io, "anthropic-version", ANTHROPIC_VERSION);
+        }
+        if let Err(err) = io.route_to(&policy.headers.cluster, &provider.cluster) {
+            failures.push(format!("cluster ({})", err.detail));
+        }
+        if !failures.is_empty() {
+            // Never log header values: they may be credentials.
+            log::error!("#{} route_not_applied headers={}", self.id, failures.join(","));
+            return Err(Refusal {
+                status: 500,
+                code: "routing_error",
+                message: "The gateway could not route this request.".into(),
+            });
+        }
+        log::debug!("#{} routed rule={rule} target={} provider={} model={model}", self.id, target.name, provider.name);
+        self.served_by = Some(ServedBy { provider: provider.name.clone(), model });
+        Ok(new_body)
+    }
+
+    pub(super) fn replace_request_body(&mut self, io: &mut dyn HostIo, held: usize, new_body: &[u8]) {
+        let replaced =
+            io.replace_request_body(held, new_body).and_then(|()| match io.request_header("content-length") {
+                Some(_) => io.set_request_header("content-length", &new_body.len().to_string()),
+                None => Ok(()),
+            });
+        if let Err(err) = replaced {
+            log::warn!("#{} request_body_not_replaced detail={}", self.id, err.detail);
+            self.strip_usage_chunk = false;
+        }
+    }
+
+    pub(super) fn reject_too_large(&mut self, io: &mut dyn HostIo, api: Api) -> Flow {
+        self.request = RequestPhase::Done;
+        io.increment(Counter::RequestsRejectedTooLarge);
+        log::debug!("#{} request_rejected reason=too_large limit={}", self.id, self.policy.max_request_body_bytes);
+        let message = format!(
+            "The request body is larger than this gateway accepts ({} bytes).",
+            self.policy.max_request_body_bytes
+        );
+        self.send(io, api.error_reply(413, "request_too_large", None, &message))
+    }
+
+    pub(super) fn send(&mut self, io: &mut dyn HostIo, reply: Reply) -> Flow {
+        let headers = [("content-type", "application/json")];
+        match io.send_reply(reply.status, &headers, &reply.body) {
+            Ok(()) => {
+                self.replied_locally = true;
+                self.status = Some(reply.status);
+                self.record(io, TokenCounts::default(), None, Outcome::Rejected);
+                // The reply replaces the request: nothing more may reach the upstream.
+                Flow::Pause
+            }
+            Err(err) => {
+                log::error!("#{} local_reply_failed status={} detail={}", self.id, reply.status, err.detail);
+                Flow::Continue
+            }
+        }
+    }
+}

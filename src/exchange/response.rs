@@ -1,0 +1,185 @@
+//! The response half of an exchange: what to hold, streams read as they flow, the usage record
+//! and the cost headers.
+
+use super::{Exchange, ResponsePhase};
+use crate::dialect::Api;
+use crate::estimate;
+use crate::host_io::{HostIo, HostKind};
+use crate::names::{self, Counter};
+use crate::stream_meter::{ChunkEdit, StreamMeter};
+use crate::usage::{Count, Outcome, TokenCounts, UsageRecord};
+
+impl Exchange {
+    pub(super) fn response_plan(&mut self, io: &mut dyn HostIo, end_of_stream: bool) -> ResponsePhase {
+        // Our own local replies come back through the response callbacks too.
+        if self.replied_locally {
+            return ResponsePhase::Ignored;
+        }
+        let (Some(facts), Some(api)) = (&self.facts, self.api) else {
+            return ResponsePhase::Ignored;
+        };
+        let stream_requested = facts.stream;
+        let status = io.response_header(":status").and_then(|s| s.parse::<u16>().ok());
+        self.status = status;
+        if !status.is_some_and(|s| (200..300).contains(&s)) {
+            self.record(io, TokenCounts::default(), None, Outcome::UpstreamError);
+            return ResponsePhase::Ignored;
+        }
+        let content_type = io.response_header("content-type").unwrap_or_default().to_ascii_lowercase();
+        if stream_requested || content_type.starts_with("text/event-stream") {
+            let strip = self.strip_usage_chunk && api == Api::OpenAiChat;
+            if strip {
+                // Chunks may shrink: a declared length would no longer be true.
+                if let Err(err) = io.remove_response_header("content-length") {
+                    log::warn!("#{} remove_content_length_failed detail={}", self.id, err.detail);
+                }
+            }
+            return ResponsePhase::Streaming(Box::new(StreamMeter::new(
+                api,
+                strip,
+                self.policy.max_stream_event_bytes,
+            )));
+        }
+        if end_of_stream {
+            self.record(io, TokenCounts::default(), None, Outcome::Complete);
+            return ResponsePhase::Ignored;
+        }
+        let declared = io.response_header("content-length").and_then(|v| v.trim().parse::<u64>().ok());
+        let too_large = declared.is_some_and(|len| len > self.policy.max_response_body_bytes as u64);
+        let not_json = !content_type.is_empty() && !content_type.contains("json");
+        if too_large || not_json {
+            io.increment(Counter::ResponsesNotInspected);
+            log::debug!("#{} response_not_inspected too_large={too_large} not_json={not_json}", self.id);
+            self.record(io, TokenCounts::default(), None, Outcome::Complete);
+            return ResponsePhase::Ignored;
+        }
+        // Kong refuses Pause from response headers, and headers cannot change once the body has
+        // started, so there the body is read for the record only.
+        let headers_held = io.host_kind() == HostKind::Envoy;
+        ResponsePhase::Buffering { headers_held, paused_once: false, size: 0 }
+    }
+
+    pub(super) fn stream_chunk(&mut self, io: &mut dyn HostIo, body_size: usize, end_of_stream: bool) {
+        let ResponsePhase::Streaming(meter) = &mut self.response else {
+            return;
+        };
+        let chunk = if body_size == 0 { Vec::new() } else { io.response_body(0, body_size).unwrap_or_default() };
+        let mut edit = meter.feed(&chunk);
+        if end_of_stream {
+            if let ChunkEdit::Replace(tail) = meter.finish() {
+                let mut out = match edit {
+                    ChunkEdit::Unchanged => chunk,
+                    ChunkEdit::Replace(bytes) => bytes,
+                };
+                out.extend_from_slice(&tail);
+                edit = ChunkEdit::Replace(out);
+            }
+        }
+        if let ChunkEdit::Replace(bytes) = edit {
+            if let Err(err) = io.replace_response_body(body_size, &bytes) {
+                log::warn!("#{} replace_response_chunk_failed detail={}", self.id, err.detail);
+            }
+        }
+        if end_of_stream {
+            if let ResponsePhase::Streaming(meter) = std::mem::replace(&mut self.response, ResponsePhase::Done) {
+                self.record_stream(io, &meter);
+            }
+        }
+    }
+
+    pub(super) fn record_stream(&mut self, io: &mut dyn HostIo, meter: &StreamMeter) {
+        let mut tokens = meter.tokens();
+        if tokens.output.is_none() {
+            tokens.output = Some(Count::estimated(estimate::text_tokens(meter.generated().1)));
+        }
+        let outcome = if meter.completed() { Outcome::Complete } else { Outcome::Truncated };
+        if meter.oversized_events() > 0 {
+            log::warn!("#{} stream_events_too_large count={}", self.id, meter.oversized_events());
+        }
+        let served = meter.model().map(str::to_string);
+        self.record(io, tokens, served, outcome);
+    }
+
+    pub(super) fn finish_json_body(&mut self, io: &mut dyn HostIo, size: usize, headers_held: bool) {
+        let Some(api) = self.api else { return };
+        let parsed = io.response_body(0, size).and_then(|body| api.read_response(&body));
+        let Some(parsed) = parsed else {
+            io.increment(Counter::ResponsesNotInspected);
+            log::debug!("#{} response_not_inspected reason=not_json", self.id);
+            self.record(io, TokenCounts::default(), None, Outcome::Complete);
+            return;
+        };
+        let record = self.record(io, parsed.tokens, parsed.model, Outcome::Complete);
+        if parsed.tokens.is_empty() {
+            io.increment(Counter::ResponsesWithoutUsage);
+        } else if record.cost.is_none() {
+            io.increment(Counter::ResponsesUnpriced);
+        }
+        if headers_held {
+            self.set_cost_headers(io, &record);
+        }
+    }
+
+    pub(super) fn set_cost_headers(&self, io: &mut dyn HostIo, record: &UsageRecord) {
+        let headers = &self.policy.headers;
+        let model = record.model_served.as_deref().or(record.model_requested.as_deref()).unwrap_or("unknown");
+        set_header(self.id, io, &headers.model, model);
+        if let Some(provider) = &record.provider {
+            set_header(self.id, io, &headers.provider, provider);
+        }
+        let (Some(input), Some(output)) = (record.tokens.input, record.tokens.output) else {
+            set_header(self.id, io, &headers.cost_usd, names::COST_UNKNOWN);
+            return;
+        };
+        set_header(self.id, io, &headers.input_tokens, &input.tokens.to_string());
+        set_header(self.id, io, &headers.output_tokens, &output.tokens.to_string());
+        let cost = record.cost.map_or_else(|| names::COST_UNPRICED.to_string(), |c| c.usd_string());
+        set_header(self.id, io, &headers.cost_usd, &cost);
+    }
+
+    /// Builds the exchange's one usage record, exports it and logs it (numbers only, never text).
+    pub(super) fn record(
+        &mut self,
+        io: &mut dyn HostIo,
+        mut tokens: TokenCounts,
+        served: Option<String>,
+        outcome: Outcome,
+    ) -> UsageRecord {
+        let requested = self.facts.as_ref().and_then(|f| f.model.clone());
+        let routed = self.served_by.as_ref().map(|s| s.model.clone());
+        let served = served.or(routed).or_else(|| requested.clone());
+        if outcome == Outcome::Truncated && tokens.input.is_none() {
+            tokens.input = Some(Count::estimated(estimate::request_tokens(self.request_bytes)));
+        }
+        let cost = served.as_deref().and_then(|m| self.policy.prices.cost(m, &tokens));
+        let now = io.now_nanos();
+        let millis = |from: u64, to: u64| to.saturating_sub(from) / 1_000_000;
+        let record = UsageRecord {
+            api: self.api.map_or("unknown", Api::name),
+            model_requested: requested,
+            model_served: served,
+            provider: self.served_by.as_ref().map(|s| s.provider.clone()),
+            streaming: self.facts.as_ref().is_some_and(|f| f.stream),
+            status: self.status,
+            outcome,
+            tokens,
+            cost,
+            time_to_first_token_ms: self.first_byte_at.map(|at| millis(self.started_at, at)),
+            duration_ms: Some(millis(self.started_at, now)),
+        };
+        if !self.recorded {
+            self.recorded = true;
+            let json = record.to_json().to_string();
+            log::debug!("#{} usage {json}", self.id);
+            io.export(names::EXPORT_USAGE, &json);
+        }
+        record
+    }
+}
+
+/// A header the proxy refuses is logged, never fatal: the response still reaches the client.
+fn set_header(id: u32, io: &mut dyn HostIo, name: &str, value: &str) {
+    if let Err(err) = io.set_response_header(name, value) {
+        log::warn!("#{id} set_response_header_failed name={name} detail={}", err.detail);
+    }
+}
