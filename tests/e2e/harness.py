@@ -81,6 +81,10 @@ class Mock:
         _stop(self.process)
 
 
+def _wasm_configs(http_filters: list) -> list[dict]:
+    return [f["typed_config"]["config"] for f in http_filters if f.get("typed_config", {}).get("config")]
+
+
 def render_envoy_config(
     template: Path,
     listen_port: int,
@@ -90,7 +94,10 @@ def render_envoy_config(
 ) -> dict:
     """The shipped config with test ports, an absolute .wasm path and optionally another
     filter configuration. Everything else stays as shipped, so tests exercise the real file.
-    `upstream_port` is one port for every cluster, or a port per cluster name."""
+
+    `upstream_port` is one port for every endpoint, or a port per cluster name (clusters without
+    endpoints of their own, such as aggregate clusters, are left alone). The .wasm path is also
+    replaced in clusters' upstream HTTP filters; `filter_config` applies to the listener's filter."""
     config = copy.deepcopy(yaml.safe_load(template.read_text()))
     config["admin"]["address"]["socket_address"]["port_value"] = admin_port
     for listener in config["static_resources"]["listeners"]:
@@ -105,6 +112,9 @@ def render_envoy_config(
                     if filter_config is not None:
                         wasm["configuration"]["value"] = json.dumps(filter_config)
     for cluster in config["static_resources"]["clusters"]:
+        for options in cluster.get("typed_extension_protocol_options", {}).values():
+            for wasm in _wasm_configs(options.get("http_filters", [])):
+                wasm["vm_config"]["code"]["local"]["filename"] = str(wasm_module())
         if "load_assignment" not in cluster:
             continue
         port = upstream_port if isinstance(upstream_port, int) else upstream_port[cluster["name"]]

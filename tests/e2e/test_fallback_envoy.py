@@ -1,0 +1,190 @@
+"""Ordered fallback with Envoy's own machinery (envoy/fallback.yaml, docs/fallback.md): an aggregate
+cluster of three providers, a retry policy with `previous_priorities`, Tollgate in the downstream and
+the upstream position. Three tollgate-mock instances play the providers; the primary fails in
+different ways and the request must be served by the next provider in order, with today's filter
+passing every body through untouched."""
+
+import http.client
+import json
+import threading
+import time
+import uuid
+
+import pytest
+import yaml
+
+from conftest import post
+from harness import REPO, Envoy, Mock
+
+FALLBACK_CONFIG = REPO / "envoy" / "fallback.yaml"
+PATH = "/v1/chat/completions"
+CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Which provider answers?"}]}
+NAMES = ("primary", "secondary", "tertiary")
+
+
+class Chain:
+    """Three mock providers, each with its own faults, behind a real Envoy running fallback.yaml."""
+
+    def __init__(self, faults, template=FALLBACK_CONFIG):
+        self.mocks = {}
+        try:
+            for name in NAMES:
+                args = [arg for fault in faults.get(name, ()) for arg in ("--fault", fault)]
+                self.mocks[name] = Mock(*args, name=name)
+            ports = {f"provider_{name}": mock.port for name, mock in self.mocks.items()}
+            self.envoy = Envoy(ports, template=template)
+        except Exception:
+            self.stop()
+            raise
+
+    def last(self, name):
+        """What this provider received last (404 JSON when it received nothing)."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.mocks[name].port, timeout=5)
+        try:
+            conn.request("GET", "/_mock/last")
+            response = conn.getresponse()
+            return response.status, json.loads(response.read())
+        finally:
+            conn.close()
+
+    def received(self, name):
+        return self.last(name)[0] == 200
+
+    def access_entry(self, request_id, timeout=10.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in self.envoy.log().splitlines():
+                if line.startswith("{") and request_id in line:
+                    return json.loads(line)
+            time.sleep(0.05)
+        raise AssertionError(f"no access-log entry for {request_id}")
+
+    def stop(self):
+        if getattr(self, "envoy", None):
+            self.envoy.stop()
+        for mock in self.mocks.values():
+            mock.stop()
+
+
+@pytest.fixture
+def chain():
+    started = []
+
+    def start(faults, **kwargs):
+        started.append(Chain(faults, **kwargs))
+        return started[-1]
+
+    yield start
+    for running in started:
+        running.stop()
+
+
+def send(chain, body=CHAT):
+    request_id = str(uuid.uuid4())
+    headers = {"content-type": "application/json", "x-request-id": request_id}
+    return post(chain.envoy.port, PATH, body, headers=headers), request_id
+
+
+@pytest.mark.parametrize("status", [429, 503, 500])
+def test_a_failing_primary_falls_over_to_the_secondary(chain, status):
+    providers = chain({"primary": [f"status={status}"]})
+    response, request_id = send(providers)
+
+    assert response.status == 200
+    assert response.header("x-mock-name") == "secondary"
+    assert response.json()["choices"][0]["message"]["content"]
+    # Both providers got the client's body, byte for byte: each attempt starts from the original.
+    sent = json.dumps(CHAT)
+    assert providers.last("primary")[1]["body"] == sent
+    assert providers.last("secondary")[1]["body"] == sent
+    assert not providers.received("tertiary")
+    entry = providers.access_entry(request_id)
+    assert (entry["attempts"], entry["provider"], entry["status"]) == (2, "secondary", 200)
+    assert json.loads(entry["tollgate"])["outcome"] == "complete"
+
+
+def test_the_chain_is_tried_in_order_until_one_answers(chain):
+    providers = chain({"primary": ["status=429"], "secondary": ["status=503"]})
+    for _ in range(5):
+        response, request_id = send(providers)
+        assert response.status == 200
+        assert response.header("x-mock-name") == "tertiary"
+        entry = providers.access_entry(request_id)
+        assert (entry["attempts"], entry["provider"]) == (3, "tertiary")
+    for name in NAMES:
+        assert providers.last(name)[1]["body"] == json.dumps(CHAT)
+    assert providers.envoy.stats()["cluster.llm_fallback.upstream_rq_retry"] == 10
+
+
+def test_when_every_provider_fails_the_client_gets_the_last_answer(chain):
+    providers = chain({"primary": ["status=429"], "secondary": ["status=503"], "tertiary": ["status=500"]})
+    response, request_id = send(providers)
+
+    assert response.status == 500
+    assert response.header("x-mock-name") == "tertiary"
+    assert response.json()["error"]["type"] == "server_error"
+    entry = providers.access_entry(request_id)
+    assert (entry["attempts"], entry["provider"], entry["flags"]) == (3, "tertiary", "URX")
+
+
+def test_a_client_error_is_not_retried(chain):
+    providers = chain({"primary": ["status=400"]})
+    response, _ = send(providers)
+    assert (response.status, response.header("x-mock-name")) == (400, "primary")
+    assert not providers.received("secondary")
+
+
+def test_a_primary_slow_to_its_first_byte_falls_over_after_the_per_try_timeout(chain, tmp_path):
+    # The shipped per-try budget (20 s) shortened to 1 s so the test is quick; the rest as shipped.
+    config = yaml.safe_load(FALLBACK_CONFIG.read_text())
+    route = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"][
+        "route_config"]["virtual_hosts"][0]["routes"][0]["route"]
+    route["retry_policy"]["per_try_timeout"] = "1s"
+    template = tmp_path / "fallback.yaml"
+    template.write_text(yaml.safe_dump(config))
+    providers = chain({"primary": ["first-byte-delay-ms=5000"]}, template=template)
+
+    started = time.monotonic()
+    response, request_id = send(providers)
+    elapsed = time.monotonic() - started
+
+    assert response.status == 200
+    assert response.header("x-mock-name") == "secondary"
+    assert 1.0 <= elapsed < 3.0, f"served after {elapsed:.2f}s"
+    entry = providers.access_entry(request_id)
+    assert (entry["attempts"], entry["provider"]) == (2, "secondary")
+    assert providers.envoy.stats()["cluster.llm_fallback.upstream_rq_per_try_timeout"] == 1
+
+
+def test_a_stream_falls_over_and_reaches_the_client_unchanged(chain):
+    providers = chain({"primary": ["status=429"]})
+    request = {**CHAT, "stream": True, "stream_options": {"include_usage": True}}
+    response, request_id = send(providers, request)
+
+    assert response.status == 200
+    assert response.header("x-mock-name") == "secondary"
+    assert response.header("content-type").startswith("text/event-stream")
+    direct = post(providers.mocks["secondary"].port, PATH, request)
+    assert response.body == direct.body
+    assert response.body.rstrip().endswith(b"data: [DONE]")
+    assert providers.access_entry(request_id)["attempts"] == 2
+
+
+def test_fallback_holds_under_concurrency(chain):
+    """Retries count against the aggregate cluster's circuit breaker; Envoy's default of 3
+    concurrent retries would hand most of these clients the primary's 429."""
+    providers = chain({"primary": ["status=429", "first-byte-delay-ms=300"]})
+    results = []
+
+    def one():
+        response, _ = send(providers)
+        results.append((response.status, response.header("x-mock-name")))
+
+    threads = [threading.Thread(target=one) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert results == [(200, "secondary")] * 20
+    assert providers.envoy.stats()["cluster.llm_fallback.upstream_rq_retry_overflow"] == 0
