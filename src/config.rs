@@ -45,10 +45,12 @@ struct RawConfig {
     tenant_header: Option<String>,
     #[serde(default = "default_max_tokens")]
     default_max_tokens: u32,
+    #[serde(default)]
+    position: Option<String>,
 }
 
 /// Names of every field `RawConfig` accepts, for the schema consistency test.
-pub const FIELDS: [&str; 12] = [
+pub const FIELDS: [&str; 13] = [
     "header_prefix",
     "max_request_body_bytes",
     "max_response_body_bytes",
@@ -61,6 +63,7 @@ pub const FIELDS: [&str; 12] = [
     "rules",
     "tenant_header",
     "default_max_tokens",
+    "position",
 ];
 
 fn default_header_prefix() -> String {
@@ -135,6 +138,16 @@ impl HeaderNames {
     }
 }
 
+/// Where the filter runs in Envoy's chain.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Position {
+    /// On the listener: the whole exchange (the default, and the only position on Kong).
+    #[default]
+    Downstream,
+    /// As an upstream HTTP filter on an aggregate cluster: one fallback attempt at a time.
+    Upstream,
+}
+
 /// The compiled configuration shared by every request of a filter instance.
 #[derive(Debug, Clone)]
 pub struct Policy {
@@ -149,6 +162,7 @@ pub struct Policy {
     pub routing: Routing,
     /// `max_tokens` sent to Anthropic when an OpenAI client gave none (Anthropic requires it).
     pub default_max_tokens: u32,
+    pub position: Position,
     pub prices: PriceTable,
 }
 
@@ -163,6 +177,7 @@ impl Default for Policy {
             max_stream_event_bytes: default_max_stream_event_bytes(),
             routing: Routing::default(),
             default_max_tokens: default_max_tokens(),
+            position: Position::Downstream,
             prices: PriceTable::builtin(),
         }
     }
@@ -206,6 +221,13 @@ fn compile_raw(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<P
     validate_body_limit("max_response_body_bytes", raw.max_response_body_bytes)?;
     validate_body_limit("max_stream_event_bytes", raw.max_stream_event_bytes)?;
     let log_level = parse_log_level(&raw.log_level)?;
+    let position = match raw.position.as_deref() {
+        None | Some("downstream") => Position::Downstream,
+        Some("upstream") => Position::Upstream,
+        Some(other) => {
+            return Err(invalid("position", format!("unknown position {other:?}: expected downstream or upstream")))
+        }
+    };
     if raw.default_max_tokens == 0 {
         return Err(invalid("default_max_tokens", "must be at least 1"));
     }
@@ -229,6 +251,7 @@ fn compile_raw(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<P
         max_stream_event_bytes: raw.max_stream_event_bytes,
         routing,
         default_max_tokens: raw.default_max_tokens,
+        position,
         prices: PriceTable::builtin(),
     })
 }

@@ -41,6 +41,11 @@ pub trait HostIo {
     /// Sends the request to `cluster`: on Envoy by setting `header` for the route's
     /// `cluster_header`; on Kong by setting the service's upstream.
     fn route_to(&mut self, header: &str, cluster: &str) -> Result<(), HostError>;
+    /// Envoy only: the provider of the endpoint this request (or attempt) went to, from the
+    /// endpoint metadata `filter_metadata.tollgate.provider`.
+    fn upstream_provider(&self) -> Option<String>;
+    /// A value another Tollgate filter exported for this request (Envoy filter state).
+    fn read_state(&self, key: &str) -> Option<String>;
     fn response_header(&self, name: &str) -> Option<String>;
     /// Only while the response headers have not left the proxy.
     fn set_response_header(&mut self, name: &str, value: &str) -> Result<(), HostError>;

@@ -5,14 +5,18 @@
 //! callbacks onto [`exchange::Exchange`] through the [`host_io::HostIo`] trait.
 //! Data flows one way: bytes → parsed request → decisions → effects on the host.
 
+pub mod attempt;
+pub mod chain;
 pub mod config;
 pub mod dialect;
 pub mod estimate;
 pub mod exchange;
+pub mod filter;
 pub mod host_io;
 pub mod json_edit;
 pub mod names;
 pub mod pricing;
+pub mod provider_request;
 pub mod reply;
 pub mod routing;
 pub mod sse;

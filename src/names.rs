@@ -19,6 +19,10 @@ pub const COST_UNKNOWN: &str = "unknown";
 /// (`%FILTER_STATE(wasm.tollgate.usage:PLAIN)%` in access logs), Kong `kong.ctx.shared.tollgate_usage`.
 pub const EXPORT_USAGE: &str = "tollgate.usage";
 
+/// Filter-state key of a fallback plan, written by the downstream filter and read by the
+/// upstream filter on every attempt (no dot: Envoy reads dotted keys back as paths).
+pub const EXPORT_CHAIN: &str = "tollgate_chain";
+
 /// Counters the filter increments. Envoy shows them as `wasmcustom.<name>`, Kong as
 /// `pw:<filter>:<name>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -12,6 +12,7 @@ mod response;
 
 use std::rc::Rc;
 
+use crate::chain::ChainPlan;
 use crate::config::Policy;
 use crate::dialect::{Api, RequestFacts};
 use crate::host_io::{Flow, HostIo};
@@ -47,9 +48,6 @@ enum ResponsePhase {
     Done,
 }
 
-/// Sent when Tollgate turns a request into Anthropic's API and the client named no version.
-const ANTHROPIC_VERSION: &str = "2023-06-01";
-
 /// The provider and model a routing decision sent the request to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServedBy {
@@ -70,6 +68,8 @@ pub struct Exchange {
     strip_usage_chunk: bool,
     replied_locally: bool,
     served_by: Option<ServedBy>,
+    /// The fallback chain the request was sent down, when Envoy's retries walk it.
+    chain: Option<ChainPlan>,
     status: Option<u16>,
     started_at: u64,
     first_byte_at: Option<u64>,
@@ -89,6 +89,7 @@ impl Exchange {
             strip_usage_chunk: false,
             replied_locally: false,
             served_by: None,
+            chain: None,
             status: None,
             started_at: 0,
             first_byte_at: None,

@@ -3,14 +3,15 @@
 
 use std::rc::Rc;
 
-use super::{Exchange, RequestPhase, ServedBy, ANTHROPIC_VERSION};
+use super::{Exchange, RequestPhase, ServedBy};
+use crate::chain::{ChainPlan, ChainStep};
 use crate::dialect::{self, Api, RequestFacts};
 use crate::estimate;
-use crate::host_io::{Flow, HostIo};
-use crate::json_edit;
-use crate::names::Counter;
+use crate::host_io::{Flow, HostIo, HostKind};
+use crate::names::{self, Counter};
+use crate::provider_request;
 use crate::reply::Reply;
-use crate::routing::{self, AuthStyle, Decision, Dialect, Refusal, RoutingInput};
+use crate::routing::{self, Decision, Refusal, RoutingInput};
 use crate::usage::{Outcome, TokenCounts};
 
 impl Exchange {
@@ -50,12 +51,21 @@ impl Exchange {
                 log::debug!("#{} request_refused code={}", self.id, refusal.code);
                 return self.send(io, api.error_reply(refusal.status, refusal.code, Some("model"), &refusal.message));
             }
-            Decision::Route { chain, rule } => match self.apply_route(io, api, &facts, &body, &chain, &rule) {
-                Ok(new_body) => rewritten = new_body,
-                Err(refusal) => {
-                    return self.send(io, api.error_reply(refusal.status, refusal.code, None, &refusal.message))
+            Decision::Route { chain, rule, fallback_cluster } => {
+                let routed = match fallback_cluster {
+                    Some(cluster) if chain.len() > 1 && io.host_kind() == HostKind::Envoy => {
+                        self.apply_chain(io, api, &facts, &chain, &cluster, &rule).map(|()| None)
+                    }
+                    // Kong has no per-attempt hook: the first target serves (documented).
+                    _ => self.apply_route(io, api, &facts, &body, &chain, &rule),
+                };
+                match routed {
+                    Ok(new_body) => rewritten = new_body,
+                    Err(refusal) => {
+                        return self.send(io, api.error_reply(refusal.status, refusal.code, None, &refusal.message))
+                    }
                 }
-            },
+            }
         }
         if api == Api::OpenAiChat && facts.stream && !facts.include_usage && self.policy.include_usage {
             let current = rewritten.as_deref().unwrap_or(&body);
@@ -105,61 +115,71 @@ impl Exchange {
             .first()
             .and_then(|i| routing.target(*i))
             .and_then(|t| Some((t, routing.provider_of(t)?)))
-            .ok_or_else(|| Refusal { status: 500, code: "routing_error", message: "No target to route to.".into() })?;
-        if !api.native_to(provider.dialect) {
-            return Err(Refusal {
-                status: 400,
-                code: "unsupported_api",
-                message: format!("The {} API cannot be served by provider '{}'.", api.name(), provider.name),
-            });
-        }
-        let model = target.model.clone().or_else(|| facts.model.clone()).unwrap_or_default();
-        let new_body = if facts.model.as_deref() == Some(model.as_str()) || model.is_empty() {
-            None
-        } else {
-            let quoted = serde_json::Value::String(model.clone()).to_string();
-            json_edit::replace_value(body, "model", &quoted).or_else(|| json_edit::insert_first(body, "model", &quoted))
-        };
-        let mut path = format!("{}{}", provider.path_prefix.replace("{model}", &model), api.path_suffix());
-        let client_query = io.request_header(":path").and_then(|p| p.split_once('?').map(|(_, q)| q.to_string()));
-        if let Some(query) = provider.query.clone().or(client_query) {
-            path = format!("{path}?{query}");
-        }
-        let mut failures = Vec::new();
-        let mut set = |io: &mut dyn HostIo, name: &str, value: &str| {
-            if io.set_request_header(name, value).is_err() {
-                failures.push(name.to_string());
-            }
-        };
-        set(io, ":path", &path);
-        if let Some(key) = &provider.api_key {
-            for name in ["authorization", "x-api-key", "api-key"] {
-                let _ = io.remove_request_header(name);
-            }
-            match provider.auth {
-                AuthStyle::Bearer => set(io, "authorization", &format!("Bearer {key}")),
-                AuthStyle::ApiKey => set(io, "api-key", key),
-                AuthStyle::XApiKey => set(io, "x-api-key", key),
-            }
-        }
-        if provider.dialect == Dialect::Anthropic && io.request_header("anthropic-version").is_none() {
-            set(io, "anthropic-version", ANTHROPIC_VERSION);
-        }
-        if let Err(err) = io.route_to(&policy.headers.cluster, &provider.cluster) {
-            failures.push(format!("cluster ({})", err.detail));
-        }
-        if !failures.is_empty() {
+            .ok_or_else(routing_error)?;
+        let query = client_query(io);
+        let planned = provider_request::plan(
+            api,
+            provider,
+            target.model.as_deref(),
+            facts.model.as_deref(),
+            body,
+            query.as_deref(),
+        )?;
+        let applied = provider_request::apply_headers(io, provider, &planned.path, false)
+            .and_then(|()| io.route_to(&policy.headers.cluster, &provider.cluster).map_err(|_| vec!["cluster".into()]));
+        if let Err(refused) = applied {
             // Never log header values: they may be credentials.
-            log::error!("#{} route_not_applied headers={}", self.id, failures.join(","));
-            return Err(Refusal {
-                status: 500,
-                code: "routing_error",
-                message: "The gateway could not route this request.".into(),
-            });
+            log::error!("#{} route_not_applied headers={}", self.id, refused.join(","));
+            return Err(routing_error());
         }
-        log::debug!("#{} routed rule={rule} target={} provider={} model={model}", self.id, target.name, provider.name);
-        self.served_by = Some(ServedBy { provider: provider.name.clone(), model });
-        Ok(new_body)
+        log::debug!(
+            "#{} routed rule={rule} target={} provider={} model={}",
+            self.id,
+            target.name,
+            provider.name,
+            planned.model
+        );
+        self.served_by = Some(ServedBy { provider: provider.name.clone(), model: planned.model });
+        Ok(planned.body)
+    }
+
+    /// Sends the request to an Envoy aggregate cluster whose retries walk the chain; Tollgate's
+    /// upstream filter adapts each attempt from the plan left in filter state. Every provider
+    /// must be able to serve the request: an attempt cannot be skipped once Envoy makes it.
+    pub(super) fn apply_chain(
+        &mut self,
+        io: &mut dyn HostIo,
+        api: Api,
+        facts: &RequestFacts,
+        chain: &[usize],
+        cluster: &str,
+        rule: &str,
+    ) -> Result<(), Refusal> {
+        let policy = Rc::clone(&self.policy);
+        let routing = &policy.routing;
+        let mut steps = Vec::new();
+        for target in chain.iter().filter_map(|i| routing.target(*i)) {
+            let provider = routing.provider_of(target).ok_or_else(routing_error)?;
+            // Validate now, while a clear error can still reach the client.
+            provider_request::plan(api, provider, target.model.as_deref(), facts.model.as_deref(), b"{}", None)?;
+            let model = target.model.clone().or_else(|| facts.model.clone()).unwrap_or_default();
+            steps.push(ChainStep { provider: provider.name.clone(), model });
+        }
+        let plan = ChainPlan { api: api.name().to_string(), query: client_query(io), steps };
+        io.export(names::EXPORT_CHAIN, &plan.to_json());
+        for name in ["authorization", "x-api-key", "api-key"] {
+            if io.request_header(name).is_some() && io.remove_request_header(name).is_err() {
+                log::error!("#{} client_credential_not_removed header={name}", self.id);
+                return Err(routing_error());
+            }
+        }
+        if io.route_to(&policy.headers.cluster, cluster).is_err() {
+            log::error!("#{} route_not_applied headers=cluster", self.id);
+            return Err(routing_error());
+        }
+        log::debug!("#{} routed rule={rule} fallback_cluster={cluster} steps={}", self.id, plan.steps.len());
+        self.chain = Some(plan);
+        Ok(())
     }
 
     pub(super) fn replace_request_body(&mut self, io: &mut dyn HostIo, held: usize, new_body: &[u8]) {
@@ -201,4 +221,12 @@ impl Exchange {
             }
         }
     }
+}
+
+fn routing_error() -> Refusal {
+    Refusal { status: 500, code: "routing_error", message: "The gateway could not route this request.".into() }
+}
+
+fn client_query(io: &dyn HostIo) -> Option<String> {
+    io.request_header(":path").and_then(|p| p.split_once('?').map(|(_, q)| q.to_string()))
 }

@@ -1,7 +1,7 @@
 //! The response half of an exchange: what to hold, streams read as they flow, the usage record
 //! and the cost headers.
 
-use super::{Exchange, ResponsePhase};
+use super::{Exchange, ResponsePhase, ServedBy};
 use crate::dialect::Api;
 use crate::estimate;
 use crate::host_io::{HostIo, HostKind};
@@ -19,6 +19,13 @@ impl Exchange {
             return ResponsePhase::Ignored;
         };
         let stream_requested = facts.stream;
+        if let Some(plan) = &self.chain {
+            // Only the final attempt's answer reaches this filter: credit the provider that gave it.
+            if let Some(provider) = io.upstream_provider() {
+                let model = plan.step_for(&provider).map(|s| s.model.clone()).unwrap_or_default();
+                self.served_by = Some(ServedBy { provider, model });
+            }
+        }
         let status = io.response_header(":status").and_then(|s| s.parse::<u16>().ok());
         self.status = status;
         if !status.is_some_and(|s| (200..300).contains(&s)) {

@@ -9,26 +9,26 @@ use proxy_wasm::types::Action;
 use super::logger;
 use super::proxy_io::{HostState, ProxyIo};
 use crate::config::Policy;
-use crate::exchange::Exchange;
+use crate::filter::Filter;
 use crate::host_io::Flow;
 
 pub struct HttpFilter {
     id: u32,
-    exchange: Option<Exchange>,
+    filter: Option<Filter>,
     io: ProxyIo,
 }
 
 impl HttpFilter {
     pub fn new(id: u32, policy: Option<Rc<Policy>>, host: Rc<HostState>) -> Self {
-        HttpFilter { id, exchange: policy.map(|p| Exchange::new(id, p)), io: ProxyIo::new(host) }
+        HttpFilter { id, filter: policy.map(|p| Filter::new(id, p)), io: ProxyIo::new(host) }
     }
 
-    fn drive(&mut self, step: impl FnOnce(&mut Exchange, &mut ProxyIo) -> Flow) -> Action {
+    fn drive(&mut self, step: impl FnOnce(&mut Filter, &mut ProxyIo) -> Flow) -> Action {
         logger::enter_context(self.id);
-        let Some(exchange) = self.exchange.as_mut() else {
+        let Some(filter) = self.filter.as_mut() else {
             return Action::Continue;
         };
-        match step(exchange, &mut self.io) {
+        match step(filter, &mut self.io) {
             Flow::Continue => Action::Continue,
             Flow::Pause => Action::Pause,
         }

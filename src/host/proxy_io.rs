@@ -108,6 +108,17 @@ impl HostIo for ProxyIo {
             .map_err(|status| HostError { detail: format!("remove request header status {status}") })
     }
 
+    fn upstream_provider(&self) -> Option<String> {
+        let path = ["xds", "upstream_host_metadata", "filter_metadata", "tollgate", "provider"];
+        let value = abi::get_property(&path).ok().flatten()?;
+        String::from_utf8(value).ok()
+    }
+
+    fn read_state(&self, key: &str) -> Option<String> {
+        let value = abi::get_property(&[key]).ok().flatten()?;
+        String::from_utf8(value).ok()
+    }
+
     fn route_name(&mut self) -> Option<String> {
         let path: &[&str] = match self.host_kind() {
             HostKind::Envoy => &["xds", "route_name"],

@@ -84,6 +84,8 @@ pub struct RawRule {
     deny: Option<RawDeny>,
     #[serde(default)]
     overflow: Vec<String>,
+    #[serde(default)]
+    fallback_cluster: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -178,7 +180,7 @@ pub fn compile(raw: RawRouting, env: &dyn Fn(&str) -> Option<String>) -> Result<
     routing.allow = raw.models.allow.iter().map(|p| Glob::new(p)).collect();
     routing.deny = raw.models.deny.iter().map(|p| Glob::new(p)).collect();
     for (index, rule) in raw.rules.iter().enumerate() {
-        routing.rules.push(compile_rule(index, rule, &routing.targets)?);
+        routing.rules.push(compile_rule(index, rule, &routing.targets, &routing.providers)?);
     }
     Ok(routing)
 }
@@ -257,7 +259,7 @@ fn target_indices(field: &str, names: &[String], targets: &[Target]) -> Result<V
         .collect()
 }
 
-fn compile_rule(index: usize, raw: &RawRule, targets: &[Target]) -> Result<Rule, RoutingError> {
+fn compile_rule(index: usize, raw: &RawRule, targets: &[Target], providers: &[Provider]) -> Result<Rule, RoutingError> {
     let field = format!("rules[{index}]");
     let mut headers = Vec::new();
     for (name, pattern) in &raw.matcher.headers {
@@ -317,11 +319,36 @@ fn compile_rule(index: usize, raw: &RawRule, targets: &[Target]) -> Result<Rule,
     if raw.sticky_header.is_some() && !matches!(action, Action::Split { .. }) {
         return Err(err(format!("{field}.sticky_header"), "only applies to split"));
     }
+    let fallback_cluster = match (&raw.fallback_cluster, &action) {
+        (None, _) => None,
+        (Some(cluster), Action::Chain(chain)) if chain.len() >= 2 && !cluster.is_empty() => {
+            // Each attempt sets its own provider's key and removes every other credential; a
+            // client key removed for one attempt could not come back for the next.
+            if let Some(bare) = chain
+                .iter()
+                .filter_map(|t| targets.get(*t))
+                .find(|t| providers.get(t.provider).is_some_and(|p| p.api_key.is_none()))
+            {
+                return Err(err(
+                    format!("{field}.fallback_cluster"),
+                    format!("every provider in a fallback chain needs an api_key; target {:?} has none", bare.name),
+                ));
+            }
+            Some(cluster.clone())
+        }
+        _ => {
+            return Err(err(
+                format!("{field}.fallback_cluster"),
+                "needs targets with at least two entries, and a cluster name",
+            ))
+        }
+    };
     Ok(Rule {
         name: raw.name.clone().unwrap_or_else(|| format!("rules[{index}]")),
         matcher,
         action,
         overflow: target_indices(&format!("{field}.overflow"), &raw.overflow, targets)?,
+        fallback_cluster,
     })
 }
 

@@ -97,6 +97,10 @@ pub struct Rule {
     pub matcher: Matcher,
     pub action: Action,
     pub overflow: Vec<usize>,
+    /// Envoy aggregate cluster listing the chain's providers in order: Envoy's retries walk the
+    /// chain and Tollgate's upstream filter adapts each attempt. Without it only the first
+    /// target serves.
+    pub fallback_cluster: Option<String>,
 }
 
 /// The compiled routing policy.
@@ -140,6 +144,7 @@ pub enum Decision {
     Route {
         chain: Vec<usize>,
         rule: String,
+        fallback_cluster: Option<String>,
     },
     Refuse(Refusal),
 }
@@ -213,11 +218,12 @@ impl Routing {
             self.targets.get(*index).and_then(|t| t.context_window).is_none_or(|window| prompt_tokens <= window)
         };
         if chain.first().is_some_and(fits) {
-            return Decision::Route { chain, rule: rule.name.clone() };
+            return Decision::Route { chain, rule: rule.name.clone(), fallback_cluster: rule.fallback_cluster.clone() };
         }
         if let Some(at) = rule.overflow.iter().position(fits) {
             let chain = rule.overflow.get(at..).unwrap_or_default().iter().copied().filter(|t| fits(t)).collect();
-            return Decision::Route { chain, rule: rule.name.clone() };
+            // The overflow targets are a different chain than the aggregate cluster lists.
+            return Decision::Route { chain, rule: rule.name.clone(), fallback_cluster: None };
         }
         let largest = chain.iter().chain(&rule.overflow).filter_map(|i| self.targets.get(*i)?.context_window).max();
         Decision::Refuse(Refusal {

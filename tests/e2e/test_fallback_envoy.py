@@ -1,8 +1,8 @@
 """Ordered fallback with Envoy's own machinery (envoy/fallback.yaml, docs/fallback.md): an aggregate
 cluster of three providers, a retry policy with `previous_priorities`, Tollgate in the downstream and
 the upstream position. Three tollgate-mock instances play the providers; the primary fails in
-different ways and the request must be served by the next provider in order, with today's filter
-passing every body through untouched."""
+different ways and the request must be served by the next provider in order, each attempt with
+its own provider's model and credentials."""
 
 import http.client
 import json
@@ -20,6 +20,8 @@ FALLBACK_CONFIG = REPO / "envoy" / "fallback.yaml"
 PATH = "/v1/chat/completions"
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Which provider answers?"}]}
 NAMES = ("primary", "secondary", "tertiary")
+# The model each provider serves in envoy/fallback.yaml's chain.
+MODELS = {"primary": "gpt-4o-mini", "secondary": "gpt-4.1-mini", "tertiary": "gpt-4.1-nano"}
 
 
 class Chain:
@@ -93,10 +95,13 @@ def test_a_failing_primary_falls_over_to_the_secondary(chain, status):
     assert response.status == 200
     assert response.header("x-mock-name") == "secondary"
     assert response.json()["choices"][0]["message"]["content"]
-    # Both providers got the client's body, byte for byte: each attempt starts from the original.
-    sent = json.dumps(CHAT)
-    assert providers.last("primary")[1]["body"] == sent
-    assert providers.last("secondary")[1]["body"] == sent
+    # Each attempt starts from the client's body and gets its own provider's model and key: the
+    # secondary's request carries nothing of the primary's (envoy/fallback.yaml's policy).
+    for name in ("primary", "secondary"):
+        seen = providers.last(name)[1]
+        assert seen["body"] == json.dumps({**CHAT, "model": MODELS[name]}), name
+        assert seen["headers"]["authorization"] == f"Bearer sk-demo-{name}", name
+        assert seen["path"] == PATH
     assert not providers.received("tertiary")
     entry = providers.access_entry(request_id)
     assert (entry["attempts"], entry["provider"], entry["status"]) == (2, "secondary", 200)
@@ -112,7 +117,7 @@ def test_the_chain_is_tried_in_order_until_one_answers(chain):
         entry = providers.access_entry(request_id)
         assert (entry["attempts"], entry["provider"]) == (3, "tertiary")
     for name in NAMES:
-        assert providers.last(name)[1]["body"] == json.dumps(CHAT)
+        assert providers.last(name)[1]["body"] == json.dumps({**CHAT, "model": MODELS[name]})
     assert providers.envoy.stats()["cluster.llm_fallback.upstream_rq_retry"] == 10
 
 
@@ -164,7 +169,8 @@ def test_a_stream_falls_over_and_reaches_the_client_unchanged(chain):
     assert response.status == 200
     assert response.header("x-mock-name") == "secondary"
     assert response.header("content-type").startswith("text/event-stream")
-    direct = post(providers.mocks["secondary"].port, PATH, request)
+    # What the secondary sends for its own model reaches the client byte for byte.
+    direct = post(providers.mocks["secondary"].port, PATH, {**request, "model": MODELS["secondary"]})
     assert response.body == direct.body
     assert response.body.rstrip().endswith(b"data: [DONE]")
     assert providers.access_entry(request_id)["attempts"] == 2

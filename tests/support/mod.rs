@@ -74,6 +74,8 @@ pub struct FakeHost {
     pub route_name: Option<String>,
     /// Kong: the upstream the filter chose.
     pub kong_upstream: Option<String>,
+    /// Envoy: the provider named in the metadata of the endpoint the attempt went to.
+    pub upstream_provider: Option<String>,
 }
 
 pub fn policy(config_json: &str) -> Rc<Policy> {
@@ -103,6 +105,7 @@ impl FakeHost {
             clock: 1_000_000_000,
             route_name: None,
             kong_upstream: None,
+            upstream_provider: None,
         }
     }
 
@@ -114,6 +117,27 @@ impl FakeHost {
     pub fn record(&self) -> serde_json::Value {
         let json = self.exports.get("tollgate.usage").expect("a usage record was exported");
         serde_json::from_str(json).expect("the record is JSON")
+    }
+
+    /// Drives callbacks by hand (for the upstream position): the headers the proxy holds.
+    pub fn set_request_headers(&mut self, headers: &[(&str, &str)]) {
+        self.request_headers = owned(headers);
+    }
+
+    pub fn set_request_buffer(&mut self, body: &[u8]) {
+        self.request_buffer = body.to_vec();
+    }
+
+    pub fn request_buffer(&self) -> &[u8] {
+        &self.request_buffer
+    }
+
+    pub fn request_header_value(&self, name: &str) -> Option<String> {
+        find(&self.request_headers, name)
+    }
+
+    pub fn request_headers_snapshot(&self) -> Vec<(String, String)> {
+        self.request_headers.clone()
     }
 
     pub fn upstream_header(&self, name: &str) -> Option<&str> {
@@ -409,6 +433,14 @@ impl HostIo for FakeHost {
 
     fn route_name(&mut self) -> Option<String> {
         self.route_name.clone()
+    }
+
+    fn upstream_provider(&self) -> Option<String> {
+        self.upstream_provider.clone()
+    }
+
+    fn read_state(&self, key: &str) -> Option<String> {
+        self.exports.get(key).cloned()
     }
 
     fn route_to(&mut self, header: &str, cluster: &str) -> Result<(), HostError> {

@@ -1,0 +1,72 @@
+//! What runs for one HTTP stream, by the filter's position: on the listener (`downstream`, the
+//! default) a whole exchange; as an Envoy upstream HTTP filter (`upstream`) one attempt of a
+//! fallback chain. The host layer drives either through the same callbacks.
+
+use std::rc::Rc;
+
+use crate::attempt::Attempt;
+use crate::config::{Policy, Position};
+use crate::exchange::Exchange;
+use crate::host_io::{Flow, HostIo};
+
+pub enum Filter {
+    Exchange(Exchange),
+    Attempt(Attempt),
+}
+
+impl Filter {
+    pub fn new(id: u32, policy: Rc<Policy>) -> Self {
+        match policy.position {
+            Position::Downstream => Filter::Exchange(Exchange::new(id, policy)),
+            Position::Upstream => Filter::Attempt(Attempt::new(id, policy)),
+        }
+    }
+
+    pub fn on_request_headers(&mut self, io: &mut dyn HostIo, end_of_stream: bool) -> Flow {
+        match self {
+            Filter::Exchange(ex) => ex.on_request_headers(io, end_of_stream),
+            Filter::Attempt(at) => at.on_request_headers(io, end_of_stream),
+        }
+    }
+
+    pub fn on_request_body(&mut self, io: &mut dyn HostIo, body_size: usize, end_of_stream: bool) -> Flow {
+        match self {
+            Filter::Exchange(ex) => ex.on_request_body(io, body_size, end_of_stream),
+            Filter::Attempt(at) => at.on_request_body(io, body_size, end_of_stream),
+        }
+    }
+
+    pub fn on_request_trailers(&mut self, io: &mut dyn HostIo) -> Flow {
+        match self {
+            Filter::Exchange(ex) => ex.on_request_trailers(io),
+            Filter::Attempt(at) => at.on_request_trailers(io),
+        }
+    }
+
+    pub fn on_response_headers(&mut self, io: &mut dyn HostIo, end_of_stream: bool) -> Flow {
+        match self {
+            Filter::Exchange(ex) => ex.on_response_headers(io, end_of_stream),
+            Filter::Attempt(_) => Flow::Continue,
+        }
+    }
+
+    pub fn on_response_body(&mut self, io: &mut dyn HostIo, body_size: usize, end_of_stream: bool) -> Flow {
+        match self {
+            Filter::Exchange(ex) => ex.on_response_body(io, body_size, end_of_stream),
+            Filter::Attempt(_) => Flow::Continue,
+        }
+    }
+
+    pub fn on_response_trailers(&mut self, io: &mut dyn HostIo) -> Flow {
+        match self {
+            Filter::Exchange(ex) => ex.on_response_trailers(io),
+            Filter::Attempt(_) => Flow::Continue,
+        }
+    }
+
+    pub fn on_done(&mut self, io: &mut dyn HostIo) {
+        if let Filter::Exchange(ex) = self {
+            ex.on_done(io);
+        }
+    }
+}

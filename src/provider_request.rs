@@ -1,0 +1,135 @@
+//! What a request must look like for one provider and model: the body's model, the path, the
+//! credentials. Shared by the single-filter route (decided and applied once) and by each
+//! fallback attempt (applied per attempt by the upstream filter).
+
+use crate::dialect::Api;
+use crate::host_io::HostIo;
+use crate::json_edit;
+use crate::routing::{AuthStyle, Dialect, Provider, Refusal};
+
+/// Sent when Tollgate turns a request into Anthropic's API and the client named no version.
+pub const ANTHROPIC_VERSION: &str = "2023-06-01";
+
+/// Every credential header of every dialect.
+const CREDENTIAL_HEADERS: [&str; 3] = ["authorization", "x-api-key", "api-key"];
+
+/// The request as one provider must receive it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderRequest {
+    pub path: String,
+    /// `None` when the body needs no change.
+    pub body: Option<Vec<u8>>,
+    pub model: String,
+}
+
+/// Plans the request for `provider` serving `model` (`None`: keep the client's model).
+pub fn plan(
+    api: Api,
+    provider: &Provider,
+    model: Option<&str>,
+    requested: Option<&str>,
+    body: &[u8],
+    client_query: Option<&str>,
+) -> Result<ProviderRequest, Refusal> {
+    if !api.native_to(provider.dialect) {
+        return Err(Refusal {
+            status: 400,
+            code: "unsupported_api",
+            message: format!("The {} API cannot be served by provider '{}'.", api.name(), provider.name),
+        });
+    }
+    let model = model.or(requested).unwrap_or_default().to_string();
+    let body = if requested == Some(model.as_str()) || model.is_empty() {
+        None
+    } else {
+        let quoted = serde_json::Value::String(model.clone()).to_string();
+        json_edit::replace_value(body, "model", &quoted).or_else(|| json_edit::insert_first(body, "model", &quoted))
+    };
+    let mut path = format!("{}{}", provider.path_prefix.replace("{model}", &model), api.path_suffix());
+    if let Some(query) = provider.query.as_deref().or(client_query) {
+        path = format!("{path}?{query}");
+    }
+    Ok(ProviderRequest { path, body, model })
+}
+
+/// Sets the path and the provider's credentials. `replace_all_credentials`: remove every
+/// credential header first even when the provider has no key (each fallback attempt starts
+/// from the previous attempt's headers). Returns the names of headers the proxy refused; never
+/// their values, which may be secrets.
+pub fn apply_headers(
+    io: &mut dyn HostIo,
+    provider: &Provider,
+    path: &str,
+    replace_all_credentials: bool,
+) -> Result<(), Vec<String>> {
+    let mut refused = Vec::new();
+    if provider.api_key.is_some() || replace_all_credentials {
+        for name in CREDENTIAL_HEADERS {
+            if io.request_header(name).is_some() && io.remove_request_header(name).is_err() {
+                refused.push(name.to_string());
+            }
+        }
+    }
+    let mut set = |io: &mut dyn HostIo, name: &str, value: &str| {
+        if io.set_request_header(name, value).is_err() {
+            refused.push(name.to_string());
+        }
+    };
+    set(io, ":path", path);
+    if let Some(key) = &provider.api_key {
+        match provider.auth {
+            AuthStyle::Bearer => set(io, "authorization", &format!("Bearer {key}")),
+            AuthStyle::ApiKey => set(io, "api-key", key),
+            AuthStyle::XApiKey => set(io, "x-api-key", key),
+        }
+    }
+    if provider.dialect == Dialect::Anthropic && io.request_header("anthropic-version").is_none() {
+        set(io, "anthropic-version", ANTHROPIC_VERSION);
+    }
+    if refused.is_empty() {
+        Ok(())
+    } else {
+        Err(refused)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn provider(dialect: Dialect, prefix: &str, query: Option<&str>) -> Provider {
+        Provider {
+            name: "p".into(),
+            dialect,
+            cluster: "c".into(),
+            path_prefix: prefix.into(),
+            query: query.map(str::to_string),
+            api_key: Some("k".into()),
+            auth: AuthStyle::Bearer,
+        }
+    }
+
+    #[test]
+    fn plans_path_and_model_for_the_provider() {
+        let azure = provider(Dialect::OpenAi, "/openai/deployments/{model}", Some("api-version=1"));
+        let planned =
+            plan(Api::OpenAiChat, &azure, Some("dep"), Some("gpt-4o"), br#"{"model":"gpt-4o"}"#, Some("x=1")).unwrap();
+        assert_eq!(planned.path, "/openai/deployments/dep/chat/completions?api-version=1");
+        assert_eq!(planned.body.as_deref(), Some(&br#"{"model":"dep"}"#[..]));
+    }
+
+    #[test]
+    fn keeps_the_body_when_the_model_is_unchanged_and_the_clients_query_without_one_of_its_own() {
+        let openai = provider(Dialect::OpenAi, "/v1", None);
+        let planned = plan(Api::OpenAiEmbeddings, &openai, None, Some("m"), br#"{"model":"m"}"#, Some("x=1")).unwrap();
+        assert_eq!(planned.path, "/v1/embeddings?x=1");
+        assert_eq!(planned.body, None);
+    }
+
+    #[test]
+    fn refuses_an_api_the_provider_cannot_serve() {
+        let anthropic = provider(Dialect::Anthropic, "/v1", None);
+        let refusal = plan(Api::OpenAiResponses, &anthropic, None, Some("m"), b"{}", None).unwrap_err();
+        assert_eq!(refusal.code, "unsupported_api");
+    }
+}
