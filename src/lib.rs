@@ -15,6 +15,7 @@ pub mod pricing;
 pub mod reply;
 pub mod sse;
 pub mod stream_meter;
+pub mod translate;
 pub mod usage;
 
 #[cfg(target_arch = "wasm32")]
