@@ -24,6 +24,10 @@ const MAX_EXCERPT_BYTES: usize = 200;
 /// another shape) gives an error of the type the status implies, quoting the body's start.
 pub fn anthropic_error_to_openai(status: u16, body: &[u8]) -> Reply {
     let (error_type, message) = match anthropic_error_object(body) {
+        Some((error_type, message)) if message.is_empty() => {
+            let message = format!("The upstream provider answered HTTP {status} ({error_type}).");
+            (error_type, message)
+        }
         Some(error) => error,
         None => (anthropic_type_for_status(status).to_string(), non_json_message(status, body)),
     };
@@ -36,8 +40,11 @@ pub fn openai_error_to_anthropic(status: u16, body: &[u8]) -> Reply {
     let parsed = serde_json::from_slice::<Value>(body).ok();
     let error = parsed.as_ref().and_then(|v| v.get("error"));
     let message = match error {
-        Some(Value::String(message)) => message.clone(),
-        Some(error) => error.get("message").and_then(Value::as_str).unwrap_or_default().to_string(),
+        Some(Value::String(message)) if !message.is_empty() => message.clone(),
+        Some(error) => match error.get("message").and_then(Value::as_str).filter(|m| !m.is_empty()) {
+            Some(message) => message.to_string(),
+            None => format!("The upstream provider answered HTTP {status}."),
+        },
         None => non_json_message(status, body),
     };
     let error_type = match error {
@@ -215,6 +222,14 @@ mod tests {
         let reply = openai_error_to_anthropic(429, b"\xff\xfe");
         assert_eq!(json_of(&reply)["error"]["type"], "rate_limit_error");
         assert!(json_of(&openai_error_to_anthropic(500, b"")).to_string().contains("without an error body"));
+    }
+
+    #[test]
+    fn an_error_without_a_message_still_says_what_happened() {
+        let reply = anthropic_error_to_openai(500, br#"{"type":"error","error":{"type":"api_error"}}"#);
+        assert_eq!(json_of(&reply)["error"]["message"], "The upstream provider answered HTTP 500 (api_error).");
+        let reply = openai_error_to_anthropic(502, br#"{"error":{"message":""}}"#);
+        assert_eq!(json_of(&reply)["error"]["message"], "The upstream provider answered HTTP 502.");
     }
 
     #[test]

@@ -185,6 +185,11 @@ fn convert_messages(messages: &[Value], notes: &mut Vec<String>) -> Result<Conve
             }
             other => return Err(invalid(&join(&path, "role"), format!("unknown role `{other}`"))),
         };
+        if turn_role == "assistant" && blocks.is_empty() {
+            // Anthropic refuses empty turns; an assistant message that said nothing adds nothing.
+            note(notes, "messages[]: empty assistant message dropped (Anthropic refuses empty turns)".into());
+            continue;
+        }
         if opt_str(message, "name", &path)?.is_some() {
             note(notes, "messages[].name: dropped (Anthropic has no participant names)".into());
         }
@@ -696,6 +701,16 @@ mod tests {
                 {"role": "assistant", "content": [{"type": "text", "text": "c"}, {"type": "text", "text": "d"}]},
             ])
         );
+    }
+
+    #[test]
+    fn an_empty_assistant_message_is_dropped_so_its_neighbours_merge() {
+        let request = json!({"messages": [user("a"), {"role": "assistant", "content": ""}, user("b")]});
+        assert_eq!(
+            translate(request.clone())["messages"],
+            json!([{"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}])
+        );
+        assert_eq!(notes(request), ["messages[]: empty assistant message dropped (Anthropic refuses empty turns)"]);
     }
 
     #[test]

@@ -11,6 +11,9 @@
 //! | `data: [DONE]` | `message_delta` (stop_reason, usage), `message_stop` |
 //! | `{"error": …}` | `event: error`, which the Anthropic SDK raises; the stream ends |
 //!
+//! Tool-call fragments without `index` (sent by some OpenAI-compatible servers) continue the
+//! open call unless they carry a new `id`.
+//!
 //! `message_delta` waits for `[DONE]` because OpenAI's usage chunk comes after the
 //! `finish_reason` chunk; nothing else is held. Anthropic blocks cannot be reopened, so an
 //! argument fragment for a tool call whose block was already closed (OpenAI does not interleave
@@ -22,6 +25,9 @@ use super::error::{anthropic_error_body, anthropic_type_for_openai_error};
 use super::shared::{anthropic_id, anthropic_usage, stop_reason, write_anthropic_event};
 use super::EventTranslator;
 use crate::sse::SseEvent;
+
+/// Indexes given to tool calls that arrive without one, far above any real index.
+const UNINDEXED_CALLS: u64 = 1 << 32;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Open {
@@ -36,6 +42,8 @@ pub struct OpenAiToAnthropicStream {
     open: Option<Open>,
     next_block: u64,
     closed_calls: Vec<u64>,
+    open_call_id: Option<String>,
+    unindexed_calls: u64,
     finish_reason: Option<String>,
     refused: bool,
     usage: Option<Value>,
@@ -51,6 +59,8 @@ impl OpenAiToAnthropicStream {
             open: None,
             next_block: 0,
             closed_calls: Vec::new(),
+            open_call_id: None,
+            unindexed_calls: 0,
             finish_reason: None,
             refused: false,
             usage: None,
@@ -117,8 +127,26 @@ impl OpenAiToAnthropicStream {
         write_anthropic_event(out, &delta);
     }
 
+    /// The tool-call index a fragment belongs to. OpenAI always says; some compatible servers
+    /// send each whole call without `index`: then a fragment with a new `id` starts a call, and
+    /// one without an id continues the open call.
+    fn call_index(&mut self, fragment: &Value) -> u64 {
+        if let Some(index) = fragment.get("index").and_then(Value::as_u64) {
+            return index;
+        }
+        let id = fragment.get("id").and_then(Value::as_str);
+        match self.open {
+            Some(Open::ToolCall { call, .. }) if id.is_none() || id == self.open_call_id.as_deref() => call,
+            _ => {
+                let index = UNINDEXED_CALLS.saturating_add(self.unindexed_calls);
+                self.unindexed_calls = self.unindexed_calls.saturating_add(1);
+                index
+            }
+        }
+    }
+
     fn tool_call(&mut self, fragment: &Value, out: &mut Vec<u8>) {
-        let index = fragment.get("index").and_then(Value::as_u64).unwrap_or(0);
+        let index = self.call_index(fragment);
         let function = fragment.get("function");
         let arguments = function.and_then(|f| f.get("arguments")).and_then(Value::as_str).unwrap_or_default();
         let block = match self.open {
@@ -130,8 +158,9 @@ impl OpenAiToAnthropicStream {
                 self.open = Some(Open::ToolCall { block, call: index });
                 let id = match fragment.get("id").and_then(Value::as_str) {
                     Some(id) => id.to_string(),
-                    None => format!("call_{index}"),
+                    None => format!("call_{block}"),
                 };
+                self.open_call_id = Some(id.clone());
                 let name = function.and_then(|f| f.get("name")).and_then(Value::as_str).unwrap_or_default();
                 let start = json!({ "type": "content_block_start", "index": block,
                     "content_block": { "type": "tool_use", "id": id, "name": name, "input": {} } });
@@ -364,6 +393,24 @@ mod tests {
             "the late fragment for the closed call 0 is dropped"
         );
         assert_eq!(events[events.len() - 2].1["delta"]["stop_reason"], "tool_use");
+    }
+
+    #[test]
+    fn whole_tool_calls_sent_without_an_index_each_get_their_own_block() {
+        let call = |id: &str, name: &str, arguments: &str| {
+            delta(
+                json!({"tool_calls": [{"id": id, "type": "function", "function": {"name": name, "arguments": arguments}}]}),
+                None,
+            )
+        };
+        let (a, b) = (call("call_a", "f", "{\"x\":1}"), call("call_b", "g", "{}"));
+        let events = run(&[HEAD, &a, &b, &delta(json!({}), Some("tool_calls")), "[DONE]"], true);
+        let starts: Vec<_> = events
+            .iter()
+            .filter(|(name, _)| name == "content_block_start")
+            .map(|(_, data)| (data["index"].clone(), data["content_block"]["id"].clone()))
+            .collect();
+        assert_eq!(starts, [(json!(0), json!("call_a")), (json!(1), json!("call_b"))]);
     }
 
     #[test]
