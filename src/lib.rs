@@ -21,6 +21,7 @@ pub mod reply;
 pub mod routing;
 pub mod sse;
 pub mod stream_meter;
+pub mod translate;
 pub mod usage;
 
 #[cfg(target_arch = "wasm32")]

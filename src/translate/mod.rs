@@ -1,0 +1,223 @@
+//! Translation between OpenAI Chat Completions and Anthropic Messages: requests, complete
+//! responses, streams (event by event, never buffered) and provider errors.
+//!
+//! Pure code: bytes in, bytes out, no host calls and no clock (`created` timestamps are passed
+//! in). Nothing here panics on any input; what cannot be translated is a [`TranslateError`]
+//! naming the field, and what the target API has no place for is dropped and listed in
+//! [`Translated::notes`], so the caller can log it. The README's "Translation" section is the
+//! user-facing table of what maps to what.
+//!
+//! | direction | function or type |
+//! |-----------|------------------|
+//! | OpenAI Chat request → Anthropic request | [`openai_chat_to_anthropic`] |
+//! | Anthropic request → OpenAI Chat request | [`anthropic_to_openai_chat`] |
+//! | Anthropic response → OpenAI Chat response | [`anthropic_response_to_openai_chat`] |
+//! | OpenAI Chat response → Anthropic response | [`openai_chat_response_to_anthropic`] |
+//! | Anthropic stream → OpenAI Chat stream | [`AnthropicToOpenAiStream`] |
+//! | OpenAI Chat stream → Anthropic stream | [`OpenAiToAnthropicStream`] |
+//! | either stream, fed raw bytes | [`SseTranslator`] |
+//! | provider error → client error | [`anthropic_error_to_openai`], [`openai_error_to_anthropic`] |
+
+mod error;
+mod json;
+mod request_to_anthropic;
+mod request_to_openai;
+mod response_to_anthropic;
+mod response_to_openai;
+mod shared;
+mod stream_to_anthropic;
+mod stream_to_openai;
+
+pub use error::{anthropic_error_to_openai, openai_error_to_anthropic};
+pub use request_to_anthropic::openai_chat_to_anthropic;
+pub use request_to_openai::anthropic_to_openai_chat;
+pub use response_to_anthropic::openai_chat_response_to_anthropic;
+pub use response_to_openai::anthropic_response_to_openai_chat;
+pub use stream_to_anthropic::OpenAiToAnthropicStream;
+pub use stream_to_openai::AnthropicToOpenAiStream;
+
+use crate::sse::{SseEvent, SseFramer, SseIssue};
+
+/// A translated body, and what was dropped or changed on the way because the target API has no
+/// counterpart (one line each, field path first, e.g. `seed: dropped (Anthropic has no
+/// counterpart)`). Notes never quote prompt or completion text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Translated {
+    pub body: Vec<u8>,
+    pub notes: Vec<String>,
+}
+
+/// Why a body could not be translated. `message` is safe to show the client (it never quotes
+/// the body); `param` is the field at fault as a path (`messages[2].content[0].type`), for
+/// OpenAI's `param`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TranslateError {
+    pub kind: TranslateErrorKind,
+    pub param: Option<String>,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TranslateErrorKind {
+    /// The body is empty, not JSON (invalid UTF-8 included), too deeply nested, or not an object.
+    InvalidJson,
+    /// A field is missing or has the wrong type or value.
+    InvalidField,
+    /// A valid field that the other API cannot express without changing the meaning of the
+    /// request (e.g. `n > 1`, audio input, server-side tools).
+    Unsupported,
+}
+
+impl std::fmt::Display for TranslateError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.param {
+            Some(param) => write!(f, "{param}: {}", self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+impl std::error::Error for TranslateError {}
+
+/// One direction of stream translation: each upstream event in, the client's SSE bytes out.
+pub trait EventTranslator {
+    /// Translates one complete upstream event, appending what the client should get now.
+    fn on_event(&mut self, event: &SseEvent, out: &mut Vec<u8>);
+    /// The upstream stream ended. Appends the closing events if the upstream's final event was
+    /// seen, or an error event saying the stream was cut if it was not.
+    fn finish(&mut self, out: &mut Vec<u8>);
+    /// The upstream's final event (or an error) was translated; later events are ignored.
+    fn is_done(&self) -> bool;
+    /// An upstream event could not be read whole (larger than the framer's cap): the stream
+    /// cannot be translated faithfully past it, so an error event ends it.
+    fn on_oversized_event(&mut self, max_bytes: usize, out: &mut Vec<u8>);
+}
+
+/// A stream translator fed raw upstream bytes in chunks of any size: frames them into events
+/// with [`SseFramer`] and translates each event as soon as it is complete. Bytes of an event
+/// still arriving are the only thing held.
+#[derive(Debug)]
+pub struct SseTranslator<T> {
+    framer: SseFramer,
+    max_event_bytes: usize,
+    inner: T,
+    events: Vec<SseEvent>,
+    issues: Vec<SseIssue>,
+}
+
+impl<T: EventTranslator> SseTranslator<T> {
+    /// `max_event_bytes` caps one upstream event (the filter's `max_stream_event_bytes`).
+    pub fn new(inner: T, max_event_bytes: usize) -> Self {
+        SseTranslator {
+            framer: SseFramer::new(max_event_bytes),
+            max_event_bytes,
+            inner,
+            events: Vec::new(),
+            issues: Vec::new(),
+        }
+    }
+
+    /// The client's bytes for this upstream chunk (often empty: an event is not complete yet).
+    pub fn feed(&mut self, chunk: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let pending_from = self.framer.pending_start();
+        self.framer.feed(chunk, &mut self.events, &mut self.issues);
+        self.drain(pending_from, &mut out);
+        out
+    }
+
+    /// End of the upstream stream: the client's last bytes.
+    pub fn finish(&mut self) -> Vec<u8> {
+        let mut out = Vec::new();
+        let pending_from = self.framer.pending_start();
+        self.framer.finish(&mut self.events);
+        self.drain(pending_from, &mut out);
+        self.inner.finish(&mut out);
+        out
+    }
+
+    pub fn inner(&self) -> &T {
+        &self.inner
+    }
+
+    /// Translates the events just framed, in order, and ends the stream with an error where an
+    /// oversized event was skipped. The framer reports that event without its position, but
+    /// events cover the stream contiguously, so it is the gap between two consecutive events
+    /// (or before the first, or after the last) that is larger than the cap: events before the
+    /// gap are translated, events after it are not.
+    fn drain(&mut self, mut covered_to: u64, out: &mut Vec<u8>) {
+        let oversized = !self.issues.is_empty();
+        self.issues.clear();
+        let cap = self.max_event_bytes as u64;
+        for event in self.events.drain(..) {
+            if oversized && event.start.saturating_sub(covered_to) > cap {
+                break;
+            }
+            covered_to = event.end;
+            self.inner.on_event(&event, out);
+        }
+        self.events.clear();
+        if oversized {
+            self.inner.on_oversized_event(self.max_event_bytes, out);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Records the data of each event it is given, and how the stream ended.
+    #[derive(Default)]
+    struct Recorder {
+        seen: Vec<String>,
+        ended: Option<String>,
+    }
+
+    impl EventTranslator for Recorder {
+        fn on_event(&mut self, event: &SseEvent, _: &mut Vec<u8>) {
+            if self.ended.is_none() {
+                self.seen.push(String::from_utf8_lossy(&event.data).into_owned());
+            }
+        }
+        fn finish(&mut self, _: &mut Vec<u8>) {
+            self.ended.get_or_insert_with(|| "finished".into());
+        }
+        fn is_done(&self) -> bool {
+            self.ended.is_some()
+        }
+        fn on_oversized_event(&mut self, max_bytes: usize, _: &mut Vec<u8>) {
+            self.ended.get_or_insert_with(|| format!("oversized {max_bytes}"));
+        }
+    }
+
+    #[test]
+    fn events_before_an_oversized_one_are_translated_and_those_after_it_are_not() {
+        let stream = format!("data: a\n\n: keep-alive\n\ndata: {}\n\ndata: b\n\n", "x".repeat(64));
+        for split in 0..=stream.len() {
+            let mut translator = SseTranslator::new(Recorder::default(), 32);
+            let (head, tail) = stream.as_bytes().split_at(split);
+            translator.feed(head);
+            translator.feed(tail);
+            translator.finish();
+            assert_eq!(translator.inner().seen, ["a"], "split at {split}");
+            assert_eq!(translator.inner().ended.as_deref(), Some("oversized 32"), "split at {split}");
+        }
+    }
+
+    #[test]
+    fn comments_and_data_less_events_between_events_are_not_mistaken_for_an_oversized_one() {
+        let mut translator = SseTranslator::new(Recorder::default(), 32);
+        translator.feed(b"data: a\n\n: ping\n\nevent: x\n\ndata: b\n\n");
+        translator.finish();
+        assert_eq!(translator.inner().seen, ["a", "b"]);
+        assert_eq!(translator.inner().ended.as_deref(), Some("finished"));
+    }
+
+    #[test]
+    fn errors_name_their_field_first() {
+        let error =
+            TranslateError { kind: TranslateErrorKind::Unsupported, param: Some("n".into()), message: "no".into() };
+        assert_eq!(error.to_string(), "n: no");
+    }
+}
