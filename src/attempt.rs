@@ -13,7 +13,8 @@ use crate::config::Policy;
 use crate::dialect::Api;
 use crate::host_io::{Flow, HostIo};
 use crate::names;
-use crate::provider_request;
+use crate::provider_request::{self, Translation};
+use crate::response_translation::{self, StreamTranslation};
 use crate::routing::Provider;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,16 +28,38 @@ enum Phase {
     Done,
 }
 
+/// What happens to this attempt's answer.
+enum Answer {
+    /// Same dialect, or an error status: it goes to the client as the provider sent it.
+    AsIs,
+    /// A stream translated into the client's dialect, chunk by chunk.
+    Streaming(Box<StreamTranslation>),
+    /// A complete answer held (headers too) until it can be translated whole.
+    Buffering { size: usize },
+}
+
 pub struct Attempt {
     id: u32,
     policy: Rc<Policy>,
     phase: Phase,
     plan: Option<(Api, Option<String>, ChainStep)>,
+    /// Set when this attempt's provider speaks the other dialect.
+    translation: Option<Translation>,
+    include_usage: bool,
+    answer: Answer,
 }
 
 impl Attempt {
     pub fn new(id: u32, policy: Rc<Policy>) -> Self {
-        Attempt { id, policy, phase: Phase::AwaitingHeaders, plan: None }
+        Attempt {
+            id,
+            policy,
+            phase: Phase::AwaitingHeaders,
+            plan: None,
+            translation: None,
+            include_usage: false,
+            answer: Answer::AsIs,
+        }
     }
 
     pub fn on_request_headers(&mut self, io: &mut dyn HostIo, end_of_stream: bool) -> Flow {
@@ -97,7 +120,7 @@ impl Attempt {
     }
 
     fn prepare(
-        &self,
+        &mut self,
         io: &mut dyn HostIo,
         api: Api,
         provider: &Provider,
@@ -106,9 +129,13 @@ impl Attempt {
         query: Option<&str>,
     ) -> Result<(), String> {
         // The body always arrives as the client sent it, so its model is the client's.
-        let requested = crate::dialect::parse_request(body).ok().and_then(|f| f.model);
-        let planned = provider_request::plan(api, provider, Some(&step.model), requested.as_deref(), body, query)
-            .map_err(|refusal| refusal.message)?;
+        let facts = crate::dialect::parse_request(body).ok();
+        let requested = facts.as_ref().and_then(|f| f.model.clone());
+        self.include_usage = facts.is_some_and(|f| f.include_usage);
+        let max_tokens = self.policy.default_max_tokens;
+        let planned =
+            provider_request::plan(api, provider, Some(&step.model), requested.as_deref(), body, query, max_tokens)
+                .map_err(|refusal| refusal.message)?;
         provider_request::apply_headers(io, provider, &planned.path, true)
             .map_err(|refused| format!("headers refused: {}", refused.join(",")))?;
         if let Some(new_body) = planned.body {
@@ -118,7 +145,76 @@ impl Attempt {
             }
         }
         log::debug!("#{} attempt provider={} model={}", self.id, provider.name, planned.model);
+        self.translation = planned.translation;
         Ok(())
+    }
+
+    pub fn on_response_headers(&mut self, io: &mut dyn HostIo, end_of_stream: bool) -> Flow {
+        let Some(translation) = self.translation else {
+            return Flow::Continue;
+        };
+        let status = io.response_header(":status").and_then(|s| s.parse::<u16>().ok());
+        // Errors stay as the provider sent them: holding a retriable error's headers could keep
+        // Envoy from retrying it. Its status still tells the client's SDK what happened.
+        if end_of_stream || !status.is_some_and(|s| (200..300).contains(&s)) {
+            return Flow::Continue;
+        }
+        if io.response_header("content-length").is_some() && io.remove_response_header("content-length").is_err() {
+            log::warn!("#{} attempt_content_length_not_removed", self.id);
+        }
+        let content_type = io.response_header("content-type").unwrap_or_default().to_ascii_lowercase();
+        if content_type.starts_with("text/event-stream") {
+            // Not held: holding a stream's headers would keep Envoy's per-try timer running.
+            let created = io.now_nanos() / 1_000_000_000;
+            let max = self.policy.max_stream_event_bytes;
+            self.answer =
+                Answer::Streaming(Box::new(StreamTranslation::new(translation, self.include_usage, created, max)));
+            return Flow::Continue;
+        }
+        self.answer = Answer::Buffering { size: 0 };
+        Flow::Pause
+    }
+
+    pub fn on_response_body(&mut self, io: &mut dyn HostIo, body_size: usize, end_of_stream: bool) -> Flow {
+        let Some(translation) = self.translation else {
+            return Flow::Continue;
+        };
+        match &mut self.answer {
+            Answer::AsIs => Flow::Continue,
+            Answer::Streaming(translator) => {
+                let chunk =
+                    if body_size == 0 { Vec::new() } else { io.response_body(0, body_size).unwrap_or_default() };
+                let mut out = translator.feed(&chunk);
+                if end_of_stream {
+                    out.extend(translator.finish());
+                }
+                if let Err(err) = io.replace_response_body(body_size, &out) {
+                    log::warn!("#{} attempt_chunk_not_translated detail={}", self.id, err.detail);
+                }
+                Flow::Continue
+            }
+            Answer::Buffering { size } => {
+                *size = body_size;
+                if !end_of_stream {
+                    return Flow::Pause;
+                }
+                self.answer = Answer::AsIs;
+                let body = io.response_body(0, body_size).unwrap_or_default();
+                let created = io.now_nanos() / 1_000_000_000;
+                match response_translation::translate_body(translation, &body, created) {
+                    Ok(translated) => {
+                        let replaced = io
+                            .replace_response_body(body_size, &translated)
+                            .and_then(|()| io.set_response_header("content-length", &translated.len().to_string()));
+                        if let Err(err) = replaced {
+                            log::warn!("#{} attempt_answer_not_replaced detail={}", self.id, err.detail);
+                        }
+                    }
+                    Err(err) => log::warn!("#{} attempt_answer_not_translated reason={err}", self.id),
+                }
+                Flow::Continue
+            }
+        }
     }
 }
 

@@ -46,14 +46,14 @@ impl Filter {
     pub fn on_response_headers(&mut self, io: &mut dyn HostIo, end_of_stream: bool) -> Flow {
         match self {
             Filter::Exchange(ex) => ex.on_response_headers(io, end_of_stream),
-            Filter::Attempt(_) => Flow::Continue,
+            Filter::Attempt(at) => at.on_response_headers(io, end_of_stream),
         }
     }
 
     pub fn on_response_body(&mut self, io: &mut dyn HostIo, body_size: usize, end_of_stream: bool) -> Flow {
         match self {
             Filter::Exchange(ex) => ex.on_response_body(io, body_size, end_of_stream),
-            Filter::Attempt(_) => Flow::Continue,
+            Filter::Attempt(at) => at.on_response_body(io, body_size, end_of_stream),
         }
     }
 

@@ -18,6 +18,7 @@ pub mod names;
 pub mod pricing;
 pub mod provider_request;
 pub mod reply;
+pub mod response_translation;
 pub mod routing;
 pub mod sse;
 pub mod stream_meter;

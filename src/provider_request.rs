@@ -6,12 +6,32 @@ use crate::dialect::Api;
 use crate::host_io::HostIo;
 use crate::json_edit;
 use crate::routing::{AuthStyle, Dialect, Provider, Refusal};
+use crate::translate::{self, TranslateError, TranslateErrorKind};
 
 /// Sent when Tollgate turns a request into Anthropic's API and the client named no version.
 pub const ANTHROPIC_VERSION: &str = "2023-06-01";
 
 /// Every credential header of every dialect.
 const CREDENTIAL_HEADERS: [&str; 3] = ["authorization", "x-api-key", "api-key"];
+
+/// A request that crosses dialects, and so does its answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Translation {
+    /// An OpenAI Chat client served by an Anthropic provider.
+    OpenAiToAnthropic,
+    /// An Anthropic client served by an OpenAI(-compatible) provider.
+    AnthropicToOpenAi,
+}
+
+impl Translation {
+    /// The API the provider speaks (what its answer is read as).
+    pub fn upstream_api(self) -> Api {
+        match self {
+            Translation::OpenAiToAnthropic => Api::AnthropicMessages,
+            Translation::AnthropicToOpenAi => Api::OpenAiChat,
+        }
+    }
+}
 
 /// The request as one provider must receive it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,9 +40,12 @@ pub struct ProviderRequest {
     /// `None` when the body needs no change.
     pub body: Option<Vec<u8>>,
     pub model: String,
+    pub translation: Option<Translation>,
 }
 
-/// Plans the request for `provider` serving `model` (`None`: keep the client's model).
+/// Plans the request for `provider` serving `model` (`None`: keep the client's model). A client
+/// of the other dialect's API is translated (OpenAI Chat ⇄ Anthropic Messages); other
+/// combinations are refused.
 pub fn plan(
     api: Api,
     provider: &Provider,
@@ -30,26 +53,52 @@ pub fn plan(
     requested: Option<&str>,
     body: &[u8],
     client_query: Option<&str>,
+    default_max_tokens: u32,
 ) -> Result<ProviderRequest, Refusal> {
-    if !api.native_to(provider.dialect) {
-        return Err(Refusal {
-            status: 400,
-            code: "unsupported_api",
-            message: format!("The {} API cannot be served by provider '{}'.", api.name(), provider.name),
-        });
-    }
     let model = model.or(requested).unwrap_or_default().to_string();
-    let body = if requested == Some(model.as_str()) || model.is_empty() {
-        None
-    } else {
-        let quoted = serde_json::Value::String(model.clone()).to_string();
-        json_edit::replace_value(body, "model", &quoted).or_else(|| json_edit::insert_first(body, "model", &quoted))
+    let (translation, body) = match (api.native_to(provider.dialect), api) {
+        (true, _) => {
+            let body = if requested == Some(model.as_str()) || model.is_empty() {
+                None
+            } else {
+                let quoted = serde_json::Value::String(model.clone()).to_string();
+                json_edit::replace_value(body, "model", &quoted)
+                    .or_else(|| json_edit::insert_first(body, "model", &quoted))
+            };
+            (None, body)
+        }
+        (false, Api::OpenAiChat) => {
+            let translated = translate::openai_chat_to_anthropic(body, &model, default_max_tokens).map_err(refusal)?;
+            (Some(Translation::OpenAiToAnthropic), Some(translated.body))
+        }
+        (false, Api::AnthropicMessages) => {
+            let translated = translate::anthropic_to_openai_chat(body, &model).map_err(refusal)?;
+            (Some(Translation::AnthropicToOpenAi), Some(translated.body))
+        }
+        (false, _) => {
+            return Err(Refusal {
+                status: 400,
+                code: "unsupported_api",
+                message: format!("The {} API cannot be served by provider '{}'.", api.name(), provider.name),
+            })
+        }
     };
-    let mut path = format!("{}{}", provider.path_prefix.replace("{model}", &model), api.path_suffix());
+    let suffix = translation.map_or(api, Translation::upstream_api).path_suffix();
+    let mut path = format!("{}{}", provider.path_prefix.replace("{model}", &model), suffix);
     if let Some(query) = provider.query.as_deref().or(client_query) {
         path = format!("{path}?{query}");
     }
-    Ok(ProviderRequest { path, body, model })
+    Ok(ProviderRequest { path, body, model, translation })
+}
+
+/// A request the other dialect cannot express: a 400 naming the field, in the client's words.
+fn refusal(error: TranslateError) -> Refusal {
+    let code = match error.kind {
+        TranslateErrorKind::InvalidJson => "invalid_json",
+        TranslateErrorKind::InvalidField => "invalid_request",
+        TranslateErrorKind::Unsupported => "unsupported_by_provider",
+    };
+    Refusal { status: 400, code, message: error.to_string() }
 }
 
 /// Sets the path and the provider's credentials. `replace_all_credentials`: remove every
@@ -113,7 +162,8 @@ mod tests {
     fn plans_path_and_model_for_the_provider() {
         let azure = provider(Dialect::OpenAi, "/openai/deployments/{model}", Some("api-version=1"));
         let planned =
-            plan(Api::OpenAiChat, &azure, Some("dep"), Some("gpt-4o"), br#"{"model":"gpt-4o"}"#, Some("x=1")).unwrap();
+            plan(Api::OpenAiChat, &azure, Some("dep"), Some("gpt-4o"), br#"{"model":"gpt-4o"}"#, Some("x=1"), 64)
+                .unwrap();
         assert_eq!(planned.path, "/openai/deployments/dep/chat/completions?api-version=1");
         assert_eq!(planned.body.as_deref(), Some(&br#"{"model":"dep"}"#[..]));
     }
@@ -121,7 +171,8 @@ mod tests {
     #[test]
     fn keeps_the_body_when_the_model_is_unchanged_and_the_clients_query_without_one_of_its_own() {
         let openai = provider(Dialect::OpenAi, "/v1", None);
-        let planned = plan(Api::OpenAiEmbeddings, &openai, None, Some("m"), br#"{"model":"m"}"#, Some("x=1")).unwrap();
+        let planned =
+            plan(Api::OpenAiEmbeddings, &openai, None, Some("m"), br#"{"model":"m"}"#, Some("x=1"), 64).unwrap();
         assert_eq!(planned.path, "/v1/embeddings?x=1");
         assert_eq!(planned.body, None);
     }
@@ -129,7 +180,31 @@ mod tests {
     #[test]
     fn refuses_an_api_the_provider_cannot_serve() {
         let anthropic = provider(Dialect::Anthropic, "/v1", None);
-        let refusal = plan(Api::OpenAiResponses, &anthropic, None, Some("m"), b"{}", None).unwrap_err();
+        let refusal = plan(Api::OpenAiResponses, &anthropic, None, Some("m"), b"{}", None, 64).unwrap_err();
         assert_eq!(refusal.code, "unsupported_api");
+    }
+
+    #[test]
+    fn an_openai_chat_request_to_anthropic_is_translated_to_its_messages_api() {
+        let anthropic = provider(Dialect::Anthropic, "/v1", None);
+        let body =
+            br#"{"model":"smart","messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"hi"}]}"#;
+        let planned =
+            plan(Api::OpenAiChat, &anthropic, Some("claude-haiku-4-5"), Some("smart"), body, None, 64).unwrap();
+        assert_eq!(planned.path, "/v1/messages");
+        assert_eq!(planned.translation, Some(Translation::OpenAiToAnthropic));
+        let sent: serde_json::Value = serde_json::from_slice(&planned.body.unwrap()).unwrap();
+        assert_eq!(sent["model"], "claude-haiku-4-5");
+        assert_eq!(sent["max_tokens"], 64);
+        assert_eq!(sent["system"], "Be brief.");
+    }
+
+    #[test]
+    fn what_the_other_dialect_cannot_express_is_refused_naming_the_field() {
+        let anthropic = provider(Dialect::Anthropic, "/v1", None);
+        let refusal =
+            plan(Api::OpenAiChat, &anthropic, Some("c"), None, br#"{"messages":[],"n":2}"#, None, 64).unwrap_err();
+        assert_eq!((refusal.status, refusal.code), (400, "unsupported_by_provider"));
+        assert!(refusal.message.contains('n'), "{}", refusal.message);
     }
 }

@@ -17,7 +17,9 @@ use crate::config::Policy;
 use crate::dialect::{Api, RequestFacts};
 use crate::host_io::{Flow, HostIo};
 use crate::names::Counter;
+use crate::provider_request::Translation;
 use crate::reply::Reply;
+use crate::response_translation::StreamTranslation;
 use crate::stream_meter::StreamMeter;
 use crate::usage::{Outcome, TokenCounts};
 
@@ -36,14 +38,17 @@ enum ResponsePhase {
     AwaitingHeaders,
     /// Passed through without reading; the record (if any) is already written.
     Ignored,
-    /// SSE: every chunk goes on as it arrives, read on the way.
-    Streaming(Box<StreamMeter>),
+    /// SSE: every chunk goes on as it arrives, read on the way (and translated into the client's
+    /// dialect when the provider speaks the other one).
+    Streaming(Box<StreamMeter>, Option<Box<StreamTranslation>>),
     /// Waiting for the whole JSON body. `headers_held`: the response headers wait with it (Envoy),
     /// so cost headers can be added; on Kong the body is read for the record only.
     Buffering {
         headers_held: bool,
         paused_once: bool,
         size: usize,
+        /// A provider error to translate into the client's dialect, not an answer to read.
+        error: bool,
     },
     Done,
 }
@@ -70,6 +75,8 @@ pub struct Exchange {
     served_by: Option<ServedBy>,
     /// The fallback chain the request was sent down, when Envoy's retries walk it.
     chain: Option<ChainPlan>,
+    /// Set when the provider speaks the other dialect: its answer is translated back.
+    translation: Option<Translation>,
     status: Option<u16>,
     started_at: u64,
     first_byte_at: Option<u64>,
@@ -90,6 +97,7 @@ impl Exchange {
             replied_locally: false,
             served_by: None,
             chain: None,
+            translation: None,
             status: None,
             started_at: 0,
             first_byte_at: None,
@@ -169,11 +177,11 @@ impl Exchange {
             self.first_byte_at = Some(io.now_nanos());
         }
         match &mut self.response {
-            ResponsePhase::Streaming(_) => {
+            ResponsePhase::Streaming(..) => {
                 self.stream_chunk(io, body_size, end_of_stream);
                 Flow::Continue
             }
-            ResponsePhase::Buffering { headers_held, paused_once, size } => {
+            ResponsePhase::Buffering { headers_held, paused_once, size, error } => {
                 let held = *headers_held;
                 *size = body_size;
                 let gave_up =
@@ -190,8 +198,13 @@ impl Exchange {
                     *paused_once = true;
                     return Flow::Pause;
                 }
+                let error = *error;
                 self.response = ResponsePhase::Done;
-                self.finish_json_body(io, body_size, held);
+                if error {
+                    self.finish_error_body(io, body_size, held);
+                } else {
+                    self.finish_json_body(io, body_size, held);
+                }
                 Flow::Continue
             }
             _ => Flow::Continue,
@@ -200,11 +213,15 @@ impl Exchange {
 
     pub fn on_response_trailers(&mut self, io: &mut dyn HostIo) -> Flow {
         match &self.response {
-            ResponsePhase::Streaming(_) => self.stream_chunk(io, 0, true),
-            ResponsePhase::Buffering { headers_held, size, .. } => {
-                let (held, size) = (*headers_held, *size);
+            ResponsePhase::Streaming(..) => self.stream_chunk(io, 0, true),
+            ResponsePhase::Buffering { headers_held, size, error, .. } => {
+                let (held, size, error) = (*headers_held, *size, *error);
                 self.response = ResponsePhase::Done;
-                self.finish_json_body(io, size, held);
+                if error {
+                    self.finish_error_body(io, size, held);
+                } else {
+                    self.finish_json_body(io, size, held);
+                }
             }
             _ => {}
         }
@@ -218,7 +235,7 @@ impl Exchange {
             return;
         }
         match std::mem::replace(&mut self.response, ResponsePhase::Done) {
-            ResponsePhase::Streaming(meter) => self.record_stream(io, &meter),
+            ResponsePhase::Streaming(meter, _) => self.record_stream(io, &meter),
             _ if self.api.is_some() && self.facts.is_some() => {
                 self.record(io, TokenCounts::default(), None, Outcome::Truncated);
             }

@@ -52,12 +52,13 @@ impl Exchange {
                 return self.send(io, api.error_reply(refusal.status, refusal.code, Some("model"), &refusal.message));
             }
             Decision::Route { chain, rule, fallback_cluster } => {
+                let incoming = Incoming { api, facts: &facts, body: &body };
                 let routed = match fallback_cluster {
                     Some(cluster) if chain.len() > 1 && io.host_kind() == HostKind::Envoy => {
-                        self.apply_chain(io, api, &facts, &chain, &cluster, &rule).map(|()| None)
+                        self.apply_chain(io, &incoming, &chain, &cluster, &rule).map(|()| None)
                     }
                     // Kong has no per-attempt hook: the first target serves (documented).
-                    _ => self.apply_route(io, api, &facts, &body, &chain, &rule),
+                    _ => self.apply_route(io, &incoming, &chain, &rule),
                 };
                 match routed {
                     Ok(new_body) => rewritten = new_body,
@@ -67,7 +68,8 @@ impl Exchange {
                 }
             }
         }
-        if api == Api::OpenAiChat && facts.stream && !facts.include_usage && self.policy.include_usage {
+        let same_dialect = self.translation.is_none();
+        if api == Api::OpenAiChat && same_dialect && facts.stream && !facts.include_usage && self.policy.include_usage {
             let current = rewritten.as_deref().unwrap_or(&body);
             if let Some(with_usage) = dialect::openai::with_include_usage(current) {
                 rewritten = Some(with_usage);
@@ -103,12 +105,11 @@ impl Exchange {
     pub(super) fn apply_route(
         &mut self,
         io: &mut dyn HostIo,
-        api: Api,
-        facts: &RequestFacts,
-        body: &[u8],
+        request: &Incoming,
         chain: &[usize],
         rule: &str,
     ) -> Result<Option<Vec<u8>>, Refusal> {
+        let Incoming { api, facts, body } = *request;
         let policy = Rc::clone(&self.policy);
         let routing = &policy.routing;
         let (target, provider) = chain
@@ -124,6 +125,7 @@ impl Exchange {
             facts.model.as_deref(),
             body,
             query.as_deref(),
+            policy.default_max_tokens,
         )?;
         let applied = provider_request::apply_headers(io, provider, &planned.path, false)
             .and_then(|()| io.route_to(&policy.headers.cluster, &provider.cluster).map_err(|_| vec!["cluster".into()]));
@@ -140,6 +142,7 @@ impl Exchange {
             planned.model
         );
         self.served_by = Some(ServedBy { provider: provider.name.clone(), model: planned.model });
+        self.translation = planned.translation;
         Ok(planned.body)
     }
 
@@ -149,19 +152,28 @@ impl Exchange {
     pub(super) fn apply_chain(
         &mut self,
         io: &mut dyn HostIo,
-        api: Api,
-        facts: &RequestFacts,
+        request: &Incoming,
         chain: &[usize],
         cluster: &str,
         rule: &str,
     ) -> Result<(), Refusal> {
+        let Incoming { api, facts, body } = *request;
         let policy = Rc::clone(&self.policy);
         let routing = &policy.routing;
         let mut steps = Vec::new();
         for target in chain.iter().filter_map(|i| routing.target(*i)) {
             let provider = routing.provider_of(target).ok_or_else(routing_error)?;
             // Validate now, while a clear error can still reach the client.
-            provider_request::plan(api, provider, target.model.as_deref(), facts.model.as_deref(), b"{}", None)?;
+            let max_tokens = policy.default_max_tokens;
+            provider_request::plan(
+                api,
+                provider,
+                target.model.as_deref(),
+                facts.model.as_deref(),
+                body,
+                None,
+                max_tokens,
+            )?;
             let model = target.model.clone().or_else(|| facts.model.clone()).unwrap_or_default();
             steps.push(ChainStep { provider: provider.name.clone(), model });
         }
@@ -221,6 +233,14 @@ impl Exchange {
             }
         }
     }
+}
+
+/// The request as read: its API, what it asks for, and its bytes.
+#[derive(Clone, Copy)]
+pub(super) struct Incoming<'a> {
+    api: Api,
+    facts: &'a RequestFacts,
+    body: &'a [u8],
 }
 
 fn routing_error() -> Refusal {

@@ -6,6 +6,8 @@ use crate::dialect::Api;
 use crate::estimate;
 use crate::host_io::{HostIo, HostKind};
 use crate::names::{self, Counter};
+use crate::provider_request::Translation;
+use crate::response_translation::{self, StreamTranslation};
 use crate::stream_meter::{ChunkEdit, StreamMeter};
 use crate::usage::{Count, Outcome, TokenCounts, UsageRecord};
 
@@ -28,24 +30,37 @@ impl Exchange {
         }
         let status = io.response_header(":status").and_then(|s| s.parse::<u16>().ok());
         self.status = status;
+        let translation = self.translation;
+        let upstream_api = translation.map_or(api, Translation::upstream_api);
+        let include_usage = facts.include_usage;
+        let held_on_this_host = io.host_kind() == HostKind::Envoy;
         if !status.is_some_and(|s| (200..300).contains(&s)) {
             self.record(io, TokenCounts::default(), None, Outcome::UpstreamError);
+            if translation.is_some() && !end_of_stream {
+                // The provider's error goes to the client in the client's dialect.
+                self.drop_content_length(io);
+                return ResponsePhase::Buffering {
+                    headers_held: held_on_this_host,
+                    paused_once: false,
+                    size: 0,
+                    error: true,
+                };
+            }
             return ResponsePhase::Ignored;
         }
         let content_type = io.response_header("content-type").unwrap_or_default().to_ascii_lowercase();
         if stream_requested || content_type.starts_with("text/event-stream") {
-            let strip = self.strip_usage_chunk && api == Api::OpenAiChat;
-            if strip {
-                // Chunks may shrink: a declared length would no longer be true.
-                if let Err(err) = io.remove_response_header("content-length") {
-                    log::warn!("#{} remove_content_length_failed detail={}", self.id, err.detail);
-                }
+            let strip = self.strip_usage_chunk && api == Api::OpenAiChat && translation.is_none();
+            if strip || translation.is_some() {
+                // Chunks change size: a declared length would no longer be true.
+                self.drop_content_length(io);
             }
-            return ResponsePhase::Streaming(Box::new(StreamMeter::new(
-                api,
-                strip,
-                self.policy.max_stream_event_bytes,
-            )));
+            let meter = StreamMeter::new(upstream_api, strip, self.policy.max_stream_event_bytes);
+            let translator = translation.map(|t| {
+                let created = io.now_nanos() / 1_000_000_000;
+                Box::new(StreamTranslation::new(t, include_usage, created, self.policy.max_stream_event_bytes))
+            });
+            return ResponsePhase::Streaming(Box::new(meter), translator);
         }
         if end_of_stream {
             self.record(io, TokenCounts::default(), None, Outcome::Complete);
@@ -60,14 +75,24 @@ impl Exchange {
             self.record(io, TokenCounts::default(), None, Outcome::Complete);
             return ResponsePhase::Ignored;
         }
+        if translation.is_some() {
+            self.drop_content_length(io);
+        }
         // Kong refuses Pause from response headers, and headers cannot change once the body has
-        // started, so there the body is read for the record only.
-        let headers_held = io.host_kind() == HostKind::Envoy;
-        ResponsePhase::Buffering { headers_held, paused_once: false, size: 0 }
+        // started, so there the body is read for the record (and translated) only.
+        ResponsePhase::Buffering { headers_held: held_on_this_host, paused_once: false, size: 0, error: false }
+    }
+
+    fn drop_content_length(&self, io: &mut dyn HostIo) {
+        if io.response_header("content-length").is_some() {
+            if let Err(err) = io.remove_response_header("content-length") {
+                log::warn!("#{} remove_content_length_failed detail={}", self.id, err.detail);
+            }
+        }
     }
 
     pub(super) fn stream_chunk(&mut self, io: &mut dyn HostIo, body_size: usize, end_of_stream: bool) {
-        let ResponsePhase::Streaming(meter) = &mut self.response else {
+        let ResponsePhase::Streaming(meter, translator) = &mut self.response else {
             return;
         };
         let chunk = if body_size == 0 { Vec::new() } else { io.response_body(0, body_size).unwrap_or_default() };
@@ -75,12 +100,20 @@ impl Exchange {
         if end_of_stream {
             if let ChunkEdit::Replace(tail) = meter.finish() {
                 let mut out = match edit {
-                    ChunkEdit::Unchanged => chunk,
+                    ChunkEdit::Unchanged => chunk.clone(),
                     ChunkEdit::Replace(bytes) => bytes,
                 };
                 out.extend_from_slice(&tail);
                 edit = ChunkEdit::Replace(out);
             }
+        }
+        if let Some(translator) = translator {
+            // The meter read the provider's own events; the client gets them translated.
+            let mut out = translator.feed(&chunk);
+            if end_of_stream {
+                out.extend(translator.finish());
+            }
+            edit = ChunkEdit::Replace(out);
         }
         if let ChunkEdit::Replace(bytes) = edit {
             if let Err(err) = io.replace_response_body(body_size, &bytes) {
@@ -88,7 +121,7 @@ impl Exchange {
             }
         }
         if end_of_stream {
-            if let ResponsePhase::Streaming(meter) = std::mem::replace(&mut self.response, ResponsePhase::Done) {
+            if let ResponsePhase::Streaming(meter, _) = std::mem::replace(&mut self.response, ResponsePhase::Done) {
                 self.record_stream(io, &meter);
             }
         }
@@ -109,7 +142,16 @@ impl Exchange {
 
     pub(super) fn finish_json_body(&mut self, io: &mut dyn HostIo, size: usize, headers_held: bool) {
         let Some(api) = self.api else { return };
-        let parsed = io.response_body(0, size).and_then(|body| api.read_response(&body));
+        let upstream_api = self.translation.map_or(api, Translation::upstream_api);
+        let body = io.response_body(0, size);
+        if let (Some(translation), Some(body)) = (self.translation, &body) {
+            let created = io.now_nanos() / 1_000_000_000;
+            match response_translation::translate_body(translation, body, created) {
+                Ok(translated) => self.replace_body(io, size, &translated, headers_held),
+                Err(err) => log::warn!("#{} response_not_translated reason={err}", self.id),
+            }
+        }
+        let parsed = body.and_then(|body| upstream_api.read_response(&body));
         let Some(parsed) = parsed else {
             io.increment(Counter::ResponsesNotInspected);
             log::debug!("#{} response_not_inspected reason=not_json", self.id);
@@ -124,6 +166,31 @@ impl Exchange {
         }
         if headers_held {
             self.set_cost_headers(io, &record);
+        }
+    }
+
+    /// A provider's error in the client's dialect (the status too, where the headers are held).
+    pub(super) fn finish_error_body(&mut self, io: &mut dyn HostIo, size: usize, headers_held: bool) {
+        let (Some(translation), Some(status)) = (self.translation, self.status) else { return };
+        let body = if size == 0 { Vec::new() } else { io.response_body(0, size).unwrap_or_default() };
+        let reply = response_translation::translate_error(translation, status, &body);
+        if headers_held && reply.status != status {
+            if let Err(err) = io.set_response_header(":status", &reply.status.to_string()) {
+                log::warn!("#{} error_status_not_translated detail={}", self.id, err.detail);
+            }
+        }
+        self.replace_body(io, size, &reply.body, headers_held);
+    }
+
+    fn replace_body(&self, io: &mut dyn HostIo, held: usize, bytes: &[u8], headers_held: bool) {
+        if let Err(err) = io.replace_response_body(held, bytes) {
+            log::warn!("#{} replace_response_body_failed detail={}", self.id, err.detail);
+            return;
+        }
+        if headers_held {
+            if let Err(err) = io.set_response_header("content-length", &bytes.len().to_string()) {
+                log::warn!("#{} content_length_not_set detail={}", self.id, err.detail);
+            }
         }
     }
 

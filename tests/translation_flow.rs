@@ -1,0 +1,150 @@
+//! Cross-dialect exchanges through the state machine: an OpenAI client served by Anthropic and
+//! an Anthropic client served by OpenAI, complete answers, streams split anywhere, and errors.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // tests may fail loudly
+
+mod support;
+
+use std::rc::Rc;
+
+use serde_json::{json, Value};
+use support::{FakeHost, Profile};
+use tollgate::config;
+use tollgate::exchange::Exchange;
+
+const ANTHROPIC_RESPONSE: &[u8] = include_bytes!("fixtures/anthropic/messages_response.json");
+const ANTHROPIC_STREAM: &[u8] = include_bytes!("fixtures/anthropic/messages_stream.sse");
+const OPENAI_STREAM: &[u8] = include_bytes!("fixtures/openai/chat_stream.sse");
+
+fn policy() -> Rc<config::Policy> {
+    let value = json!({
+        "providers": {
+            "openai": {"dialect": "openai", "cluster": "openai", "api_key": {"value": "sk-openai"}},
+            "anthropic": {"dialect": "anthropic", "cluster": "anthropic", "api_key": {"value": "sk-ant"}}
+        },
+        "targets": {
+            "claude": {"provider": "anthropic", "model": "claude-sonnet-4-5"},
+            "mini": {"provider": "openai", "model": "gpt-4o-mini"}
+        },
+        "rules": [
+            {"match": {"model": "smart"}, "targets": ["claude"]},
+            {"match": {"model": "fast"}, "targets": ["mini"]}
+        ],
+        "default_max_tokens": 321
+    });
+    Rc::new(config::compile(value.to_string().as_bytes()).unwrap())
+}
+
+fn post(path: &str) -> Vec<(&str, &str)> {
+    vec![(":method", "POST"), (":path", path), ("content-type", "application/json"), ("authorization", "Bearer client")]
+}
+
+fn openai_client(host: &mut FakeHost, body: Value) -> Exchange {
+    let mut ex = Exchange::new(1, policy());
+    host.request(&mut ex, &post("/v1/chat/completions"), &[body.to_string().as_bytes()]);
+    assert!(host.violations.is_empty(), "{:?}", host.violations);
+    ex
+}
+
+fn sse_events(bytes: &[u8]) -> Vec<Value> {
+    String::from_utf8(bytes.to_vec())
+        .unwrap()
+        .split("\n\n")
+        .filter_map(|event| event.lines().find_map(|l| l.strip_prefix("data: ")))
+        .filter(|data| *data != "[DONE]")
+        .map(|data| serde_json::from_str(data).unwrap())
+        .collect()
+}
+
+#[test]
+fn an_openai_client_is_served_by_anthropic_and_gets_an_openai_answer() {
+    let mut host = FakeHost::new(Profile::Envoy);
+    let mut ex = openai_client(&mut host, json!({"model": "smart", "messages": [{"role": "user", "content": "hi"}]}));
+    let sent: Value = serde_json::from_slice(&host.upstream_body).unwrap();
+    assert_eq!(sent["model"], "claude-sonnet-4-5");
+    assert_eq!(sent["max_tokens"], 321);
+    assert_eq!(host.upstream_header(":path"), Some("/v1/messages"));
+    assert_eq!(host.upstream_header("x-api-key"), Some("sk-ant"));
+    assert_eq!(host.upstream_header("authorization"), None);
+
+    let headers = [(":status", "200"), ("content-type", "application/json"), ("content-length", "999")];
+    host.response(&mut ex, &headers, &[ANTHROPIC_RESPONSE]);
+    let answer: Value = serde_json::from_slice(&host.client_body()).unwrap();
+    assert_eq!(answer["object"], "chat.completion");
+    assert!(answer["choices"][0]["message"]["content"].as_str().unwrap().starts_with("An API gateway"));
+    assert_eq!(answer["choices"][0]["finish_reason"], "stop");
+    assert_eq!(answer["usage"]["prompt_tokens"], 21 + 1200 + 3400);
+    assert_eq!(host.client_header("content-length"), Some(host.client_body().len().to_string().as_str()));
+    // The record keeps Anthropic's own detail, cache writes included: it was read before translation.
+    let record = host.record();
+    assert_eq!(record["tokens"]["cache_write_5m"]["tokens"], 1200);
+    assert_eq!(record["provider"], "anthropic");
+    assert_eq!(host.client_header("x-tollgate-cost-usd"), record["cost_usd"].as_str());
+}
+
+#[test]
+fn an_anthropic_stream_reaches_an_openai_client_as_chunks_at_any_split() {
+    let run = |chunks: &[&[u8]]| {
+        let mut host = FakeHost::new(Profile::Envoy);
+        let mut ex = openai_client(
+            &mut host,
+            json!({"model": "smart", "stream": true, "stream_options": {"include_usage": true}, "messages": []}),
+        );
+        host.response(&mut ex, &[(":status", "200"), ("content-type", "text/event-stream")], chunks);
+        assert!(host.violations.is_empty(), "{:?}", host.violations);
+        (host.client_body(), host.record())
+    };
+    let (whole, record) = run(&[ANTHROPIC_STREAM]);
+    let chunks = sse_events(&whole);
+    let text: String = chunks.iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str()).collect();
+    assert_eq!(text, "An API gateway routes, secures and meters calls.");
+    assert_eq!(chunks.last().unwrap()["usage"]["completion_tokens"], 12);
+    assert!(String::from_utf8_lossy(&whole).ends_with("data: [DONE]\n\n"));
+    assert_eq!(record["tokens"]["output"], json!({"tokens": 12, "source": "provider"}));
+    for at in (0..ANTHROPIC_STREAM.len()).step_by(7) {
+        let (head, tail) = ANTHROPIC_STREAM.split_at(at);
+        assert_eq!(run(&[head, tail]), (whole.clone(), record.clone()), "split at {at}");
+    }
+}
+
+#[test]
+fn an_anthropic_client_is_served_by_openai_streaming() {
+    let mut host = FakeHost::new(Profile::Envoy);
+    let mut ex = Exchange::new(1, policy());
+    let body =
+        json!({"model": "fast", "max_tokens": 50, "stream": true, "messages": [{"role": "user", "content": "hi"}]});
+    host.request(&mut ex, &post("/v1/messages"), &[body.to_string().as_bytes()]);
+    let sent: Value = serde_json::from_slice(&host.upstream_body).unwrap();
+    assert_eq!(host.upstream_header(":path"), Some("/v1/chat/completions"));
+    assert_eq!(
+        sent["stream_options"]["include_usage"], true,
+        "asked so the usage can be reported to Anthropic's client"
+    );
+    assert_eq!(host.upstream_header("authorization"), Some("Bearer sk-openai"));
+    host.response(&mut ex, &[(":status", "200"), ("content-type", "text/event-stream")], &[OPENAI_STREAM]);
+    let text = String::from_utf8(host.client_body()).unwrap();
+    assert!(text.starts_with("event: message_start"), "{text}");
+    assert!(text.contains("event: message_stop"));
+    assert_eq!(host.record()["tokens"]["output"], json!({"tokens": 6, "source": "provider"}));
+}
+
+#[test]
+fn a_provider_error_reaches_the_client_in_its_own_dialect() {
+    let mut host = FakeHost::new(Profile::Envoy);
+    let mut ex = openai_client(&mut host, json!({"model": "smart", "messages": []}));
+    let overloaded = br#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#;
+    host.response(&mut ex, &[(":status", "529"), ("content-type", "application/json")], &[overloaded]);
+    let answer: Value = serde_json::from_slice(&host.client_body()).unwrap();
+    assert_eq!(host.client_header(":status"), Some("503"));
+    assert_eq!(answer["error"]["message"], "Overloaded");
+    assert_eq!(host.record()["outcome"], "upstream_error");
+}
+
+#[test]
+fn what_anthropic_cannot_express_is_refused_before_it_leaves() {
+    let mut host = FakeHost::new(Profile::Envoy);
+    openai_client(&mut host, json!({"model": "smart", "n": 3, "messages": []}));
+    let reply = host.reply.clone().unwrap();
+    assert_eq!(reply.status, 400);
+    assert_eq!(reply.json()["error"]["code"], "unsupported_by_provider");
+    assert!(host.upstream_body.is_empty());
+}
