@@ -182,6 +182,12 @@ fn lookup_order_is_exact_then_without_prefix_then_without_date() {
     assert_eq!(key("azure/gpt-4o").as_deref(), Some("azure/gpt-4o"), "provider entries are their own");
     assert_eq!(key("openai/gpt-4o").as_deref(), Some("gpt-4o"));
     assert_eq!(key("anthropic/claude-sonnet-4-5").as_deref(), Some("claude-sonnet-4-5"));
+    assert_eq!(
+        key("bedrock/anthropic.claude-sonnet-4-5-20250929-v1:0").as_deref(),
+        Some("anthropic.claude-sonnet-4-5-20250929-v1:0")
+    );
+    assert_eq!(key("openrouter/qwen/qwen3-max").as_deref(), Some("openrouter/qwen/qwen3-max"));
+    assert_eq!(key("azure/gpt-4o-2099-01-01").as_deref(), Some("azure/gpt-4o"));
     assert_eq!(key("gpt-4o-2099-01-01").as_deref(), Some("gpt-4o"));
     assert_eq!(key("openai/gpt-4o-2099-01-01").as_deref(), Some("gpt-4o"));
     assert_eq!(key("claude-opus-4-8-20991231").as_deref(), Some("claude-opus-4-8"));
