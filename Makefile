@@ -1,5 +1,5 @@
 # Tollgate: `make run` to try it, `make test` to run every test. Both install what they need.
-.PHONY: all setup build wasm native run test test-native test-e2e lint clean
+.PHONY: all setup build wasm native run test test-native test-e2e lint clean prices pricing-oracle
 
 CARGO ?= cargo
 PYTHON := .venv/bin/python
@@ -34,6 +34,15 @@ lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets --quiet -- -D warnings
 	$(CARGO) clippy --lib --release --quiet --target wasm32-wasip1 -- -D warnings
+
+# Regenerate the built-in price table from the pinned LiteLLM wheel (src/pricing/prices.json, builtin.rs).
+prices:
+	python3 scripts/generate-prices.py
+
+# Recompute the expected costs of tests/pricing_litellm.rs with LiteLLM itself (into ./.pricing-venv).
+pricing-oracle:
+	@scripts/setup-pricing-venv.sh
+	.pricing-venv/bin/python scripts/litellm-oracle.py
 
 clean:
 	$(CARGO) clean

@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use crate::names;
-use crate::pricing::PriceTable;
+use crate::pricing::usd::UsdPerMillion;
+use crate::pricing::{ModelPrice, PriceTable};
 use crate::routing::{self, RawRouting, Routing};
 
 /// Largest body limit accepted. Envoy must be able to buffer this much (its
@@ -47,10 +48,33 @@ struct RawConfig {
     default_max_tokens: u32,
     #[serde(default)]
     position: Option<String>,
+    #[serde(default)]
+    prices: BTreeMap<String, RawPrice>,
+}
+
+/// A model's prices in USD per million tokens, as the operator writes them. Absent optional
+/// prices fall back as the built-in table's do (cache reads to input, and so on).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPrice {
+    input: UsdPerMillion,
+    output: UsdPerMillion,
+    #[serde(default)]
+    cache_read: Option<UsdPerMillion>,
+    #[serde(default)]
+    cache_write_5m: Option<UsdPerMillion>,
+    #[serde(default)]
+    cache_write_1h: Option<UsdPerMillion>,
+    #[serde(default)]
+    reasoning: Option<UsdPerMillion>,
+    #[serde(default)]
+    audio_input: Option<UsdPerMillion>,
+    #[serde(default)]
+    audio_output: Option<UsdPerMillion>,
 }
 
 /// Names of every field `RawConfig` accepts, for the schema consistency test.
-pub const FIELDS: [&str; 13] = [
+pub const FIELDS: [&str; 14] = [
     "header_prefix",
     "max_request_body_bytes",
     "max_response_body_bytes",
@@ -64,6 +88,7 @@ pub const FIELDS: [&str; 13] = [
     "tenant_header",
     "default_max_tokens",
     "position",
+    "prices",
 ];
 
 fn default_header_prefix() -> String {
@@ -231,6 +256,7 @@ fn compile_raw(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<P
     if raw.default_max_tokens == 0 {
         return Err(invalid("default_max_tokens", "must be at least 1"));
     }
+    let prices = compile_prices(raw.prices)?;
     let routing = routing::compile(
         RawRouting {
             providers: raw.providers,
@@ -252,8 +278,33 @@ fn compile_raw(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<P
         routing,
         default_max_tokens: raw.default_max_tokens,
         position,
-        prices: PriceTable::builtin(),
+        prices,
     })
+}
+
+/// The configured prices over the built-in table. Amounts were already checked (exact decimal,
+/// not negative, whole micro-USD per million tokens) while deserializing, with the field named.
+fn compile_prices(raw: BTreeMap<String, RawPrice>) -> Result<PriceTable, ConfigError> {
+    let mut overrides = BTreeMap::new();
+    for (model, p) in raw {
+        if model.trim().is_empty() || model.trim() != model {
+            return Err(invalid(
+                "prices",
+                format!("{model:?} is not a model name: names are not empty and have no surrounding spaces"),
+            ));
+        }
+        let price = ModelPrice {
+            cache_read: p.cache_read.map(|u| u.0),
+            cache_write_5m: p.cache_write_5m.map(|u| u.0),
+            cache_write_1h: p.cache_write_1h.map(|u| u.0),
+            reasoning: p.reasoning.map(|u| u.0),
+            audio_input: p.audio_input.map(|u| u.0),
+            audio_output: p.audio_output.map(|u| u.0),
+            ..ModelPrice::flat(p.input.0, p.output.0)
+        };
+        overrides.insert(model, price);
+    }
+    Ok(PriceTable::with_overrides(overrides))
 }
 
 /// Header names travel in HTTP/2 as lowercase tokens; anything else is rejected by the proxy
@@ -362,6 +413,60 @@ mod tests {
         let err = error_of(r#"{"log_level": "verbose"}"#);
         assert_eq!(err.field, "log_level");
         assert!(err.reason.contains("\"verbose\""));
+    }
+
+    #[test]
+    fn configured_prices_override_the_built_in_table_exactly() {
+        let policy = compile(
+            br#"{"prices": {"my-llama": {"input": 0.2, "output": 0.6},
+                            "gpt-4o": {"input": 2.0, "output": 8.0, "cache_read": 1.0},
+                            "self-hosted": {"input": 0, "output": "0"},
+                            "fancy": {"input": "0.1", "output": 0.3, "cache_write_5m": 0.125, "cache_write_1h": 0.2,
+                                      "reasoning": 1, "audio_input": 0.000001, "audio_output": 12.5}}}"#,
+        )
+        .unwrap();
+        let table = &policy.prices;
+        assert_eq!(table.lookup("my-llama"), Some(ModelPrice::flat(200_000, 600_000)));
+        let gpt = table.lookup("gpt-4o-2024-08-06").unwrap();
+        assert_eq!((gpt.input, gpt.output, gpt.cache_read), (2_000_000, 8_000_000, Some(1_000_000)));
+        assert!(gpt.tiers.is_empty());
+        assert_eq!(table.lookup("self-hosted"), Some(ModelPrice::flat(0, 0)));
+        let fancy = table.lookup("fancy").unwrap();
+        assert_eq!(
+            (fancy.input, fancy.output, fancy.cache_write_5m, fancy.cache_write_1h, fancy.reasoning),
+            (100_000, 300_000, Some(125_000), Some(200_000), Some(1_000_000))
+        );
+        assert_eq!((fancy.audio_input, fancy.audio_output), (Some(1), Some(12_500_000)));
+        // Models not configured keep the built-in prices.
+        assert_eq!(table.lookup("gpt-4o-mini"), PriceTable::builtin().lookup("gpt-4o-mini"));
+        assert_ne!(table.sha256(), PriceTable::builtin().sha256());
+        assert_eq!(compile(b"{}").unwrap().prices, PriceTable::builtin());
+    }
+
+    #[test]
+    fn bad_prices_are_refused_naming_the_field() {
+        let cases = [
+            (r#"{"prices": {"gpt-4o": {"input": -1, "output": 1}}}"#, "prices.gpt-4o.input", "negative"),
+            (r#"{"prices": {"gpt-4o": {"input": 1, "output": 0.0000001}}}"#, "prices.gpt-4o.output", "decimal places"),
+            (r#"{"prices": {"gpt-4o": {"input": "1e-3", "output": 1}}}"#, "prices.gpt-4o.input", "not a decimal"),
+            (r#"{"prices": {"gpt-4o": {"input": true, "output": 1}}}"#, "prices.gpt-4o.input", "USD per million"),
+            (r#"{"prices": {"gpt-4o": {"input": 1}}}"#, "prices.gpt-4o", "missing field `output`"),
+            (
+                r#"{"prices": {"gpt-4o": {"input": 1, "output": 1, "cached": 1}}}"#,
+                "prices.gpt-4o.cached",
+                "unknown field `cached`",
+            ),
+            (r#"{"prices": {"m": {"input": 1, "output": 1, "cache_read": -2}}}"#, "prices.m.cache_read", "negative"),
+            (r#"{"prices": {"": {"input": 1, "output": 1}}}"#, "prices", "not a model name"),
+            (r#"{"prices": {"gpt-4o": 2.5}}"#, "prices.gpt-4o", "invalid type"),
+            (r#"{"prices": []}"#, "prices", "invalid type"),
+        ];
+        for (json, field, reason) in cases {
+            let err = error_of(json);
+            assert_eq!(err.field, field, "{json}: {err}");
+            assert!(err.reason.contains(reason), "{json}: {err}");
+            assert!(err.to_string().starts_with(&format!("invalid configuration: {field}: ")), "{err}");
+        }
     }
 
     #[test]

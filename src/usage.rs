@@ -207,7 +207,7 @@ mod tests {
                 output: Some(Count::estimated(3)),
                 ..TokenCounts::default()
             },
-            cost: Some(Cost { pico_usd: 1_500_000 }),
+            cost: Some(Cost::from_pico(1_500_000)),
             time_to_first_token_ms: Some(12),
             duration_ms: Some(40),
         };

@@ -34,6 +34,21 @@ def test_non_streaming_response_carries_model_tokens_and_cost(envoy, mock):
     assert through.header("x-tollgate-cost-usd") == usd(expected)
 
 
+def test_configured_prices_take_precedence_over_the_built_in_table(start_envoy):
+    proxy = start_envoy({"prices": {"gpt-4o-mini": {"input": 0.1, "output": "0.2"},
+                                    "my-llama": {"input": 0, "output": 0}}})
+    response = post(proxy.port, PATH, CHAT)
+    usage = response.json()["usage"]
+    # The override covers the served snapshot gpt-4o-mini-2024-07-18 too, to the pico-dollar.
+    assert response.header("x-tollgate-model") == "gpt-4o-mini-2024-07-18"
+    assert response.header("x-tollgate-cost-usd") == usd(usage["prompt_tokens"] * 100_000
+                                                         + usage["completion_tokens"] * 200_000)
+    # Zero is a price (self-hosted), not "unpriced".
+    free = post(proxy.port, PATH, CHAT, headers={"x-mock-served-model": "my-llama"})
+    assert free.header("x-tollgate-model") == "my-llama"
+    assert free.header("x-tollgate-cost-usd") == "0.0"
+
+
 def test_streaming_response_passes_unbuffered_and_unchanged(envoy, mock):
     request = {**CHAT, "stream": True, "stream_options": {"include_usage": True}}
     slow = {"content-type": "application/json", "x-mock-chunk-delay-ms": "150"}

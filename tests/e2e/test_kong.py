@@ -50,9 +50,23 @@ def test_example_config_passes_kongs_schema_and_the_filters_parser(config, tmp_p
     assert result.returncode == 0, result.stderr
 
 
+def test_prices_pass_kongs_schema_and_the_filters_parser(tmp_path):
+    config = {"prices": {"my-llama": {"input": 0.2, "output": 0.6}, "self-hosted": {"input": 0, "output": "0"},
+                         "gpt-4o": {"input": 2.0, "output": 8.0, "cache_read": 1.0, "cache_write_5m": "1.25",
+                                    "cache_write_1h": 2, "reasoning": 8, "audio_input": 40, "audio_output": 80}}}
+    jsonschema.Draft4Validator(SCHEMA).validate(config)
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    result = subprocess.run([str(release_binary("tollgate")), "check-config", str(path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
 @pytest.mark.parametrize(
     "config",
-    [{"header_prefx": "x-"}, {"log_level": "loud"}, {"max_request_body_bytes": 0}, {"header_prefix": "X-"}],
+    [{"header_prefx": "x-"}, {"log_level": "loud"}, {"max_request_body_bytes": 0}, {"header_prefix": "X-"},
+     {"prices": {"gpt-4o": {"input": -1, "output": 1}}}, {"prices": {"gpt-4o": {"input": 1}}},
+     {"prices": {"gpt-4o": {"input": 1, "output": 1, "cached": 1}}}, {"prices": {"gpt-4o": {"input": "1e-3", "output": 1}}},
+     {"prices": {"gpt-4o": 2.5}}],
 )
 def test_bad_config_is_refused_by_kongs_schema_and_by_the_filter(config, tmp_path):
     with pytest.raises(jsonschema.ValidationError):

@@ -1,0 +1,5 @@
+//! The `tollgate` command's subcommands, one module each.
+
+pub mod check_config;
+pub mod cost;
+pub mod translate;
