@@ -8,10 +8,12 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
 
+use crate::metrics::LabelRegistry;
 use crate::names;
 use crate::pricing::usd::UsdPerMillion;
 use crate::pricing::{ModelPrice, PriceTable};
 use crate::routing::{self, RawRouting, Routing};
+use crate::tenant::{self, TenantPolicy};
 
 /// Largest body limit accepted. Envoy must be able to buffer this much (its
 /// `per_connection_buffer_limit_bytes` must be at least as large), so keep it bounded.
@@ -43,7 +45,7 @@ struct RawConfig {
     #[serde(default)]
     rules: Vec<routing::compile::RawRule>,
     #[serde(default)]
-    tenant_header: Option<String>,
+    tenant: Option<tenant::RawTenant>,
     #[serde(default = "default_max_tokens")]
     default_max_tokens: u32,
     #[serde(default)]
@@ -85,7 +87,7 @@ pub const FIELDS: [&str; 14] = [
     "targets",
     "models",
     "rules",
-    "tenant_header",
+    "tenant",
     "default_max_tokens",
     "position",
     "prices",
@@ -141,6 +143,8 @@ fn invalid(field: &str, reason: impl Into<String>) -> ConfigError {
 /// Response header names, prefix applied once at load time rather than on every response.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HeaderNames {
+    /// The configured prefix itself: request headers starting with it are removed on the way in.
+    pub prefix: String,
     pub model: String,
     pub provider: String,
     /// Request header naming the Envoy cluster for the route's `cluster_header`.
@@ -153,6 +157,7 @@ pub struct HeaderNames {
 impl HeaderNames {
     fn with_prefix(prefix: &str) -> Self {
         HeaderNames {
+            prefix: prefix.to_string(),
             model: format!("{prefix}{}", names::HEADER_MODEL),
             provider: format!("{prefix}{}", names::HEADER_PROVIDER),
             cluster: format!("{prefix}{}", names::HEADER_CLUSTER),
@@ -185,10 +190,14 @@ pub struct Policy {
     /// Stream events larger than this are skipped by the usage reader (and counted).
     pub max_stream_event_bytes: usize,
     pub routing: Routing,
+    /// Where the tenant, team and project of a request come from.
+    pub tenant: TenantPolicy,
     /// `max_tokens` sent to Anthropic when an OpenAI client gave none (Anthropic requires it).
     pub default_max_tokens: u32,
     pub position: Position,
     pub prices: PriceTable,
+    /// The metric label values this VM has seen (the cardinality guard's state).
+    pub labels: LabelRegistry,
 }
 
 impl Default for Policy {
@@ -201,9 +210,11 @@ impl Default for Policy {
             include_usage: true,
             max_stream_event_bytes: default_max_stream_event_bytes(),
             routing: Routing::default(),
+            tenant: TenantPolicy::default(),
             default_max_tokens: default_max_tokens(),
             position: Position::Downstream,
             prices: PriceTable::builtin(),
+            labels: LabelRegistry::default(),
         }
     }
 }
@@ -258,13 +269,7 @@ fn compile_raw(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<P
     }
     let prices = compile_prices(raw.prices)?;
     let routing = routing::compile(
-        RawRouting {
-            providers: raw.providers,
-            targets: raw.targets,
-            models: raw.models,
-            rules: raw.rules,
-            tenant_header: raw.tenant_header,
-        },
+        RawRouting { providers: raw.providers, targets: raw.targets, models: raw.models, rules: raw.rules },
         env,
     )
     .map_err(|(field, reason)| invalid(&field, reason))?;
@@ -276,9 +281,11 @@ fn compile_raw(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<P
         include_usage: raw.include_usage,
         max_stream_event_bytes: raw.max_stream_event_bytes,
         routing,
+        tenant: tenant::compile(raw.tenant).map_err(|(field, reason)| invalid(&field, reason))?,
         default_max_tokens: raw.default_max_tokens,
         position,
         prices,
+        labels: LabelRegistry::default(),
     })
 }
 

@@ -2,6 +2,7 @@
 //! [`HostIo`]; the wasm build implements it over proxy-wasm hostcalls, and the native tests
 //! implement it with a fake host that models Envoy's and Kong's buffering.
 
+use crate::metrics::Update;
 use crate::names::Counter;
 
 /// Which proxy runs the filter. They differ in what a filter may do in each phase
@@ -36,6 +37,8 @@ pub trait HostIo {
     /// Only while the request headers are held (or in the request body phase on Kong).
     fn set_request_header(&mut self, name: &str, value: &str) -> Result<(), HostError>;
     fn remove_request_header(&mut self, name: &str) -> Result<(), HostError>;
+    /// Names of every request header, for removing those a client may not send.
+    fn request_header_names(&self) -> Vec<String>;
     /// The name of the route the proxy matched (Envoy `xds.route_name`, Kong `kong.route_name`).
     fn route_name(&mut self) -> Option<String>;
     /// Sends the request to `cluster`: on Envoy by setting `header` for the route's
@@ -44,6 +47,8 @@ pub trait HostIo {
     /// Envoy only: the provider of the endpoint this request (or attempt) went to, from the
     /// endpoint metadata `filter_metadata.tollgate.provider`.
     fn upstream_provider(&self) -> Option<String>;
+    /// A string in the request's dynamic metadata (Envoy), `path` = namespace then keys.
+    fn metadata_value(&self, path: &[String]) -> Option<String>;
     /// A value another Tollgate filter exported for this request (Envoy filter state).
     fn read_state(&self, key: &str) -> Option<String>;
     fn response_header(&self, name: &str) -> Option<String>;
@@ -63,6 +68,8 @@ pub trait HostIo {
     /// Answer the client directly; the request never reaches the upstream.
     fn send_reply(&mut self, status: u16, headers: &[(&str, &str)], body: &[u8]) -> Result<(), HostError>;
     fn increment(&mut self, counter: Counter);
+    /// Adds to a labelled counter or records a histogram sample (see `metrics`).
+    fn emit(&mut self, update: &Update);
     /// Hands a value to the proxy's logging (Envoy filter state `wasm.<key>`, Kong
     /// `kong.ctx.shared`), for access logs and log plugins.
     fn export(&mut self, key: &str, value: &str);
@@ -88,9 +95,38 @@ pub fn encode_header_pairs(pairs: &[(&str, &str)]) -> Vec<u8> {
     bytes
 }
 
+/// Header names from the proxy-wasm pairs layout (the inverse of [`encode_header_pairs`]).
+/// A malformed buffer yields the names read before the damage, never a panic.
+pub fn decode_header_names(bytes: &[u8]) -> Vec<String> {
+    let read_u32 = |at: usize| -> Option<usize> {
+        let raw: [u8; 4] = bytes.get(at..at.checked_add(4)?)?.try_into().ok()?;
+        usize::try_from(u32::from_le_bytes(raw)).ok()
+    };
+    let Some(count) = read_u32(0) else { return Vec::new() };
+    let mut names = Vec::new();
+    let mut data = count.saturating_mul(8).saturating_add(4);
+    for index in 0..count {
+        let sizes_at = 4 + index * 8;
+        let (Some(name_len), Some(value_len)) = (read_u32(sizes_at), read_u32(sizes_at + 4)) else { break };
+        let Some(name) = bytes.get(data..data.saturating_add(name_len)) else { break };
+        names.push(String::from_utf8_lossy(name).into_owned());
+        data = data.saturating_add(name_len).saturating_add(1).saturating_add(value_len).saturating_add(1);
+    }
+    names
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn header_names_decode_from_the_pairs_layout() {
+        let bytes = encode_header_pairs(&[(":path", "/v1"), ("x-tollgate-tenant", "acme"), ("a", "")]);
+        assert_eq!(decode_header_names(&bytes), [":path", "x-tollgate-tenant", "a"]);
+        assert_eq!(decode_header_names(&bytes[..bytes.len() - 8]), [":path", "x-tollgate-tenant"]);
+        assert!(decode_header_names(&[1, 2]).is_empty());
+        assert!(decode_header_names(&[255, 255, 255, 255]).is_empty());
+    }
 
     #[test]
     fn header_pairs_use_the_abi_layout() {

@@ -14,6 +14,7 @@ pub mod exchange;
 pub mod filter;
 pub mod host_io;
 pub mod json_edit;
+pub mod metrics;
 pub mod names;
 pub mod pricing;
 pub mod provider_request;
@@ -22,6 +23,7 @@ pub mod response_translation;
 pub mod routing;
 pub mod sse;
 pub mod stream_meter;
+pub mod tenant;
 pub mod translate;
 pub mod usage;
 

@@ -35,6 +35,8 @@ pub enum Counter {
     RequestsRejectedTooLarge,
     /// Refused by the model policy (allow/deny lists, deny rules, context window).
     RequestsRefusedByPolicy,
+    /// A tenant, team or project value refused (control characters, over 128 bytes).
+    AttributionRejected,
     /// A successful non-streaming response that carried no usage object.
     ResponsesWithoutUsage,
     /// A response whose served model is not in the price table.
@@ -44,11 +46,12 @@ pub enum Counter {
 }
 
 impl Counter {
-    pub const ALL: [Counter; 7] = [
+    pub const ALL: [Counter; 8] = [
         Counter::RequestsInspected,
         Counter::RequestsRejectedInvalidBody,
         Counter::RequestsRejectedTooLarge,
         Counter::RequestsRefusedByPolicy,
+        Counter::AttributionRejected,
         Counter::ResponsesWithoutUsage,
         Counter::ResponsesUnpriced,
         Counter::ResponsesNotInspected,
@@ -60,6 +63,7 @@ impl Counter {
             Counter::RequestsRejectedInvalidBody => "tollgate.requests_rejected_invalid_body",
             Counter::RequestsRejectedTooLarge => "tollgate.requests_rejected_too_large",
             Counter::RequestsRefusedByPolicy => "tollgate.requests_refused_by_policy",
+            Counter::AttributionRejected => "tollgate.attribution_rejected",
             Counter::ResponsesWithoutUsage => "tollgate.responses_without_usage",
             Counter::ResponsesUnpriced => "tollgate.responses_unpriced",
             Counter::ResponsesNotInspected => "tollgate.responses_not_inspected",

@@ -21,6 +21,7 @@ use crate::provider_request::Translation;
 use crate::reply::Reply;
 use crate::response_translation::StreamTranslation;
 use crate::stream_meter::StreamMeter;
+use crate::tenant::Attribution;
 use crate::usage::{Outcome, TokenCounts};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +78,8 @@ pub struct Exchange {
     chain: Option<ChainPlan>,
     /// Set when the provider speaks the other dialect: its answer is translated back.
     translation: Option<Translation>,
+    /// Who the request is for: tenant, team, project.
+    attribution: Attribution,
     status: Option<u16>,
     started_at: u64,
     first_byte_at: Option<u64>,
@@ -98,6 +101,7 @@ impl Exchange {
             served_by: None,
             chain: None,
             translation: None,
+            attribution: Attribution::default(),
             status: None,
             started_at: 0,
             first_byte_at: None,
@@ -111,11 +115,12 @@ impl Exchange {
     }
 
     pub fn on_request_headers(&mut self, io: &mut dyn HostIo, end_of_stream: bool) -> Flow {
-        if !self.policy.routing.providers.is_empty() {
-            // Only Tollgate picks the cluster: a client-sent cluster header would bypass policy.
-            let header = &self.policy.headers.cluster;
-            if io.request_header(header).is_some() && io.remove_request_header(header).is_err() {
-                log::error!("#{} cluster_header_not_removed", self.id);
+        // Headers with Tollgate's prefix are Tollgate's to set: a client-sent cluster, tenant or
+        // cost header would bypass policy or spoof attribution downstream.
+        let prefix = &self.policy.headers.prefix;
+        for name in io.request_header_names().into_iter().filter(|n| n.starts_with(prefix.as_str())) {
+            if io.remove_request_header(&name).is_err() {
+                log::error!("#{} prefixed_header_not_removed", self.id);
                 return self.send(io, Reply::internal_error());
             }
         }

@@ -43,6 +43,7 @@ impl Exchange {
             body.len()
         );
         self.facts = Some(facts.clone());
+        self.attribute(io);
         let mut rewritten: Option<Vec<u8>> = None;
         match self.decide_route(io, &facts, body.len()) {
             Decision::Untouched => {}
@@ -82,6 +83,19 @@ impl Exchange {
         Flow::Continue
     }
 
+    /// Reads who the request is for before anything (credentials included) is rewritten.
+    fn attribute(&mut self, io: &mut dyn HostIo) {
+        let policy = Rc::clone(&self.policy);
+        let io_ref: &dyn HostIo = io;
+        let header = |name: &str| io_ref.request_header(name);
+        let metadata = |path: &[String]| io_ref.metadata_value(path);
+        self.attribution = policy.tenant.attribute(&header, &metadata);
+        if self.attribution.rejected {
+            io.increment(Counter::AttributionRejected);
+            log::debug!("#{} attribution_rejected", self.id);
+        }
+    }
+
     pub(super) fn decide_route(&self, io: &mut dyn HostIo, facts: &RequestFacts, body_bytes: usize) -> Decision {
         let routing = &self.policy.routing;
         if routing.is_empty() {
@@ -95,6 +109,7 @@ impl Exchange {
             model: facts.model.as_deref(),
             route: route.as_deref(),
             header: &header,
+            tenant: self.attribution.tenant.as_deref(),
             prompt_tokens: estimate::request_tokens(body_bytes),
             random,
         })

@@ -5,6 +5,7 @@ use super::{Exchange, ResponsePhase, ServedBy};
 use crate::dialect::Api;
 use crate::estimate;
 use crate::host_io::{HostIo, HostKind};
+use crate::metrics;
 use crate::names::{self, Counter};
 use crate::provider_request::Translation;
 use crate::response_translation::{self, StreamTranslation};
@@ -233,6 +234,9 @@ impl Exchange {
             model_requested: requested,
             model_served: served,
             provider: self.served_by.as_ref().map(|s| s.provider.clone()),
+            tenant: self.attribution.tenant.clone(),
+            team: self.attribution.team.clone(),
+            project: self.attribution.project.clone(),
             streaming: self.facts.as_ref().is_some_and(|f| f.stream),
             status: self.status,
             outcome,
@@ -246,6 +250,9 @@ impl Exchange {
             let json = record.to_json().to_string();
             log::debug!("#{} usage {json}", self.id);
             io.export(names::EXPORT_USAGE, &json);
+            for update in metrics::updates(&record, &self.policy.labels) {
+                io.emit(&update);
+            }
         }
         record
     }

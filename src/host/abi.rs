@@ -16,7 +16,8 @@ pub const BUFFER_PLUGIN_CONFIGURATION: u32 = 7;
 pub const MAP_HTTP_REQUEST_HEADERS: u32 = 0;
 pub const MAP_HTTP_RESPONSE_HEADERS: u32 = 2;
 
-const METRIC_COUNTER: u32 = 0;
+pub const METRIC_COUNTER: u32 = 0;
+pub const METRIC_HISTOGRAM: u32 = 2;
 
 #[link(wasm_import_module = "env")]
 extern "C" {
@@ -36,6 +37,7 @@ extern "C" {
         return_value_size: *mut usize,
     ) -> u32;
     fn proxy_remove_header_map_value(map_type: u32, key_data: *const u8, key_size: usize) -> u32;
+    fn proxy_get_header_map_pairs(map_type: u32, return_map_data: *mut *mut u8, return_map_size: *mut usize) -> u32;
     fn proxy_set_buffer_bytes(
         buffer_type: u32,
         start: usize,
@@ -70,6 +72,7 @@ extern "C" {
     ) -> u32;
     fn proxy_define_metric(metric_type: u32, name_data: *const u8, name_size: usize, return_id: *mut u32) -> u32;
     fn proxy_increment_metric(metric_id: u32, offset: i64) -> u32;
+    fn proxy_record_metric(metric_id: u32, value: u64) -> u32;
 }
 
 /// Takes ownership of a buffer the host allocated through the SDK's `proxy_on_memory_allocate`.
@@ -120,6 +123,18 @@ pub fn replace_header(map_type: u32, name: &str, value: &str) -> Result<(), u32>
         Ok(())
     } else {
         Err(status)
+    }
+}
+
+/// Every header of a map, in the proxy-wasm pairs layout.
+pub fn get_header_pairs(map_type: u32) -> Result<Vec<u8>, u32> {
+    let mut data = null_mut();
+    let mut size = 0;
+    // SAFETY: as in `get_buffer`.
+    let status = unsafe { proxy_get_header_map_pairs(map_type, &mut data, &mut size) };
+    match status {
+        STATUS_OK => Ok(owned_bytes(data, size)),
+        other => Err(other),
     }
 }
 
@@ -202,10 +217,10 @@ pub fn get_property(path: &[&str]) -> Result<Option<Vec<u8>>, u32> {
     }
 }
 
-pub fn define_counter(name: &str) -> Result<u32, u32> {
+pub fn define_metric(metric_type: u32, name: &str) -> Result<u32, u32> {
     let mut id = 0;
     // SAFETY: pointer and length come from a live &str; `id` is a valid out-pointer.
-    let status = unsafe { proxy_define_metric(METRIC_COUNTER, name.as_ptr(), name.len(), &mut id) };
+    let status = unsafe { proxy_define_metric(metric_type, name.as_ptr(), name.len(), &mut id) };
     if status == STATUS_OK {
         Ok(id)
     } else {
@@ -217,5 +232,12 @@ pub fn increment_metric(id: u32, offset: i64) {
     // SAFETY: plain values.
     unsafe {
         proxy_increment_metric(id, offset);
+    }
+}
+
+pub fn record_metric(id: u32, value: u64) {
+    // SAFETY: plain values.
+    unsafe {
+        proxy_record_metric(id, value);
     }
 }

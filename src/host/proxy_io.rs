@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use super::abi;
-use crate::host_io::{encode_header_pairs, HostError, HostIo, HostKind};
+use crate::host_io::{decode_header_names, encode_header_pairs, HostError, HostIo, HostKind};
+use crate::metrics::{Kind, Update};
 use crate::names::Counter;
 
 /// Facts about the running proxy, learnt lazily inside the first request: on Kong, property
@@ -17,6 +18,8 @@ pub struct HostState {
     metrics_supported: Cell<Option<bool>>,
     /// `None` once defining failed, so it is not retried on every request.
     counters: RefCell<HashMap<Counter, Option<u32>>>,
+    /// Labelled metrics by full name (bounded by the label registry's cardinality guard).
+    labelled: RefCell<HashMap<String, Option<u32>>>,
 }
 
 pub struct ProxyIo {
@@ -108,9 +111,22 @@ impl HostIo for ProxyIo {
             .map_err(|status| HostError { detail: format!("remove request header status {status}") })
     }
 
+    fn request_header_names(&self) -> Vec<String> {
+        abi::get_header_pairs(abi::MAP_HTTP_REQUEST_HEADERS)
+            .map(|bytes| decode_header_names(&bytes))
+            .unwrap_or_default()
+    }
+
     fn upstream_provider(&self) -> Option<String> {
         let path = ["xds", "upstream_host_metadata", "filter_metadata", "tollgate", "provider"];
         let value = abi::get_property(&path).ok().flatten()?;
+        String::from_utf8(value).ok()
+    }
+
+    fn metadata_value(&self, path: &[String]) -> Option<String> {
+        let mut full = vec!["metadata", "filter_metadata"];
+        full.extend(path.iter().map(String::as_str));
+        let value = abi::get_property(&full).ok().flatten()?;
         String::from_utf8(value).ok()
     }
 
@@ -174,6 +190,27 @@ impl HostIo for ProxyIo {
             .map_err(|status| HostError { detail: format!("send_local_response status {status}") })
     }
 
+    fn emit(&mut self, update: &Update) {
+        if !self.metrics_supported() {
+            return;
+        }
+        let metric_type = match update.kind {
+            Kind::Counter => abi::METRIC_COUNTER,
+            Kind::Histogram => abi::METRIC_HISTOGRAM,
+        };
+        let id = *self
+            .host
+            .labelled
+            .borrow_mut()
+            .entry(update.name.clone())
+            .or_insert_with(|| abi::define_metric(metric_type, &update.name).ok());
+        match (id, update.kind) {
+            (Some(id), Kind::Counter) => abi::increment_metric(id, i64::try_from(update.value).unwrap_or(i64::MAX)),
+            (Some(id), Kind::Histogram) => abi::record_metric(id, update.value),
+            (None, _) => {}
+        }
+    }
+
     fn export(&mut self, key: &str, value: &str) {
         let result = match self.host_kind() {
             HostKind::Envoy => abi::set_property(&[key], value.as_bytes()),
@@ -195,7 +232,7 @@ impl HostIo for ProxyIo {
             .counters
             .borrow_mut()
             .entry(counter)
-            .or_insert_with(|| abi::define_counter(counter.metric_name()).ok());
+            .or_insert_with(|| abi::define_metric(abi::METRIC_COUNTER, counter.metric_name()).ok());
         if let Some(id) = id {
             abi::increment_metric(id, 1);
         }

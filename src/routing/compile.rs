@@ -20,8 +20,6 @@ pub struct RawRouting {
     pub models: RawModels,
     #[serde(default)]
     pub rules: Vec<RawRule>,
-    #[serde(default)]
-    pub tenant_header: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -150,10 +148,7 @@ fn err(field: impl Into<String>, reason: impl Into<String>) -> RoutingError {
 
 /// `env` looks up the VM's environment (Envoy `vm_config.environment_variables`).
 pub fn compile(raw: RawRouting, env: &dyn Fn(&str) -> Option<String>) -> Result<Routing, RoutingError> {
-    let mut routing = Routing { tenant_header: raw.tenant_header.clone(), ..Routing::default() };
-    if let Some(header) = &raw.tenant_header {
-        check_header_name("tenant_header", header)?;
-    }
+    let mut routing = Routing::default();
     for (name, provider) in &raw.providers {
         routing.providers.push(compile_provider(name, provider, env)?);
     }

@@ -111,7 +111,6 @@ pub struct Routing {
     pub allow: Vec<Glob>,
     pub deny: Vec<Glob>,
     pub rules: Vec<Rule>,
-    pub tenant_header: Option<String>,
 }
 
 /// What the decision looks at.
@@ -121,6 +120,8 @@ pub struct RoutingInput<'a> {
     /// The route's name (Envoy `xds.route_name`, Kong `kong.route_name`), when known.
     pub route: Option<&'a str>,
     pub header: &'a dyn Fn(&str) -> Option<String>,
+    /// The tenant the request is attributed to (see `tenant`), when known.
+    pub tenant: Option<&'a str>,
     /// Estimated prompt tokens, for the context-window rule.
     pub prompt_tokens: u64,
     /// A random number, for unsticky splits.
@@ -204,10 +205,9 @@ impl Routing {
         let any = |globs: &[Glob], value: Option<&str>| {
             globs.is_empty() || value.is_some_and(|v| globs.iter().any(|g| g.is_match(v)))
         };
-        let tenant = self.tenant_header.as_deref().and_then(|h| (input.header)(h));
         any(&matcher.models, input.model)
             && any(&matcher.routes, input.route)
-            && any(&matcher.tenants, tenant.as_deref())
+            && any(&matcher.tenants, input.tenant)
             && matcher.headers.iter().all(|(name, glob)| (input.header)(name).is_some_and(|v| glob.is_match(&v)))
     }
 

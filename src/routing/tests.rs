@@ -41,7 +41,7 @@ fn no_headers(_: &str) -> Option<String> {
 }
 
 fn input<'a>(model: Option<&'a str>, header: &'a dyn Fn(&str) -> Option<String>) -> RoutingInput<'a> {
-    RoutingInput { model, route: None, header, prompt_tokens: 10, random: 0 }
+    RoutingInput { model, route: None, header, tenant: None, prompt_tokens: 10, random: 0 }
 }
 
 fn chain_names(routing: &Routing, decision: &Decision) -> Vec<String> {
@@ -110,21 +110,20 @@ fn deny_rules_use_their_status_and_message() {
 
 #[test]
 fn rules_match_on_route_headers_and_tenant() {
-    let mut config = with(json!({"rules": [
+    let config = with(json!({"rules": [
         {"match": {"route": "chat-prod", "tenant": "acme-*", "headers": {"x-tier": "gold"}}, "targets": ["big"]}
     ]}));
-    config["tenant_header"] = json!("x-tenant");
     let routing = routing(config);
     assert!(routing.needs_route_name());
-    let gold_acme = |h: &str| match h {
-        "x-tier" => Some("gold".to_string()),
-        "x-tenant" => Some("acme-eu".to_string()),
-        _ => None,
-    };
-    let mut request = input(Some("any"), &gold_acme);
+    let gold = |h: &str| (h == "x-tier").then(|| "gold".to_string());
+    let mut request = input(Some("any"), &gold);
+    request.tenant = Some("acme-eu");
     request.route = Some("chat-prod");
     assert_eq!(chain_names(&routing, &routing.decide(&request)), ["big"]);
     request.route = Some("chat-dev");
+    assert_eq!(routing.decide(&request), Decision::Untouched);
+    request.route = Some("chat-prod");
+    request.tenant = Some("globex");
     assert_eq!(routing.decide(&request), Decision::Untouched);
 }
 

@@ -76,6 +76,10 @@ pub struct FakeHost {
     pub kong_upstream: Option<String>,
     /// Envoy: the provider named in the metadata of the endpoint the attempt went to.
     pub upstream_provider: Option<String>,
+    /// Dynamic metadata by path joined with `/` (namespace first), as other filters wrote it.
+    pub metadata: HashMap<String, String>,
+    /// Labelled metrics: counters summed, histogram samples summed too.
+    pub metrics: HashMap<String, u64>,
 }
 
 pub fn policy(config_json: &str) -> Rc<Policy> {
@@ -106,6 +110,8 @@ impl FakeHost {
             route_name: None,
             kong_upstream: None,
             upstream_provider: None,
+            metadata: HashMap::new(),
+            metrics: HashMap::new(),
         }
     }
 
@@ -435,8 +441,16 @@ impl HostIo for FakeHost {
         self.route_name.clone()
     }
 
+    fn request_header_names(&self) -> Vec<String> {
+        self.request_headers.iter().map(|(n, _)| n.clone()).collect()
+    }
+
     fn upstream_provider(&self) -> Option<String> {
         self.upstream_provider.clone()
+    }
+
+    fn metadata_value(&self, path: &[String]) -> Option<String> {
+        self.metadata.get(&path.join("/")).cloned()
     }
 
     fn read_state(&self, key: &str) -> Option<String> {
@@ -474,6 +488,10 @@ impl HostIo for FakeHost {
         }
         self.response_buffer = bytes.to_vec();
         Ok(())
+    }
+
+    fn emit(&mut self, update: &tollgate::metrics::Update) {
+        *self.metrics.entry(update.name.clone()).or_insert(0) += update.value;
     }
 
     fn export(&mut self, key: &str, value: &str) {

@@ -1,0 +1,193 @@
+//! Labelled metrics from the usage record. Proxy-wasm metrics have no labels, so labels travel in
+//! the metric name (`tollgate.tokens.provider.openai.model.gpt-4o.tenant.acme.type.input`) and
+//! the proxy turns them back into labels: Envoy with `stats_config.stats_tags` (envoy/envoy.yaml),
+//! Kong with `metrics.label_patterns` (kong/tollgate.meta.json).
+//!
+//! Label values are reduced to `[a-z0-9_-]` so a value can never break the name apart, and each
+//! label keeps at most [`MAX_VALUES_PER_LABEL`] distinct values per VM; later ones count under
+//! `other`, so a flood of tenant or model names cannot grow the proxy's stats without bound.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::usage::{Outcome, UsageRecord};
+
+pub const MAX_VALUES_PER_LABEL: usize = 100;
+const MAX_VALUE_CHARS: usize = 64;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Histogram,
+}
+
+/// One change to one metric.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Update {
+    pub name: String,
+    pub kind: Kind,
+    pub value: u64,
+}
+
+/// The label values seen by this VM, for the cardinality guard.
+#[derive(Debug, Default)]
+pub struct LabelRegistry {
+    seen: RefCell<BTreeMap<&'static str, BTreeSet<String>>>,
+}
+
+impl Clone for LabelRegistry {
+    /// A copied policy starts with its own, empty registry.
+    fn clone(&self) -> Self {
+        LabelRegistry::default()
+    }
+}
+
+impl LabelRegistry {
+    /// The value as it may appear in a metric name.
+    pub fn label(&self, label: &'static str, raw: Option<&str>, absent: &str) -> String {
+        let value = raw.map_or_else(|| absent.to_string(), sanitize);
+        let mut seen = self.seen.borrow_mut();
+        let values = seen.entry(label).or_default();
+        if values.contains(&value) {
+            return value;
+        }
+        if values.len() >= MAX_VALUES_PER_LABEL {
+            return "other".to_string();
+        }
+        values.insert(value.clone());
+        value
+    }
+}
+
+fn sanitize(raw: &str) -> String {
+    let cleaned: String = raw
+        .chars()
+        .take(MAX_VALUE_CHARS)
+        .map(|c| {
+            let c = c.to_ascii_lowercase();
+            if c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if cleaned.is_empty() {
+        "unknown".to_string()
+    } else {
+        cleaned
+    }
+}
+
+fn outcome_name(outcome: Outcome) -> &'static str {
+    match outcome {
+        Outcome::Complete => "complete",
+        Outcome::UpstreamError => "upstream_error",
+        Outcome::Truncated => "truncated",
+        Outcome::Rejected => "rejected",
+    }
+}
+
+/// Everything one finished request adds to the metrics.
+pub fn updates(record: &UsageRecord, labels: &LabelRegistry) -> Vec<Update> {
+    let provider = labels.label("provider", record.provider.as_deref(), "unknown");
+    let model = labels.label("model", record.model_served.as_deref().or(record.model_requested.as_deref()), "unknown");
+    let tenant = labels.label("tenant", record.tenant.as_deref(), "none");
+    let base = format!("provider.{provider}.model.{model}");
+    let with_tenant = format!("{base}.tenant.{tenant}");
+    let counter = |name: String, value: u64| Update { name, kind: Kind::Counter, value };
+    let mut updates =
+        vec![counter(format!("tollgate.requests.{with_tenant}.outcome.{}", outcome_name(record.outcome)), 1)];
+    let tokens = record.tokens;
+    let cache_write = match (tokens.cache_write_5m, tokens.cache_write_1h) {
+        (None, None) => None,
+        (a, b) => Some(a.map_or(0, |c| c.tokens) + b.map_or(0, |c| c.tokens)),
+    };
+    let by_type = [
+        ("input", tokens.input.map(|c| c.tokens)),
+        ("output", tokens.output.map(|c| c.tokens)),
+        ("cache_read", tokens.cache_read.map(|c| c.tokens)),
+        ("cache_write", cache_write),
+        ("reasoning", tokens.reasoning.map(|c| c.tokens)),
+    ];
+    for (kind, count) in by_type {
+        if let Some(count) = count.filter(|c| *c > 0) {
+            updates.push(counter(format!("tollgate.tokens.{with_tenant}.type.{kind}"), count));
+        }
+    }
+    if let Some(cost) = record.cost {
+        updates.push(counter(format!("tollgate.cost_nano_usd.{with_tenant}"), cost.pico_usd / 1000));
+    }
+    let histogram = |name: String, value: u64| Update { name, kind: Kind::Histogram, value };
+    if let Some(duration) = record.duration_ms {
+        updates.push(histogram(format!("tollgate.duration_ms.{base}"), duration));
+    }
+    if let Some(ttft) = record.time_to_first_token_ms {
+        updates.push(histogram(format!("tollgate.ttft_ms.{base}"), ttft));
+    }
+    updates
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pricing::Cost;
+    use crate::usage::{Count, TokenCounts};
+
+    fn record() -> UsageRecord {
+        UsageRecord {
+            api: "openai.chat",
+            model_requested: Some("fast".into()),
+            model_served: Some("gpt-4.1-mini-2025-04-14".into()),
+            provider: Some("openai".into()),
+            tenant: Some("Acme Corp".into()),
+            team: None,
+            project: None,
+            streaming: false,
+            status: Some(200),
+            outcome: Outcome::Complete,
+            tokens: TokenCounts {
+                input: Some(Count::provider(100)),
+                cache_read: Some(Count::provider(40)),
+                output: Some(Count::provider(7)),
+                ..TokenCounts::default()
+            },
+            cost: Some(Cost { pico_usd: 12_345_678, ..Cost::default() }),
+            time_to_first_token_ms: Some(80),
+            duration_ms: Some(250),
+        }
+    }
+
+    #[test]
+    fn a_record_becomes_labelled_counters_and_histograms() {
+        let names: Vec<(String, u64)> =
+            updates(&record(), &LabelRegistry::default()).into_iter().map(|u| (u.name, u.value)).collect();
+        let base = "provider.openai.model.gpt-4_1-mini-2025-04-14.tenant.acme_corp";
+        assert_eq!(
+            names,
+            vec![
+                (format!("tollgate.requests.{base}.outcome.complete"), 1),
+                (format!("tollgate.tokens.{base}.type.input"), 100),
+                (format!("tollgate.tokens.{base}.type.output"), 7),
+                (format!("tollgate.tokens.{base}.type.cache_read"), 40),
+                (format!("tollgate.cost_nano_usd.{base}"), 12_345),
+                ("tollgate.duration_ms.provider.openai.model.gpt-4_1-mini-2025-04-14".into(), 250),
+                ("tollgate.ttft_ms.provider.openai.model.gpt-4_1-mini-2025-04-14".into(), 80),
+            ]
+        );
+    }
+
+    #[test]
+    fn label_values_cannot_break_the_name_or_grow_without_bound() {
+        let labels = LabelRegistry::default();
+        assert_eq!(labels.label("tenant", Some("a.b c/д"), "none"), "a_b_c__");
+        assert_eq!(labels.label("tenant", None, "none"), "none");
+        assert_eq!(labels.label("tenant", Some(""), "none"), "unknown");
+        assert_eq!(labels.label("tenant", Some(&"x".repeat(500)), "none").len(), 64);
+        for i in 0..200 {
+            let value = labels.label("model", Some(&format!("m{i}")), "unknown");
+            assert_eq!(value, if i < MAX_VALUES_PER_LABEL { format!("m{i}") } else { "other".into() });
+        }
+        assert_eq!(labels.label("model", Some("m3"), "unknown"), "m3", "known values keep their name");
+    }
+}
