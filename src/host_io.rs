@@ -55,6 +55,8 @@ pub trait HostIo {
     /// Only while the response headers have not left the proxy.
     fn set_response_header(&mut self, name: &str, value: &str) -> Result<(), HostError>;
     fn remove_response_header(&mut self, name: &str) -> Result<(), HostError>;
+    /// Adds a response trailer at the end of the response body (Envoy over HTTP/2).
+    fn add_response_trailer(&mut self, name: &str, value: &str) -> Result<(), HostError>;
     /// Bytes `start..start+len` of the request body the proxy currently holds.
     fn request_body(&self, start: usize, len: usize) -> Option<Vec<u8>>;
     /// Replaces the whole request body the proxy holds (`held` bytes long).

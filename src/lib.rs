@@ -8,6 +8,7 @@
 pub mod attempt;
 pub mod chain;
 pub mod config;
+pub mod delivery;
 pub mod dialect;
 pub mod estimate;
 pub mod exchange;

@@ -9,6 +9,13 @@ pub const HEADER_CLUSTER: &str = "cluster";
 pub const HEADER_INPUT_TOKENS: &str = "input-tokens";
 pub const HEADER_OUTPUT_TOKENS: &str = "output-tokens";
 pub const HEADER_COST_USD: &str = "cost-usd";
+pub const HEADER_CACHED_INPUT_TOKENS: &str = "cached-input-tokens";
+pub const HEADER_CACHE_WRITE_TOKENS: &str = "cache-write-tokens";
+pub const HEADER_REASONING_TOKENS: &str = "reasoning-tokens";
+/// `input=…; cached_input=…; cache_write=…; output=…; reasoning=…` in USD.
+pub const HEADER_COST_BREAKDOWN: &str = "cost-breakdown";
+/// The price table's version, so a cost can be traced to the prices that made it.
+pub const HEADER_PRICE_TABLE: &str = "price-table";
 
 /// Value of the cost header when the served model has no price.
 pub const COST_UNPRICED: &str = "unpriced";

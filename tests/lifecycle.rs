@@ -110,8 +110,18 @@ fn streaming_responses_pass_chunk_by_chunk_without_cost_headers() {
 
     assert_clean(&host);
     assert_eq!(host.client_body_releases.len(), chunks.len(), "one release per chunk: nothing is held");
-    assert_eq!(host.client_body(), CHAT_STREAM);
-    assert_eq!(host.client_header("x-tollgate-cost-usd"), None);
+    for (released, chunk) in host.client_body_releases.iter().zip(&chunks).take(chunks.len() - 1) {
+        assert_eq!(released, chunk, "every chunk but the last goes on unchanged");
+    }
+    let body = String::from_utf8(host.client_body()).unwrap();
+    let (stream, comment) = body.split_at(CHAT_STREAM.len());
+    assert_eq!(stream.as_bytes(), CHAT_STREAM);
+    let summary: serde_json::Value =
+        serde_json::from_str(comment.strip_prefix(": tollgate ").unwrap().trim_end()).unwrap();
+    assert_eq!(summary["cost_usd"], "0.00000975", "the stream's cost arrives at its end, in a comment line");
+    assert_eq!(host.client_header("x-tollgate-cost-usd"), None, "headers left before the cost was known");
+    let trailer = host.trailers.iter().find(|(n, _)| n == "x-tollgate-cost-usd").map(|(_, v)| v.as_str());
+    assert_eq!(trailer, Some("0.00000975"));
 }
 
 #[test]

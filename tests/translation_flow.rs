@@ -98,7 +98,10 @@ fn an_anthropic_stream_reaches_an_openai_client_as_chunks_at_any_split() {
     let text: String = chunks.iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str()).collect();
     assert_eq!(text, "An API gateway routes, secures and meters calls.");
     assert_eq!(chunks.last().unwrap()["usage"]["completion_tokens"], 12);
-    assert!(String::from_utf8_lossy(&whole).ends_with("data: [DONE]\n\n"));
+    assert!(
+        String::from_utf8_lossy(&whole).contains("data: [DONE]\n\n: tollgate {"),
+        "cost comment after the last event"
+    );
     assert_eq!(record["tokens"]["output"], json!({"tokens": 12, "source": "provider"}));
     for at in (0..ANTHROPIC_STREAM.len()).step_by(7) {
         let (head, tail) = ANTHROPIC_STREAM.split_at(at);

@@ -80,7 +80,7 @@ fn openai_chat_stream_record_comes_from_the_usage_chunk() {
     assert_eq!(tokens(&record, "cache_read"), json!({"tokens": 0, "source": "provider"}));
     // 41 × $0.15/M + 6 × $0.60/M
     assert_eq!(record["cost_usd"], "0.00000975");
-    assert_eq!(host.client_body(), CHAT_STREAM, "the client asked for usage: nothing is removed");
+    assert_eq!(host.client_stream(), CHAT_STREAM, "the client asked for usage: nothing is removed");
 }
 
 #[test]
@@ -167,7 +167,7 @@ fn include_usage_is_added_for_openai_streams_and_the_extra_chunk_hidden() {
         &chunks,
     );
     assert!(host.violations.is_empty(), "{:?}", host.violations);
-    let body = String::from_utf8(host.client_body()).unwrap();
+    let body = String::from_utf8(host.client_stream()).unwrap();
     assert!(!body.contains("\"choices\":[],\"usage\""), "the usage chunk the client did not ask for is gone");
     assert!(body.ends_with("data: [DONE]\n\n"));
     assert_eq!(host.client_header("content-length"), None, "a length no longer true is removed");
@@ -182,7 +182,7 @@ fn without_provider_usage_output_is_estimated_from_the_streamed_text() {
     assert!(!String::from_utf8_lossy(&host.upstream_body).contains("stream_options"), "option off: body untouched");
     host.response(&mut ex, SSE_OK, &[CHAT_STREAM_WITHOUT_USAGE]);
     let record = host.record();
-    assert_eq!(host.client_body(), CHAT_STREAM_WITHOUT_USAGE);
+    assert_eq!(host.client_stream(), CHAT_STREAM_WITHOUT_USAGE);
     assert_eq!(record["tokens"]["output"]["source"], "estimated");
     assert!(record["tokens"]["output"]["tokens"].as_u64().unwrap() > 0);
     assert!(record["tokens"].get("input").is_none(), "no input count and no pretence of one");
@@ -305,5 +305,5 @@ fn garbage_events_and_oversized_events_are_skipped_not_fatal() {
     let record = host.record();
     assert_eq!(record["tokens"]["output"], json!({"tokens": 1, "source": "provider"}));
     assert_eq!(record["outcome"], "complete");
-    assert_eq!(host.client_body(), [huge.as_bytes(), stream].concat(), "passed through untouched");
+    assert_eq!(host.client_stream(), [huge.as_bytes(), stream].concat(), "passed through untouched");
 }

@@ -240,7 +240,9 @@ impl Exchange {
             return;
         }
         match std::mem::replace(&mut self.response, ResponsePhase::Done) {
-            ResponsePhase::Streaming(meter, _) => self.record_stream(io, &meter),
+            ResponsePhase::Streaming(meter, _) => {
+                self.record_stream(io, &meter);
+            }
             _ if self.api.is_some() && self.facts.is_some() => {
                 self.record(io, TokenCounts::default(), None, Outcome::Truncated);
             }

@@ -2,6 +2,7 @@
 //! and the cost headers.
 
 use super::{Exchange, ResponsePhase, ServedBy};
+use crate::delivery;
 use crate::dialect::Api;
 use crate::estimate;
 use crate::host_io::{HostIo, HostKind};
@@ -116,19 +117,39 @@ impl Exchange {
             }
             edit = ChunkEdit::Replace(out);
         }
+        if end_of_stream {
+            if let ResponsePhase::Streaming(meter, _) = std::mem::replace(&mut self.response, ResponsePhase::Done) {
+                let record = self.record_stream(io, &meter);
+                // The stream's cost, in-band at its very end: a comment line SSE parsers skip.
+                let mut out = match edit {
+                    ChunkEdit::Unchanged => chunk,
+                    ChunkEdit::Replace(bytes) => bytes,
+                };
+                out.extend(delivery::stream_comment(&record, self.policy.prices.version()));
+                edit = ChunkEdit::Replace(out);
+                self.add_cost_trailers(io, &record);
+            }
+        }
         if let ChunkEdit::Replace(bytes) = edit {
             if let Err(err) = io.replace_response_body(body_size, &bytes) {
                 log::warn!("#{} replace_response_chunk_failed detail={}", self.id, err.detail);
             }
         }
-        if end_of_stream {
-            if let ResponsePhase::Streaming(meter, _) = std::mem::replace(&mut self.response, ResponsePhase::Done) {
-                self.record_stream(io, &meter);
+    }
+
+    /// HTTP/2 clients of Envoy also get the cost as response trailers; elsewhere the proxy
+    /// refuses and the comment line carries it alone.
+    fn add_cost_trailers(&self, io: &mut dyn HostIo, record: &UsageRecord) {
+        let prefix = &self.policy.headers.prefix;
+        for (suffix, value) in delivery::cost_fields(record, self.policy.prices.version()) {
+            if io.add_response_trailer(&format!("{prefix}{suffix}"), &value).is_err() {
+                log::debug!("#{} trailers_not_supported", self.id);
+                return;
             }
         }
     }
 
-    pub(super) fn record_stream(&mut self, io: &mut dyn HostIo, meter: &StreamMeter) {
+    pub(super) fn record_stream(&mut self, io: &mut dyn HostIo, meter: &StreamMeter) -> UsageRecord {
         let mut tokens = meter.tokens();
         if tokens.output.is_none() {
             tokens.output = Some(Count::estimated(estimate::text_tokens(meter.generated().1)));
@@ -138,7 +159,7 @@ impl Exchange {
             log::warn!("#{} stream_events_too_large count={}", self.id, meter.oversized_events());
         }
         let served = meter.model().map(str::to_string);
-        self.record(io, tokens, served, outcome);
+        self.record(io, tokens, served, outcome)
     }
 
     pub(super) fn finish_json_body(&mut self, io: &mut dyn HostIo, size: usize, headers_held: bool) {
@@ -196,20 +217,10 @@ impl Exchange {
     }
 
     pub(super) fn set_cost_headers(&self, io: &mut dyn HostIo, record: &UsageRecord) {
-        let headers = &self.policy.headers;
-        let model = record.model_served.as_deref().or(record.model_requested.as_deref()).unwrap_or("unknown");
-        set_header(self.id, io, &headers.model, model);
-        if let Some(provider) = &record.provider {
-            set_header(self.id, io, &headers.provider, provider);
+        let prefix = &self.policy.headers.prefix;
+        for (suffix, value) in delivery::cost_fields(record, self.policy.prices.version()) {
+            set_header(self.id, io, &format!("{prefix}{suffix}"), &value);
         }
-        let (Some(input), Some(output)) = (record.tokens.input, record.tokens.output) else {
-            set_header(self.id, io, &headers.cost_usd, names::COST_UNKNOWN);
-            return;
-        };
-        set_header(self.id, io, &headers.input_tokens, &input.tokens.to_string());
-        set_header(self.id, io, &headers.output_tokens, &output.tokens.to_string());
-        let cost = record.cost.map_or_else(|| names::COST_UNPRICED.to_string(), |c| c.usd_string());
-        set_header(self.id, io, &headers.cost_usd, &cost);
     }
 
     /// Builds the exchange's one usage record, exports it and logs it (numbers only, never text).

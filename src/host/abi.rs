@@ -15,6 +15,7 @@ pub const BUFFER_PLUGIN_CONFIGURATION: u32 = 7;
 
 pub const MAP_HTTP_REQUEST_HEADERS: u32 = 0;
 pub const MAP_HTTP_RESPONSE_HEADERS: u32 = 2;
+pub const MAP_HTTP_RESPONSE_TRAILERS: u32 = 3;
 
 pub const METRIC_COUNTER: u32 = 0;
 pub const METRIC_HISTOGRAM: u32 = 2;
@@ -47,6 +48,13 @@ extern "C" {
     ) -> u32;
     fn proxy_set_property(path_data: *const u8, path_size: usize, value_data: *const u8, value_size: usize) -> u32;
     fn proxy_get_current_time_nanoseconds(return_time: *mut u64) -> u32;
+    fn proxy_add_header_map_value(
+        map_type: u32,
+        key_data: *const u8,
+        key_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+    ) -> u32;
     fn proxy_replace_header_map_value(
         map_type: u32,
         key_data: *const u8,
@@ -135,6 +143,17 @@ pub fn get_header_pairs(map_type: u32) -> Result<Vec<u8>, u32> {
     match status {
         STATUS_OK => Ok(owned_bytes(data, size)),
         other => Err(other),
+    }
+}
+
+pub fn add_header(map_type: u32, name: &str, value: &str) -> Result<(), u32> {
+    // SAFETY: pointers and lengths come from live &strs.
+    let status =
+        unsafe { proxy_add_header_map_value(map_type, name.as_ptr(), name.len(), value.as_ptr(), value.len()) };
+    if status == STATUS_OK {
+        Ok(())
+    } else {
+        Err(status)
     }
 }
 

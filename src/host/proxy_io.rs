@@ -167,6 +167,15 @@ impl HostIo for ProxyIo {
             .map_err(|status| HostError { detail: format!("remove response header status {status}") })
     }
 
+    fn add_response_trailer(&mut self, name: &str, value: &str) -> Result<(), HostError> {
+        // Kong's host never runs trailer callbacks and has no trailers map: do not try.
+        if self.host_kind() == HostKind::Kong {
+            return Err(HostError { detail: "no trailers on kong".into() });
+        }
+        abi::add_header(abi::MAP_HTTP_RESPONSE_TRAILERS, name, value)
+            .map_err(|status| HostError { detail: format!("add trailer status {status}") })
+    }
+
     fn request_body(&self, start: usize, len: usize) -> Option<Vec<u8>> {
         self.body(abi::BUFFER_HTTP_REQUEST_BODY, start, len)
     }

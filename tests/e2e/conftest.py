@@ -64,3 +64,11 @@ def post(port, path, body, headers=None, timeout=30):
         return Response(response.status, {k.lower(): v for k, v in response.getheaders()}, response.read())
     finally:
         conn.close()
+
+
+def split_cost_comment(stream: bytes):
+    """A streamed body and the cost summary Tollgate appends as its last line (an SSE comment)."""
+    marker = b": tollgate {"
+    at = stream.rfind(marker)
+    assert at >= 0 and stream.endswith(b"}\n"), "the stream ends with Tollgate's cost comment"
+    return stream[:at], json.loads(stream[at + len(b": tollgate "):])

@@ -1,12 +1,14 @@
 """OpenAI Chat Completions through a real Envoy with Tollgate, against the mock provider."""
 
-import time
 import http.client
+import json
+import subprocess
+import time
 
 import openai
 import pytest
 
-from conftest import post
+from conftest import post, split_cost_comment
 
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Say hello to the gateway."}]}
 PATH = "/v1/chat/completions"
@@ -54,7 +56,7 @@ def test_streaming_response_passes_unbuffered_and_unchanged(envoy, mock):
     slow = {"content-type": "application/json", "x-mock-chunk-delay-ms": "150"}
     conn = http.client.HTTPConnection("127.0.0.1", envoy.port, timeout=30)
     started = time.monotonic()
-    conn.request("POST", PATH, body=__import__("json").dumps(request), headers=slow)
+    conn.request("POST", PATH, body=json.dumps(request), headers=slow)
     response = conn.getresponse()
     assert response.status == 200
     assert response.getheader("x-tollgate-cost-usd") is None
@@ -68,7 +70,12 @@ def test_streaming_response_passes_unbuffered_and_unchanged(envoy, mock):
     # The mock waits 150 ms between events; a buffering filter would hold the first one to the end.
     assert total - first_at > 0.5, f"first event at {first_at:.3f}s, end at {total:.3f}s"
     direct = post(mock.port, PATH, request)
-    assert first + rest == direct.body
+    stream, summary = split_cost_comment(first + rest)
+    assert stream == direct.body, "every byte of the stream as the provider sent it"
+    usage = [json.loads(line[6:]) for line in direct.body.split(b"\n") if line.startswith(b"data: {")][-1]["usage"]
+    assert summary["input_tokens"] == usage["prompt_tokens"]
+    assert summary["output_tokens"] == usage["completion_tokens"]
+    assert float(summary["cost_usd"]) > 0
 
 
 def test_openai_sdk_non_streaming(envoy):
@@ -109,3 +116,18 @@ def test_other_paths_pass_through(envoy, mock):
     assert b'"object"' in response.read()
     assert response.getheader("x-tollgate-model") is None
     conn.close()
+
+
+def test_http2_clients_also_get_the_streams_cost_as_trailers(envoy):
+    """Envoy over HTTP/2 (h2c here) can carry trailers; curl prints them after the body."""
+    request = json.dumps({**CHAT, "stream": True})
+    result = subprocess.run(
+        ["curl", "-sS", "--http2-prior-knowledge", "-D", "/dev/stderr", "-o", "/dev/null",
+         "-H", "content-type: application/json", "--data", request, f"http://127.0.0.1:{envoy.port}{PATH}"],
+        capture_output=True, text=True, timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    headers = result.stderr.lower()
+    assert "http/2 200" in headers
+    assert "x-tollgate-cost-usd: 0.0" in headers, headers
+    assert "x-tollgate-output-tokens:" in headers

@@ -13,7 +13,7 @@ import uuid
 import pytest
 import yaml
 
-from conftest import post
+from conftest import post, split_cost_comment
 from harness import REPO, Envoy, Mock
 
 FALLBACK_CONFIG = REPO / "envoy" / "fallback.yaml"
@@ -171,8 +171,10 @@ def test_a_stream_falls_over_and_reaches_the_client_unchanged(chain):
     assert response.header("content-type").startswith("text/event-stream")
     # What the secondary sends for its own model reaches the client byte for byte.
     direct = post(providers.mocks["secondary"].port, PATH, {**request, "model": MODELS["secondary"]})
-    assert response.body == direct.body
-    assert response.body.rstrip().endswith(b"data: [DONE]")
+    stream, summary = split_cost_comment(response.body)
+    assert stream == direct.body
+    assert summary["provider"] == "secondary"
+    assert stream.rstrip().endswith(b"data: [DONE]")
     assert providers.access_entry(request_id)["attempts"] == 2
 
 

@@ -80,6 +80,8 @@ pub struct FakeHost {
     pub metadata: HashMap<String, String>,
     /// Labelled metrics: counters summed, histogram samples summed too.
     pub metrics: HashMap<String, u64>,
+    /// Response trailers the filter added.
+    pub trailers: Vec<(String, String)>,
 }
 
 pub fn policy(config_json: &str) -> Rc<Policy> {
@@ -112,6 +114,7 @@ impl FakeHost {
             upstream_provider: None,
             metadata: HashMap::new(),
             metrics: HashMap::new(),
+            trailers: Vec::new(),
         }
     }
 
@@ -161,6 +164,16 @@ impl FakeHost {
 
     pub fn client_body(&self) -> Vec<u8> {
         self.client_body_releases.concat()
+    }
+
+    /// A streamed body without the cost comment line Tollgate appends at its end.
+    pub fn client_stream(&self) -> Vec<u8> {
+        let body = self.client_body();
+        let marker = b": tollgate {";
+        match body.windows(marker.len()).rposition(|w| w == marker) {
+            Some(at) if body.ends_with(b"}\n") => body[..at].to_vec(),
+            _ => body,
+        }
     }
 
     fn kong(&self) -> bool {
@@ -463,6 +476,14 @@ impl HostIo for FakeHost {
             return Ok(());
         }
         self.set_request_header(header, cluster)
+    }
+
+    fn add_response_trailer(&mut self, name: &str, value: &str) -> Result<(), HostError> {
+        if self.kong() {
+            return Err(HostError { detail: "no trailers".into() });
+        }
+        self.trailers.push((name.to_string(), value.to_string()));
+        Ok(())
     }
 
     fn remove_response_header(&mut self, name: &str) -> Result<(), HostError> {
