@@ -247,7 +247,7 @@ fn classify(text: &str, by: GroupBy, window: Window) -> Outcome {
         _ => return Outcome::NoRecord,
     };
     if window.is_set() {
-        match entry.get("time").and_then(Value::as_str).and_then(parse_time) {
+        match entry_time(&entry) {
             None => return Outcome::Undated,
             Some(at) if !window.contains(at) => return Outcome::OutsideRange,
             Some(_) => {}
@@ -285,6 +285,15 @@ fn classify(text: &str, by: GroupBy, window: Window) -> Outcome {
     })
 }
 
+/// When the request started: Envoy's `time` (RFC 3339), or Kong's log serializer `started_at`
+/// (milliseconds since the epoch).
+fn entry_time(entry: &Map<String, Value>) -> Option<i128> {
+    if let Some(text) = entry.get("time").and_then(Value::as_str) {
+        return parse_time(text);
+    }
+    entry.get("started_at").and_then(Value::as_u64).map(|millis| i128::from(millis) * 1_000_000)
+}
+
 fn group_key(by: GroupBy, entry: &Map<String, Value>, record: &Map<String, Value>) -> String {
     let text = |map: &Map<String, Value>, key: &str| {
         map.get(key).and_then(Value::as_str).filter(|s| !s.is_empty() && *s != "-").map(str::to_string)
@@ -295,8 +304,14 @@ fn group_key(by: GroupBy, entry: &Map<String, Value>, record: &Map<String, Value
             text(record, "model_served").or_else(|| text(record, "model_requested")).unwrap_or_else(|| "unknown".into())
         }
         GroupBy::Provider => text(record, "provider").unwrap_or_else(|| "unknown".into()),
+        // Envoy's access log: `route`, `path`. Kong's log serializer: `route.name`, `request.uri`.
         GroupBy::Route => text(entry, "route")
-            .or_else(|| text(entry, "path").map(|p| p.split('?').next().unwrap_or_default().to_string()))
+            .or_else(|| entry.get("route").and_then(Value::as_object).and_then(|route| text(route, "name")))
+            .or_else(|| {
+                let path = text(entry, "path")
+                    .or_else(|| entry.get("request").and_then(Value::as_object).and_then(|r| text(r, "uri")))?;
+                Some(path.split('?').next().unwrap_or_default().to_string())
+            })
             .unwrap_or_else(|| "unknown".into()),
     }
 }
@@ -594,6 +609,30 @@ mod tests {
         assert_eq!(report.skipped.undated, 1);
         let all = Report::read(log.as_bytes(), GroupBy::Tenant, Window::default()).unwrap();
         assert_eq!(all.total.requests, 5, "without a window, time is not needed");
+    }
+
+    #[test]
+    fn reads_kongs_file_log_lines_too() {
+        let record = r#"{"tenant":"acme","model_served":"gpt-4o-mini","tokens":{"input":{"tokens":8,"source":"provider"},"output":{"tokens":16,"source":"provider"}},"cost_usd":"0.0000108"}"#;
+        let kong = |started_at: u64, route: &str| {
+            serde_json::json!({
+                "started_at": started_at, "request": {"uri": "/v1/chat/completions?a=b", "method": "POST"},
+                "route": {"name": route, "paths": ["/"]}, "response": {"status": 200}, "tollgate": record,
+            })
+            .to_string()
+        };
+        let nameless = serde_json::json!({"started_at": 1_795_294_583_000u64, "request": {"uri": "/v1/messages"},
+                                          "tollgate": record})
+        .to_string();
+        // 2026-11-21T20:56:23Z and a day later
+        let log = [kong(1_795_294_583_000, "team-a"), kong(1_795_380_983_000, "public"), nameless].join("\n");
+        let by_route = Report::read(log.as_bytes(), GroupBy::Route, Window::default()).unwrap();
+        assert_eq!(by_route.groups.keys().collect::<Vec<_>>(), ["/v1/messages", "public", "team-a"]);
+        assert_eq!(by_route.total.cost_pico_usd, 3 * 10_800_000);
+        let window = Window { since: None, until: parse_time("2026-11-22") };
+        let first_day = Report::read(log.as_bytes(), GroupBy::Tenant, window).unwrap();
+        assert_eq!(first_day.total.requests, 2);
+        assert_eq!(first_day.skipped.outside_range, 1);
     }
 
     #[test]
