@@ -277,7 +277,8 @@ def without_tracing(config):
 
 def test_tracing_config_is_envoy_yaml_plus_tracing():
     tracing = yaml.safe_load(TRACING_CONFIG.read_text())
-    assert without_tracing(tracing) == yaml.safe_load(ENVOY_CONFIG.read_text())
+    assert without_tracing(tracing) == yaml.safe_load(ENVOY_CONFIG.read_text()), \
+        "envoy/tracing.yaml must be envoy/envoy.yaml plus tracing: copy envoy.yaml's change into it"
     manager = tracing["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
     tags = {t["tag"]: t["value"] for t in manager["tracing"]["custom_tags"]}
     assert set(tags) == set(FROM_RECORD)
