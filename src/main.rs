@@ -9,6 +9,8 @@ const USAGE: &str = "usage: tollgate check-config FILE [--skip-env]
        tollgate cost --model M --input N --output N [--cached-input N] [--cache-write N]
                      [--cache-write-1h N] [--reasoning N] [--audio-input N] [--audio-output N]
                      [--config FILE]
+       tollgate report --from ACCESS_LOG [--since TIME] [--until TIME]
+                       [--by tenant|model|route|provider] [--csv FILE]
 
 commands:
   check-config FILE   validate a filter configuration (JSON) exactly as the filter does at load;
@@ -18,7 +20,13 @@ commands:
                       --input counts every prompt token (cache reads, cache writes and audio
                       are parts of it, like OpenAI's prompt_tokens); --output every generated
                       token (reasoning and audio are parts of it). --cache-write is the 5-minute
-                      cache write. --config applies a configuration's `prices`";
+                      cache write. --config applies a configuration's `prices`
+  report              chargeback from Envoy's JSON access log (one usage record per line, as
+                      envoy/envoy.yaml prints it; - reads standard input): requests, tokens,
+                      exact cost and unpriced requests per tenant (default), model, route or
+                      provider, with totals. --since/--until: RFC 3339 times (or dates),
+                      from included, until excluded. --csv FILE also writes the rows as CSV
+                      (--csv - prints only the CSV)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -28,6 +36,7 @@ fn main() -> ExitCode {
             cli::check_config::run(path, true)
         }
         ["cost", options @ ..] => cli::cost::run(options),
+        ["report", options @ ..] => cli::report::run(options),
         ["translate", rest @ ..] => cli::translate::run(rest),
         ["-h"] | ["--help"] | ["help"] => {
             println!("{USAGE}");

@@ -26,6 +26,32 @@ pub const COST_UNKNOWN: &str = "unknown";
 /// (`%FILTER_STATE(wasm.tollgate.usage:PLAIN)%` in access logs), Kong `kong.ctx.shared.tollgate_usage`.
 pub const EXPORT_USAGE: &str = "tollgate.usage";
 
+/// Scalar copies of fields of the usage record, exported next to it under these keys for what
+/// cannot parse JSON: Envoy tracing `custom_tags` (`%FILTER_STATE(wasm.tollgate.cost_usd:PLAIN)%`),
+/// Kong log plugins (`kong.ctx.shared.tollgate_cost_usd`). Each names its field by JSON pointer;
+/// a field that is null or absent is not exported.
+pub const EXPORT_SCALARS: [(&str, &str); 7] = [
+    ("tollgate.provider", "/provider"),
+    ("tollgate.model_requested", "/model_requested"),
+    ("tollgate.model_served", "/model_served"),
+    ("tollgate.tenant", "/tenant"),
+    ("tollgate.input_tokens", "/tokens/input/tokens"),
+    ("tollgate.output_tokens", "/tokens/output/tokens"),
+    ("tollgate.cost_usd", "/cost_usd"),
+];
+
+/// The [`EXPORT_SCALARS`] a usage record (as JSON) has: strings as they are, numbers in decimal.
+pub fn scalar_exports(record: &serde_json::Value) -> Vec<(&'static str, String)> {
+    EXPORT_SCALARS
+        .iter()
+        .filter_map(|(key, pointer)| match record.pointer(pointer)? {
+            serde_json::Value::String(text) => Some((*key, text.clone())),
+            serde_json::Value::Number(number) => Some((*key, number.to_string())),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Filter-state key of a fallback plan, written by the downstream filter and read by the
 /// upstream filter on every attempt (no dot: Envoy reads dotted keys back as paths).
 pub const EXPORT_CHAIN: &str = "tollgate_chain";
@@ -75,5 +101,29 @@ impl Counter {
             Counter::ResponsesUnpriced => "tollgate.responses_unpriced",
             Counter::ResponsesNotInspected => "tollgate.responses_not_inspected",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn scalar_exports_copy_present_fields_only() {
+        let record = json!({"provider": null, "model_requested": "fast", "model_served": "gpt-4o-mini-2024-07-18",
+                            "tenant": "acme", "tokens": {"input": {"tokens": 7, "source": "provider"}},
+                            "cost_usd": "0.00001065"});
+        assert_eq!(
+            scalar_exports(&record),
+            [
+                ("tollgate.model_requested", "fast".to_string()),
+                ("tollgate.model_served", "gpt-4o-mini-2024-07-18".to_string()),
+                ("tollgate.tenant", "acme".to_string()),
+                ("tollgate.input_tokens", "7".to_string()),
+                ("tollgate.cost_usd", "0.00001065".to_string()),
+            ]
+        );
+        assert!(scalar_exports(&json!({})).is_empty());
     }
 }

@@ -2,4 +2,5 @@
 
 pub mod check_config;
 pub mod cost;
+pub mod report;
 pub mod translate;

@@ -258,9 +258,13 @@ impl Exchange {
         };
         if !self.recorded {
             self.recorded = true;
-            let json = record.to_json().to_string();
+            let value = record.to_json();
+            let json = value.to_string();
             log::debug!("#{} usage {json}", self.id);
             io.export(names::EXPORT_USAGE, &json);
+            for (key, scalar) in names::scalar_exports(&value) {
+                io.export(key, &scalar);
+            }
             for update in metrics::updates(&record, &self.policy.labels) {
                 io.emit(&update);
             }

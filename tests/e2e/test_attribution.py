@@ -94,3 +94,11 @@ def test_a_megabyte_tenant_is_refused_not_stored(envoy):
     record = wait_for_records(envoy, before + 1)[-1]
     assert record["tenant"] is None
     assert envoy.stats()["wasmcustom.tollgate.attribution_rejected"] >= 1
+
+
+def test_a_tenant_named_like_a_label_is_still_tagged_right(envoy):
+    headers = {"content-type": "application/json", "x-tenant-id": "model"}
+    response = post(envoy.port, PATH, CHAT, headers=headers)
+    assert response.status == 200
+    labels = 'provider="openai",model="gpt-4o-mini-2024-07-18",tenant="model"'
+    assert prometheus(envoy)[f'tollgate_requests{{{labels},outcome="complete"}}'] == 1

@@ -263,3 +263,113 @@ def test_tollgates_own_hostcalls_never_trap_on_kong():
 def test_wasm_module_stays_small():
     size = wasm_module().stat().st_size
     assert size < 2 * 1024 * 1024, f"{size} bytes"
+
+
+# --- Logging and metrics on Kong ---------------------------------------------------------------
+
+# What Kong accepts in <filter>.meta.json: kong/runloop/wasm.lua validates the file against
+# {config_schema: <draft-4 schema>} (other keys allowed) and refuses to start on an invalid one;
+# the prometheus plugin (kong/plugins/prometheus/wasmx.lua, Kong 3.8+) reads
+# metrics.label_patterns as a list of {label, pattern}.
+META_FILE_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "config_schema": {"type": "object"},
+        "metrics": {
+            "type": "object",
+            "properties": {
+                "label_patterns": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["label", "pattern"],
+                        "properties": {"label": {"type": "string", "pattern": "^[a-zA-Z_][a-zA-Z0-9_]*$"},
+                                       "pattern": {"type": "string", "minLength": 1}},
+                        "additionalProperties": False,
+                    },
+                },
+            },
+            "additionalProperties": False,
+        },
+    },
+    "additionalProperties": False,
+}
+
+
+def kong_prometheus_name_and_labels(key, label_patterns):
+    """What Kong's prometheus exporter makes of a filter metric (wasmx.lua parse_pw_key): each
+    pattern is a PCRE searched in the key; capture 1 is the label's text, which must end where the
+    match ends (its start is `match end - len(capture 1)`), capture 2 the value; the metric name is
+    the key up to the first label, with ':' replaced by '_'."""
+    first_label = len(key)
+    labels = {}
+    for pair in label_patterns:
+        match = re.search(pair["pattern"], key)
+        if match:
+            assert match.end(1) == match.end(), f"{pair['label']}: capture 1 must end the match"
+            labels[pair["label"]] = match.group(2)
+            first_label = min(first_label, match.end() - len(match.group(1)))
+    return key[:first_label].replace(":", "_"), labels
+
+
+# The filter's labelled metrics, `.<label>.<value>` in this order (values in [a-z0-9_-]).
+LABELLED_METRICS = {
+    "tollgate.requests": ["provider", "model", "tenant", "outcome"],
+    "tollgate.tokens": ["provider", "model", "tenant", "type"],
+    "tollgate.cost_nano_usd": ["provider", "model", "tenant"],
+    "tollgate.duration_ms": ["provider", "model"],
+    "tollgate.ttft_ms": ["provider", "model"],
+}
+LABEL_VALUES = [
+    {"provider": "openai", "model": "gpt-4o-mini-2024-07-18", "tenant": "acme", "outcome": "complete", "type": "input"},
+    # Values that are other labels' names must not be taken for them.
+    {"provider": "tenant", "model": "provider", "tenant": "model", "outcome": "upstream_error", "type": "cache_read"},
+    {"provider": "unknown", "model": "gpt-4_1", "tenant": "none", "outcome": "truncated", "type": "output"},
+    {"provider": "other", "model": "other", "tenant": "other", "outcome": "rejected", "type": "reasoning"},
+]
+
+
+def test_meta_json_metrics_have_the_shape_kong_reads():
+    jsonschema.Draft4Validator(META_FILE_SCHEMA).validate(META)
+    patterns = META["metrics"]["label_patterns"]
+    assert [p["label"] for p in patterns] == ["provider", "model", "tenant", "outcome", "type"]
+    for pair in patterns:
+        assert re.compile(pair["pattern"]).groups == 2, pair
+
+
+@pytest.mark.parametrize("metric", sorted(LABELLED_METRICS))
+@pytest.mark.parametrize("values", LABEL_VALUES, ids=lambda v: v["tenant"])
+def test_label_patterns_turn_metric_names_into_labels_as_kongs_exporter_does(metric, values):
+    labels = LABELLED_METRICS[metric]
+    key = f"pw:tollgate:{metric}" + "".join(f".{label}.{values[label]}" for label in labels)
+    name, got = kong_prometheus_name_and_labels(key, META["metrics"]["label_patterns"])
+    assert got == {label: values[label] for label in labels}
+    # Kong replaces only ':'; the '.' of the filter's names stays (see the README's Kong metrics note).
+    assert name == f"pw_tollgate_{metric}"
+
+
+def test_unlabelled_counters_keep_their_name_on_kong():
+    for key in ("pw:tollgate:tollgate.requests_inspected", "pw:tollgate:tollgate.responses_unpriced"):
+        assert kong_prometheus_name_and_labels(key, META["metrics"]["label_patterns"]) == (key.replace(":", "_"), {})
+
+
+def exported_kong_keys():
+    """kong.ctx.shared keys the filter writes: the record and its scalar copies (src/names.rs),
+    dots turned into '_' as the host layer does on Kong."""
+    names = (REPO / "src" / "names.rs").read_text()
+    usage = re.search(r'pub const EXPORT_USAGE: &str = "([^"]+)";', names).group(1)
+    scalars = re.search(r"pub const EXPORT_SCALARS: \[\(&str, &str\); \d+\] = \[(.*?)\];", names, re.S).group(1)
+    keys = [usage] + re.findall(r'\("([^"]+)", "/', scalars)
+    assert len(keys) > 5
+    return {key.replace(".", "_") for key in keys}
+
+
+def test_file_log_reads_the_record_the_filter_exports():
+    plugins = {p["name"]: p for p in DECLARATIVE["plugins"]}
+    fields = plugins["file-log"]["config"]["custom_fields_by_lua"]
+    assert fields["tollgate"] == "return kong.ctx.shared.tollgate_usage"
+    exported = exported_kong_keys()
+    for field, code in fields.items():
+        key = re.fullmatch(r"return kong\.ctx\.shared\.(\w+)", code).group(1)
+        assert key in exported, f"{field} reads kong.ctx.shared.{key}, which the filter never writes"
+    assert plugins["file-log"]["config"]["path"].startswith("/")
