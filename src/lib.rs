@@ -12,6 +12,7 @@ pub mod host_io;
 pub mod names;
 pub mod pricing;
 pub mod reply;
+pub mod tokenizer;
 
 #[cfg(target_arch = "wasm32")]
 mod host;
