@@ -6,12 +6,15 @@
 
 mod approx;
 mod bpe;
+mod chat;
 mod encoding;
+mod image;
 mod models;
 mod pretokenize;
 mod vocab;
 
 pub use approx::Family;
+pub use chat::{estimate_chat_request, ChatEstimate};
 pub use encoding::Encoding;
 
 use models::Tokenizer;
