@@ -26,19 +26,26 @@ impl Family {
         }
     }
 
-    /// Tokens of the family per 1000 o200k tokens.
+    /// Tokens of the family per 1000 o200k tokens, fitted to the samples (README, Tokenizer):
+    /// Claude writes markdown in ~11% more tokens than o200k but short English prompts in the
+    /// same number, so 1.05 splits the difference; Mistral's completions ran 10% over o200k;
+    /// Gemini and Llama 3 matched o200k token for token.
     pub fn per_mille(self) -> u64 {
         match self {
-            Family::Anthropic => 1000,
+            Family::Anthropic => 1050,
             Family::Gemini => 1000,
             Family::Llama => 1000,
-            Family::Mistral => 1000,
+            Family::Mistral => 1100,
             Family::Unknown => 1000,
         }
     }
 
-    /// The estimate: o200k tokens × factor, rounded up so that a non-empty text is never 0.
+    /// The estimate: o200k tokens × factor, rounded to nearest, and never 0 for a non-empty text.
     pub fn count(self, text: &str) -> u64 {
-        (Encoding::O200k.count(text) * self.per_mille()).div_ceil(1000)
+        let tokens = Encoding::O200k.count(text);
+        if tokens == 0 {
+            return 0;
+        }
+        ((tokens * self.per_mille() + 500) / 1000).max(1)
     }
 }
