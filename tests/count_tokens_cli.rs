@@ -19,7 +19,10 @@ fn run(args: &[&str], stdin: &str) -> (i32, String, String) {
 
 #[test]
 fn counting_text_prints_the_count_whether_exact_and_the_tokenizer() {
-    assert_eq!(run(&["count-tokens", "--model", "gpt-4o"], "hello world"), (0, "2 exact o200k_base\n".into(), "".into()));
+    assert_eq!(
+        run(&["count-tokens", "--model", "gpt-4o"], "hello world"),
+        (0, "2 exact o200k_base\n".into(), "".into())
+    );
     let (code, out, _) = run(&["count-tokens", "--model", "gpt-4"], "<|endoftext|>");
     assert_eq!((code, out.as_str()), (0, "7 exact cl100k_base\n"));
     let (code, out, _) = run(&["count-tokens", "--model", "claude-sonnet-4-5"], "hello world");

@@ -42,7 +42,8 @@ fn plain_text_messages_of_an_openai_model_are_exact_and_tools_make_it_approximat
 #[test]
 fn a_single_user_message_costs_its_text_plus_seven() {
     // 3 per message + "user" (1) + text + 3 for the reply priming.
-    let estimate = estimate_chat_request(&json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "Hello!"}]}));
+    let estimate =
+        estimate_chat_request(&json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "Hello!"}]}));
     assert_eq!(estimate.total, 2 + 7);
     assert_eq!(estimate.messages, estimate.total);
 }
@@ -69,14 +70,17 @@ fn content_parts_count_text_and_price_images_by_the_tile_rule() {
 
 #[test]
 fn other_providers_models_are_estimated_and_marked_approximate() {
-    let estimate = estimate_chat_request(&json!({"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": "Hi"}]}));
+    let estimate =
+        estimate_chat_request(&json!({"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": "Hi"}]}));
     assert_eq!(estimate.exactness, Exactness::Approximate);
     assert!(estimate.total > 0);
 }
 
 #[test]
 fn odd_shapes_never_fail() {
-    for request in [json!({}), json!({"messages": "no"}), json!({"messages": [1, null, {"content": {"x": 1}}]}), json!(null)] {
+    for request in
+        [json!({}), json!({"messages": "no"}), json!({"messages": [1, null, {"content": {"x": 1}}]}), json!(null)]
+    {
         let estimate = estimate_chat_request(&request);
         assert_eq!(estimate.exactness, Exactness::Approximate, "{request}");
     }

@@ -14,7 +14,7 @@ const LARGE_PIECE: usize = 32;
 
 pub fn count(ranks: &Ranks, piece: &[u8]) -> u64 {
     // Most pre-tokens are one token: a single lookup settles them.
-    if piece.len() <= 1 || ranks.contains_key(piece) {
+    if piece.len() <= 1 || ranks.get(piece).is_some() {
         return u64::from(!piece.is_empty());
     }
     if piece.len() < LARGE_PIECE {
@@ -25,7 +25,7 @@ pub fn count(ranks: &Ranks, piece: &[u8]) -> u64 {
 }
 
 fn rank_of(ranks: &Ranks, piece: &[u8], start: usize, end: usize) -> u32 {
-    piece.get(start..end).and_then(|bytes| ranks.get(bytes)).copied().unwrap_or(u32::MAX)
+    piece.get(start..end).and_then(|bytes| ranks.get(bytes)).unwrap_or(u32::MAX)
 }
 
 /// tiktoken's `_byte_pair_merge`: `parts` holds each part's start and the rank of merging it
