@@ -25,6 +25,7 @@ pub mod routing;
 pub mod sse;
 pub mod stream_meter;
 pub mod tenant;
+pub mod tokenizer;
 pub mod translate;
 pub mod usage;
 

@@ -6,6 +6,8 @@ use std::process::ExitCode;
 mod cli;
 
 const USAGE: &str = "usage: tollgate check-config FILE [--skip-env]
+       tollgate count-tokens --model MODEL < TEXT
+       tollgate count-tokens --messages [--model MODEL] < CHAT_REQUEST_JSON
        tollgate cost --model M --input N --output N [--cached-input N] [--cache-write N]
                      [--cache-write-1h N] [--reasoning N] [--audio-input N] [--audio-output N]
                      [--config FILE]
@@ -13,6 +15,10 @@ const USAGE: &str = "usage: tollgate check-config FILE [--skip-env]
                        [--by tenant|model|route|provider] [--csv FILE]
 
 commands:
+  count-tokens        count the tokens of the text on stdin for MODEL and print
+                      `<count> <exact|approximate> <tokenizer>`; with --messages, read an OpenAI
+                      Chat Completions request and print its prompt-token estimate as JSON
+                      (--model overrides the request's model)
   check-config FILE   validate a filter configuration (JSON) exactly as the filter does at load;
                       provider keys named by `api_key.env` must be set in this environment, as
                       they must be in the proxy's Wasm VM (--skip-env: assume they are)
@@ -36,6 +42,11 @@ fn main() -> ExitCode {
             cli::check_config::run(path, true)
         }
         ["cost", options @ ..] => cli::cost::run(options),
+        ["count-tokens", "--model", model] => cli::count_tokens::count_text(model),
+        ["count-tokens", "--messages"] => cli::count_tokens::count_messages(None),
+        ["count-tokens", "--messages", "--model", model] | ["count-tokens", "--model", model, "--messages"] => {
+            cli::count_tokens::count_messages(Some(model))
+        }
         ["report", options @ ..] => cli::report::run(options),
         ["translate", rest @ ..] => cli::translate::run(rest),
         ["-h"] | ["--help"] | ["help"] => {

@@ -2,5 +2,6 @@
 
 pub mod check_config;
 pub mod cost;
+pub mod count_tokens;
 pub mod report;
 pub mod translate;

@@ -10,6 +10,7 @@ use super::http::HttpFilter;
 use super::proxy_io::HostState;
 use super::{abi, logger};
 use crate::config::{self, Policy};
+use crate::tokenizer;
 
 pub struct FilterRoot {
     policy: Option<Rc<Policy>>,
@@ -25,6 +26,17 @@ impl FilterRoot {
 impl Context for FilterRoot {}
 
 impl RootContext for FilterRoot {
+    /// Builds the tokenizer tables once per VM, so that no request pays for them.
+    fn on_vm_start(&mut self, _vm_configuration_size: usize) -> bool {
+        let started = std::time::Instant::now();
+        if tokenizer::warm_up() {
+            log::info!("tollgate: token counting tables built in {} ms", started.elapsed().as_millis());
+        } else {
+            log::error!("tollgate: token counting tables could not be built; counts fall back to bytes / 4");
+        }
+        true
+    }
+
     /// Read no properties here: on Kong, property reads outside a request crash the worker.
     fn on_configure(&mut self, plugin_configuration_size: usize) -> bool {
         let bytes = match abi::get_buffer(abi::BUFFER_PLUGIN_CONFIGURATION, 0, plugin_configuration_size) {
