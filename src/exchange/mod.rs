@@ -80,6 +80,9 @@ pub struct Exchange {
     translation: Option<Translation>,
     /// Who the request is for: tenant, team, project.
     attribution: Attribution,
+    /// A streaming request's body, kept so its prompt can be counted if the stream is cut
+    /// before the provider reports usage (the proxy held the whole body anyway).
+    kept_request: Option<Vec<u8>>,
     status: Option<u16>,
     started_at: u64,
     first_byte_at: Option<u64>,
@@ -102,6 +105,7 @@ impl Exchange {
             chain: None,
             translation: None,
             attribution: Attribution::default(),
+            kept_request: None,
             status: None,
             started_at: 0,
             first_byte_at: None,

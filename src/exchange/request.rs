@@ -43,9 +43,12 @@ impl Exchange {
             body.len()
         );
         self.facts = Some(facts.clone());
+        if facts.stream {
+            self.kept_request = Some(body.clone());
+        }
         self.attribute(io);
         let mut rewritten: Option<Vec<u8>> = None;
-        match self.decide_route(io, &facts, body.len()) {
+        match self.decide_route(io, api, &facts, &body) {
             Decision::Untouched => {}
             Decision::Refuse(refusal) => {
                 io.increment(Counter::RequestsRefusedByPolicy);
@@ -96,7 +99,7 @@ impl Exchange {
         }
     }
 
-    pub(super) fn decide_route(&self, io: &mut dyn HostIo, facts: &RequestFacts, body_bytes: usize) -> Decision {
+    pub(super) fn decide_route(&self, io: &mut dyn HostIo, api: Api, facts: &RequestFacts, body: &[u8]) -> Decision {
         let routing = &self.policy.routing;
         if routing.is_empty() {
             return Decision::Untouched;
@@ -110,7 +113,12 @@ impl Exchange {
             route: route.as_deref(),
             header: &header,
             tenant: self.attribution.tenant.as_deref(),
-            prompt_tokens: estimate::request_tokens(body_bytes),
+            // Counting costs time: only when some target has a context window to respect.
+            prompt_tokens: if routing.needs_prompt_tokens() {
+                estimate::request_tokens(api, facts.model.as_deref().unwrap_or(""), body)
+            } else {
+                0
+            },
             random,
         })
     }

@@ -137,6 +137,12 @@ impl Exchange {
         }
     }
 
+    /// The model whose tokenizer counts what the provider did not: the one routed to, else the
+    /// one asked for.
+    pub(super) fn counting_model(&self) -> Option<String> {
+        self.served_by.as_ref().map(|s| s.model.clone()).or_else(|| self.facts.as_ref().and_then(|f| f.model.clone()))
+    }
+
     /// HTTP/2 clients of Envoy also get the cost as response trailers; elsewhere the proxy
     /// refuses and the comment line carries it alone.
     fn add_cost_trailers(&self, io: &mut dyn HostIo, record: &UsageRecord) {
@@ -152,7 +158,9 @@ impl Exchange {
     pub(super) fn record_stream(&mut self, io: &mut dyn HostIo, meter: &StreamMeter) -> UsageRecord {
         let mut tokens = meter.tokens();
         if tokens.output.is_none() {
-            tokens.output = Some(Count::estimated(estimate::text_tokens(meter.generated().1)));
+            let (kept, total) = meter.generated();
+            let model = meter.model().map(str::to_string).or_else(|| self.counting_model()).unwrap_or_default();
+            tokens.output = Some(Count::estimated(estimate::text_tokens(&model, kept, total)));
         }
         let outcome = if meter.completed() { Outcome::Complete } else { Outcome::Truncated };
         if meter.oversized_events() > 0 {
@@ -235,7 +243,11 @@ impl Exchange {
         let routed = self.served_by.as_ref().map(|s| s.model.clone());
         let served = served.or(routed).or_else(|| requested.clone());
         if outcome == Outcome::Truncated && tokens.input.is_none() {
-            tokens.input = Some(Count::estimated(estimate::request_tokens(self.request_bytes)));
+            // The prompt was never reported: count what the client sent, with the model's tokenizer.
+            if let (Some(api), Some(body)) = (self.api, self.kept_request.as_deref()) {
+                let model = served.clone().or_else(|| self.counting_model()).unwrap_or_default();
+                tokens.input = Some(Count::estimated(estimate::request_tokens(api, &model, body)));
+            }
         }
         let cost = served.as_deref().and_then(|m| self.policy.prices.cost(m, &tokens));
         let now = io.now_nanos();

@@ -155,6 +155,11 @@ impl Routing {
         self.rules.is_empty() && self.allow.is_empty() && self.deny.is_empty()
     }
 
+    /// Whether any target has a context window, so the prompt must be counted.
+    pub fn needs_prompt_tokens(&self) -> bool {
+        self.targets.iter().any(|t| t.context_window.is_some())
+    }
+
     /// Whether any rule looks at the route name (reading it costs a hostcall).
     pub fn needs_route_name(&self) -> bool {
         self.rules.iter().any(|r| !r.matcher.routes.is_empty())
