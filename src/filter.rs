@@ -10,15 +10,15 @@ use crate::exchange::Exchange;
 use crate::host_io::{Flow, HostIo};
 
 pub enum Filter {
-    Exchange(Exchange),
-    Attempt(Attempt),
+    Exchange(Box<Exchange>),
+    Attempt(Box<Attempt>),
 }
 
 impl Filter {
     pub fn new(id: u32, policy: Rc<Policy>) -> Self {
         match policy.position {
-            Position::Downstream => Filter::Exchange(Exchange::new(id, policy)),
-            Position::Upstream => Filter::Attempt(Attempt::new(id, policy)),
+            Position::Downstream => Filter::Exchange(Box::new(Exchange::new(id, policy))),
+            Position::Upstream => Filter::Attempt(Box::new(Attempt::new(id, policy))),
         }
     }
 
