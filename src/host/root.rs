@@ -30,9 +30,9 @@ impl RootContext for FilterRoot {
     fn on_vm_start(&mut self, _vm_configuration_size: usize) -> bool {
         let started = std::time::Instant::now();
         if tokenizer::warm_up() {
-            log::info!("tollgate: token counting tables built in {} ms", started.elapsed().as_millis());
+            log::info!("token counting tables built in {} ms", started.elapsed().as_millis());
         } else {
-            log::error!("tollgate: token counting tables could not be built; counts fall back to bytes / 4");
+            log::error!("token counting tables could not be built; counts fall back to bytes / 4");
         }
         true
     }
@@ -42,19 +42,19 @@ impl RootContext for FilterRoot {
         let bytes = match abi::get_buffer(abi::BUFFER_PLUGIN_CONFIGURATION, 0, plugin_configuration_size) {
             Ok(bytes) => bytes,
             Err(status) => {
-                log::error!("tollgate: cannot read the plugin configuration (status {status})");
+                log::error!("cannot read the plugin configuration (status {status})");
                 return false;
             }
         };
         match config::compile(&bytes) {
             Ok(policy) => {
                 logger::set_level(policy.log_level);
-                log::info!("tollgate: configuration loaded");
+                log::info!("configuration loaded");
                 self.policy = Some(Rc::new(policy));
                 true
             }
             Err(err) => {
-                log::error!("tollgate: {err}");
+                log::error!("{err}");
                 false
             }
         }
