@@ -101,8 +101,17 @@ def headline(results: dict) -> list[str]:
     name = judged(results, "all_features")
     mine, bare = (best_rps(results, "chat-1k", name), best_rps(results, "chat-1k", "envoy")) if name else (None, None)
     share = mine / bare if mine and bare else None
+    capacity = ""
+    if name:
+        mine_best = results["throughput"].get("chat-1k", {}).get(name, {}).get("best")
+        bare_best = results["throughput"].get("chat-1k", {}).get("envoy", {}).get("best")
+        if mine_best and bare_best and mine_best["cpu_us_per_request"]:
+            capacity = (f"; Envoy CPU per request there {mine_best['cpu_us_per_request']:.0f} vs "
+                        f"{bare_best['cpu_us_per_request']:.0f} µs, a capacity ratio of "
+                        f"{bare_best['cpu_us_per_request'] / mine_best['cpu_us_per_request']:.0%}")
     lines.append(
-        f"| {TARGETS['all_features']} | `{name}`: {mine or 0:,.0f} vs {bare or 0:,.0f} req/s = **{(share or 0):.0%}** | "
+        f"| {TARGETS['all_features']} | `{name}`: {mine or 0:,.0f} vs {bare or 0:,.0f} req/s = **{(share or 0):.0%}**"
+        f"{capacity} | "
         f"{verdict(None if share is None else share >= 0.70, f'by {0.70 - (share or 0):.0%} points')} |"
     )
     name = judged(results, "stream_chunk")
@@ -224,23 +233,27 @@ def stream_tables(results: dict) -> list[str]:
 
 def micro_tables(results: dict) -> list[str]:
     micro = results.get("micro", {})
-    native, wasm = micro.get("native"), micro.get("wasm")
-    if not native and not wasm:
+    engines = [(key, label) for key, label in (("v8", "V8 (Node)"), ("wasm", "Wasmtime"), ("native", "native"))
+               if micro.get(key)]
+    if not engines:
         return ["Not run (see Notes)."]
-    main = wasm or native
-    index = {}
-    for engine, data in (("native", native), ("wasm", wasm)):
-        for r in (data or {}).get("results", []):
-            index[(engine, r["case"], r["body"])] = r
-    out = ["| case | body | Wasm (Wasmtime) | native | Wasm / native | Wasm throughput |", "|---|---|---|---|---|---|"]
+    main = micro[engines[0][0]]
+    index = {(key, r["case"], r["body"]): r["ns_best"] for key, _ in engines for r in micro[key]["results"]}
+    header = "| case | body | " + " | ".join(label for _, label in engines)
+    wasm_key = next((key for key, _ in engines if key != "native"), None)
+    has_ratio = wasm_key and micro.get("native")
+    header += " | Wasm / native | Wasm throughput |" if has_ratio else " |"
+    out = [header, "|---|---|" + "---|" * (len(engines) + (2 if has_ratio else 0))]
     for r in main["results"]:
         key = (r["case"], r["body"])
-        w, n = index.get(("wasm", *key)), index.get(("native", *key))
-        wn, nn = (w or {}).get("ns_best"), (n or {}).get("ns_best")
         per = " per chunk" if r["units_per_call"] > 1 else ""
-        mbps = f"{r['bytes'] / wn * 1e3:,.0f} MB/s" if wn and r["case"] == "parse_request" else ""
-        out.append(f"| {r['case']} | {r['body']} | {us(wn / 1000 if wn else None, 2)}{per} | "
-                   f"{us(nn / 1000 if nn else None, 2)}{per} | {ratio(wn / nn) if wn and nn else '–'} | {mbps} |")
+        cells = [f"{us(index[(e, *key)] / 1000, 2)}{per}" if (e, *key) in index else "–" for e, _ in engines]
+        row = f"| {r['case']} | {r['body']} | " + " | ".join(cells)
+        if has_ratio:
+            w, n = index.get((wasm_key, *key)), index.get(("native", *key))
+            mbps = f"{r['bytes'] / w * 1e3:,.0f} MB/s" if w and r["case"] == "parse_request" else ""
+            row += f" | {ratio(w / n) if w and n else '–'} | {mbps}"
+        out.append(row + " |")
     out += ["", "Cases: " + "; ".join(f"`{c['case']}`: {c['what']}" for c in main["cases"]) + ".", "",
             "Not measured yet, places kept for them in `examples/per_request.rs` (`PENDING`): "
             + "; ".join(f"`{c['case']}`: {c['what']}" for c in main.get("pending", [])) + "."]
@@ -267,8 +280,9 @@ def profile_section(results: dict) -> list[str]:
     name = judged(results, "selection_cost")
     floor = over_envoy(results, "get-models", name) if name else None
     whole = over_envoy(results, "chat-1k", name) if name else None
-    micro = {(r["case"], r["body"]): r["ns_best"] / 1000
-             for r in results.get("micro", {}).get("wasm", {}).get("results", [])}
+    micro_results = results.get("micro", {})
+    engine = "v8" if micro_results.get("v8") else "wasm"
+    micro = {(r["case"], r["body"]): r["ns_best"] / 1000 for r in micro_results.get(engine, {}).get("results", [])}
     pure = micro.get(("exchange", "chat-1k.json"))
     parse = micro.get(("parse_request", "chat-1k.json"))
     if name and floor is not None and whole is not None:
@@ -279,7 +293,8 @@ def profile_section(results: dict) -> list[str]:
                 "`GET /v1/models` through Tollgate minus bare Envoy |",
                 f"| holding and reading the bodies, the work on them, the response headers | {whole - floor:.1f} | "
                 "1 KB chat minus the line above |",
-                f"| of which Tollgate's own code, run under Wasmtime | {pure:.1f} | micro-benchmark `exchange`, "
+                f"| of which Tollgate's own code, in Wasm outside a proxy | {pure:.1f} | micro-benchmark `exchange` "
+                f"under {'V8' if engine == 'v8' else 'Wasmtime'}, "
                 f"1 KB (`parse_request` alone {parse:.1f}) |" if pure is not None and parse is not None else
                 "| of which Tollgate's own code | – | micro-benchmarks not run |",
                 ""]
@@ -356,7 +371,7 @@ def render(results: dict) -> str:
         f"| Wasmtime | {results.get('micro', {}).get('wasmtime', '–')} (PyPI `wasmtime`, Cranelift) |",
         f"| valgrind | {versions.get('valgrind')} |",
         "",
-        "Reproduce: `make bench` (about 15 minutes; installs LiteLLM and Portkey project-locally on first use), "
+        "Reproduce: `make bench` (about 12 minutes; installs LiteLLM and Portkey project-locally on first use), "
         "`BENCH_QUICK=1 make bench` (about 3 minutes), `make bench-gate` (instruction counts only).",
         "",
         "## Method",
@@ -384,6 +399,9 @@ def render(results: dict) -> str:
         "arrival of the first event with non-empty `content`. Per-chunk cost: the mock paces events 1 ms apart "
         f"(so each arrives alone and costs the filter one callback), {plan['chunk_connections']} streams at once, "
         "and the proxy's CPU time is divided by the events delivered.",
+        "- Idle targets: CPU each process used while nothing was loaded (2 s): "
+        + ", ".join(f"{n} {v:.1%}" for n, v in results.get("idle_cpu_share", {}).items())
+        + " of a core. An idle peer's background work lands on CPU 1 while another target is measured.",
         "- Request bodies (bench/bodies.py): a coding-assistant conversation with code, JSON, logs, Windows paths, "
         "French, Japanese and emoji, so the JSON carries escapes and non-ASCII; exactly 1,024, 32,768 and "
         "1,048,576 bytes.",
@@ -400,10 +418,12 @@ def render(results: dict) -> str:
         "",
         "## Per-request work inside Wasm",
         "",
-        "examples/per_request.rs compiled to wasm32-wasip1 (`+simd128`) and run under Wasmtime (Cranelift), the "
-        "engine we can embed here; Envoy runs the filter under V8 (TurboFan), so these show the shape and the "
-        "ratio to native, not V8's exact times. Best of 7 timed samples (the least disturbed by other work on "
-        "the machine); the native build runs the same code on the same core.",
+        "examples/per_request.rs compiled to wasm32-wasip1 (`+simd128`), run under V8 through Node's WASI "
+        f"(V8 {results.get('micro', {}).get('v8_version', '–')}; Envoy embeds a newer V8, same TurboFan "
+        f"tier) and under Wasmtime {results.get('micro', {}).get('wasmtime', '–')} (Cranelift), next to the "
+        "native build of the same code on the same core. Outside a proxy: no hostcalls, which the latency "
+        "tables above include. Best of 11 timed samples, the least disturbed by other work on the machine; "
+        "\"Wasm / native\" uses the first Wasm engine.",
         "",
         *micro_tables(results),
         "",

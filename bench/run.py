@@ -63,7 +63,7 @@ class Plan:
 
 
 FULL = Plan(latency_rounds=10, latency_requests=2000, latency_seconds=1.0, throughput_rounds=3,
-            throughput_seconds=2.0, concurrency=(1, 2, 4, 16, 64), stream_rounds=6, stream_requests=300,
+            throughput_seconds=2.0, concurrency=(1, 2, 4, 8, 16, 32, 64), stream_rounds=6, stream_requests=300,
             stream_seconds=1.0, chunk_rounds=3, chunk_seconds=3.0, chunk_connections=8, micro_budget_ms=300)
 QUICK = Plan(latency_rounds=3, latency_requests=400, latency_seconds=0.4, throughput_rounds=1,
              throughput_seconds=1.0, concurrency=(1, 4, 16), stream_rounds=2, stream_requests=60,
@@ -276,6 +276,14 @@ class Bench:
                                   + (" (Portkey 1.15.2 on Node 20: `TypeError: immutable` from Headers.append, "
                                      "see shared/research/perf.md 6.3)" if target.name == "portkey" else "") + ".")
 
+    def idle(self, seconds: float = 2.0) -> None:
+        """CPU each target's process burns with no load at all: background work of an idle peer
+        on CPU 1 would be charged to whichever target is being measured."""
+        before = {t.name: cpu_ns(t.pid) for t in self.targets}
+        time.sleep(seconds)
+        self.results["idle_cpu_share"] = {t.name: cpu_used(before[t.name], cpu_ns(t.pid)) / 1e9 / seconds
+                                          for t in self.targets}
+
     def latency(self, bodies: dict[str, Path]) -> None:
         """One request at a time: every latency kept, pooled over rounds."""
         plan = self.plan
@@ -373,7 +381,7 @@ class Bench:
         }
 
     def micro(self, bodies: dict[str, Path]) -> None:
-        log("Wasm micro-benchmarks (examples/per_request.rs): native and wasm32-wasip1 under Wasmtime")
+        log("Wasm micro-benchmarks (examples/per_request.rs): native, and wasm32-wasip1 under Wasmtime and V8")
         env = dict(os.environ, BENCH_BUDGET_MS=str(self.plan.micro_budget_ms))
         files = [str(bodies[n]) for n in ("chat-1k", "chat-32k", "chat-1m")]
         out: dict = {}
@@ -403,6 +411,16 @@ class Bench:
                     capture_output=True, text=True).stdout.strip()
             else:
                 self.notes.append(f"wasm micro-benchmarks failed: {run.stderr.strip()[-300:]}")
+        if wasm.returncode == 0 and shutil.which("node"):
+            module = REPO / wasm.stdout.strip().splitlines()[-1]
+            run = subprocess.run([*pinned(LOAD_CPU), "node", "--no-warnings", str(REPO / "bench/wasm_micro_v8.mjs"),
+                                  str(module), str(bodies["chat-1k"].parent), *files],
+                                 capture_output=True, text=True, env=env)
+            if run.returncode == 0:
+                out["v8"] = json.loads(run.stdout)
+                out["v8_version"] = first_line(["node", "-p", "process.versions.v8"])
+            else:
+                self.notes.append(f"V8 micro-benchmarks failed: {run.stderr.strip()[-300:]}")
         self.results["micro"] = out
 
     def gate(self) -> None:
@@ -460,6 +478,7 @@ class Bench:
                                        for t in self.targets]
             self.results["versions"] = versions()
             self.check(bodies)
+            self.idle()
             self.latency(bodies)
             self.throughput(bodies)
             self.streaming(bodies)

@@ -158,7 +158,7 @@ fn time_case(case: &Case, body: &[u8], budget: Duration) -> serde_json::Value {
         calls += 1;
     }
     let per_sample = calls.max(1);
-    let mut samples: Vec<f64> = (0..7)
+    let mut samples: Vec<f64> = (0..11)
         .map(|_| {
             let start = Instant::now();
             for _ in 0..per_sample {
