@@ -423,7 +423,9 @@ def render(results: dict) -> str:
         f"tier) and under Wasmtime {results.get('micro', {}).get('wasmtime', '–')} (Cranelift), next to the "
         "native build of the same code on the same core. Outside a proxy: no hostcalls, which the latency "
         "tables above include. Best of 11 timed samples, the least disturbed by other work on the machine; "
-        "\"Wasm / native\" uses the first Wasm engine.",
+        "\"Wasm / native\" uses the first Wasm engine. At 1 MB the native build also pays glibc's fresh "
+        "mmap and page faults for every 1 MB buffer, which a Wasm linear memory reuses: compare engines on the "
+        "small bodies.",
         "",
         *micro_tables(results),
         "",

@@ -9,7 +9,8 @@ one worker, Portkey's single Node process) is pinned to CPU 1; the mock provider
 generator share CPU 0. Only one target is loaded at a time; the others sit idle.
 
 Results go to BENCHMARKS.md (bench/report.py) and target/bench/results.json.
-BENCH_QUICK=1 runs a ~3 minute smoke version with fewer and shorter rounds.
+BENCH_QUICK=1 runs a ~3 minute smoke version with fewer and shorter rounds; BENCH_WAIT_QUIET=MINUTES
+waits (at most that long) for the load average to fall under 1 before starting.
 """
 
 from __future__ import annotations
@@ -463,7 +464,20 @@ class Bench:
                 "rps": loaded["rps"],
             }
 
+    def wait_for_quiet(self) -> None:
+        """BENCH_WAIT_QUIET=MINUTES: wait up to that long for the 1-minute load average to drop
+        under 1 before measuring (other engineers build on this machine)."""
+        minutes = float(os.environ.get("BENCH_WAIT_QUIET", "0") or 0)
+        deadline = time.monotonic() + minutes * 60
+        while time.monotonic() < deadline:
+            load = float(Path("/proc/loadavg").read_text().split()[0])
+            if load < 1.0:
+                return
+            log(f"waiting for a quieter machine: load average {load:.2f}")
+            time.sleep(30)
+
     def run(self) -> int:
+        self.wait_for_quiet()
         start_busy, start_total = machine_cpu_jiffies()
         own_start = own_cpu_seconds()
         started = time.time()
