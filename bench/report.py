@@ -138,12 +138,28 @@ def headline(results: dict) -> list[str]:
                          f"measured (see Notes) | not measured |")
             continue
         r = theirs / mine
+        filter_only = over_envoy(results, "chat-1k", name)
+        alone = f"; filter alone {signed(filter_only, 1)}: {ratio(theirs / filter_only)}" if filter_only else ""
         lines.append(
             f"| {PEER_NAMES[peer]}'s added latency ≥ {factor}x Tollgate's (1 KB, median over direct; Tollgate "
-            f"= Envoy + filter) | {PEER_NAMES[peer]} {signed(theirs)} vs `{name}` {signed(mine, 1)} = **{ratio(r)}** | "
+            f"= Envoy + filter) | {PEER_NAMES[peer]} {signed(theirs)} vs `{name}` {signed(mine, 1)} = **{ratio(r)}**"
+            f"{alone} | "
             f"{verdict(r >= factor, f'by {factor - r:.1f}x')} |"
         )
     return lines
+
+
+def busy_caveat(results: dict) -> list[str]:
+    """When other work loaded the machine, say how much that inflated the absolute figures."""
+    share = results["machine"].get("other_cpu_share", 0)
+    if share < 0.25:
+        return []
+    envoy = added(results, "chat-1k", "envoy")
+    return [f"**Busy machine:** other processes used {share:.0%} of the CPU during this run, so absolute times "
+            "(and the verdicts on the absolute targets: 35 µs, 5 µs, and throughput at a p99 bound) are inflated. "
+            f"For scale: bare Envoy's own hop measured {signed(envoy)} here, against about +85 µs on a quiet machine "
+            "of this kind (shared/research/perf.md section 3). Ratios within the run are affected less, not "
+            "immune: caches emptied by other work cost a lean proxy proportionally more than a heavy one.", ""]
 
 
 def latency_tables(results: dict) -> list[str]:
@@ -345,6 +361,7 @@ def render(results: dict) -> str:
         "",
         *headline(results),
         "",
+        *busy_caveat(results),
         "\"Added\" is a target's latency minus the mock provider's own, measured one request at a time (medians of "
         "every sample pooled over all rounds). Tollgate's figure for the peer comparison is the whole product, "
         "Envoy's hop included, since that is what a user deploys instead of a peer.",
@@ -383,7 +400,9 @@ def render(results: dict) -> str:
         "that namespace).",
         "- CPUs: the proxy under test is pinned to CPU 1 (`taskset`; Envoy `--concurrency 1`, LiteLLM one worker, "
         "Portkey one Node process); the mock and the load generator share CPU 0. Only one target is loaded at a "
-        "time.",
+        "time. " + (f"Every process of the benchmark runs at nice {plan['nice']} (BENCH_NICE), the same for all "
+                    "targets, so other work on the machine delays them less." if plan.get("nice") else
+                    "No priority change (BENCH_NICE=0)."),
         "- Load generator: `tollgate-load` (src/bin/tollgate-load), one closed-loop HTTP/1.1 keep-alive client for "
         "every target; it keeps every sample (exact percentiles) and times SSE events. Responses that are not 2xx, "
         "or Tollgate responses without `x-tollgate-cost-usd`, count as errors.",
@@ -444,7 +463,8 @@ def render(results: dict) -> str:
     ]
     notes = list(results.get("notes", []))
     if results.get("portkey_namespace"):
-        notes.append(f"Portkey's namespace had only `{results['portkey_namespace']}`: no traffic left loopback.")
+        interfaces = " ".join(results["portkey_namespace"].split())
+        notes.append(f"Portkey's namespace had one interface, `{interfaces}`: no traffic left loopback.")
     lines += [f"- {n}" for n in notes] or ["- None."]
     return "\n".join(lines) + "\n"
 
