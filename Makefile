@@ -1,5 +1,5 @@
 # Tollgate: `make run` to try it, `make test` to run every test. Both install what they need.
-.PHONY: all setup build wasm native run test test-native test-e2e lint clean prices pricing-oracle
+.PHONY: all setup build wasm native run test test-native test-e2e lint clean prices pricing-oracle bench bench-setup bench-gate
 
 CARGO ?= cargo
 PYTHON := .venv/bin/python
@@ -29,6 +29,18 @@ test-native:
 
 test-e2e:
 	$(PYTHON) -m pytest tests/e2e -q
+
+# Benchmarks (never part of `make test`): Tollgate vs bare Envoy, the mock, LiteLLM and Portkey,
+# written to BENCHMARKS.md. BENCH_QUICK=1 for a ~3 minute smoke run. See README "Benchmarks".
+bench: build setup bench-setup
+	@$(PYTHON) bench/run.py
+
+bench-setup:
+	@bench/setup.sh
+
+# Instruction counts of the per-request path under callgrind against bench/gate-baseline.json.
+bench-gate: bench-setup
+	@$(PYTHON) bench/gate.py
 
 lint:
 	$(CARGO) fmt --check

@@ -5,6 +5,9 @@
 # Route 2: Debian's own toolchain (rustc-web, lld-19, wasi-libc), for machines where rustup
 #          cannot fetch the target (CI here reaches package registries, not static.rust-lang.org).
 # TOLLGATE_WASM_TOOLCHAIN=rustup|debian forces a route; the default, auto, tries them in order.
+#
+# `build-wasm.sh --example NAME` builds examples/NAME.rs as a wasm32-wasip1 command module
+# instead (the benchmarks run the filter's pure code that way) and leaves dist/ alone.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -13,6 +16,13 @@ TARGET_DIR=${CARGO_TARGET_DIR:-target}
 # SIMD: memchr and friends run ~8x faster in wasm with it; V8 and Wasmtime both support it.
 SIMD="-C target-feature=+simd128"
 DEBIAN_PKGS=(rustc-web cargo-web rust-web-src lld-19 wasi-libc)
+WHAT=(--lib)
+ARTIFACT=tollgate.wasm
+if [[ ${1:-} == --example ]]; then
+  [[ -n ${2:-} ]] || { echo "build-wasm: --example needs a name" >&2; exit 2; }
+  WHAT=(--example "$2")
+  ARTIFACT=examples/$2.wasm
+fi
 
 die() { echo "build-wasm: $*" >&2; exit 1; }
 
@@ -42,8 +52,8 @@ debian_ready() {
 }
 
 build_rustup() {
-  RUSTFLAGS="$SIMD" cargo build --release --lib --target "$TARGET"
-  OUT=$TARGET_DIR/$TARGET/release/tollgate.wasm
+  RUSTFLAGS="$SIMD" cargo build --release "${WHAT[@]}" --target "$TARGET"
+  OUT=$TARGET_DIR/$TARGET/release/$ARTIFACT
   VIA="the rustup toolchain"
 }
 
@@ -57,8 +67,8 @@ build_debian() {
     RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR="$dir" \
     CARGO_TARGET_WASM32_WASIP1_LINKER=wasm-ld-19 \
     RUSTFLAGS="-C link-self-contained=no -L /usr/lib/wasm32-wasi $SIMD" \
-    /usr/bin/cargo build --release --lib --target "$TARGET" -Zbuild-std=std,panic_abort
-  OUT=$dir/$TARGET/release/tollgate.wasm
+    /usr/bin/cargo build --release "${WHAT[@]}" --target "$TARGET" -Zbuild-std=std,panic_abort
+  OUT=$dir/$TARGET/release/$ARTIFACT
   VIA="Debian's toolchain"
 }
 
@@ -80,6 +90,10 @@ case ${TOLLGATE_WASM_TOOLCHAIN:-auto} in
 esac
 
 [[ -f $OUT ]] || die "cargo succeeded but $OUT is missing"
+if [[ $ARTIFACT != tollgate.wasm ]]; then
+  echo "$OUT"
+  exit 0
+fi
 mkdir -p dist
 # Copy only on change so dist/tollgate.wasm keeps its mtime across no-op builds.
 cmp -s "$OUT" dist/tollgate.wasm || cp "$OUT" dist/tollgate.wasm

@@ -16,6 +16,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import yaml
@@ -64,10 +65,12 @@ def _stop(process: subprocess.Popen) -> None:
 
 
 class Mock:
-    """tollgate-mock on a port of its own."""
+    """tollgate-mock on a port of its own. `prefix` runs it through another command, e.g.
+    `taskset -c 0` (the benchmarks pin CPUs) or `ip netns exec NS`; both exec, so the
+    process is still the mock's."""
 
-    def __init__(self, *args: str, port: int = 0, name: str | None = None):
-        command = [str(release_binary("tollgate-mock")), "--listen", f"127.0.0.1:{port}", "--quiet", *args]
+    def __init__(self, *args: str, port: int = 0, name: str | None = None, prefix: Sequence[str] = ()):
+        command = [*prefix, str(release_binary("tollgate-mock")), "--listen", f"127.0.0.1:{port}", "--quiet", *args]
         if name:
             command += ["--name", name]
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -91,20 +94,26 @@ def render_envoy_config(
     admin_port: int,
     upstream_port: int | dict[str, int],
     filter_config: dict | None = None,
+    tollgate: bool = True,
 ) -> dict:
     """The shipped config with test ports, an absolute .wasm path and optionally another
     filter configuration. Everything else stays as shipped, so tests exercise the real file.
 
     `upstream_port` is one port for every endpoint, or a port per cluster name (clusters without
     endpoints of their own, such as aggregate clusters, are left alone). The .wasm path is also
-    replaced in clusters' upstream HTTP filters; `filter_config` applies to the listener's filter."""
+    replaced in clusters' upstream HTTP filters; `filter_config` applies to the listener's filter.
+    With `tollgate=False` the Wasm filter is removed: the same Envoy without Tollgate, which
+    the benchmarks compare against."""
     config = copy.deepcopy(yaml.safe_load(template.read_text()))
     config["admin"]["address"]["socket_address"]["port_value"] = admin_port
     for listener in config["static_resources"]["listeners"]:
         listener["address"]["socket_address"]["port_value"] = listen_port
         for chain in listener["filter_chains"]:
             for network_filter in chain["filters"]:
-                for http_filter in network_filter["typed_config"].get("http_filters", []):
+                http_filters = network_filter["typed_config"].get("http_filters", [])
+                if not tollgate:
+                    http_filters[:] = [f for f in http_filters if not _is_wasm(f)]
+                for http_filter in http_filters:
                     wasm = http_filter["typed_config"].get("config")
                     if not wasm:
                         continue
@@ -124,6 +133,10 @@ def render_envoy_config(
     return config
 
 
+def _is_wasm(http_filter: dict) -> bool:
+    return http_filter["typed_config"]["@type"].endswith("envoy.extensions.filters.http.wasm.v3.Wasm")
+
+
 class Envoy:
     """A real Envoy running a rendered copy of envoy/envoy.yaml, one worker thread."""
 
@@ -135,16 +148,19 @@ class Envoy:
         listen_port: int | None = None,
         admin_port: int | None = None,
         log_level: str = "warning",
+        tollgate: bool = True,
+        prefix: Sequence[str] = (),
     ):
         self.port = listen_port or free_port()
         self.admin_port = admin_port or free_port()
         self.workdir = Path(tempfile.mkdtemp(prefix="tollgate-envoy-"))
-        config = render_envoy_config(template, self.port, self.admin_port, upstream_port, filter_config)
+        config = render_envoy_config(template, self.port, self.admin_port, upstream_port, filter_config, tollgate)
         config_path = self.workdir / "envoy.yaml"
         config_path.write_text(yaml.safe_dump(config))
         self.log_path = self.workdir / "envoy.log"
         self._log = open(self.log_path, "w")
         command = [
+            *prefix,
             str(envoy_binary()),
             "-c", str(config_path),
             "--base-id", str(next(_base_ids)),

@@ -62,3 +62,20 @@ def test_envoy_refuses_to_start_with_a_bad_filter_config(mock):
     with pytest.raises(RuntimeError) as raised:
         Envoy(mock.port, filter_config={"log_level": "loud"})
     assert "log_level" in str(raised.value)
+
+
+def test_bare_envoy_of_the_benchmarks_is_the_shipped_config_without_tollgate(mock):
+    """`make bench` compares Tollgate with the same Envoy minus the filter, derived from
+    envoy/envoy.yaml by the harness rather than kept as a second copy."""
+    from conftest import post
+
+    proxy = Envoy(mock.port, tollgate=False)
+    try:
+        response = post(proxy.port, "/v1/chat/completions", {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]})
+        assert response.status == 200
+        assert response.header("x-tollgate-cost-usd") is None
+        listeners = proxy.admin("/config_dump?resource=static_listeners")[1]
+        assert "filters.http.router" in listeners
+        assert "filters.http.wasm" not in listeners
+    finally:
+        proxy.stop()
