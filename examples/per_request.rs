@@ -13,7 +13,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // a bench may fail loudly
 
 #[path = "../tests/support/mod.rs"]
-#[allow(dead_code)]
 mod support;
 
 use std::hint::black_box;
@@ -22,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use support::{policy, FakeHost, Profile};
 use tollgate::config::Policy;
-use tollgate::dialect::openai;
+use tollgate::dialect::{self, Api};
 use tollgate::exchange::Exchange;
 
 const CHAT_REQUEST: &[u8] = include_bytes!("../tests/fixtures/openai/chat_request.json");
@@ -90,15 +89,15 @@ fn shared_policy() -> Rc<Policy> {
 }
 
 fn parse_request(body: &[u8]) -> usize {
-    let parsed = openai::parse_chat_request(black_box(body)).expect("bench bodies are valid chat requests");
+    let parsed = dialect::parse_request(black_box(body)).expect("bench bodies are valid chat requests");
     black_box(parsed);
     1
 }
 
 fn parse_response(_body: &[u8]) -> usize {
-    let parsed = openai::parse_chat_response(black_box(CHAT_RESPONSE)).expect("fixture is a chat response");
-    let usage = parsed.usage.expect("fixture has usage");
-    black_box(shared_policy().prices.cost("gpt-4o-mini-2024-07-18", usage));
+    let parsed = Api::OpenAiChat.read_response(black_box(CHAT_RESPONSE)).expect("fixture is a chat response");
+    assert!(parsed.tokens.input.is_some(), "fixture has usage");
+    black_box(shared_policy().prices.cost("gpt-4o-mini-2024-07-18", &parsed.tokens));
     1
 }
 
