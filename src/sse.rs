@@ -119,7 +119,7 @@ impl SseFramer {
             self.end_line(events);
         }
         while !bytes.is_empty() {
-            let Some(at) = bytes.iter().position(|&b| b == b'\n' || b == b'\r') else {
+            let Some(at) = memchr::memchr2(b'\n', b'\r', bytes) else {
                 self.push_line_bytes(bytes, issues);
                 self.offset += bytes.len() as u64;
                 return;

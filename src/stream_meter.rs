@@ -94,7 +94,7 @@ impl StreamMeter {
             if self.strip_usage_only && facts.usage_only {
                 dropped.push((event.start, event.end));
             }
-            if facts.model.is_some() {
+            if self.model.is_none() {
                 self.model = facts.model;
             }
             self.tokens.merge(facts.tokens);

@@ -1,5 +1,8 @@
 //! OpenAI Chat Completions, Responses and Embeddings: usage objects and stream events.
 
+use std::borrow::Cow;
+
+use serde::Deserialize;
 use serde_json::Value;
 
 use super::EventFacts;
@@ -50,38 +53,74 @@ pub fn with_include_usage(body: &[u8]) -> Option<Vec<u8>> {
     serde_json::to_vec(&value).ok()
 }
 
-/// A Chat Completions chunk: `data: {chunk}` events, then `data: [DONE]`.
+/// A Chat Completions chunk: `data: {chunk}` events, then `data: [DONE]`. Read into borrowed,
+/// typed fields (unknown ones skipped without building them): this runs for every chunk of every
+/// stream, so it must cost a few microseconds at most.
 pub fn read_chat_event(event: &SseEvent) -> EventFacts {
     if event.data == b"[DONE]" {
         return EventFacts { terminal: true, ..EventFacts::default() };
     }
-    let Ok(chunk) = serde_json::from_slice::<Value>(&event.data) else {
+    let Ok(chunk) = serde_json::from_slice::<ChatChunk>(&event.data) else {
         return EventFacts::default();
     };
-    let mut facts =
-        EventFacts { model: chunk.get("model").and_then(Value::as_str).map(str::to_string), ..EventFacts::default() };
-    let choices = chunk.get("choices").and_then(Value::as_array);
-    if let Some(usage) = chunk.get("usage").filter(|u| u.is_object()) {
-        facts.tokens = chat_usage(usage);
-        facts.usage_only = choices.is_some_and(|c| c.is_empty());
+    let mut facts = EventFacts { model: chunk.model.map(Cow::into_owned), ..EventFacts::default() };
+    if let Some(usage) = chunk.usage.filter(Value::is_object) {
+        facts.tokens = chat_usage(&usage);
+        facts.usage_only = chunk.choices.as_ref().is_some_and(Vec::is_empty);
     }
-    for choice in choices.into_iter().flatten() {
-        let Some(delta) = choice.get("delta") else { continue };
-        for key in ["content", "refusal", "reasoning_content"] {
-            if let Some(text) = delta.get(key).and_then(Value::as_str) {
-                facts.text.push_str(text);
-            }
+    for delta in chunk.choices.iter().flatten().filter_map(|c| c.delta.as_ref()) {
+        for text in [&delta.content, &delta.refusal, &delta.reasoning_content].into_iter().flatten() {
+            facts.text.push_str(text);
         }
-        for call in delta.get("tool_calls").and_then(Value::as_array).into_iter().flatten() {
-            let function = call.get("function");
-            for key in ["name", "arguments"] {
-                if let Some(text) = function.and_then(|f| f.get(key)).and_then(Value::as_str) {
-                    facts.text.push_str(text);
-                }
+        for function in delta.tool_calls.iter().flatten().filter_map(|c| c.function.as_ref()) {
+            for text in [&function.name, &function.arguments].into_iter().flatten() {
+                facts.text.push_str(text);
             }
         }
     }
     facts
+}
+
+#[derive(Deserialize)]
+struct ChatChunk<'a> {
+    #[serde(borrow, default)]
+    model: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    choices: Option<Vec<ChunkChoice<'a>>>,
+    #[serde(default)]
+    usage: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct ChunkChoice<'a> {
+    #[serde(borrow, default)]
+    delta: Option<ChunkDelta<'a>>,
+}
+
+#[derive(Deserialize)]
+struct ChunkDelta<'a> {
+    #[serde(borrow, default)]
+    content: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    refusal: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    reasoning_content: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    tool_calls: Option<Vec<ToolCallDelta<'a>>>,
+}
+
+#[derive(Deserialize)]
+struct ToolCallDelta<'a> {
+    #[serde(borrow, default)]
+    function: Option<FunctionDelta<'a>>,
+}
+
+#[derive(Deserialize)]
+struct FunctionDelta<'a> {
+    #[serde(borrow, default)]
+    name: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    arguments: Option<Cow<'a, str>>,
 }
 
 /// A Responses stream event: typed events; usage arrives with the final response object.
