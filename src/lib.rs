@@ -9,6 +9,7 @@ pub mod config;
 pub mod dialect;
 pub mod estimate;
 pub mod exchange;
+pub mod guardrails;
 pub mod host_io;
 pub mod json_edit;
 pub mod names;

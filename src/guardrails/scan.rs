@@ -1,0 +1,496 @@
+//! Matchers: what finds text for one check. Every matcher has the same *local* semantics, so
+//! that scanning a text in one piece and scanning it as a stream give the same findings:
+//! starting at a position, take the next finding (leftmost; the longest when several start
+//! together; then the higher-priority detector), continue right after it.
+//!
+//! Built-in detectors skip most text: a table-driven pass splits the text into words and
+//! keeps only runs of "interesting" words (with a digit, an upper-case letter, `@`, `:`, `-`,
+//! `_`, `+`, `/`, `=`); a detector's regular expression only runs on a run that meets its
+//! trigger (enough digits, its literal prefix, …). Prose is mostly lower-case words, so most
+//! bytes are looked at once, by a table lookup.
+
+use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
+use regex_automata::meta::Regex;
+use regex_automata::util::syntax;
+use regex_automata::{Anchored, Input};
+
+use super::detect::{self, Builtin, Window, CLASS, DIGIT, INTERESTING, WS};
+
+/// One finding: `start..end` is the value (what a mask replaces); `order` is where the match
+/// began (before `start` only for `Bearer <token>`), which decides precedence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Found {
+    pub start: usize,
+    pub end: usize,
+    pub order: usize,
+    /// Index into the matcher's labels.
+    pub label: u16,
+}
+
+/// What a finding is called in decisions and placeholders.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Label {
+    /// Detector name (`email`) or the check's own name for custom patterns.
+    pub name: String,
+    /// Placeholder text without brackets: `EMAIL`.
+    pub placeholder: String,
+}
+
+/// Regular-expression syntax used everywhere: ASCII mode (no Unicode tables, no Unicode `\b`
+/// cliff), matching bytes, case-insensitivity on ASCII letters only.
+pub fn syntax_config() -> syntax::Config {
+    syntax::Config::new().unicode(false).utf8(false)
+}
+
+/// Builds a linear-time regex (meta engine: lazy DFA, falling back to a PikeVM).
+pub fn build_regexes(patterns: &[String]) -> Result<Regex, String> {
+    Regex::builder()
+        .syntax(syntax_config())
+        .configure(
+            Regex::config().utf8_empty(false).nfa_size_limit(Some(4 << 20)).hybrid_cache_capacity(1 << 20).dfa(false),
+        )
+        .build_many(patterns)
+        .map_err(|e| match e.syntax_error() {
+            Some(syntax) => syntax.to_string().lines().last().unwrap_or("invalid pattern").trim().to_string(),
+            None => e.to_string(),
+        })
+}
+
+#[derive(Debug)]
+struct Detector {
+    builtin: &'static Builtin,
+    regex: Regex,
+}
+
+/// A set of built-in detectors, compiled.
+#[derive(Debug)]
+pub struct Detectors {
+    list: Vec<Detector>,
+    labels: Vec<Label>,
+}
+
+#[derive(Debug)]
+pub enum Matcher {
+    Detectors(Detectors),
+    /// Custom regular expressions; each pattern has its own label.
+    Patterns {
+        regex: Regex,
+        labels: Vec<Label>,
+    },
+    /// Word lists (aho-corasick), case-insensitive unless configured otherwise.
+    Keywords {
+        ac: AhoCorasick,
+        whole_words: bool,
+        labels: Vec<Label>,
+    },
+}
+
+/// A run of interesting words and the detectors whose triggers it meets.
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    start: usize,
+    end: usize,
+    mask: u32,
+}
+
+impl Detectors {
+    /// `names` are built-in detector names, already expanded and checked.
+    pub fn new(names: &[&str]) -> Result<Detectors, String> {
+        let mut list = Vec::new();
+        // Keep the built-in priority order whatever order the configuration lists them in.
+        for builtin in detect::BUILTINS.iter().filter(|b| names.contains(&b.name)) {
+            let regex = build_regexes(&[builtin.pattern.to_string()])?;
+            list.push(Detector { builtin, regex });
+        }
+        let labels = list
+            .iter()
+            .map(|d| Label { name: d.builtin.name.to_string(), placeholder: d.builtin.label.to_string() })
+            .collect();
+        Ok(Detectors { list, labels })
+    }
+
+    pub fn patterns(&self) -> Vec<String> {
+        self.list.iter().map(|d| d.builtin.pattern.to_string()).collect()
+    }
+
+    /// Splits `hay[from..]` into runs of interesting words and notes which detectors each may
+    /// hold. Runs no detector can use are dropped.
+    fn runs(&self, hay: &[u8], from: usize) -> Vec<Run> {
+        let mut runs = Vec::new();
+        let mut run: Option<(usize, usize, u8, u32)> = None; // start, end, classes, digits
+        let mut word_start = from;
+        let mut in_word = false;
+        let (mut flags, mut digits) = (0u8, 0u32);
+        let tail = hay.get(from..).unwrap_or_default();
+        for (offset, &byte) in tail.iter().enumerate() {
+            let class = CLASS.get(usize::from(byte)).copied().unwrap_or(0);
+            if class == WS {
+                if in_word {
+                    in_word = false;
+                    self.end_word(hay, &mut runs, &mut run, (word_start, from + offset, flags, digits));
+                }
+            } else {
+                if !in_word {
+                    in_word = true;
+                    word_start = from + offset;
+                    flags = 0;
+                    digits = 0;
+                }
+                flags |= class;
+                digits += u32::from(class & DIGIT);
+            }
+        }
+        if in_word {
+            self.end_word(hay, &mut runs, &mut run, (word_start, hay.len(), flags, digits));
+        }
+        if let Some(open) = run {
+            self.close_run(hay, &mut runs, open);
+        }
+        runs
+    }
+
+    fn end_word(
+        &self,
+        hay: &[u8],
+        runs: &mut Vec<Run>,
+        run: &mut Option<(usize, usize, u8, u32)>,
+        (start, end, flags, digits): (usize, usize, u8, u32),
+    ) {
+        if flags & INTERESTING == 0 {
+            if let Some(open) = run.take() {
+                self.close_run(hay, runs, open);
+            }
+            return;
+        }
+        match run {
+            Some((_, run_end, run_flags, run_digits)) => {
+                *run_end = end;
+                *run_flags |= flags;
+                *run_digits += digits;
+            }
+            None => *run = Some((start, end, flags, digits)),
+        }
+    }
+
+    fn close_run(&self, hay: &[u8], runs: &mut Vec<Run>, (start, end, flags, digits): (usize, usize, u8, u32)) {
+        let mut mask = 0u32;
+        let len = end - start;
+        for (bit, detector) in self.list.iter().enumerate() {
+            let trigger = &detector.builtin.trigger;
+            let Window::Runs { lookback } = detector.builtin.window else { continue };
+            if flags & trigger.classes != trigger.classes
+                || (trigger.any_of != 0 && flags & trigger.any_of == 0)
+                || digits < trigger.min_digits
+                || len < trigger.min_len
+            {
+                continue;
+            }
+            let text = hay.get(start..end).unwrap_or_default();
+            if !trigger.needles.is_empty() && !trigger.needles.iter().any(|n| memchr::memmem::find(text, n).is_some()) {
+                continue;
+            }
+            if lookback > 0 {
+                // `Bearer` (any case) just before or inside the run.
+                let window = hay.get(start.saturating_sub(lookback)..end).unwrap_or_default();
+                if !window.windows(6).any(|w| w.eq_ignore_ascii_case(b"bearer")) {
+                    continue;
+                }
+            }
+            mask |= 1 << bit;
+        }
+        if mask != 0 {
+            runs.push(Run { start, end, mask });
+        }
+    }
+
+    /// The next valid finding of detector `k` starting at or after `pos`, searching `from..`.
+    fn next_in_window(&self, k: usize, hay: &[u8], pos: usize, window_end: usize) -> Option<Found> {
+        let detector = self.list.get(k)?;
+        let builtin = detector.builtin;
+        let mut at = pos;
+        while at < window_end {
+            let input = Input::new(hay).span(at..window_end);
+            let m = detector.regex.search(&input)?;
+            let (mut start, end) = (m.start(), m.end());
+            if builtin.value_after_space {
+                let text = hay.get(start..end).unwrap_or_default();
+                let skip = text.iter().position(|b| *b == b' ' || *b == b'\t').unwrap_or(0);
+                let token = text.get(skip..).unwrap_or_default();
+                start += skip + token.iter().take_while(|b| **b == b' ' || **b == b'\t').count();
+            }
+            let value = hay.get(start..end).unwrap_or_default();
+            let before = hay.get(..start).unwrap_or_default();
+            let after = hay.get(end..).unwrap_or_default();
+            if end > start && (builtin.validate)(value, before, after) {
+                return Some(Found { start, end, order: m.start(), label: k as u16 });
+            }
+            at = m.start() + 1;
+        }
+        None
+    }
+
+    fn next_from_literal(&self, k: usize, literal: &[u8], hay: &[u8], pos: usize) -> Option<Found> {
+        let detector = self.list.get(k)?;
+        let mut at = pos;
+        loop {
+            let offset = memchr::memmem::find(hay.get(at..)?, literal)?;
+            let p = at + offset;
+            let input = Input::new(hay).span(p..hay.len()).anchored(Anchored::Yes);
+            if let Some(m) = detector.regex.search(&input) {
+                let value = hay.get(m.start()..m.end()).unwrap_or_default();
+                let before = hay.get(..m.start()).unwrap_or_default();
+                let after = hay.get(m.end()..).unwrap_or_default();
+                if m.end() > m.start() && (detector.builtin.validate)(value, before, after) {
+                    return Some(Found { start: m.start(), end: m.end(), order: m.start(), label: k as u16 });
+                }
+            }
+            at = p + 1;
+        }
+    }
+
+    fn find_all(&self, hay: &[u8], from: usize, out: &mut Vec<Found>) {
+        let runs = self.runs(hay, from);
+        let any_literal = self.list.iter().any(|d| matches!(d.builtin.window, Window::FromLiteral(_)));
+        if runs.is_empty() && !any_literal {
+            return;
+        }
+        // Per detector: index of the next run to search, and its pending finding.
+        let mut cursor = vec![0usize; self.list.len()];
+        let mut next: Vec<Option<Found>> = vec![None; self.list.len()];
+        let mut done = vec![false; self.list.len()];
+        let mut pos = from;
+        loop {
+            let mut best: Option<Found> = None;
+            for k in 0..self.list.len() {
+                if done.get(k).copied().unwrap_or(true) {
+                    continue;
+                }
+                let stale = next.get(k).copied().flatten().is_none_or(|f| f.order < pos);
+                if stale {
+                    let found = self.next_for(k, hay, from, pos, &runs, cursor.get_mut(k));
+                    if found.is_none() {
+                        if let Some(d) = done.get_mut(k) {
+                            *d = true;
+                        }
+                    }
+                    if let Some(slot) = next.get_mut(k) {
+                        *slot = found;
+                    }
+                }
+                let Some(candidate) = next.get(k).copied().flatten() else { continue };
+                best = match best {
+                    None => Some(candidate),
+                    Some(b) => Some(if better(&candidate, &b) { candidate } else { b }),
+                };
+            }
+            let Some(found) = best else { break };
+            out.push(found);
+            pos = found.end.max(found.order + 1);
+        }
+    }
+
+    fn next_for(
+        &self,
+        k: usize,
+        hay: &[u8],
+        from: usize,
+        pos: usize,
+        runs: &[Run],
+        cursor: Option<&mut usize>,
+    ) -> Option<Found> {
+        let detector = self.list.get(k)?;
+        match detector.builtin.window {
+            Window::FromLiteral(literal) => self.next_from_literal(k, literal, hay, pos),
+            Window::Runs { lookback } => {
+                let cursor = cursor?;
+                while let Some(run) = runs.get(*cursor) {
+                    if run.mask & (1 << k) == 0 || run.end <= pos {
+                        *cursor += 1;
+                        continue;
+                    }
+                    let start = run.start.saturating_sub(lookback).max(from).max(pos);
+                    if let Some(found) = self.next_in_window(k, hay, start, run.end) {
+                        return Some(found);
+                    }
+                    *cursor += 1;
+                }
+                None
+            }
+        }
+    }
+}
+
+/// Precedence between two findings: earlier start, then longer, then the higher priority
+/// (lower label index: built-ins are listed by priority).
+fn better(a: &Found, b: &Found) -> bool {
+    (a.order, std::cmp::Reverse(a.end), a.label) < (b.order, std::cmp::Reverse(b.end), b.label)
+}
+
+impl Matcher {
+    pub fn keywords(
+        words: &[String],
+        case_sensitive: bool,
+        whole_words: bool,
+        label: Label,
+    ) -> Result<Matcher, String> {
+        let ac = AhoCorasick::builder()
+            .match_kind(MatchKind::LeftmostLongest)
+            .ascii_case_insensitive(!case_sensitive)
+            .kind(Some(AhoCorasickKind::DFA))
+            .build(words)
+            .map_err(|e| e.to_string())?;
+        Ok(Matcher::Keywords { ac, whole_words, labels: vec![label] })
+    }
+
+    pub fn labels(&self) -> &[Label] {
+        match self {
+            Matcher::Detectors(d) => &d.labels,
+            Matcher::Patterns { labels, .. } | Matcher::Keywords { labels, .. } => labels,
+        }
+    }
+
+    /// Every finding in `hay[from..]` (bytes before `from` are context only).
+    pub fn find_all(&self, hay: &[u8], from: usize, out: &mut Vec<Found>) {
+        match self {
+            Matcher::Detectors(d) => d.find_all(hay, from, out),
+            Matcher::Patterns { regex, .. } => {
+                let mut at = from;
+                while at <= hay.len() {
+                    let Some(m) = regex.search(&Input::new(hay).span(at..hay.len())) else { break };
+                    if m.is_empty() {
+                        at = m.end() + 1; // empty matches are ignored
+                        continue;
+                    }
+                    out.push(Found {
+                        start: m.start(),
+                        end: m.end(),
+                        order: m.start(),
+                        label: m.pattern().as_usize() as u16,
+                    });
+                    at = m.end();
+                }
+            }
+            Matcher::Keywords { ac, whole_words, .. } => {
+                let mut at = from;
+                while at < hay.len() {
+                    let input = aho_corasick::Input::new(hay).span(at..hay.len());
+                    let Some(m) = ac.find(input) else { break };
+                    let word = |b: Option<&u8>| b.is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'_');
+                    let edge_ok = |first: Option<&u8>, outside: Option<&u8>| !(word(first) && word(outside));
+                    let ok = !whole_words
+                        || (edge_ok(hay.get(m.start()), m.start().checked_sub(1).and_then(|i| hay.get(i)))
+                            && edge_ok(m.end().checked_sub(1).and_then(|i| hay.get(i)), hay.get(m.end())));
+                    if ok && !m.is_empty() {
+                        out.push(Found { start: m.start(), end: m.end(), order: m.start(), label: 0 });
+                        at = m.end();
+                    } else {
+                        at = m.start() + 1;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Patterns describing this matcher for the streaming hold-back automaton.
+    pub fn shape_patterns(&self, keywords_source: &[String], case_sensitive: bool) -> Vec<String> {
+        match self {
+            Matcher::Detectors(d) => d.patterns(),
+            Matcher::Patterns { .. } => keywords_source.to_vec(),
+            Matcher::Keywords { .. } => {
+                let words: Vec<String> = keywords_source.iter().map(|w| escape(w)).collect();
+                let flags = if case_sensitive { "" } else { "(?i)" };
+                vec![format!("{flags}(?:{})", words.join("|"))]
+            }
+        }
+    }
+
+    /// Bytes after a finding its validity depends on.
+    pub fn lookahead(&self) -> usize {
+        match self {
+            Matcher::Detectors(_) => detect::LOOKAHEAD,
+            Matcher::Patterns { .. } => 0,
+            Matcher::Keywords { whole_words, .. } => usize::from(*whole_words),
+        }
+    }
+}
+
+/// Escapes regex metacharacters in a literal (whitespace becomes `\s+`-free exact bytes).
+pub fn escape(text: &str) -> String {
+    regex_syntax::escape(text)
+}
+
+fn is_word_char(c: Option<char>) -> bool {
+    c.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// A phrase list as one regular expression: whole words, any run of whitespace between words,
+/// ASCII case-insensitive.
+pub fn phrases_pattern(phrases: &[String]) -> String {
+    let alternatives: Vec<String> = phrases
+        .iter()
+        .filter(|p| !p.trim().is_empty())
+        .map(|p| {
+            let body = p.split_whitespace().map(escape).collect::<Vec<_>>().join(r"\s+");
+            let open = if is_word_char(p.trim().chars().next()) { r"\b" } else { "" };
+            let close = if is_word_char(p.trim().chars().last()) { r"\b" } else { "" };
+            format!("{open}{body}{close}")
+        })
+        .collect();
+    format!("(?i)(?:{})", alternatives.join("|"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn detectors(names: &[&str]) -> Matcher {
+        Matcher::Detectors(Detectors::new(names).unwrap())
+    }
+
+    fn found(m: &Matcher, text: &str) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        m.find_all(text.as_bytes(), 0, &mut out);
+        out.iter().map(|f| (m.labels()[f.label as usize].name.clone(), text[f.start..f.end].to_string())).collect()
+    }
+
+    #[test]
+    fn finds_each_builtin() {
+        let all: Vec<&str> = detect::BUILTINS.iter().map(|b| b.name).collect();
+        let m = detectors(&all);
+        let text = "Mail jane.doe@example.com or call (415) 555-0132, card 4111 1111 1111 1111, \
+                    IBAN DE89 3704 0044 0532 0130 00, SSN 123-45-6789, host 10.0.0.12 and 2001:db8::7334. \
+                    Key sk-proj-AbCdEf1234567890GhIjKlMn and Authorization: Bearer abcDEF1234567890ghiJKL.";
+        let names: Vec<String> = found(&m, text).into_iter().map(|(n, _)| n).collect();
+        assert_eq!(names, ["email", "phone", "card", "iban", "ssn", "ipv4", "ipv6", "openai_key", "bearer_token"]);
+        let bearer = found(&m, text).pop().unwrap();
+        assert_eq!(bearer.1, "abcDEF1234567890ghiJKL");
+    }
+
+    #[test]
+    fn anthropic_keys_win_over_openai_keys() {
+        let m = detectors(&["openai_key", "anthropic_key"]);
+        let key = "sk-ant-api03-AbCdEf1234567890GhIjKlMnOpQrStUvWx";
+        assert_eq!(found(&m, &format!("key {key} end")), [("anthropic_key".to_string(), key.to_string())]);
+    }
+
+    #[test]
+    fn private_key_blocks_are_found_whole() {
+        let m = detectors(&["private_key", "email"]);
+        let block = "-----BEGIN RSA PRIVATE KEY-----\nMIIEow IBAAKCAQEA\nabc\n-----END RSA PRIVATE KEY-----";
+        assert_eq!(found(&m, &format!("x {block} y")), [("private_key".to_string(), block.to_string())]);
+    }
+
+    #[test]
+    fn keywords_respect_whole_words() {
+        let m = Matcher::keywords(&["acme".into()], false, true, Label { name: "k".into(), placeholder: "K".into() })
+            .unwrap();
+        assert_eq!(found(&m, "ACME corp, acmeish, the acme.").len(), 2);
+    }
+
+    #[test]
+    fn phrases_allow_any_whitespace() {
+        let regex = build_regexes(&[phrases_pattern(&["ignore previous instructions".into()])]).unwrap();
+        let m = Matcher::Patterns { regex, labels: vec![Label { name: "p".into(), placeholder: "P".into() }] };
+        assert_eq!(found(&m, "Please IGNORE   previous\ninstructions now").len(), 1);
+    }
+}
