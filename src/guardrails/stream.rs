@@ -69,7 +69,26 @@ enum Step {
     Cleared,
 }
 
-fn advance(dfa: &DFA, cache: &mut Cache, mut sid: LazyStateID, bytes: &[u8]) -> Step {
+/// A lazy automaton's cache for one stream, and which of its states are known to be final
+/// (nothing longer can match from them).
+pub(crate) struct ShapeCache {
+    cache: Cache,
+    finals: std::collections::HashMap<LazyStateID, bool>,
+    epoch: usize,
+}
+
+impl ShapeCache {
+    fn new(shape: &Shape) -> ShapeCache {
+        ShapeCache { cache: shape.cache(), finals: std::collections::HashMap::new(), epoch: 0 }
+    }
+
+    fn clear_count(&self) -> usize {
+        self.cache.clear_count()
+    }
+}
+
+fn advance(dfa: &DFA, shape_cache: &mut ShapeCache, mut sid: LazyStateID, bytes: &[u8]) -> Step {
+    let cache = &mut shape_cache.cache;
     let clears = cache.clear_count();
     for &b in bytes {
         sid = match dfa.next_state(cache, sid, b) {
@@ -83,7 +102,59 @@ fn advance(dfa: &DFA, cache: &mut Cache, mut sid: LazyStateID, bytes: &[u8]) -> 
             return Step::Dead;
         }
     }
-    Step::Alive(sid)
+    match is_final(dfa, shape_cache, sid) {
+        None => Step::Cleared,
+        Some(true) => Step::Dead,
+        Some(false) => Step::Alive(sid),
+    }
+}
+
+/// Whether no continuation can make a longer match from `sid`: every byte leads to the dead
+/// state, or to a (delayed) match state from which every byte leads to the dead state. `None`
+/// when the cache was cleared meanwhile.
+fn is_final(dfa: &DFA, shape_cache: &mut ShapeCache, sid: LazyStateID) -> Option<bool> {
+    if shape_cache.epoch != shape_cache.cache.clear_count() {
+        shape_cache.finals.clear();
+        shape_cache.epoch = shape_cache.cache.clear_count();
+    }
+    if let Some(known) = shape_cache.finals.get(&sid) {
+        return Some(*known);
+    }
+    let clears = shape_cache.cache.clear_count();
+    let cache = &mut shape_cache.cache;
+    let dead_after = |cache: &mut Cache, from: LazyStateID| -> Option<bool> {
+        for unit in dfa.byte_classes().representatives(..) {
+            let Some(b) = unit.as_u8() else { continue };
+            let next = dfa.next_state(cache, from, b).ok()?;
+            if cache.clear_count() != clears {
+                return None;
+            }
+            if !next.is_dead() {
+                return Some(false);
+            }
+        }
+        Some(true)
+    };
+    let mut result = true;
+    for unit in dfa.byte_classes().representatives(..) {
+        let Some(b) = unit.as_u8() else { continue };
+        let next = dfa.next_state(cache, sid, b).ok()?;
+        if cache.clear_count() != clears {
+            return None;
+        }
+        if next.is_dead() {
+            continue;
+        }
+        if !next.is_match() || !dead_after(cache, next)? {
+            result = false;
+            break;
+        }
+    }
+    if shape_cache.cache.clear_count() != clears {
+        return None;
+    }
+    shape_cache.finals.insert(sid, result);
+    Some(result)
 }
 
 /// What the checks of one text stream share.
@@ -130,7 +201,7 @@ impl TextStream {
         &mut self,
         engine: &Engine<'_>,
         shapes: &[Shape],
-        caches: &mut [Cache],
+        caches: &mut [ShapeCache],
         tally: &mut Tally,
         delta: &str,
         finished: bool,
@@ -161,6 +232,17 @@ impl TextStream {
             }
             boundary = boundary.max(hit.found.end);
         }
+        // A settled finding of a blocking check stops the text right before it.
+        let mut block = None;
+        for hit in hits.iter().filter(|h| h.found.order < boundary) {
+            let Some((policy, check)) = engine.guardrails.check_at(hit.policy, hit.check) else { continue };
+            if check.action == Action::Block && !check.shadow {
+                let detector = engine.guardrails.label_of(hit).map(|l| l.name.clone()).unwrap_or_default();
+                block = Some(block_for(policy, check, Phase::Response, &detector));
+                boundary = hit.found.order;
+                break;
+            }
+        }
         let text = std::str::from_utf8(&hay).unwrap_or_default();
         while boundary > from && !text.is_char_boundary(boundary) {
             boundary -= 1;
@@ -178,14 +260,13 @@ impl TextStream {
                 ..*h
             })
             .collect();
-        let mut released = Released::default();
-        for hit in &emitted_hits {
+        let mut released = Released { block, ..Released::default() };
+        let counted =
+            hits.iter().filter(|h| h.found.order < boundary || (released.block.is_some() && h.found.order == boundary));
+        for hit in counted {
             let Some((policy, check)) = engine.guardrails.check_at(hit.policy, hit.check) else { continue };
             let detector = engine.guardrails.label_of(hit).map(|l| l.name.clone()).unwrap_or_default();
             tally.add(policy, check, &detector, Phase::Response, 1);
-            if released.block.is_none() && check.action == Action::Block && !check.shadow {
-                released.block = Some(block_for(policy, check, Phase::Response, &detector));
-            }
         }
         let out = text.get(from..boundary).unwrap_or_default();
         let masked = engine.guardrails.apply_masks(&emitted_hits, out, None);
@@ -210,7 +291,7 @@ impl TextStream {
         &mut self,
         engine: &Engine<'_>,
         shapes: &[Shape],
-        caches: &mut [Cache],
+        caches: &mut [ShapeCache],
         hay: &[u8],
         from: usize,
     ) -> usize {
@@ -257,7 +338,7 @@ impl TextStream {
                         let look_behind = p.checked_sub(1).and_then(|i| hay.get(i)).copied();
                         let config = start::Config::new().anchored(Anchored::Yes).look_behind(look_behind);
                         let clears = cache.clear_count();
-                        let Ok(sid) = shape.dfa.start_state(cache, &config) else {
+                        let Ok(sid) = shape.dfa.start_state(&mut cache.cache, &config) else {
                             // Cannot start here (never happens in ASCII mode): hold from here.
                             return p;
                         };
@@ -325,7 +406,7 @@ pub struct StreamGuard {
     enforce_shapes: Vec<usize>,
     observe_shapes: Vec<usize>,
     shapes: Vec<Shape>,
-    caches: Vec<Cache>,
+    caches: Vec<ShapeCache>,
     lookahead: usize,
     framer: SseFramer,
     held: Vec<u8>,
@@ -393,7 +474,7 @@ impl StreamGuard {
                 enforce_shapes.push(shapes.len() - 1);
             }
         }
-        let caches = shapes.iter().map(Shape::cache).collect();
+        let caches = shapes.iter().map(ShapeCache::new).collect();
         StreamGuard {
             guardrails,
             api,
