@@ -390,10 +390,10 @@ fn anthropic_block_closes_the_block_and_the_message() {
 #[test]
 fn tool_call_arguments_are_json_text_in_streams() {
     let guard = response_guard(
-        json!([{"name": "pii", "detectors": ["email"], "action": "mask_and_restore"}]),
-        "me: a\"b@example.com",
+        json!([{"name": "q", "deny": ["code\"[a-z]+"], "action": "mask_and_restore", "placeholder": "EMAIL"}]),
+        "me: code\"abc",
     );
-    // The request's email has a quote; restored into JSON text it must be escaped.
+    // The masked value has a quote; restored into JSON text it must be escaped.
     let events = vec![
         (
             "content_block_start",
