@@ -144,7 +144,7 @@ pub static BUILTINS: &[Builtin] = &[
         name: "google_api_key",
         label: "GOOGLE_KEY",
         pattern: r"\bAIza[0-9A-Za-z_-]{35}",
-        validate: validate::api_key,
+        validate: validate::fixed_key,
         trigger: t(UPPER, 0, 39, &[b"AIza"]),
         window: RUNS,
         value_after_space: false,
@@ -206,7 +206,7 @@ pub static BUILTINS: &[Builtin] = &[
     Builtin {
         name: "email",
         label: "EMAIL",
-        pattern: r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})+",
+        pattern: r"[A-Za-z0-9._%+\x80-\xff-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})+",
         validate: validate::email,
         trigger: t(AT, 0, 6, &[]),
         window: RUNS,

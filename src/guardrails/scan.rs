@@ -320,6 +320,34 @@ impl Detectors {
     }
 }
 
+impl Detectors {
+    /// The same findings as [`Matcher::find_all`], computed the slow way: every detector's regular
+    /// expression over the whole text, no prefilter. The reference the prefilter is tested against.
+    pub fn find_all_without_prefilter(&self, hay: &[u8]) -> Vec<Found> {
+        let mut out = Vec::new();
+        let mut pos = 0;
+        let mut next: Vec<Option<Option<Found>>> = vec![None; self.list.len()];
+        loop {
+            let mut best: Option<Found> = None;
+            for (k, slot) in next.iter_mut().enumerate() {
+                if slot.is_none() || slot.is_some_and(|f| f.is_some_and(|f| f.order < pos)) {
+                    *slot = Some(self.next_in_window(k, hay, pos, hay.len()));
+                }
+                if let Some(Some(candidate)) = *slot {
+                    best = match best {
+                        Some(b) if !better(&candidate, &b) => Some(b),
+                        _ => Some(candidate),
+                    };
+                }
+            }
+            let Some(found) = best else { break };
+            out.push(found);
+            pos = found.end.max(found.order + 1);
+        }
+        out
+    }
+}
+
 /// Precedence between two findings: earlier start, then longer, then the higher priority
 /// (lower label index: built-ins are listed by priority).
 fn better(a: &Found, b: &Found) -> bool {

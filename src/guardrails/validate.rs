@@ -242,7 +242,9 @@ const FILE_TLDS: &[&str] =
 /// An email address: RFC 5321 lengths, no leading, trailing or doubled dots, valid domain
 /// labels, an alphabetic top-level domain that is not a file extension.
 pub fn email(m: &[u8], before: &[u8], _after: &[u8]) -> bool {
-    if before.last().is_some_and(|b| *b == b'@' || b.is_ascii_alphanumeric()) {
+    // Preceded by a local-part character: the address is longer than the match and invalid
+    // (`a..b@example.com` must not yield `b@example.com`).
+    if before.last().is_some_and(|b| b"@.%+-_".contains(b) || b.is_ascii_alphanumeric() || *b >= 0x80) {
         return false;
     }
     let Ok(text) = std::str::from_utf8(m) else { return false };
@@ -314,6 +316,18 @@ pub fn api_key(m: &[u8], before: &[u8], after: &[u8]) -> bool {
         .iter()
         .any(|w| upper.windows(w.len()).any(|x| x == *w));
     mixed(m) && !is_example
+}
+
+/// A key with a fixed, long format after a distinctive prefix (Google's `AIza` + 35): need not
+/// contain a digit, must not be a documentation placeholder.
+pub fn fixed_key(m: &[u8], before: &[u8], after: &[u8]) -> bool {
+    if is_word(before.last()) || is_word(after.first()) || after.first() == Some(&b'-') {
+        return false;
+    }
+    let upper = m.to_ascii_uppercase();
+    ![&b"EXAMPLE"[..], b"XXXXXXXX", b"YOUR_", b"YOUR-", b"REDACTED"]
+        .iter()
+        .any(|w| upper.windows(w.len()).any(|x| x == *w))
 }
 
 /// A JSON Web Token: three base64url parts, the first decoding to a JSON header with `alg`.
