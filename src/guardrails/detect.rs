@@ -4,21 +4,23 @@
 
 use super::validate;
 
-/// Byte classes for the prefilter. A byte is "interesting" when it has any bit below `WS`.
-pub const DIGIT: u8 = 1;
-pub const UPPER: u8 = 2;
-pub const AT: u8 = 4;
-pub const COLON: u8 = 8;
-pub const DASH: u8 = 16;
-pub const UNDERSCORE: u8 = 32;
+/// Byte classes for the prefilter. A byte is "interesting" when it has any of the low seven
+/// bits; `WS` separates words; `DOT` is noted but does not make a word interesting.
+pub const DIGIT: u16 = 1;
+pub const UPPER: u16 = 2;
+pub const AT: u16 = 4;
+pub const COLON: u16 = 8;
+pub const DASH: u16 = 16;
+pub const UNDERSCORE: u16 = 32;
 /// `+`, `/`, `=`: base64 and phone punctuation.
-pub const SYMBOL: u8 = 64;
-pub const WS: u8 = 128;
-pub const INTERESTING: u8 = WS - 1;
+pub const SYMBOL: u16 = 64;
+pub const WS: u16 = 128;
+pub const DOT: u16 = 256;
+pub const INTERESTING: u16 = 127;
 
 #[allow(clippy::indexing_slicing)] // const evaluation: an out-of-bounds index fails the build
-pub static CLASS: [u8; 256] = {
-    let mut t = [0u8; 256];
+pub static CLASS: [u16; 256] = {
+    let mut t = [0u16; 256];
     let mut b = 0;
     while b < 256 {
         t[b] = match b as u8 {
@@ -29,6 +31,7 @@ pub static CLASS: [u8; 256] = {
             b'-' => DASH,
             b'_' => UNDERSCORE,
             b'+' | b'/' | b'=' => SYMBOL,
+            b'.' => DOT,
             b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c => WS,
             _ => 0,
         };
@@ -37,15 +40,34 @@ pub static CLASS: [u8; 256] = {
     t
 };
 
+/// Whether any of the 8 bytes of `x` may be strong (a digit or one of `@:-_+/=`). Exact: no
+/// false negatives (the caller checks candidates byte by byte). Word-at-a-time tests from "Bit
+/// Twiddling Hacks".
+#[inline]
+pub fn may_be_strong(x: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    // Bytes b (< 128) with m < b < n.
+    let between =
+        |m: u64, n: u64| ((ONES * (127 + n)).wrapping_sub(x & LOW7) & !x & ((x & LOW7) + ONES * (127 - m))) & HIGH;
+    let has_byte = |b: u8| {
+        let v = x ^ (ONES * u64::from(b));
+        v.wrapping_sub(ONES) & !v & HIGH
+    };
+    // '/', digits, ':' (0x2F..=0x3A); '@', '+', '-', '=', '_'.
+    (between(0x2E, 0x3B) | has_byte(b'@') | has_byte(b'+') | has_byte(b'-') | has_byte(b'=') | has_byte(b'_')) != 0
+}
+
 /// What a run of interesting words must contain for a detector to look at it. Every condition
 /// is one that any valid match satisfies by itself, so skipping a run never loses a finding
 /// (a test compares against scanning everything).
 #[derive(Debug, Clone, Copy)]
 pub struct Trigger {
     /// All of these classes must occur in the run.
-    pub classes: u8,
-    /// At least this many bytes of any of these classes (0: no condition).
-    pub any_of: u8,
+    pub classes: u16,
+    /// One of these classes must occur (0: no condition).
+    pub any_of: u16,
     pub min_digits: u32,
     pub min_len: usize,
     /// One of these literals must occur in the run (empty: no condition).
@@ -77,7 +99,7 @@ pub struct Builtin {
     pub value_after_space: bool,
 }
 
-const fn t(classes: u8, min_digits: u32, min_len: usize, needles: &'static [&'static [u8]]) -> Trigger {
+const fn t(classes: u16, min_digits: u32, min_len: usize, needles: &'static [&'static [u8]]) -> Trigger {
     Trigger { classes, any_of: 0, min_digits, min_len, needles }
 }
 
@@ -154,14 +176,14 @@ pub static BUILTINS: &[Builtin] = &[
         label: "JWT",
         pattern: r"\beyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]*",
         validate: validate::jwt,
-        trigger: t(UPPER, 0, 15, &[b"eyJ"]),
+        trigger: t(UPPER | DOT, 0, 15, &[b"eyJ"]),
         window: RUNS,
         value_after_space: false,
     },
     Builtin {
         name: "bearer_token",
         label: "BEARER_TOKEN",
-        pattern: r"(?i:\bbearer)[ \t]{1,8}[A-Za-z0-9._~+/-]{19,}[A-Za-z0-9_~+/-]=*",
+        pattern: r"\b(?:[Bb]earer|BEARER)[ \t]{1,8}[A-Za-z0-9._~+/-]{19,}[A-Za-z0-9_~+/-]=*",
         validate: validate::bearer,
         trigger: Trigger { classes: 0, any_of: DIGIT | UPPER, min_digits: 0, min_len: 20, needles: &[] },
         window: Window::Runs { lookback: 14 },
@@ -208,7 +230,7 @@ pub static BUILTINS: &[Builtin] = &[
         label: "EMAIL",
         pattern: r"[A-Za-z0-9._%+\x80-\xff-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})+",
         validate: validate::email,
-        trigger: t(AT, 0, 6, &[]),
+        trigger: t(AT | DOT, 0, 6, &[]),
         window: RUNS,
         value_after_space: false,
     },
@@ -217,7 +239,7 @@ pub static BUILTINS: &[Builtin] = &[
         label: "IPV6",
         pattern: r"::(?:[0-9A-Fa-f]{1,4}(?::[0-9A-Fa-f]{1,4}){0,6})?|[0-9A-Fa-f]{1,4}(?::{1,2}[0-9A-Fa-f]{1,4}){1,7}(?:::)?",
         validate: validate::ipv6,
-        trigger: t(COLON, 0, 3, &[]),
+        trigger: t(COLON | DIGIT, 1, 3, &[]),
         window: RUNS,
         value_after_space: false,
     },
@@ -226,7 +248,7 @@ pub static BUILTINS: &[Builtin] = &[
         label: "IPV4",
         pattern: r"\b[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\b",
         validate: validate::ipv4,
-        trigger: t(DIGIT, 4, 7, &[]),
+        trigger: t(DIGIT | DOT, 4, 7, &[]),
         window: RUNS,
         value_after_space: false,
     },
