@@ -31,7 +31,6 @@ use std::rc::Rc;
 
 use json::{Kind, Tree};
 use jsonpath::JsonPath;
-use regex_automata::meta::Regex;
 use scan::{Found, Matcher};
 
 use crate::dialect::Api;
@@ -152,7 +151,7 @@ impl Scope {
 pub struct TextCheck {
     pub matchers: Vec<Matcher>,
     /// Allow patterns: a text matching none of them is a finding.
-    pub allow: Option<Regex>,
+    pub allow: Option<scan::Pattern>,
     /// The streaming hold-back automaton (every pattern this check can match).
     pub shape: Option<stream::Shape>,
     pub lookahead: usize,

@@ -10,7 +10,10 @@
 //! bytes are looked at once, by a table lookup.
 
 use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
-use regex_automata::meta::Regex;
+use std::cell::RefCell;
+
+use regex_automata::hybrid;
+use regex_automata::nfa::thompson;
 use regex_automata::util::syntax;
 use regex_automata::{Anchored, Input};
 
@@ -42,24 +45,54 @@ pub fn syntax_config() -> syntax::Config {
     syntax::Config::new().unicode(false).utf8(false)
 }
 
-/// Builds a linear-time regex (meta engine: lazy DFA, falling back to a PikeVM).
-pub fn build_regexes(patterns: &[String]) -> Result<Regex, String> {
-    Regex::builder()
+/// Compiled regular expressions (one or several patterns): a lazy DFA forward and one in
+/// reverse, linear in the text whatever the pattern, with their search cache. ASCII mode never
+/// makes the DFA quit, and the cache is cleared as often as needed (never gives up), so a search
+/// always answers. The filter runs single-threaded; a re-entrant use gets a fresh cache.
+pub struct Pattern {
+    regex: hybrid::regex::Regex,
+    cache: RefCell<hybrid::regex::Cache>,
+}
+
+impl std::fmt::Debug for Pattern {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Pattern")
+    }
+}
+
+impl Pattern {
+    pub fn search(&self, input: &Input<'_>) -> Option<regex_automata::Match> {
+        match self.cache.try_borrow_mut() {
+            Ok(mut cache) => self.regex.try_search(&mut cache, input).ok().flatten(),
+            Err(_) => self.regex.try_search(&mut self.regex.create_cache(), input).ok().flatten(),
+        }
+    }
+}
+
+/// Builds the patterns into one [`Pattern`] (leftmost-first across them).
+pub fn build_regexes(patterns: &[String]) -> Result<Pattern, String> {
+    let regex = hybrid::regex::Regex::builder()
         .syntax(syntax_config())
-        .configure(
-            Regex::config().utf8_empty(false).nfa_size_limit(Some(4 << 20)).hybrid_cache_capacity(1 << 20).dfa(false),
-        )
+        .thompson(thompson::Config::new().utf8(false).nfa_size_limit(Some(4 << 20)))
+        .dfa(hybrid::dfa::Config::new().cache_capacity(1 << 20).skip_cache_capacity_check(true))
         .build_many(patterns)
-        .map_err(|e| match e.syntax_error() {
-            Some(syntax) => syntax.to_string().lines().last().unwrap_or("invalid pattern").trim().to_string(),
-            None => e.to_string(),
-        })
+        .map_err(|e| {
+            // The innermost cause says what is wrong ("unclosed group"), without the pattern drawing.
+            let mut cause: &dyn std::error::Error = &e;
+            while let Some(inner) = cause.source() {
+                cause = inner;
+            }
+            let text = cause.to_string();
+            text.lines().last().unwrap_or("invalid pattern").trim().to_string()
+        })?;
+    let cache = RefCell::new(regex.create_cache());
+    Ok(Pattern { regex, cache })
 }
 
 #[derive(Debug)]
 struct Detector {
     builtin: &'static Builtin,
-    regex: Regex,
+    regex: Pattern,
 }
 
 /// A set of built-in detectors, compiled.
@@ -76,7 +109,7 @@ pub enum Matcher {
     Detectors(Detectors),
     /// Custom regular expressions; each pattern has its own label.
     Patterns {
-        regex: Regex,
+        regex: Pattern,
         labels: Vec<Label>,
     },
     /// Word lists (aho-corasick), case-insensitive unless configured otherwise.
