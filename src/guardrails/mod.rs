@@ -151,7 +151,7 @@ impl Scope {
 pub struct TextCheck {
     pub matchers: Vec<Matcher>,
     /// Allow patterns: a text matching none of them is a finding.
-    pub allow: Option<scan::Pattern>,
+    pub allow: Option<Box<scan::Pattern>>,
     /// The streaming hold-back automaton (every pattern this check can match).
     pub shape: Option<stream::Shape>,
     pub lookahead: usize,

@@ -70,7 +70,7 @@ impl Pattern {
 }
 
 /// Builds the patterns into one [`Pattern`] (leftmost-first across them).
-pub fn build_regexes(patterns: &[String]) -> Result<Pattern, String> {
+pub fn build_regexes(patterns: &[String]) -> Result<Box<Pattern>, String> {
     let regex = hybrid::regex::Regex::builder()
         .syntax(syntax_config())
         .thompson(thompson::Config::new().utf8(false).nfa_size_limit(Some(4 << 20)))
@@ -86,7 +86,7 @@ pub fn build_regexes(patterns: &[String]) -> Result<Pattern, String> {
             text.lines().last().unwrap_or("invalid pattern").trim().to_string()
         })?;
     let cache = RefCell::new(regex.create_cache());
-    Ok(Pattern { regex, cache })
+    Ok(Box::new(Pattern { regex, cache }))
 }
 
 #[derive(Debug)]
@@ -109,7 +109,7 @@ pub enum Matcher {
     Detectors(Detectors),
     /// Custom regular expressions; each pattern has its own label.
     Patterns {
-        regex: Pattern,
+        regex: Box<Pattern>,
         labels: Vec<Label>,
     },
     /// Word lists (aho-corasick), case-insensitive unless configured otherwise.
@@ -135,7 +135,7 @@ impl Detectors {
         // Keep the built-in priority order whatever order the configuration lists them in.
         for builtin in detect::BUILTINS.iter().filter(|b| names.contains(&b.name)) {
             let regex = build_regexes(&[builtin.pattern.to_string()])?;
-            list.push(Detector { builtin, regex });
+            list.push(Detector { builtin, regex: *regex });
         }
         let labels = list
             .iter()
