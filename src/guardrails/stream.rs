@@ -392,6 +392,7 @@ struct Channel {
     observe: TextStream,
     /// Everything released so far (kept for Responses' `.done` events and tool-argument checks).
     all: String,
+    released_bytes: u64,
     json_text: bool,
     ended: bool,
 }
@@ -421,6 +422,8 @@ pub struct StreamGuard {
     /// Responses: output index → item id.
     item_ids: Vec<(u64, String)>,
     choices_seen: Vec<u64>,
+    /// Responses: the last `sequence_number` seen.
+    sequence: Option<u64>,
     open_blocks: Vec<u64>,
     keep_all: bool,
     finished: bool,
@@ -496,6 +499,7 @@ impl StreamGuard {
             template: None,
             item_ids: Vec::new(),
             choices_seen: Vec::new(),
+            sequence: None,
             open_blocks: Vec::new(),
             keep_all,
             finished: false,
@@ -590,6 +594,7 @@ impl StreamGuard {
             enforce: TextStream::new(json_text),
             observe: TextStream::new(json_text),
             all: String::new(),
+            released_bytes: 0,
             json_text,
             ended: false,
         });
@@ -621,6 +626,7 @@ impl StreamGuard {
             max_hold,
         };
         let released = channel.enforce.push(&engine, &self.shapes, &mut self.caches, &mut self.tally, delta, finished);
+        channel.released_bytes += released.text.len() as u64;
         if self.keep_all {
             channel.all.push_str(&released.text);
         }
@@ -838,6 +844,9 @@ impl StreamGuard {
             return;
         };
         let kind = tree.get_str(Tree::ROOT, "type").map(|k| k.into_owned()).unwrap_or_else(|| event.event.clone());
+        if let Some(n) = uint(&tree, tree.get(Tree::ROOT, "sequence_number")) {
+            self.sequence = Some(n);
+        }
         let output = uint(&tree, tree.get(Tree::ROOT, "output_index")).unwrap_or(0);
         let content = uint(&tree, tree.get(Tree::ROOT, "content_index")).unwrap_or(0);
         let mut edits = Vec::new();
@@ -969,11 +978,12 @@ impl StreamGuard {
                     let stop = serde_json::json!({"type": "content_block_stop", "index": index});
                     write_event(out, "content_block_stop", stop.to_string().as_bytes());
                 }
-                let released: usize = self.channels.iter().map(|c| c.all.len()).sum();
+                let released: u64 = self.channels.iter().map(|c| c.released_bytes).sum();
+                // Output tokens: an estimate from the text released (the provider's count never came).
                 let delta = serde_json::json!({
                     "type": "message_delta",
                     "delta": {"stop_reason": "refusal", "stop_sequence": null},
-                    "usage": {"output_tokens": crate::estimate::text_tokens(released as u64)},
+                    "usage": {"output_tokens": crate::estimate::text_tokens(released)},
                 });
                 write_event(out, "message_delta", delta.to_string().as_bytes());
                 write_event(out, "message_stop", br#"{"type":"message_stop"}"#);
@@ -987,7 +997,11 @@ impl StreamGuard {
                     object.insert("status".into(), "incomplete".into());
                     object.insert("incomplete_details".into(), serde_json::json!({"reason": "content_filter"}));
                 }
-                let event = serde_json::json!({"type": "response.incomplete", "response": response});
+                let event = serde_json::json!({
+                    "type": "response.incomplete",
+                    "sequence_number": self.sequence.map_or(0, |n| n + 1),
+                    "response": response,
+                });
                 write_event(out, "response.incomplete", event.to_string().as_bytes());
             }
             Api::OpenAiEmbeddings => {}

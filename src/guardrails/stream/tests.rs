@@ -502,3 +502,62 @@ fn garbage_and_cut_streams_pass_without_panicking() {
         chat_text(&out[..out.len() - (cut_at - cut[..cut_at].iter().rposition(|b| *b == b'\n').unwrap() - 1)]);
     assert!(!text.contains("b@example"), "{text}");
 }
+
+/// The blocked streams the client SDKs are checked against (tests/e2e/test_guardrail_streams.py
+/// parses these files with the official OpenAI and Anthropic SDKs). Regenerate with
+/// `TOLLGATE_UPDATE_FIXTURES=1 cargo test --lib blocked_stream_fixtures`.
+#[test]
+fn blocked_stream_fixtures_are_current() {
+    let secret = "sk-proj-AbCdEf1234567890GhIjKlMn";
+    let block = json!([{"name": "secrets", "detectors": ["secrets"], "action": "block", "on": "response"}]);
+    let chat = {
+        let guard = guard_for(Api::OpenAiChat, block.clone(), "hi");
+        run_guard(&guard, &chat_stream(&["Your key: ", &secret[..12], &secret[12..], " enjoy"]), &[])
+    };
+    let anthropic = {
+        let guard = guard_for(Api::AnthropicMessages, block.clone(), "hi");
+        run_guard(&guard, &anthropic_stream(&["Your key: ", &secret[..12], &secret[12..], " enjoy"]), &[])
+    };
+    let responses = {
+        let guard = guard_for(Api::OpenAiResponses, block, "hi");
+        let created = json!({"id": "resp_1", "object": "response", "created_at": 1, "status": "in_progress", "model": "gpt-4.1",
+            "output": [], "parallel_tool_calls": true, "tool_choice": "auto", "tools": []});
+        let events = vec![
+            ("response.created", json!({"type": "response.created", "sequence_number": 0, "response": created})),
+            (
+                "response.output_item.added",
+                json!({"type": "response.output_item.added", "sequence_number": 1, "output_index": 0,
+                "item": {"id": "msg_1", "type": "message", "status": "in_progress", "role": "assistant", "content": []}}),
+            ),
+            (
+                "response.output_text.delta",
+                json!({"type": "response.output_text.delta", "sequence_number": 2, "item_id": "msg_1",
+                "output_index": 0, "content_index": 0, "delta": "Your key: "}),
+            ),
+            (
+                "response.output_text.delta",
+                json!({"type": "response.output_text.delta", "sequence_number": 3, "item_id": "msg_1",
+                "output_index": 0, "content_index": 0, "delta": secret}),
+            ),
+        ];
+        run_guard(&guard, &sse(&events), &[])
+    };
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/guardrails/sse");
+    for (name, bytes) in [
+        ("blocked-openai-chat.sse", chat),
+        ("blocked-anthropic.sse", anthropic),
+        ("blocked-openai-responses.sse", responses),
+    ] {
+        assert!(!String::from_utf8_lossy(&bytes).contains("sk-proj"), "{name} leaks the key");
+        let path = dir.join(name);
+        if std::env::var_os("TOLLGATE_UPDATE_FIXTURES").is_some() {
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(&path, &bytes).unwrap();
+        }
+        assert_eq!(
+            std::fs::read(&path).unwrap_or_default(),
+            bytes,
+            "{name} is stale: regenerate (see the doc comment)"
+        );
+    }
+}
