@@ -17,6 +17,18 @@ pub const SYMBOL: u16 = 64;
 pub const WS: u16 = 128;
 pub const DOT: u16 = 256;
 pub const INTERESTING: u16 = 127;
+/// Word-level marks, set on a run when one of its words has both classes.
+pub const WORD_COLON_DIGIT: u16 = 512;
+pub const WORD_AT_DOT: u16 = 1024;
+pub const WORD_DIGIT_DOT: u16 = 2048;
+
+/// The word-level marks of a word with these classes.
+pub fn word_marks(flags: u16) -> u16 {
+    let both = |a: u16, b: u16| flags & (a | b) == a | b;
+    (if both(COLON, DIGIT) { WORD_COLON_DIGIT } else { 0 })
+        | (if both(AT, DOT) { WORD_AT_DOT } else { 0 })
+        | (if both(DIGIT, DOT) { WORD_DIGIT_DOT } else { 0 })
+}
 
 #[allow(clippy::indexing_slicing)] // const evaluation: an out-of-bounds index fails the build
 pub static CLASS: [u16; 256] = {
@@ -69,6 +81,9 @@ pub struct Trigger {
     /// One of these classes must occur (0: no condition).
     pub any_of: u16,
     pub min_digits: u32,
+    /// `min_digits` counts only consecutive words that all hold digits (card groups, phone
+    /// parts), not every digit of the run.
+    pub digits_in_a_row: bool,
     pub min_len: usize,
     /// One of these literals must occur in the run (empty: no condition).
     pub needles: &'static [&'static [u8]],
@@ -100,7 +115,12 @@ pub struct Builtin {
 }
 
 const fn t(classes: u16, min_digits: u32, min_len: usize, needles: &'static [&'static [u8]]) -> Trigger {
-    Trigger { classes, any_of: 0, min_digits, min_len, needles }
+    Trigger { classes, any_of: 0, min_digits, digits_in_a_row: false, min_len, needles }
+}
+
+/// A trigger on digits in consecutive digit-bearing words.
+const fn digits(classes: u16, min_digits: u32, min_len: usize) -> Trigger {
+    Trigger { classes, any_of: 0, min_digits, digits_in_a_row: true, min_len, needles: &[] }
 }
 
 const RUNS: Window = Window::Runs { lookback: 0 };
@@ -185,7 +205,14 @@ pub static BUILTINS: &[Builtin] = &[
         label: "BEARER_TOKEN",
         pattern: r"\b(?:[Bb]earer|BEARER)[ \t]{1,8}[A-Za-z0-9._~+/-]{19,}[A-Za-z0-9_~+/-]=*",
         validate: validate::bearer,
-        trigger: Trigger { classes: 0, any_of: DIGIT | UPPER, min_digits: 0, min_len: 20, needles: &[] },
+        trigger: Trigger {
+            classes: 0,
+            any_of: DIGIT | UPPER,
+            min_digits: 0,
+            digits_in_a_row: false,
+            min_len: 20,
+            needles: &[],
+        },
         window: Window::Runs { lookback: 14 },
         value_after_space: true,
     },
@@ -203,7 +230,7 @@ pub static BUILTINS: &[Builtin] = &[
         label: "CARD",
         pattern: r"\b(?:[0-9]{4}[ -]?){3}[0-9]{4}\b|\b[0-9]{4}[ -]?[0-9]{6}[ -]?[0-9]{4,5}\b|\b[0-9]{12,19}\b",
         validate: validate::card,
-        trigger: t(DIGIT, 12, 12, &[]),
+        trigger: digits(DIGIT, 12, 12),
         window: RUNS,
         value_after_space: false,
     },
@@ -212,7 +239,7 @@ pub static BUILTINS: &[Builtin] = &[
         label: "SSN",
         pattern: r"\b[0-9]{3}[- ][0-9]{2}[- ][0-9]{4}\b",
         validate: validate::ssn,
-        trigger: t(DIGIT, 9, 11, &[]),
+        trigger: digits(DIGIT, 9, 11),
         window: RUNS,
         value_after_space: false,
     },
@@ -221,7 +248,7 @@ pub static BUILTINS: &[Builtin] = &[
         label: "PHONE",
         pattern: r"\+[0-9]{1,3}(?:[ .-]?(?:\([0-9]{1,4}\)|[0-9]{1,5})){2,6}|(?:\b1[ .-]?)?(?:\([2-9][0-9]{2}\) ?|\b[2-9][0-9]{2}[ .-])[2-9][0-9]{2}[ .-][0-9]{4}\b",
         validate: validate::phone,
-        trigger: t(DIGIT, 8, 9, &[]),
+        trigger: digits(DIGIT, 8, 9),
         window: RUNS,
         value_after_space: false,
     },
@@ -230,7 +257,7 @@ pub static BUILTINS: &[Builtin] = &[
         label: "EMAIL",
         pattern: r"[A-Za-z0-9._%+\x80-\xff-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})+",
         validate: validate::email,
-        trigger: t(AT | DOT, 0, 6, &[]),
+        trigger: t(WORD_AT_DOT, 0, 6, &[]),
         window: RUNS,
         value_after_space: false,
     },
@@ -239,7 +266,7 @@ pub static BUILTINS: &[Builtin] = &[
         label: "IPV6",
         pattern: r"::(?:[0-9A-Fa-f]{1,4}(?::[0-9A-Fa-f]{1,4}){0,6})?|[0-9A-Fa-f]{1,4}(?::{1,2}[0-9A-Fa-f]{1,4}){1,7}(?:::)?",
         validate: validate::ipv6,
-        trigger: t(COLON | DIGIT, 1, 3, &[]),
+        trigger: t(WORD_COLON_DIGIT, 1, 3, &[]),
         window: RUNS,
         value_after_space: false,
     },
@@ -248,7 +275,7 @@ pub static BUILTINS: &[Builtin] = &[
         label: "IPV4",
         pattern: r"\b[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\b",
         validate: validate::ipv4,
-        trigger: t(DIGIT | DOT, 4, 7, &[]),
+        trigger: digits(WORD_DIGIT_DOT, 4, 7),
         window: RUNS,
         value_after_space: false,
     },

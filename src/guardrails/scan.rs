@@ -93,6 +93,8 @@ pub fn build_regexes(patterns: &[String]) -> Result<Box<Pattern>, String> {
 struct Detector {
     builtin: &'static Builtin,
     regex: Pattern,
+    /// Literal prefixes one of which a run must hold (`NEEDLE_*` bits; 0: none needed).
+    needles: u32,
 }
 
 /// A set of built-in detectors, compiled.
@@ -120,6 +122,17 @@ pub enum Matcher {
     },
 }
 
+/// What a run holds, for the triggers.
+#[derive(Debug, Clone, Copy)]
+struct RunStats {
+    start: usize,
+    end: usize,
+    flags: u16,
+    digits: u32,
+    /// Most digits in consecutive words that all hold digits.
+    streak: u32,
+}
+
 /// A run of interesting words and the detectors whose triggers it meets.
 #[derive(Debug, Clone, Copy)]
 struct Run {
@@ -135,7 +148,7 @@ impl Detectors {
         // Keep the built-in priority order whatever order the configuration lists them in.
         for builtin in detect::BUILTINS.iter().filter(|b| names.contains(&b.name)) {
             let regex = build_regexes(&[builtin.pattern.to_string()])?;
-            list.push(Detector { builtin, regex: *regex });
+            list.push(Detector { builtin, regex: *regex, needles: needle_bits(builtin) });
         }
         let labels = list
             .iter()
@@ -177,7 +190,8 @@ impl Detectors {
             while start > i && !is_ws(hay, start - 1) {
                 start -= 1;
             }
-            let mut run = (start, start, 0u16, 0u32);
+            let mut run = RunStats { start, end: start, flags: 0, digits: 0, streak: 0 };
+            let mut streak = 0u32;
             let mut j = start;
             let mut first = true;
             loop {
@@ -187,9 +201,11 @@ impl Detectors {
                     break;
                 }
                 first = false;
-                run.1 = end;
-                run.2 |= flags;
-                run.3 += digits;
+                run.end = end;
+                run.flags |= flags | detect::word_marks(flags);
+                run.digits += digits;
+                streak = if digits > 0 { streak + digits } else { 0 };
+                run.streak = run.streak.max(streak);
                 let mut k = end;
                 while k < n && is_ws(hay, k) {
                     k += 1;
@@ -208,27 +224,29 @@ impl Detectors {
         runs
     }
 
-    fn close_run(&self, hay: &[u8], runs: &mut Vec<Run>, (start, end, flags, digits): (usize, usize, u16, u32)) {
+    fn close_run(&self, hay: &[u8], runs: &mut Vec<Run>, stats: RunStats) {
+        let RunStats { start, end, flags, digits, streak } = stats;
         let mut mask = 0u32;
         let len = end - start;
+        let mut present: Option<u32> = None;
         for (bit, detector) in self.list.iter().enumerate() {
             let trigger = &detector.builtin.trigger;
             let Window::Runs { lookback } = detector.builtin.window else { continue };
             if flags & trigger.classes != trigger.classes
                 || (trigger.any_of != 0 && flags & trigger.any_of == 0)
-                || digits < trigger.min_digits
+                || (if trigger.digits_in_a_row { streak } else { digits }) < trigger.min_digits
                 || len < trigger.min_len
             {
                 continue;
             }
-            let text = hay.get(start..end).unwrap_or_default();
-            if !trigger.needles.is_empty() && !trigger.needles.iter().any(|needle| contains(text, needle)) {
-                continue;
-            }
-            if lookback > 0 {
-                // `Bearer` (any case) just before or inside the run.
-                let window = hay.get(start.saturating_sub(lookback)..end).unwrap_or_default();
-                if !window.windows(6).any(|w| w.eq_ignore_ascii_case(b"bearer")) {
+            if detector.needles != 0 {
+                // One pass over the run (and the `Bearer` look-back) finds every literal prefix.
+                let found = *present.get_or_insert_with(|| {
+                    needles_present(
+                        hay.get(start.saturating_sub(lookback.max(BEARER_LOOKBACK))..end).unwrap_or_default(),
+                    )
+                });
+                if found & detector.needles == 0 {
                     continue;
                 }
             }
@@ -451,10 +469,86 @@ fn next_strong(hay: &[u8], at: usize) -> Option<usize> {
     tail.iter().position(strong).map(|o| at + rest.len() - tail.len() + o)
 }
 
-/// Naive substring test: runs are short, and building a searcher costs more than this.
-fn contains(text: &[u8], needle: &[u8]) -> bool {
-    let Some(&first) = needle.first() else { return true };
-    text.windows(needle.len()).any(|w| w.first() == Some(&first) && w == needle)
+const NEEDLE_SK: u32 = 1;
+const NEEDLE_SK_ANT: u32 = 2;
+const NEEDLE_AWS: u32 = 4;
+const NEEDLE_GITHUB: u32 = 8;
+const NEEDLE_XOX: u32 = 16;
+const NEEDLE_AIZA: u32 = 32;
+const NEEDLE_EYJ: u32 = 64;
+const NEEDLE_BEARER: u32 = 128;
+const BEARER_LOOKBACK: usize = 14;
+
+/// The `NEEDLE_*` bits of a detector's literal prefixes.
+fn needle_bits(builtin: &Builtin) -> u32 {
+    if builtin.name == "bearer_token" {
+        return NEEDLE_BEARER;
+    }
+    builtin.trigger.needles.iter().fold(0, |bits, needle| {
+        bits | match needle.first() {
+            Some(b's') if needle.starts_with(b"sk-ant-") => NEEDLE_SK_ANT,
+            Some(b's') => NEEDLE_SK,
+            Some(b'A') if needle.starts_with(b"AIza") => NEEDLE_AIZA,
+            Some(b'A') => NEEDLE_AWS,
+            Some(b'g') => NEEDLE_GITHUB,
+            Some(b'x') => NEEDLE_XOX,
+            Some(b'e') => NEEDLE_EYJ,
+            _ => 0,
+        }
+    })
+}
+
+/// Which literal prefixes occur in `text` (a superset is fine: it only decides whether a
+/// detector's regex runs). Every prefix has a byte memchr finds quickly: `-` (`sk-`, `xoxb-`),
+/// `_` (`ghp_`, `github_pat_`), `A` (`AKIA`, `AIza`), `J` (`eyJ`), `earer`/`EARER` (`Bearer`).
+fn needles_present(text: &[u8]) -> u32 {
+    let mut found = 0;
+    let before = |at: usize, n: usize| at.checked_sub(n).and_then(|from| text.get(from..at)).unwrap_or_default();
+    for at in memchr::memchr3_iter(b'-', b'_', b'A', text) {
+        let rest = text.get(at..).unwrap_or_default();
+        found |= match rest.first() {
+            Some(b'-') => {
+                let mut bits = 0;
+                if before(at, 2) == b"sk" {
+                    bits |= NEEDLE_SK;
+                    if rest.starts_with(b"-ant-") {
+                        bits |= NEEDLE_SK_ANT;
+                    }
+                }
+                if before(at, 4).starts_with(b"xox") {
+                    bits |= NEEDLE_XOX;
+                }
+                bits
+            }
+            Some(b'_') => {
+                let gh = before(at, 3);
+                let short = gh.starts_with(b"gh") && gh.get(2).is_some_and(|c| b"opusr".contains(c));
+                if short || before(at, 6) == b"github" {
+                    NEEDLE_GITHUB
+                } else {
+                    0
+                }
+            }
+            _ => match rest.get(1..4) {
+                Some(b"Iza") => NEEDLE_AIZA,
+                Some(b"KIA" | b"SIA" | b"BIA" | b"CCA") => NEEDLE_AWS,
+                _ => 0,
+            },
+        };
+    }
+    for at in memchr::memchr_iter(b'J', text) {
+        if before(at, 2) == b"ey" {
+            found |= NEEDLE_EYJ;
+        }
+    }
+    for needle in [&b"earer"[..], b"EARER"] {
+        if memchr::memmem::find_iter(text, needle)
+            .any(|at| before(at, 1).first().is_some_and(|b| *b == b'b' || *b == b'B'))
+        {
+            found |= NEEDLE_BEARER;
+        }
+    }
+    found
 }
 
 /// Precedence between two findings: earlier start, then longer, then the higher priority
