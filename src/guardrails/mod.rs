@@ -836,6 +836,17 @@ impl ResponseGuard {
                 .filter(|&(p, c)| g.check_at(p, c).is_some_and(|(_, ch)| ch.text().is_some() && ch.scope.admits(unit)))
                 .collect();
             let Some(text) = tree.str(unit.node) else { continue };
+            for &(p, c) in &checks {
+                let Some((policy, check)) = g.check_at(p, c) else { continue };
+                if let Some(allow) = check.text().and_then(|t| t.allow.as_ref()) {
+                    if !text.is_empty() && allow.search(&regex_automata::Input::new(text.as_bytes())).is_none() {
+                        tally.add(policy, check, &check.name, Phase::Response, 1);
+                        if block.is_none() && check.action == Action::Block && !check.shadow {
+                            block = Some(block_for(policy, check, Phase::Response, &check.name));
+                        }
+                    }
+                }
+            }
             hits.clear();
             g.hits(&checks, text.as_bytes(), 0, &mut hits);
             for hit in &hits {

@@ -318,6 +318,16 @@ fn policies_apply_per_route() {
 }
 
 #[test]
+fn allow_lists_apply_to_non_streamed_responses() {
+    let g = one_check(json!({"name": "json-only", "allow": ["^\\{"], "action": "block", "on": "response"}));
+    let response = request(&g, Api::OpenAiChat, &json!({"messages": []})).response.unwrap();
+    let ok = json!({"choices": [{"message": {"role": "assistant", "content": "{\"a\": 1}"}}]});
+    assert!(response.check_body(ok.to_string().as_bytes()).block.is_none());
+    let prose = json!({"choices": [{"message": {"role": "assistant", "content": "Sure! Here it is"}}]});
+    assert_eq!(response.check_body(prose.to_string().as_bytes()).block.unwrap().check, "json-only");
+}
+
+#[test]
 fn response_checks_mask_and_block() {
     let g = guardrails(json!({"policies": [{"name": "p", "checks": [
         {"name": "pii", "detectors": ["email"], "action": "mask", "on": "response"},
