@@ -13,6 +13,7 @@ pub mod dialect;
 pub mod estimate;
 pub mod exchange;
 pub mod filter;
+pub mod guardrails;
 pub mod host_io;
 pub mod json_edit;
 pub mod metrics;

@@ -1,0 +1,421 @@
+//! A JSON reader that remembers where every value lies in the original bytes, so that the
+//! guardrails can read a body's structure (roles, parts) and rewrite single strings in place,
+//! leaving every other byte exactly as the client sent it.
+//!
+//! The tree is an arena of nodes; building it is one pass, iterative (no recursion, so deep
+//! nesting cannot overflow the stack), bounded by [`MAX_DEPTH`]. It is a reader, not a full
+//! validator: the exchange has already checked the body with serde_json, and anything this
+//! reader cannot make sense of is an error, never a panic.
+
+use std::borrow::Cow;
+
+/// Deeper documents are refused (serde_json refuses them too, at 128).
+pub const MAX_DEPTH: usize = 128;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Null,
+    Bool,
+    Number,
+    /// A string; the node's span includes the quotes.
+    String,
+    Array,
+    Object,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Node {
+    pub kind: Kind,
+    /// Byte range of the value in the document.
+    pub start: usize,
+    pub end: usize,
+    /// Byte range of the member's key (quotes included) when the node is an object member.
+    key: Option<(usize, usize)>,
+    first_child: Option<usize>,
+    next_sibling: Option<usize>,
+}
+
+/// Why a document could not be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JsonError {
+    Syntax,
+    TooDeep,
+}
+
+#[derive(Debug)]
+pub struct Tree<'a> {
+    pub src: &'a [u8],
+    nodes: Vec<Node>,
+}
+
+pub type NodeId = usize;
+
+impl<'a> Tree<'a> {
+    pub fn parse(src: &'a [u8]) -> Result<Tree<'a>, JsonError> {
+        Parser { src, at: 0, nodes: Vec::with_capacity(src.len() / 16 + 4) }.run()
+    }
+
+    pub const ROOT: NodeId = 0;
+
+    pub fn node(&self, id: NodeId) -> Option<&Node> {
+        self.nodes.get(id)
+    }
+
+    pub fn kind(&self, id: NodeId) -> Option<Kind> {
+        self.nodes.get(id).map(|n| n.kind)
+    }
+
+    /// Children of an array or object, in document order.
+    pub fn children(&self, id: NodeId) -> Children<'_, 'a> {
+        Children { tree: self, next: self.nodes.get(id).and_then(|n| n.first_child) }
+    }
+
+    /// Member `key` of an object (the last one when a key repeats, as serde_json does).
+    pub fn get(&self, id: NodeId, key: &str) -> Option<NodeId> {
+        if self.kind(id)? != Kind::Object {
+            return None;
+        }
+        let mut found = None;
+        for child in self.children(id) {
+            if self.key_is(child, key) {
+                found = Some(child);
+            }
+        }
+        found
+    }
+
+    /// The member's key, decoded.
+    pub fn key(&self, id: NodeId) -> Option<Cow<'a, str>> {
+        let (start, end) = self.nodes.get(id)?.key?;
+        decode_string(self.src.get(start..end)?)
+    }
+
+    fn key_is(&self, id: NodeId, key: &str) -> bool {
+        let Some((start, end)) = self.nodes.get(id).and_then(|n| n.key) else { return false };
+        let Some(raw) = self.src.get(start + 1..end.saturating_sub(1)) else { return false };
+        if !raw.contains(&b'\\') {
+            return raw == key.as_bytes();
+        }
+        self.key(id).is_some_and(|k| k == key)
+    }
+
+    /// The decoded value of a string node.
+    pub fn str(&self, id: NodeId) -> Option<Cow<'a, str>> {
+        let node = self.nodes.get(id)?;
+        if node.kind != Kind::String {
+            return None;
+        }
+        decode_string(self.src.get(node.start..node.end)?)
+    }
+
+    /// `member` of object `id`, as a string.
+    pub fn get_str(&self, id: NodeId, member: &str) -> Option<Cow<'a, str>> {
+        self.get(id, member).and_then(|m| self.str(m))
+    }
+
+    pub fn raw(&self, id: NodeId) -> Option<&'a [u8]> {
+        let node = self.nodes.get(id)?;
+        self.src.get(node.start..node.end)
+    }
+
+    /// Every string value at or under `id` (object keys excluded), in document order.
+    pub fn strings_under(&self, id: NodeId, out: &mut Vec<NodeId>) {
+        let Some(node) = self.nodes.get(id) else { return };
+        let (start, end) = (node.start, node.end);
+        // Nodes are stored in document order, so a subtree is a contiguous run of the arena.
+        for (index, n) in self.nodes.iter().enumerate().skip(id) {
+            if n.start >= end {
+                break;
+            }
+            if n.kind == Kind::String && n.start >= start {
+                out.push(index);
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+}
+
+pub struct Children<'t, 'a> {
+    tree: &'t Tree<'a>,
+    next: Option<NodeId>,
+}
+
+impl Iterator for Children<'_, '_> {
+    type Item = NodeId;
+    fn next(&mut self) -> Option<NodeId> {
+        let id = self.next?;
+        self.next = self.tree.nodes.get(id).and_then(|n| n.next_sibling);
+        Some(id)
+    }
+}
+
+/// Decodes a JSON string literal (quotes included). Borrowed when it has no escapes.
+pub fn decode_string(raw: &[u8]) -> Option<Cow<'_, str>> {
+    let inner = raw.get(1..raw.len().checked_sub(1)?)?;
+    if !inner.contains(&b'\\') {
+        return std::str::from_utf8(inner).ok().map(Cow::Borrowed);
+    }
+    serde_json::from_slice::<String>(raw).ok().map(Cow::Owned)
+}
+
+/// A JSON string literal (with quotes) for `text`.
+pub fn encode_string(text: &str) -> String {
+    serde_json::Value::String(text.to_string()).to_string()
+}
+
+/// `text` escaped for use inside a JSON string literal (without the quotes).
+pub fn escape_inner(text: &str) -> String {
+    let quoted = encode_string(text);
+    quoted.get(1..quoted.len().saturating_sub(1)).unwrap_or_default().to_string()
+}
+
+/// Replaces byte ranges of `src` (sorted, not overlapping) by new bytes.
+pub fn splice(src: &[u8], edits: &[(usize, usize, Vec<u8>)]) -> Vec<u8> {
+    let extra: usize = edits.iter().map(|(_, _, b)| b.len()).sum();
+    let mut out = Vec::with_capacity(src.len() + extra);
+    let mut at = 0;
+    for (start, end, bytes) in edits {
+        if *start < at {
+            continue; // overlapping edit: cannot happen for distinct nodes; ignore rather than corrupt
+        }
+        out.extend_from_slice(src.get(at..*start).unwrap_or_default());
+        out.extend_from_slice(bytes);
+        at = *end;
+    }
+    out.extend_from_slice(src.get(at..).unwrap_or_default());
+    out
+}
+
+struct Parser<'a> {
+    src: &'a [u8],
+    at: usize,
+    nodes: Vec<Node>,
+}
+
+/// An open container while parsing.
+struct Open {
+    id: NodeId,
+    last_child: Option<NodeId>,
+    count: usize,
+}
+
+impl<'a> Parser<'a> {
+    fn run(mut self) -> Result<Tree<'a>, JsonError> {
+        let mut stack: Vec<Open> = Vec::new();
+        self.skip_ws();
+        let mut pending_key: Option<(usize, usize)> = None;
+        loop {
+            // Parse one value at `self.at`.
+            self.skip_ws();
+            let start = self.at;
+            let byte = *self.src.get(start).ok_or(JsonError::Syntax)?;
+            let id = self.nodes.len();
+            let kind = match byte {
+                b'{' => Kind::Object,
+                b'[' => Kind::Array,
+                b'"' => Kind::String,
+                b't' | b'f' => Kind::Bool,
+                b'n' => Kind::Null,
+                b'-' | b'0'..=b'9' => Kind::Number,
+                _ => return Err(JsonError::Syntax),
+            };
+            self.nodes.push(Node {
+                kind,
+                start,
+                end: start,
+                key: pending_key.take(),
+                first_child: None,
+                next_sibling: None,
+            });
+            if let Some(parent) = stack.last_mut() {
+                match parent.last_child {
+                    Some(prev) => {
+                        if let Some(p) = self.nodes.get_mut(prev) {
+                            p.next_sibling = Some(id);
+                        }
+                    }
+                    None => {
+                        if let Some(p) = self.nodes.get_mut(parent.id) {
+                            p.first_child = Some(id);
+                        }
+                    }
+                }
+                parent.last_child = Some(id);
+                parent.count += 1;
+            }
+            match kind {
+                Kind::Object | Kind::Array => {
+                    if stack.len() >= MAX_DEPTH {
+                        return Err(JsonError::TooDeep);
+                    }
+                    self.at += 1;
+                    stack.push(Open { id, last_child: None, count: 0 });
+                    self.skip_ws();
+                    let close = if kind == Kind::Object { b'}' } else { b']' };
+                    if self.src.get(self.at) == Some(&close) {
+                        self.at += 1;
+                        self.close(&mut stack, id)?;
+                    } else if kind == Kind::Object {
+                        pending_key = Some(self.key()?);
+                        continue;
+                    } else {
+                        continue;
+                    }
+                }
+                Kind::String => {
+                    self.at = string_end(self.src, start).ok_or(JsonError::Syntax)?;
+                    self.set_end(id);
+                }
+                Kind::Bool | Kind::Null | Kind::Number => {
+                    while self.src.get(self.at).is_some_and(|b| !matches!(b, b',' | b'}' | b']') && !is_ws(*b)) {
+                        self.at += 1;
+                    }
+                    if self.at == start {
+                        return Err(JsonError::Syntax);
+                    }
+                    self.set_end(id);
+                }
+            }
+            // After a complete value: a comma, a closing bracket, or the end of the document.
+            loop {
+                self.skip_ws();
+                let Some(top) = stack.last() else {
+                    return if self.at == self.src.len() {
+                        Ok(Tree { src: self.src, nodes: self.nodes })
+                    } else {
+                        Err(JsonError::Syntax)
+                    };
+                };
+                let top_id = top.id;
+                let is_object = self.nodes.get(top_id).is_some_and(|n| n.kind == Kind::Object);
+                match self.src.get(self.at) {
+                    Some(b',') => {
+                        self.at += 1;
+                        if is_object {
+                            self.skip_ws();
+                            pending_key = Some(self.key()?);
+                        }
+                        break;
+                    }
+                    Some(b'}') if is_object => {
+                        self.at += 1;
+                        self.close(&mut stack, top_id)?;
+                    }
+                    Some(b']') if !is_object => {
+                        self.at += 1;
+                        self.close(&mut stack, top_id)?;
+                    }
+                    _ => return Err(JsonError::Syntax),
+                }
+            }
+        }
+    }
+
+    fn close(&mut self, stack: &mut Vec<Open>, id: NodeId) -> Result<(), JsonError> {
+        stack.pop().ok_or(JsonError::Syntax)?;
+        self.set_end(id);
+        Ok(())
+    }
+
+    fn set_end(&mut self, id: NodeId) {
+        let at = self.at;
+        if let Some(n) = self.nodes.get_mut(id) {
+            n.end = at;
+        }
+    }
+
+    /// A member key and its colon; leaves `at` on the value.
+    fn key(&mut self) -> Result<(usize, usize), JsonError> {
+        let start = self.at;
+        if self.src.get(start) != Some(&b'"') {
+            return Err(JsonError::Syntax);
+        }
+        let end = string_end(self.src, start).ok_or(JsonError::Syntax)?;
+        self.at = end;
+        self.skip_ws();
+        if self.src.get(self.at) != Some(&b':') {
+            return Err(JsonError::Syntax);
+        }
+        self.at += 1;
+        Ok((start, end))
+    }
+
+    fn skip_ws(&mut self) {
+        while self.src.get(self.at).is_some_and(|b| is_ws(*b)) {
+            self.at += 1;
+        }
+    }
+}
+
+fn is_ws(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\r')
+}
+
+/// `at` is on an opening quote; the index just past the closing quote.
+fn string_end(src: &[u8], at: usize) -> Option<usize> {
+    let mut i = at + 1;
+    loop {
+        let rest = src.get(i..)?;
+        let found = memchr::memchr2(b'"', b'\\', rest)?;
+        i += found;
+        if src.get(i) == Some(&b'"') {
+            return Some(i + 1);
+        }
+        i += 2;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_structure_and_spans() {
+        let src = br#" {"a": [1, "x\"y", {"b": null}], "c": true, "a\u0062": "z"} "#;
+        let tree = Tree::parse(src).unwrap();
+        let a = tree.get(Tree::ROOT, "a").unwrap();
+        let items: Vec<_> = tree.children(a).collect();
+        assert_eq!(items.len(), 3);
+        assert_eq!(tree.str(items[1]).unwrap(), "x\"y");
+        assert_eq!(tree.raw(items[1]).unwrap(), br#""x\"y""#);
+        assert_eq!(tree.kind(tree.get(items[2], "b").unwrap()), Some(Kind::Null));
+        assert_eq!(tree.get_str(Tree::ROOT, "ab").unwrap(), "z");
+        let mut strings = Vec::new();
+        tree.strings_under(a, &mut strings);
+        assert_eq!(strings, vec![items[1]]);
+    }
+
+    #[test]
+    fn rejects_garbage_without_panicking() {
+        for bad in [&b""[..], b"{", b"[1,", b"{\"a\" 1}", b"{\"a\":}", b"[1] x", b"\"abc", b"{1:2}", b"]", b"[}"] {
+            assert!(Tree::parse(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn deep_nesting_is_refused() {
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        assert_eq!(Tree::parse(deep.as_bytes()).unwrap_err(), JsonError::TooDeep);
+        let ok = format!("{}{}", "[".repeat(100), "]".repeat(100));
+        assert!(Tree::parse(ok.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn invalid_utf8_strings_do_not_decode() {
+        let tree = Tree::parse(b"[\"\xff\"]").unwrap();
+        let first = tree.children(Tree::ROOT).next().unwrap();
+        assert!(tree.str(first).is_none());
+    }
+
+    #[test]
+    fn splice_replaces_ranges() {
+        assert_eq!(splice(b"abcdef", &[(1, 2, b"XX".to_vec()), (4, 6, Vec::new())]), b"aXXcd");
+    }
+}

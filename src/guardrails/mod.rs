@@ -1,0 +1,888 @@
+//! Guardrails: checks on the text of LLM requests and responses (personal data, secrets,
+//! deny and allow patterns, word lists, prompt-injection phrases), size limits and governance
+//! (parameter clamps, tool names, tool-call arguments, the model), each with an action:
+//! `block`, `mask`, `mask_and_restore`, `flag`, or `clamp` for parameters; any policy or check
+//! can be in `shadow` mode (decide and record, change nothing). Decisions record the check, the
+//! detector, the action and a count, never the matched text.
+//!
+//! Pure: the exchange hands in bytes and gets back a verdict, new bytes and decisions.
+//!
+//! Integration, per request (see also the README's Guardrails section):
+//! 1. At load: [`config::RawGuardrails`] is the `guardrails` field of the configuration;
+//!    [`config::compile`] builds a [`Guardrails`] (keep it in an `Rc`).
+//! 2. Request body complete: [`Guardrails::check_request`] → [`RequestOutcome`]: send
+//!    `block` as an error in the client's dialect (status, code, message), else forward `body`
+//!    if rewritten; keep `response` (a [`ResponseGuard`]) for the response.
+//! 3. Non-streaming response body: [`ResponseGuard::check_body`].
+//! 4. Streamed response: [`ResponseGuard::stream`] gives a [`stream::StreamGuard`]; pass every
+//!    chunk through `feed` and send what it returns, then `finish` at end of stream.
+
+pub mod config;
+pub mod detect;
+pub mod json;
+pub mod jsonpath;
+pub mod scan;
+pub mod stream;
+pub mod validate;
+pub mod walk;
+
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use json::{Kind, Tree};
+use jsonpath::JsonPath;
+use scan::{Found, Matcher};
+
+use crate::dialect::Api;
+use crate::routing::glob::Glob;
+
+pub use config::{compile, parse, RawGuardrails};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Block,
+    Mask,
+    MaskAndRestore,
+    Flag,
+    Clamp,
+}
+
+impl Action {
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Block => "block",
+            Action::Mask => "mask",
+            Action::MaskAndRestore => "mask_and_restore",
+            Action::Flag => "flag",
+            Action::Clamp => "clamp",
+        }
+    }
+}
+
+/// Where a check applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Request,
+    Response,
+    Both,
+}
+
+impl Phase {
+    fn covers(self, phase: Phase) -> bool {
+        self == Phase::Both || self == phase
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Request => "request",
+            Phase::Response => "response",
+            Phase::Both => "both",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    Messages,
+    System,
+    Tools,
+    ToolCalls,
+    ToolResults,
+    /// Selected by a JSONPath.
+    Custom,
+}
+
+impl Part {
+    pub fn parse(name: &str) -> Option<Part> {
+        Some(match name {
+            "messages" => Part::Messages,
+            "system" => Part::System,
+            "tools" => Part::Tools,
+            "tool_calls" => Part::ToolCalls,
+            "tool_results" => Part::ToolResults,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    System,
+    Developer,
+    User,
+    Assistant,
+    Tool,
+}
+
+impl Role {
+    pub fn parse(name: &str) -> Option<Role> {
+        Some(match name {
+            "system" => Role::System,
+            "developer" => Role::Developer,
+            "user" => Role::User,
+            "assistant" | "model" => Role::Assistant,
+            "tool" | "function" => Role::Tool,
+            _ => return None,
+        })
+    }
+}
+
+/// Which texts a check reads: parts and roles (absent: all), plus JSONPath-selected fields.
+#[derive(Debug, Clone, Default)]
+pub struct Scope {
+    pub roles: Option<Vec<Role>>,
+    pub parts: Option<Vec<Part>>,
+    pub jsonpath: Vec<JsonPath>,
+}
+
+impl Scope {
+    fn admits(&self, unit: &walk::TextUnit) -> bool {
+        let part_ok = self.parts.as_ref().is_none_or(|p| p.contains(&unit.part));
+        // Roles filter the texts that have one; tool definitions have none and pass.
+        let role_ok = match (&self.roles, unit.role) {
+            (Some(roles), Some(role)) => roles.contains(&role),
+            _ => true,
+        };
+        part_ok && role_ok
+    }
+}
+
+#[derive(Debug)]
+pub struct TextCheck {
+    pub matchers: Vec<Matcher>,
+    /// Allow patterns: a text matching none of them is a finding.
+    pub allow: Option<Box<scan::Pattern>>,
+    /// The streaming hold-back automaton (every pattern this check can match).
+    pub shape: Option<stream::Shape>,
+    pub lookahead: usize,
+    pub placeholder: String,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_messages: Option<u64>,
+    pub max_chars: Option<u64>,
+    pub max_prompt_tokens: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Clamp {
+    pub max_tokens: Option<u64>,
+    pub temperature: Option<[f64; 2]>,
+}
+
+#[derive(Debug)]
+pub enum CheckKind {
+    Text(Box<TextCheck>),
+    Limits(Limits),
+    Clamp(Clamp),
+    Tools { allow: Option<Vec<Glob>>, deny: Vec<Glob> },
+    ToolArgumentsJson,
+    Model,
+}
+
+#[derive(Debug)]
+pub struct Check {
+    pub name: String,
+    pub kind: CheckKind,
+    pub action: Action,
+    pub on: Phase,
+    pub status: u16,
+    pub code: String,
+    pub message: Option<String>,
+    pub shadow: bool,
+    pub scope: Scope,
+}
+
+impl Check {
+    fn enforcing(&self) -> bool {
+        !self.shadow && self.action != Action::Flag
+    }
+
+    fn text(&self) -> Option<&TextCheck> {
+        match &self.kind {
+            CheckKind::Text(t) => Some(t),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Policy {
+    pub name: String,
+    pub routes: Option<Vec<Glob>>,
+    pub checks: Vec<Check>,
+}
+
+impl Policy {
+    fn applies_to(&self, route: Option<&str>) -> bool {
+        match &self.routes {
+            None => true,
+            Some(globs) => route.is_some_and(|r| globs.iter().any(|g| g.is_match(r))),
+        }
+    }
+}
+
+/// The compiled `guardrails` configuration.
+#[derive(Debug, Default)]
+pub struct Guardrails {
+    pub policies: Vec<Policy>,
+    /// Most bytes of streamed text held back per text stream.
+    pub max_hold: usize,
+}
+
+/// One decision, as recorded: never the matched text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub policy: String,
+    pub check: String,
+    /// The detector or rule that found it (`email`, `max_messages`, the check's name…).
+    pub detector: String,
+    pub phase: Phase,
+    pub action: Action,
+    pub shadow: bool,
+    pub count: u32,
+}
+
+impl Decision {
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "policy": self.policy, "check": self.check, "detector": self.detector,
+            "phase": self.phase.name(), "action": self.action.name(), "shadow": self.shadow, "count": self.count,
+        })
+    }
+}
+
+/// A refusal: the exchange answers the client with this error in its own dialect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Block {
+    pub status: u16,
+    pub code: String,
+    pub message: String,
+    pub policy: String,
+    pub check: String,
+}
+
+/// What the request side needs besides the body.
+pub struct RequestInput<'a> {
+    pub api: Api,
+    pub body: &'a [u8],
+    /// The proxy's route name (for policies with `routes`).
+    pub route: Option<&'a str>,
+    /// The requested model.
+    pub model: Option<&'a str>,
+    /// Estimated prompt tokens (for `limits.max_prompt_tokens`).
+    pub prompt_tokens: u64,
+    /// The model selection's allow/deny decision, for `model: "routing"` checks.
+    pub model_allowed: Option<&'a dyn Fn(&str) -> bool>,
+}
+
+#[derive(Debug)]
+pub struct RequestOutcome {
+    pub block: Option<Block>,
+    /// The rewritten body, when a mask or clamp changed it.
+    pub body: Option<Vec<u8>>,
+    pub decisions: Vec<Decision>,
+    /// Response-side state (restore vault, response checks); `None` when there is nothing to do.
+    pub response: Option<ResponseGuard>,
+}
+
+/// Placeholders of `mask_and_restore`: the same value always gets the same placeholder within a
+/// request; the response gets the original back.
+#[derive(Debug, Default, Clone)]
+pub struct Vault {
+    by_value: HashMap<(String, String), String>,
+    by_placeholder: HashMap<String, String>,
+    counters: HashMap<String, u32>,
+}
+
+impl Vault {
+    pub fn placeholder(&mut self, label: &str, value: &str) -> String {
+        if let Some(p) = self.by_value.get(&(label.to_string(), value.to_string())) {
+            return p.clone();
+        }
+        let n = self.counters.entry(label.to_string()).or_insert(0);
+        *n += 1;
+        let placeholder = format!("[{label}_{n}]");
+        self.by_value.insert((label.to_string(), value.to_string()), placeholder.clone());
+        self.by_placeholder.insert(placeholder.clone(), value.to_string());
+        placeholder
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_placeholder.is_empty()
+    }
+
+    pub fn original(&self, placeholder: &str) -> Option<&str> {
+        self.by_placeholder.get(placeholder).map(String::as_str)
+    }
+
+    /// Replaces every known placeholder in `text`. `json_text`: the text is JSON (tool-call
+    /// arguments), so restored values are escaped for a JSON string.
+    pub fn restore(&self, text: &str, json_text: bool) -> Option<String> {
+        if self.is_empty() || !text.contains('[') {
+            return None;
+        }
+        let mut out = String::with_capacity(text.len());
+        let mut at = 0;
+        let mut changed = false;
+        let bytes = text.as_bytes();
+        while let Some(offset) = memchr::memchr(b'[', bytes.get(at..).unwrap_or_default()) {
+            let open = at + offset;
+            let len = placeholder_len(bytes.get(open..).unwrap_or_default());
+            let candidate = text.get(open..open + len).unwrap_or_default();
+            match (len > 0).then(|| self.original(candidate)).flatten() {
+                Some(value) => {
+                    out.push_str(text.get(at..open).unwrap_or_default());
+                    if json_text {
+                        out.push_str(&json::escape_inner(value));
+                    } else {
+                        out.push_str(value);
+                    }
+                    at = open + len;
+                    changed = true;
+                }
+                None => {
+                    out.push_str(text.get(at..=open).unwrap_or_default());
+                    at = open + 1;
+                }
+            }
+        }
+        out.push_str(text.get(at..).unwrap_or_default());
+        changed.then_some(out)
+    }
+}
+
+/// Length of a complete `[LABEL_N]` at the start of `s`, else 0.
+fn placeholder_len(s: &[u8]) -> usize {
+    let mut i = 1;
+    if !s.get(i).is_some_and(u8::is_ascii_uppercase) {
+        return 0;
+    }
+    while s.get(i).is_some_and(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || *b == b'_') {
+        i += 1;
+    }
+    // Must end in `_<digits>]`.
+    let body = s.get(1..i).unwrap_or_default();
+    let digits = body.iter().rev().take_while(|b| b.is_ascii_digit()).count();
+    let ok = digits > 0 && body.len() > digits + 1 && body.get(body.len() - digits - 1) == Some(&b'_');
+    if ok && s.get(i) == Some(&b']') {
+        i + 1
+    } else {
+        0
+    }
+}
+
+/// The pattern of a placeholder, for the streaming hold-back.
+pub const PLACEHOLDER_PATTERN: &str = r"\[[A-Z][A-Z0-9_]*_[0-9]+\]";
+
+/// Counts decisions per (policy, check, detector).
+#[derive(Debug, Default)]
+pub(crate) struct Tally {
+    decisions: Vec<Decision>,
+}
+
+impl Tally {
+    pub(crate) fn add(&mut self, policy: &Policy, check: &Check, detector: &str, phase: Phase, count: u32) {
+        if count == 0 {
+            return;
+        }
+        if let Some(d) = self
+            .decisions
+            .iter_mut()
+            .find(|d| d.policy == policy.name && d.check == check.name && d.detector == detector && d.phase == phase)
+        {
+            d.count += count;
+            return;
+        }
+        self.decisions.push(Decision {
+            policy: policy.name.clone(),
+            check: check.name.clone(),
+            detector: detector.to_string(),
+            phase,
+            action: check.action,
+            shadow: check.shadow,
+            count,
+        });
+    }
+}
+
+fn block_for(policy: &Policy, check: &Check, phase: Phase, detector: &str) -> Block {
+    let message = check.message.clone().unwrap_or_else(|| {
+        let what = if phase == Phase::Response { "response" } else { "request" };
+        format!("The {what} was blocked by guardrail {}/{} ({detector}).", policy.name, check.name)
+    });
+    Block {
+        status: check.status,
+        code: check.code.clone(),
+        message,
+        policy: policy.name.clone(),
+        check: check.name.clone(),
+    }
+}
+
+/// A finding of one text check, and which one.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Hit {
+    pub policy: usize,
+    pub check: usize,
+    pub matcher: usize,
+    pub found: Found,
+}
+
+impl Guardrails {
+    pub fn is_empty(&self) -> bool {
+        self.policies.is_empty()
+    }
+
+    /// Whether any policy is limited to routes (the exchange then reads the route name).
+    pub fn needs_route_name(&self) -> bool {
+        self.policies.iter().any(|p| p.routes.is_some())
+    }
+
+    fn active(&self, route: Option<&str>) -> Vec<usize> {
+        self.policies.iter().enumerate().filter(|(_, p)| p.applies_to(route)).map(|(i, _)| i).collect()
+    }
+
+    pub(crate) fn check_at(&self, policy: usize, check: usize) -> Option<(&Policy, &Check)> {
+        let p = self.policies.get(policy)?;
+        Some((p, p.checks.get(check)?))
+    }
+
+    /// Finds every text-check hit in `text[from..]` for the given checks.
+    pub(crate) fn hits(&self, checks: &[(usize, usize)], text: &[u8], from: usize, out: &mut Vec<Hit>) {
+        let mut found = Vec::new();
+        for &(policy, check) in checks {
+            let Some(text_check) = self.check_at(policy, check).and_then(|(_, c)| c.text()) else { continue };
+            for (matcher_index, matcher) in text_check.matchers.iter().enumerate() {
+                found.clear();
+                matcher.find_all(text, from, &mut found);
+                out.extend(found.iter().map(|f| Hit { policy, check, matcher: matcher_index, found: *f }));
+            }
+        }
+    }
+
+    pub(crate) fn label_of(&self, hit: &Hit) -> Option<&scan::Label> {
+        let (_, check) = self.check_at(hit.policy, hit.check)?;
+        check.text()?.matchers.get(hit.matcher)?.labels().get(usize::from(hit.found.label))
+    }
+
+    /// Runs every request check on a complete request body.
+    pub fn check_request(self: &Rc<Self>, input: &RequestInput<'_>) -> RequestOutcome {
+        let mut outcome = RequestOutcome { block: None, body: None, decisions: Vec::new(), response: None };
+        let active = self.active(input.route);
+        if active.is_empty() {
+            return outcome;
+        }
+        let tree = match Tree::parse(input.body) {
+            Ok(tree) => tree,
+            Err(_) => {
+                outcome.block = Some(Block {
+                    status: 400,
+                    code: "invalid_json".into(),
+                    message: "The request body could not be read for the gateway's guardrails.".into(),
+                    policy: String::new(),
+                    check: String::new(),
+                });
+                return outcome;
+            }
+        };
+        let shape = walk::request(input.api, &tree);
+        let mut tally = Tally::default();
+        let mut block: Option<Block> = None;
+        let mut vault = Vault::default();
+        let mut edits: Vec<(usize, usize, Vec<u8>)> = Vec::new();
+        let mut clamps: Vec<(&'static str, String)> = Vec::new();
+        let note_block = |block: &mut Option<Block>, policy: &Policy, check: &Check, detector: &str| {
+            if block.is_none() && check.action == Action::Block && !check.shadow {
+                *block = Some(block_for(policy, check, Phase::Request, detector));
+            }
+        };
+
+        // Text units each check reads: scope, parts, roles, JSONPaths.
+        let mut text_checks: Vec<(usize, usize)> = Vec::new();
+        for &p in &active {
+            let Some(policy) = self.policies.get(p) else { continue };
+            for (c, check) in policy.checks.iter().enumerate() {
+                if !check.on.covers(Phase::Request) {
+                    continue;
+                }
+                match &check.kind {
+                    CheckKind::Text(_) => text_checks.push((p, c)),
+                    CheckKind::Limits(limits) => {
+                        let chars: u64 =
+                            shape.texts.iter().filter_map(|u| tree.str(u.node)).map(|s| s.chars().count() as u64).sum();
+                        let over = [
+                            ("max_messages", limits.max_messages, shape.messages),
+                            ("max_chars", limits.max_chars, chars),
+                            ("max_prompt_tokens", limits.max_prompt_tokens, input.prompt_tokens),
+                        ];
+                        for (name, limit, value) in over {
+                            if limit.is_some_and(|l| value > l) {
+                                tally.add(policy, check, name, Phase::Request, 1);
+                                note_block(&mut block, policy, check, name);
+                            }
+                        }
+                    }
+                    CheckKind::Clamp(clamp) => {
+                        let mut fields: Vec<(&'static str, Option<f64>, Option<f64>)> = Vec::new();
+                        if let Some(max) = clamp.max_tokens {
+                            for field in ["max_tokens", "max_completion_tokens", "max_output_tokens"] {
+                                fields.push((field, None, Some(max as f64)));
+                            }
+                        }
+                        if let Some([low, high]) = clamp.temperature {
+                            fields.push(("temperature", Some(low), Some(high)));
+                        }
+                        for (field, low, high) in fields {
+                            let Some(value) = tree.get(Tree::ROOT, field).and_then(|n| number(&tree, n)) else {
+                                continue;
+                            };
+                            let clamped = value.max(low.unwrap_or(f64::MIN)).min(high.unwrap_or(f64::MAX));
+                            if clamped != value {
+                                tally.add(policy, check, field, Phase::Request, 1);
+                                note_block(&mut block, policy, check, field);
+                                if check.action == Action::Clamp && !check.shadow {
+                                    let text = if field == "temperature" {
+                                        serde_json::Number::from_f64(clamped).map(|n| n.to_string()).unwrap_or_default()
+                                    } else {
+                                        format!("{}", clamped as u64)
+                                    };
+                                    clamps.retain(|(f, _)| *f != field);
+                                    clamps.push((field, text));
+                                }
+                            }
+                        }
+                    }
+                    CheckKind::Tools { allow, deny } => {
+                        let refused = shape
+                            .tool_names
+                            .iter()
+                            .filter_map(|n| tree.str(*n))
+                            .filter(|name| tool_refused(name, allow.as_deref(), deny))
+                            .count() as u32;
+                        tally.add(policy, check, "tool_name", Phase::Request, refused);
+                        if refused > 0 {
+                            note_block(&mut block, policy, check, "tool_name");
+                        }
+                    }
+                    CheckKind::ToolArgumentsJson => {
+                        let bad = shape
+                            .arguments
+                            .iter()
+                            .filter(|n| {
+                                tree.str(**n).is_none_or(|s| serde_json::from_str::<serde::de::IgnoredAny>(&s).is_err())
+                            })
+                            .count() as u32;
+                        tally.add(policy, check, "tool_arguments", Phase::Request, bad);
+                        if bad > 0 {
+                            note_block(&mut block, policy, check, "tool_arguments");
+                        }
+                    }
+                    CheckKind::Model => {
+                        if let (Some(allowed), Some(model)) = (input.model_allowed, input.model) {
+                            if !allowed(model) {
+                                tally.add(policy, check, "model", Phase::Request, 1);
+                                note_block(&mut block, policy, check, "model");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+
+        // Text checks: each unit once, with the checks whose scope admits it.
+        let mut units: Vec<(usize, walk::TextUnit)> = shape.texts.iter().map(|u| (u.node, *u)).collect();
+        for &(p, c) in &text_checks {
+            let Some((_, check)) = self.check_at(p, c) else { continue };
+            for path in &check.scope.jsonpath {
+                let mut selected = Vec::new();
+                for node in path.select(&tree) {
+                    tree.strings_under(node, &mut selected);
+                }
+                for node in selected {
+                    if !units.iter().any(|(n, _)| *n == node) {
+                        units.push((node, walk::TextUnit { node, part: Part::Custom, role: None, json_text: false }));
+                    }
+                }
+            }
+        }
+        units.sort_by_key(|(n, _)| *n);
+        let mut hits = Vec::new();
+        for (node, unit) in &units {
+            let checks: Vec<(usize, usize)> = text_checks
+                .iter()
+                .copied()
+                .filter(|&(p, c)| {
+                    self.check_at(p, c).is_some_and(|(_, check)| {
+                        if unit.part == Part::Custom {
+                            !check.scope.jsonpath.is_empty()
+                        } else {
+                            check.scope.admits(unit)
+                                || check.scope.jsonpath.iter().any(|path| selects(path, &tree, *node))
+                        }
+                    })
+                })
+                .collect();
+            if checks.is_empty() {
+                continue;
+            }
+            let Some(text) = tree.str(*node) else {
+                outcome.block = Some(Block {
+                    status: 400,
+                    code: "invalid_json".into(),
+                    message: "The request body has a string the gateway cannot read.".into(),
+                    policy: String::new(),
+                    check: String::new(),
+                });
+                return outcome;
+            };
+            // Allow lists: a text that matches no allowed pattern.
+            for &(p, c) in &checks {
+                let Some((policy, check)) = self.check_at(p, c) else { continue };
+                if let Some(allow) = check.text().and_then(|t| t.allow.as_ref()) {
+                    if !text.is_empty() && allow.search(&regex_automata::Input::new(text.as_bytes())).is_none() {
+                        tally.add(policy, check, &check.name, Phase::Request, 1);
+                        note_block(&mut block, policy, check, &check.name);
+                    }
+                }
+            }
+            hits.clear();
+            self.hits(&checks, text.as_bytes(), 0, &mut hits);
+            for hit in &hits {
+                let Some((policy, check)) = self.check_at(hit.policy, hit.check) else { continue };
+                let detector = self.label_of(hit).map(|l| l.name.clone()).unwrap_or_default();
+                tally.add(policy, check, &detector, Phase::Request, 1);
+                note_block(&mut block, policy, check, &detector);
+            }
+            if block.is_some() {
+                continue;
+            }
+            if let Some(new_text) = self.apply_masks(&hits, &text, Some(&mut vault)) {
+                if let Some(n) = tree.node(*node) {
+                    edits.push((n.start, n.end, json::encode_string(&new_text).into_bytes()));
+                }
+            }
+        }
+        outcome.decisions = tally.decisions;
+        if let Some(b) = block {
+            outcome.block = Some(b);
+            return outcome;
+        }
+        if !edits.is_empty() || !clamps.is_empty() {
+            let mut body = json::splice(input.body, &edits);
+            for (field, value) in &clamps {
+                if let Some(new_body) = crate::json_edit::replace_value(&body, field, value) {
+                    body = new_body;
+                }
+            }
+            outcome.body = Some(body);
+        }
+        let response_checks: Vec<(usize, usize)> = active
+            .iter()
+            .flat_map(|&p| {
+                self.policies
+                    .get(p)
+                    .into_iter()
+                    .flat_map(move |policy| policy.checks.iter().enumerate().map(move |(c, check)| (p, c, check)))
+            })
+            .filter(|(_, _, check)| check.on.covers(Phase::Response))
+            .map(|(p, c, _)| (p, c))
+            .collect();
+        if !vault.is_empty() || !response_checks.is_empty() {
+            outcome.response =
+                Some(ResponseGuard { guardrails: Rc::clone(self), api: input.api, checks: response_checks, vault });
+        }
+        outcome
+    }
+
+    /// The text with the enforcing mask hits replaced (overlaps: earliest, longest, first check
+    /// wins); `None` when nothing changes. `vault`: `mask_and_restore` placeholders are numbered.
+    pub(crate) fn apply_masks(&self, hits: &[Hit], text: &str, mut vault: Option<&mut Vault>) -> Option<String> {
+        let mut masks: Vec<&Hit> = hits
+            .iter()
+            .filter(|h| {
+                self.check_at(h.policy, h.check)
+                    .is_some_and(|(_, c)| !c.shadow && matches!(c.action, Action::Mask | Action::MaskAndRestore))
+            })
+            .collect();
+        if masks.is_empty() {
+            return None;
+        }
+        masks.sort_by_key(|h| (h.found.order, std::cmp::Reverse(h.found.end), h.policy, h.check));
+        let mut out = String::with_capacity(text.len());
+        let mut at = 0;
+        for hit in masks {
+            // Custom ASCII-mode patterns may end inside a UTF-8 character: widen to whole ones.
+            let start = floor_boundary(text, hit.found.start);
+            let end = ceil_boundary(text, hit.found.end);
+            if start < at {
+                continue;
+            }
+            let Some(label) = self.label_of(hit) else { continue };
+            let restore = self.check_at(hit.policy, hit.check).is_some_and(|(_, c)| c.action == Action::MaskAndRestore);
+            out.push_str(text.get(at..start).unwrap_or_default());
+            match (&mut vault, restore) {
+                (Some(v), true) => {
+                    out.push_str(&v.placeholder(&label.placeholder, text.get(start..end).unwrap_or_default()))
+                }
+                _ => {
+                    out.push('[');
+                    out.push_str(&label.placeholder);
+                    out.push(']');
+                }
+            }
+            at = end;
+        }
+        out.push_str(text.get(at..).unwrap_or_default());
+        Some(out)
+    }
+}
+
+fn floor_boundary(text: &str, mut i: usize) -> usize {
+    while i > 0 && !text.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+fn ceil_boundary(text: &str, mut i: usize) -> usize {
+    while i < text.len() && !text.is_char_boundary(i) {
+        i += 1;
+    }
+    i.min(text.len())
+}
+
+fn number(tree: &Tree<'_>, node: usize) -> Option<f64> {
+    if tree.kind(node)? != Kind::Number {
+        return None;
+    }
+    std::str::from_utf8(tree.raw(node)?).ok()?.parse().ok()
+}
+
+fn selects(path: &JsonPath, tree: &Tree<'_>, node: usize) -> bool {
+    path.select(tree).into_iter().any(|selected| {
+        let mut strings = Vec::new();
+        tree.strings_under(selected, &mut strings);
+        strings.contains(&node)
+    })
+}
+
+fn tool_refused(name: &str, allow: Option<&[Glob]>, deny: &[Glob]) -> bool {
+    deny.iter().any(|g| g.is_match(name)) || allow.is_some_and(|a| !a.iter().any(|g| g.is_match(name)))
+}
+
+/// The response side of one exchange: checks that apply to responses and the request's
+/// placeholders to restore.
+#[derive(Debug)]
+pub struct ResponseGuard {
+    guardrails: Rc<Guardrails>,
+    api: Api,
+    checks: Vec<(usize, usize)>,
+    vault: Vault,
+}
+
+#[derive(Debug, Default)]
+pub struct ResponseOutcome {
+    pub block: Option<Block>,
+    pub body: Option<Vec<u8>>,
+    pub decisions: Vec<Decision>,
+}
+
+impl ResponseGuard {
+    pub fn vault(&self) -> &Vault {
+        &self.vault
+    }
+
+    /// A complete, non-streamed JSON response body. Bodies that are not JSON pass unchanged.
+    pub fn check_body(&self, body: &[u8]) -> ResponseOutcome {
+        let mut outcome = ResponseOutcome::default();
+        let Ok(tree) = Tree::parse(body) else { return outcome };
+        let shape = walk::response(self.api, &tree);
+        let g = &self.guardrails;
+        let mut tally = Tally::default();
+        let mut block = None;
+        let mut edits = Vec::new();
+        let mut hits = Vec::new();
+        for &(p, c) in &self.checks {
+            let Some((policy, check)) = g.check_at(p, c) else { continue };
+            let found = match &check.kind {
+                CheckKind::Tools { allow, deny } => shape
+                    .tool_names
+                    .iter()
+                    .filter_map(|n| tree.str(*n))
+                    .filter(|name| tool_refused(name, allow.as_deref(), deny))
+                    .count() as u32,
+                CheckKind::ToolArgumentsJson => shape
+                    .arguments
+                    .iter()
+                    .filter(|n| {
+                        tree.str(**n).is_none_or(|s| serde_json::from_str::<serde::de::IgnoredAny>(&s).is_err())
+                    })
+                    .count() as u32,
+                _ => 0,
+            };
+            let detector = if matches!(check.kind, CheckKind::Tools { .. }) { "tool_name" } else { "tool_arguments" };
+            tally.add(policy, check, detector, Phase::Response, found);
+            if found > 0 && block.is_none() && check.action == Action::Block && !check.shadow {
+                block = Some(block_for(policy, check, Phase::Response, detector));
+            }
+        }
+        for unit in &shape.texts {
+            let checks: Vec<(usize, usize)> = self
+                .checks
+                .iter()
+                .copied()
+                .filter(|&(p, c)| g.check_at(p, c).is_some_and(|(_, ch)| ch.text().is_some() && ch.scope.admits(unit)))
+                .collect();
+            let Some(text) = tree.str(unit.node) else { continue };
+            for &(p, c) in &checks {
+                let Some((policy, check)) = g.check_at(p, c) else { continue };
+                if let Some(allow) = check.text().and_then(|t| t.allow.as_ref()) {
+                    if !text.is_empty() && allow.search(&regex_automata::Input::new(text.as_bytes())).is_none() {
+                        tally.add(policy, check, &check.name, Phase::Response, 1);
+                        if block.is_none() && check.action == Action::Block && !check.shadow {
+                            block = Some(block_for(policy, check, Phase::Response, &check.name));
+                        }
+                    }
+                }
+            }
+            hits.clear();
+            g.hits(&checks, text.as_bytes(), 0, &mut hits);
+            for hit in &hits {
+                let Some((policy, check)) = g.check_at(hit.policy, hit.check) else { continue };
+                let detector = g.label_of(hit).map(|l| l.name.clone()).unwrap_or_default();
+                tally.add(policy, check, &detector, Phase::Response, 1);
+                if block.is_none() && check.action == Action::Block && !check.shadow {
+                    block = Some(block_for(policy, check, Phase::Response, &detector));
+                }
+            }
+            let masked = g.apply_masks(&hits, &text, None);
+            let current = masked.as_deref().unwrap_or(&text);
+            let restored = self.vault.restore(current, unit.json_text);
+            if let Some(new_text) = restored.or(masked) {
+                if let Some(n) = tree.node(unit.node) {
+                    edits.push((n.start, n.end, json::encode_string(&new_text).into_bytes()));
+                }
+            }
+        }
+        outcome.decisions = tally.decisions;
+        if block.is_some() {
+            outcome.block = block;
+            return outcome;
+        }
+        if !edits.is_empty() {
+            edits.sort_by_key(|e| e.0);
+            outcome.body = Some(json::splice(body, &edits));
+        }
+        outcome
+    }
+
+    /// A guard for a streamed (SSE) response.
+    pub fn stream(&self) -> stream::StreamGuard {
+        stream::StreamGuard::new(Rc::clone(&self.guardrails), self.api, self.checks.clone(), self.vault.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests;

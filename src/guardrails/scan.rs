@@ -1,0 +1,745 @@
+//! Matchers: what finds text for one check. Every matcher has the same *local* semantics, so
+//! that scanning a text in one piece and scanning it as a stream give the same findings:
+//! starting at a position, take the next finding (leftmost; the longest when several start
+//! together; then the higher-priority detector), continue right after it.
+//!
+//! Built-in detectors skip most text: a table-driven pass splits the text into words and
+//! keeps only runs of "interesting" words (with a digit, an upper-case letter, `@`, `:`, `-`,
+//! `_`, `+`, `/`, `=`); a detector's regular expression only runs on a run that meets its
+//! trigger (enough digits, its literal prefix, …). Prose is mostly lower-case words, so most
+//! bytes are looked at once, by a table lookup.
+
+use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
+use std::cell::RefCell;
+
+use regex_automata::hybrid;
+use regex_automata::nfa::thompson;
+use regex_automata::util::syntax;
+use regex_automata::{Anchored, Input};
+
+use super::detect::{self, Builtin, Window, CLASS, DIGIT, INTERESTING, WS};
+
+/// One finding: `start..end` is the value (what a mask replaces); `order` is where the match
+/// began (before `start` only for `Bearer <token>`), which decides precedence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Found {
+    pub start: usize,
+    pub end: usize,
+    pub order: usize,
+    /// Index into the matcher's labels.
+    pub label: u16,
+}
+
+/// What a finding is called in decisions and placeholders.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Label {
+    /// Detector name (`email`) or the check's own name for custom patterns.
+    pub name: String,
+    /// Placeholder text without brackets: `EMAIL`.
+    pub placeholder: String,
+}
+
+/// Regular-expression syntax used everywhere: ASCII mode (no Unicode tables, no Unicode `\b`
+/// cliff), matching bytes, case-insensitivity on ASCII letters only.
+pub fn syntax_config() -> syntax::Config {
+    syntax::Config::new().unicode(false).utf8(false)
+}
+
+/// Compiled regular expressions (one or several patterns): a lazy DFA forward and one in
+/// reverse, linear in the text whatever the pattern, with their search cache. ASCII mode never
+/// makes the DFA quit, and the cache is cleared as often as needed (never gives up), so a search
+/// always answers. The filter runs single-threaded; a re-entrant use gets a fresh cache.
+pub struct Pattern {
+    regex: hybrid::regex::Regex,
+    cache: RefCell<hybrid::regex::Cache>,
+}
+
+impl std::fmt::Debug for Pattern {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Pattern")
+    }
+}
+
+impl Pattern {
+    pub fn search(&self, input: &Input<'_>) -> Option<regex_automata::Match> {
+        match self.cache.try_borrow_mut() {
+            Ok(mut cache) => self.regex.try_search(&mut cache, input).ok().flatten(),
+            Err(_) => self.regex.try_search(&mut self.regex.create_cache(), input).ok().flatten(),
+        }
+    }
+}
+
+/// Builds the patterns into one [`Pattern`] (leftmost-first across them).
+pub fn build_regexes(patterns: &[String]) -> Result<Box<Pattern>, String> {
+    let regex = hybrid::regex::Regex::builder()
+        .syntax(syntax_config())
+        .thompson(thompson::Config::new().utf8(false).nfa_size_limit(Some(4 << 20)))
+        .dfa(hybrid::dfa::Config::new().cache_capacity(1 << 20).skip_cache_capacity_check(true))
+        .build_many(patterns)
+        .map_err(|e| {
+            // The innermost cause says what is wrong ("unclosed group"), without the pattern drawing.
+            let mut cause: &dyn std::error::Error = &e;
+            while let Some(inner) = cause.source() {
+                cause = inner;
+            }
+            let text = cause.to_string();
+            text.lines().last().unwrap_or("invalid pattern").trim().to_string()
+        })?;
+    let cache = RefCell::new(regex.create_cache());
+    Ok(Box::new(Pattern { regex, cache }))
+}
+
+#[derive(Debug)]
+struct Detector {
+    builtin: &'static Builtin,
+    regex: Pattern,
+    /// Literal prefixes one of which a run must hold (`NEEDLE_*` bits; 0: none needed).
+    needles: u32,
+}
+
+/// A set of built-in detectors, compiled.
+#[derive(Debug)]
+pub struct Detectors {
+    list: Vec<Detector>,
+    labels: Vec<Label>,
+    /// Some detector can match without a strong byte (look for its literal prefixes).
+    weak_starts: bool,
+}
+
+#[derive(Debug)]
+pub enum Matcher {
+    Detectors(Detectors),
+    /// Custom regular expressions; each pattern has its own label.
+    Patterns {
+        regex: Box<Pattern>,
+        labels: Vec<Label>,
+    },
+    /// Word lists (aho-corasick), case-insensitive unless configured otherwise.
+    Keywords {
+        ac: AhoCorasick,
+        whole_words: bool,
+        labels: Vec<Label>,
+    },
+}
+
+/// What a run holds, for the triggers.
+#[derive(Debug, Clone, Copy)]
+struct RunStats {
+    start: usize,
+    end: usize,
+    flags: u16,
+    digits: u32,
+    /// Most digits in consecutive words that all hold digits.
+    streak: u32,
+}
+
+/// A run of interesting words and the detectors whose triggers it meets.
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    start: usize,
+    end: usize,
+    mask: u32,
+}
+
+impl Detectors {
+    /// `names` are built-in detector names, already expanded and checked.
+    pub fn new(names: &[&str]) -> Result<Detectors, String> {
+        let mut list = Vec::new();
+        // Keep the built-in priority order whatever order the configuration lists them in.
+        for builtin in detect::BUILTINS.iter().filter(|b| names.contains(&b.name)) {
+            let regex = build_regexes(&[builtin.pattern.to_string()])?;
+            list.push(Detector { builtin, regex: *regex, needles: needle_bits(builtin) });
+        }
+        let labels = list
+            .iter()
+            .map(|d| Label { name: d.builtin.name.to_string(), placeholder: d.builtin.label.to_string() })
+            .collect();
+        let weak_starts =
+            list.iter().any(|d| matches!(d.builtin.name, "aws_access_key" | "google_api_key" | "jwt" | "bearer_token"));
+        Ok(Detectors { list, labels, weak_starts })
+    }
+
+    pub fn patterns(&self) -> Vec<String> {
+        self.list.iter().map(|d| d.builtin.pattern.to_string()).collect()
+    }
+
+    /// Splits `hay[from..]` into runs of interesting words and notes which detectors each may
+    /// hold. Runs no detector can use are dropped.
+    ///
+    /// A run starts at a word with a "strong" byte (a digit or one of `@:-_+/=`), found eight
+    /// bytes at a time, or at one of the few literal prefixes of findings that need none
+    /// (`AKIA`, `AIza`, `eyJ`, `Bearer`: found with memchr/memmem). It goes on over the following
+    /// words while they are interesting (upper-case letters count there: IBAN groups).
+    fn runs(&self, hay: &[u8], from: usize) -> Vec<Run> {
+        let mut runs = Vec::new();
+        let n = hay.len();
+        let extras = if self.weak_starts { weak_starts(hay, from) } else { Vec::new() };
+        let mut extra = extras.into_iter().peekable();
+        let mut i = from;
+        loop {
+            while extra.next_if(|p| *p < i).is_some() {}
+            let strong = next_strong(hay, i);
+            let p = match (strong, extra.peek().copied()) {
+                (Some(s), Some(e)) => s.min(e),
+                (Some(s), None) => s,
+                (None, Some(e)) => e,
+                (None, None) => break,
+            };
+            // The word holding `p` starts after the last whitespace before it (not before `i`).
+            let mut start = p;
+            while start > i && !is_ws(hay, start - 1) {
+                start -= 1;
+            }
+            let mut run = RunStats { start, end: start, flags: 0, digits: 0, streak: 0 };
+            let mut streak = 0u32;
+            let mut j = start;
+            let mut first = true;
+            loop {
+                let (end, flags, digits) = scan_word(hay, j);
+                if flags & INTERESTING == 0 && !first {
+                    i = end;
+                    break;
+                }
+                first = false;
+                run.end = end;
+                run.flags |= flags | detect::word_marks(flags);
+                run.digits += digits;
+                streak = if digits > 0 { streak + digits } else { 0 };
+                run.streak = run.streak.max(streak);
+                let mut k = end;
+                while k < n && is_ws(hay, k) {
+                    k += 1;
+                }
+                j = k;
+                if k >= n {
+                    i = n;
+                    break;
+                }
+            }
+            self.close_run(hay, &mut runs, run);
+            if i >= n {
+                break;
+            }
+        }
+        runs
+    }
+
+    fn close_run(&self, hay: &[u8], runs: &mut Vec<Run>, stats: RunStats) {
+        let RunStats { start, end, flags, digits, streak } = stats;
+        let mut mask = 0u32;
+        let len = end - start;
+        let mut present: Option<u32> = None;
+        for (bit, detector) in self.list.iter().enumerate() {
+            let trigger = &detector.builtin.trigger;
+            let Window::Runs { lookback } = detector.builtin.window else { continue };
+            if flags & trigger.classes != trigger.classes
+                || (trigger.any_of != 0 && flags & trigger.any_of == 0)
+                || (if trigger.digits_in_a_row { streak } else { digits }) < trigger.min_digits
+                || len < trigger.min_len
+            {
+                continue;
+            }
+            if detector.needles != 0 {
+                // One pass over the run (and the `Bearer` look-back) finds every literal prefix.
+                let found = *present.get_or_insert_with(|| {
+                    needles_present(
+                        hay.get(start.saturating_sub(lookback.max(BEARER_LOOKBACK))..end).unwrap_or_default(),
+                    )
+                });
+                if found & detector.needles == 0 {
+                    continue;
+                }
+            }
+            mask |= 1 << bit;
+        }
+        if mask != 0 {
+            runs.push(Run { start, end, mask });
+        }
+    }
+
+    /// The next valid finding of detector `k` starting at or after `pos`, searching `from..`.
+    fn next_in_window(&self, k: usize, hay: &[u8], pos: usize, window_end: usize) -> Option<Found> {
+        let detector = self.list.get(k)?;
+        let builtin = detector.builtin;
+        let mut at = pos;
+        while at < window_end {
+            let input = Input::new(hay).span(at..window_end);
+            let m = detector.regex.search(&input)?;
+            let (mut start, end) = (m.start(), m.end());
+            if builtin.value_after_space {
+                let text = hay.get(start..end).unwrap_or_default();
+                let skip = text.iter().position(|b| *b == b' ' || *b == b'\t').unwrap_or(0);
+                let token = text.get(skip..).unwrap_or_default();
+                start += skip + token.iter().take_while(|b| **b == b' ' || **b == b'\t').count();
+            }
+            let value = hay.get(start..end).unwrap_or_default();
+            let before = hay.get(..start).unwrap_or_default();
+            let after = hay.get(end..).unwrap_or_default();
+            if end > start && (builtin.validate)(value, before, after) {
+                return Some(Found { start, end, order: m.start(), label: k as u16 });
+            }
+            at = m.start() + 1;
+        }
+        None
+    }
+
+    fn next_from_literal(&self, k: usize, literal: &[u8], hay: &[u8], pos: usize) -> Option<Found> {
+        let detector = self.list.get(k)?;
+        let mut at = pos;
+        loop {
+            let offset = memchr::memmem::find(hay.get(at..)?, literal)?;
+            let p = at + offset;
+            let input = Input::new(hay).span(p..hay.len()).anchored(Anchored::Yes);
+            if let Some(m) = detector.regex.search(&input) {
+                let value = hay.get(m.start()..m.end()).unwrap_or_default();
+                let before = hay.get(..m.start()).unwrap_or_default();
+                let after = hay.get(m.end()..).unwrap_or_default();
+                if m.end() > m.start() && (detector.builtin.validate)(value, before, after) {
+                    return Some(Found { start: m.start(), end: m.end(), order: m.start(), label: k as u16 });
+                }
+            }
+            at = p + 1;
+        }
+    }
+
+    fn find_all(&self, hay: &[u8], from: usize, out: &mut Vec<Found>) {
+        let runs = self.runs(hay, from);
+        let any_literal = self.list.iter().any(|d| matches!(d.builtin.window, Window::FromLiteral(_)));
+        if runs.is_empty() && !any_literal {
+            return;
+        }
+        // Per detector: index of the next run to search, and its pending finding.
+        let mut cursor = vec![0usize; self.list.len()];
+        let mut next: Vec<Option<Found>> = vec![None; self.list.len()];
+        let mut done = vec![false; self.list.len()];
+        let mut pos = from;
+        loop {
+            let mut best: Option<Found> = None;
+            for k in 0..self.list.len() {
+                if done.get(k).copied().unwrap_or(true) {
+                    continue;
+                }
+                let stale = next.get(k).copied().flatten().is_none_or(|f| f.order < pos);
+                if stale {
+                    let found = self.next_for(k, hay, from, pos, &runs, cursor.get_mut(k));
+                    if found.is_none() {
+                        if let Some(d) = done.get_mut(k) {
+                            *d = true;
+                        }
+                    }
+                    if let Some(slot) = next.get_mut(k) {
+                        *slot = found;
+                    }
+                }
+                let Some(candidate) = next.get(k).copied().flatten() else { continue };
+                best = match best {
+                    None => Some(candidate),
+                    Some(b) => Some(if better(&candidate, &b) { candidate } else { b }),
+                };
+            }
+            let Some(found) = best else { break };
+            out.push(found);
+            pos = found.end.max(found.order + 1);
+        }
+    }
+
+    fn next_for(
+        &self,
+        k: usize,
+        hay: &[u8],
+        from: usize,
+        pos: usize,
+        runs: &[Run],
+        cursor: Option<&mut usize>,
+    ) -> Option<Found> {
+        let detector = self.list.get(k)?;
+        match detector.builtin.window {
+            Window::FromLiteral(literal) => self.next_from_literal(k, literal, hay, pos),
+            Window::Runs { lookback } => {
+                let cursor = cursor?;
+                while let Some(run) = runs.get(*cursor) {
+                    if run.mask & (1 << k) == 0 || run.end <= pos {
+                        *cursor += 1;
+                        continue;
+                    }
+                    let start = run.start.saturating_sub(lookback).max(from).max(pos);
+                    if let Some(found) = self.next_in_window(k, hay, start, run.end) {
+                        return Some(found);
+                    }
+                    *cursor += 1;
+                }
+                None
+            }
+        }
+    }
+}
+
+impl Detectors {
+    /// The same findings as [`Matcher::find_all`], computed the slow way: every detector's regular
+    /// expression over the whole text, no prefilter. The reference the prefilter is tested against.
+    pub fn find_all_without_prefilter(&self, hay: &[u8]) -> Vec<Found> {
+        let mut out = Vec::new();
+        let mut pos = 0;
+        let mut next: Vec<Option<Option<Found>>> = vec![None; self.list.len()];
+        loop {
+            let mut best: Option<Found> = None;
+            for (k, slot) in next.iter_mut().enumerate() {
+                if slot.is_none() || slot.is_some_and(|f| f.is_some_and(|f| f.order < pos)) {
+                    *slot = Some(self.next_in_window(k, hay, pos, hay.len()));
+                }
+                if let Some(Some(candidate)) = *slot {
+                    best = match best {
+                        Some(b) if !better(&candidate, &b) => Some(b),
+                        _ => Some(candidate),
+                    };
+                }
+            }
+            let Some(found) = best else { break };
+            out.push(found);
+            pos = found.end.max(found.order + 1);
+        }
+        out
+    }
+}
+
+/// Classes that start a run on their own: everything interesting but upper-case letters.
+const STRONG: u16 = INTERESTING & !detect::UPPER;
+
+/// Positions of the literal prefixes that begin findings without a strong byte: `AKIA`,
+/// `ASIA`, `ABIA`, `ACCA`, `AIza` (AWS, Google), `eyJ` (JWT, at its `J`), `earer`/`EARER`
+/// (`Bearer`, `bearer`, `BEARER`).
+fn weak_starts(hay: &[u8], from: usize) -> Vec<usize> {
+    let tail = hay.get(from..).unwrap_or_default();
+    let mut out = Vec::new();
+    for at in memchr::memchr2_iter(b'A', b'J', tail) {
+        let rest = tail.get(at..).unwrap_or_default();
+        let hit = match rest.first() {
+            Some(b'A') => [&b"AKIA"[..], b"ASIA", b"ABIA", b"ACCA", b"AIza"].iter().any(|p| rest.starts_with(p)),
+            _ => at >= 2 && tail.get(at - 2..at) == Some(b"ey"),
+        };
+        if hit {
+            out.push(from + at);
+        }
+    }
+    for needle in [&b"earer"[..], b"EARER"] {
+        out.extend(memchr::memmem::find_iter(tail, needle).map(|at| from + at));
+    }
+    out.sort_unstable();
+    out
+}
+
+fn class(hay: &[u8], i: usize) -> u16 {
+    hay.get(i).and_then(|b| CLASS.get(usize::from(*b))).copied().unwrap_or(0)
+}
+
+fn is_ws(hay: &[u8], i: usize) -> bool {
+    class(hay, i) == WS
+}
+
+/// One word from `at`: its end (first whitespace or the end), its classes and digit count.
+fn scan_word(hay: &[u8], at: usize) -> (usize, u16, u32) {
+    let (mut flags, mut digits) = (0u16, 0u32);
+    let mut end = at;
+    for &b in hay.get(at..).unwrap_or_default() {
+        let c = CLASS.get(usize::from(b)).copied().unwrap_or(0);
+        if c == WS {
+            break;
+        }
+        flags |= c;
+        digits += u32::from(c & DIGIT);
+        end += 1;
+    }
+    (end, flags, digits)
+}
+
+/// The first strong byte (a digit or one of `@:-_+/=`) at or after `at`.
+fn next_strong(hay: &[u8], at: usize) -> Option<usize> {
+    let rest = hay.get(at..)?;
+    let strong = |b: &u8| CLASS.get(usize::from(*b)).is_some_and(|c| c & STRONG != 0);
+    let mut chunks = rest.chunks_exact(8);
+    for (index, chunk) in chunks.by_ref().enumerate() {
+        let word = u64::from_le_bytes(<[u8; 8]>::try_from(chunk).unwrap_or([0; 8]));
+        if detect::may_be_strong(word) {
+            if let Some(offset) = chunk.iter().position(strong) {
+                return Some(at + index * 8 + offset);
+            }
+        }
+    }
+    let tail = chunks.remainder();
+    tail.iter().position(strong).map(|o| at + rest.len() - tail.len() + o)
+}
+
+const NEEDLE_SK: u32 = 1;
+const NEEDLE_SK_ANT: u32 = 2;
+const NEEDLE_AWS: u32 = 4;
+const NEEDLE_GITHUB: u32 = 8;
+const NEEDLE_XOX: u32 = 16;
+const NEEDLE_AIZA: u32 = 32;
+const NEEDLE_EYJ: u32 = 64;
+const NEEDLE_BEARER: u32 = 128;
+const BEARER_LOOKBACK: usize = 14;
+
+/// The `NEEDLE_*` bits of a detector's literal prefixes.
+fn needle_bits(builtin: &Builtin) -> u32 {
+    if builtin.name == "bearer_token" {
+        return NEEDLE_BEARER;
+    }
+    builtin.trigger.needles.iter().fold(0, |bits, needle| {
+        bits | match needle.first() {
+            Some(b's') if needle.starts_with(b"sk-ant-") => NEEDLE_SK_ANT,
+            Some(b's') => NEEDLE_SK,
+            Some(b'A') if needle.starts_with(b"AIza") => NEEDLE_AIZA,
+            Some(b'A') => NEEDLE_AWS,
+            Some(b'g') => NEEDLE_GITHUB,
+            Some(b'x') => NEEDLE_XOX,
+            Some(b'e') => NEEDLE_EYJ,
+            _ => 0,
+        }
+    })
+}
+
+/// Which literal prefixes occur in `text` (a superset is fine: it only decides whether a
+/// detector's regex runs). Every prefix has a byte memchr finds quickly: `-` (`sk-`, `xoxb-`),
+/// `_` (`ghp_`, `github_pat_`), `A` (`AKIA`, `AIza`), `J` (`eyJ`), `earer`/`EARER` (`Bearer`).
+fn needles_present(text: &[u8]) -> u32 {
+    let mut found = 0;
+    let before = |at: usize, n: usize| at.checked_sub(n).and_then(|from| text.get(from..at)).unwrap_or_default();
+    for at in memchr::memchr3_iter(b'-', b'_', b'A', text) {
+        let rest = text.get(at..).unwrap_or_default();
+        found |= match rest.first() {
+            Some(b'-') => {
+                let mut bits = 0;
+                if before(at, 2) == b"sk" {
+                    bits |= NEEDLE_SK;
+                    if rest.starts_with(b"-ant-") {
+                        bits |= NEEDLE_SK_ANT;
+                    }
+                }
+                if before(at, 4).starts_with(b"xox") {
+                    bits |= NEEDLE_XOX;
+                }
+                bits
+            }
+            Some(b'_') => {
+                let gh = before(at, 3);
+                let short = gh.starts_with(b"gh") && gh.get(2).is_some_and(|c| b"opusr".contains(c));
+                if short || before(at, 6) == b"github" {
+                    NEEDLE_GITHUB
+                } else {
+                    0
+                }
+            }
+            _ => match rest.get(1..4) {
+                Some(b"Iza") => NEEDLE_AIZA,
+                Some(b"KIA" | b"SIA" | b"BIA" | b"CCA") => NEEDLE_AWS,
+                _ => 0,
+            },
+        };
+    }
+    for at in memchr::memchr_iter(b'J', text) {
+        if before(at, 2) == b"ey" {
+            found |= NEEDLE_EYJ;
+        }
+    }
+    for needle in [&b"earer"[..], b"EARER"] {
+        if memchr::memmem::find_iter(text, needle)
+            .any(|at| before(at, 1).first().is_some_and(|b| *b == b'b' || *b == b'B'))
+        {
+            found |= NEEDLE_BEARER;
+        }
+    }
+    found
+}
+
+/// Precedence between two findings: earlier start, then longer, then the higher priority
+/// (lower label index: built-ins are listed by priority).
+fn better(a: &Found, b: &Found) -> bool {
+    (a.order, std::cmp::Reverse(a.end), a.label) < (b.order, std::cmp::Reverse(b.end), b.label)
+}
+
+impl Matcher {
+    pub fn keywords(
+        words: &[String],
+        case_sensitive: bool,
+        whole_words: bool,
+        label: Label,
+    ) -> Result<Matcher, String> {
+        let ac = AhoCorasick::builder()
+            .match_kind(MatchKind::LeftmostLongest)
+            .ascii_case_insensitive(!case_sensitive)
+            .kind(Some(AhoCorasickKind::DFA))
+            .build(words)
+            .map_err(|e| e.to_string())?;
+        Ok(Matcher::Keywords { ac, whole_words, labels: vec![label] })
+    }
+
+    pub fn labels(&self) -> &[Label] {
+        match self {
+            Matcher::Detectors(d) => &d.labels,
+            Matcher::Patterns { labels, .. } | Matcher::Keywords { labels, .. } => labels,
+        }
+    }
+
+    /// Every finding in `hay[from..]` (bytes before `from` are context only).
+    pub fn find_all(&self, hay: &[u8], from: usize, out: &mut Vec<Found>) {
+        match self {
+            Matcher::Detectors(d) => d.find_all(hay, from, out),
+            Matcher::Patterns { regex, .. } => {
+                let mut at = from;
+                while at <= hay.len() {
+                    let Some(m) = regex.search(&Input::new(hay).span(at..hay.len())) else { break };
+                    if m.is_empty() {
+                        at = m.end() + 1; // empty matches are ignored
+                        continue;
+                    }
+                    out.push(Found {
+                        start: m.start(),
+                        end: m.end(),
+                        order: m.start(),
+                        label: m.pattern().as_usize() as u16,
+                    });
+                    at = m.end();
+                }
+            }
+            Matcher::Keywords { ac, whole_words, .. } => {
+                let mut at = from;
+                while at < hay.len() {
+                    let input = aho_corasick::Input::new(hay).span(at..hay.len());
+                    let Some(m) = ac.find(input) else { break };
+                    let word = |b: Option<&u8>| b.is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'_');
+                    let edge_ok = |first: Option<&u8>, outside: Option<&u8>| !(word(first) && word(outside));
+                    let ok = !whole_words
+                        || (edge_ok(hay.get(m.start()), m.start().checked_sub(1).and_then(|i| hay.get(i)))
+                            && edge_ok(m.end().checked_sub(1).and_then(|i| hay.get(i)), hay.get(m.end())));
+                    if ok && !m.is_empty() {
+                        out.push(Found { start: m.start(), end: m.end(), order: m.start(), label: 0 });
+                        at = m.end();
+                    } else {
+                        at = m.start() + 1;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Patterns describing this matcher for the streaming hold-back automaton.
+    pub fn shape_patterns(&self, keywords_source: &[String], case_sensitive: bool) -> Vec<String> {
+        match self {
+            Matcher::Detectors(d) => d.patterns(),
+            Matcher::Patterns { .. } => keywords_source.to_vec(),
+            Matcher::Keywords { .. } => {
+                let words: Vec<String> = keywords_source.iter().map(|w| escape(w)).collect();
+                let flags = if case_sensitive { "" } else { "(?i)" };
+                vec![format!("{flags}(?:{})", words.join("|"))]
+            }
+        }
+    }
+
+    /// Bytes after a finding its validity depends on.
+    pub fn lookahead(&self) -> usize {
+        match self {
+            Matcher::Detectors(_) => detect::LOOKAHEAD,
+            Matcher::Patterns { .. } => 0,
+            Matcher::Keywords { whole_words, .. } => usize::from(*whole_words),
+        }
+    }
+}
+
+/// Escapes regex metacharacters in a literal (whitespace becomes `\s+`-free exact bytes).
+pub fn escape(text: &str) -> String {
+    regex_syntax::escape(text)
+}
+
+fn is_word_char(c: Option<char>) -> bool {
+    c.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// A phrase list as one regular expression: whole words, any run of whitespace between words,
+/// ASCII case-insensitive.
+pub fn phrases_pattern(phrases: &[String]) -> String {
+    let alternatives: Vec<String> = phrases
+        .iter()
+        .filter(|p| !p.trim().is_empty())
+        .map(|p| {
+            let body = p.split_whitespace().map(escape).collect::<Vec<_>>().join(r"\s+");
+            let open = if is_word_char(p.trim().chars().next()) { r"\b" } else { "" };
+            let close = if is_word_char(p.trim().chars().last()) { r"\b" } else { "" };
+            format!("{open}{body}{close}")
+        })
+        .collect();
+    format!("(?i)(?:{})", alternatives.join("|"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn detectors(names: &[&str]) -> Matcher {
+        Matcher::Detectors(Detectors::new(names).unwrap())
+    }
+
+    fn found(m: &Matcher, text: &str) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        m.find_all(text.as_bytes(), 0, &mut out);
+        out.iter().map(|f| (m.labels()[f.label as usize].name.clone(), text[f.start..f.end].to_string())).collect()
+    }
+
+    #[test]
+    fn finds_each_builtin() {
+        let all: Vec<&str> = detect::BUILTINS.iter().map(|b| b.name).collect();
+        let m = detectors(&all);
+        let text = "Mail jane.doe@example.com or call (415) 555-0132, card 4111 1111 1111 1111, \
+                    IBAN DE89 3704 0044 0532 0130 00, SSN 123-45-6789, host 10.0.0.12 and 2001:db8::7334. \
+                    Key sk-proj-AbCdEf1234567890GhIjKlMn and Authorization: Bearer abcDEF1234567890ghiJKL.";
+        let names: Vec<String> = found(&m, text).into_iter().map(|(n, _)| n).collect();
+        assert_eq!(names, ["email", "phone", "card", "iban", "ssn", "ipv4", "ipv6", "openai_key", "bearer_token"]);
+        let bearer = found(&m, text).pop().unwrap();
+        assert_eq!(bearer.1, "abcDEF1234567890ghiJKL");
+    }
+
+    #[test]
+    fn anthropic_keys_win_over_openai_keys() {
+        let m = detectors(&["openai_key", "anthropic_key"]);
+        let key = "sk-ant-api03-AbCdEf1234567890GhIjKlMnOpQrStUvWx";
+        assert_eq!(found(&m, &format!("key {key} end")), [("anthropic_key".to_string(), key.to_string())]);
+    }
+
+    #[test]
+    fn private_key_blocks_are_found_whole() {
+        let m = detectors(&["private_key", "email"]);
+        let block = "-----BEGIN RSA PRIVATE KEY-----\nMIIEow IBAAKCAQEA\nabc\n-----END RSA PRIVATE KEY-----";
+        assert_eq!(found(&m, &format!("x {block} y")), [("private_key".to_string(), block.to_string())]);
+    }
+
+    #[test]
+    fn the_word_skip_never_misses_an_interesting_byte() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..20_000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let bytes = seed.to_le_bytes();
+            let exact = bytes.iter().any(|b| CLASS[usize::from(*b)] & STRONG != 0);
+            assert!(!exact || detect::may_be_strong(seed), "{bytes:?}");
+        }
+        for b in 0..=255u8 {
+            let word = u64::from_le_bytes([b' ', b' ', b' ', b, b'a', b'a', b'a', b'a']);
+            let exact = CLASS[usize::from(b)] & STRONG != 0;
+            assert!(!exact || detect::may_be_strong(word), "{b}");
+        }
+    }
+
+    #[test]
+    fn keywords_respect_whole_words() {
+        let m = Matcher::keywords(&["acme".into()], false, true, Label { name: "k".into(), placeholder: "K".into() })
+            .unwrap();
+        assert_eq!(found(&m, "ACME corp, acmeish, the acme.").len(), 2);
+    }
+
+    #[test]
+    fn phrases_allow_any_whitespace() {
+        let regex = build_regexes(&[phrases_pattern(&["ignore previous instructions".into()])]).unwrap();
+        let m = Matcher::Patterns { regex, labels: vec![Label { name: "p".into(), placeholder: "P".into() }] };
+        assert_eq!(found(&m, "Please IGNORE   previous\ninstructions now").len(), 1);
+    }
+}
