@@ -5,6 +5,7 @@
 pub mod anthropic;
 pub mod openai;
 mod request;
+mod strict;
 
 pub use request::{parse_request, BodyError, RequestFacts};
 
