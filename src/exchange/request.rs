@@ -83,6 +83,24 @@ impl Exchange {
         Flow::Continue
     }
 
+    /// A request with a body to an API path, sent with another method than POST.
+    pub(super) fn refuse_method(&mut self, io: &mut dyn HostIo, api: Api) -> Flow {
+        self.request = RequestPhase::Done;
+        io.increment(Counter::RequestsRejectedInvalidBody);
+        log::debug!("#{} request_rejected reason=method", self.id);
+        let reply = api.error_reply(405, "method_not_allowed", None, "This API takes requests with a body as POST.");
+        self.send_with(io, reply, &[("allow", "POST")])
+    }
+
+    /// A compressed request body (`Content-Encoding` other than `identity`).
+    pub(super) fn refuse_encoding(&mut self, io: &mut dyn HostIo, api: Api) -> Flow {
+        self.request = RequestPhase::Done;
+        io.increment(Counter::RequestsRejectedInvalidBody);
+        log::debug!("#{} request_rejected reason=content_encoding", self.id);
+        let message = "Compressed request bodies are not accepted: send the body without Content-Encoding.";
+        self.send(io, api.error_reply(415, "unsupported_content_encoding", None, message))
+    }
+
     /// Reads who the request is for before anything (credentials included) is rewritten.
     fn attribute(&mut self, io: &mut dyn HostIo) {
         let policy = Rc::clone(&self.policy);
@@ -233,7 +251,12 @@ impl Exchange {
     }
 
     pub(super) fn send(&mut self, io: &mut dyn HostIo, reply: Reply) -> Flow {
-        let headers = [("content-type", "application/json")];
+        self.send_with(io, reply, &[])
+    }
+
+    pub(super) fn send_with(&mut self, io: &mut dyn HostIo, reply: Reply, extra: &[(&str, &str)]) -> Flow {
+        let mut headers = vec![("content-type", "application/json")];
+        headers.extend_from_slice(extra);
         match io.send_reply(reply.status, &headers, &reply.body) {
             Ok(()) => {
                 self.replied_locally = true;
