@@ -20,6 +20,40 @@ pub struct HostState {
     counters: RefCell<HashMap<Counter, Option<u32>>>,
     /// Labelled metrics by full name (bounded by the label registry's cardinality guard).
     labelled: RefCell<HashMap<String, Option<u32>>>,
+    faults: Cell<Faults>,
+}
+
+/// Hostcalls to refuse on purpose, to test `failure_mode` against a real proxy: named in the
+/// Wasm VM's environment variable `TOLLGATE_TEST_FAULTS` (comma-separated `request_body`,
+/// `replace_request_body`, `send_reply`), which only the operator sets. Never set in production.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Faults {
+    request_body: bool,
+    replace_request_body: bool,
+    send_reply: bool,
+}
+
+impl Faults {
+    pub const VARIABLE: &'static str = "TOLLGATE_TEST_FAULTS";
+
+    pub fn parse(list: &str) -> Faults {
+        let named = |name: &str| list.split(',').any(|f| f.trim() == name);
+        Faults {
+            request_body: named("request_body"),
+            replace_request_body: named("replace_request_body"),
+            send_reply: named("send_reply"),
+        }
+    }
+
+    pub fn any(self) -> bool {
+        self.request_body || self.replace_request_body || self.send_reply
+    }
+}
+
+impl HostState {
+    pub fn set_faults(&self, faults: Faults) {
+        self.faults.set(faults);
+    }
 }
 
 pub struct ProxyIo {
@@ -177,10 +211,16 @@ impl HostIo for ProxyIo {
     }
 
     fn request_body(&self, start: usize, len: usize) -> Option<Vec<u8>> {
+        if self.host.faults.get().request_body {
+            return None;
+        }
         self.body(abi::BUFFER_HTTP_REQUEST_BODY, start, len)
     }
 
     fn replace_request_body(&mut self, held: usize, bytes: &[u8]) -> Result<(), HostError> {
+        if self.host.faults.get().replace_request_body {
+            return Err(HostError { detail: "refused by TOLLGATE_TEST_FAULTS".into() });
+        }
         abi::set_buffer(abi::BUFFER_HTTP_REQUEST_BODY, 0, held, bytes)
             .map_err(|status| HostError { detail: format!("set request body status {status}") })
     }
@@ -195,6 +235,9 @@ impl HostIo for ProxyIo {
     }
 
     fn send_reply(&mut self, status: u16, headers: &[(&str, &str)], body: &[u8]) -> Result<(), HostError> {
+        if self.host.faults.get().send_reply {
+            return Err(HostError { detail: "refused by TOLLGATE_TEST_FAULTS".into() });
+        }
         abi::send_local_response(status, "tollgate", body, &encode_header_pairs(headers))
             .map_err(|status| HostError { detail: format!("send_local_response status {status}") })
     }
