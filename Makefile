@@ -1,8 +1,11 @@
 # Tollgate: `make run` to try it, `make test` to run every test. Both install what they need.
-.PHONY: all setup build wasm native run test test-native test-e2e lint clean prices pricing-oracle
+.PHONY: all setup build wasm native run test test-native test-fuzz test-e2e fuzz load soak lint clean prices pricing-oracle
 
 CARGO ?= cargo
 PYTHON := .venv/bin/python
+# Seconds of fuzzing per target: a smoke run in `make test`, a longer one in `make fuzz`.
+FUZZ_SMOKE_SECONDS ?= 3
+FUZZ_SECONDS ?= 60
 
 all: build
 
@@ -22,10 +25,17 @@ native:
 run: build setup
 	@$(PYTHON) scripts/run.py
 
-test: build setup test-native test-e2e
+test: build setup test-native test-fuzz test-e2e
 
 test-native:
 	$(CARGO) test --quiet
+
+# Every fuzz target for a few seconds (see the README's "Fuzzing"); crashes fail the run.
+test-fuzz:
+	scripts/fuzz.sh $(FUZZ_SMOKE_SECONDS)
+
+fuzz:
+	scripts/fuzz.sh $(FUZZ_SECONDS)
 
 test-e2e:
 	$(PYTHON) -m pytest tests/e2e -q

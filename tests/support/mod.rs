@@ -145,6 +145,19 @@ impl FakeHost {
         &self.request_buffer
     }
 
+    /// Drives response callbacks by hand (for the upstream position).
+    pub fn set_response_headers(&mut self, headers: &[(&str, &str)]) {
+        self.response_headers = owned(headers);
+    }
+
+    pub fn set_response_buffer(&mut self, body: &[u8]) {
+        self.response_buffer = body.to_vec();
+    }
+
+    pub fn response_buffer(&self) -> &[u8] {
+        &self.response_buffer
+    }
+
     pub fn request_header_value(&self, name: &str) -> Option<String> {
         find(&self.request_headers, name)
     }
