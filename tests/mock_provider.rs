@@ -575,6 +575,21 @@ fn reset_after_events_cuts_the_stream_with_a_tcp_reset() {
 }
 
 #[test]
+fn reset_mid_event_cuts_inside_the_next_event() {
+    let mock = Mock::start(&[]);
+    let mut stream = mock.connect();
+    let headers = [("x-mock-reset-after-events", "2"), ("x-mock-reset-mid-event", "1")];
+    let body = chat(json!({"stream": true})).to_string();
+    stream.write_all(&request_bytes("POST", "/v1/chat/completions", &headers, &body)).unwrap();
+    let (received, was_reset) = read_until_end(&mut stream);
+    assert!(was_reset);
+    let text = String::from_utf8_lossy(&received);
+    assert_eq!(text.matches("data: ").count(), 3, "two whole events and the start of a third");
+    let last = text.rsplit("data: ").next().unwrap();
+    assert!(!last.contains("\n\n"), "the third event never ends: {last:?}");
+}
+
+#[test]
 fn reset_on_a_non_streaming_reply_sends_half_the_body() {
     let mock = Mock::start(&[]);
     let mut stream = mock.connect();
