@@ -26,11 +26,14 @@ pub struct HostState {
 /// Hostcalls to refuse on purpose, to test `failure_mode` against a real proxy: named in the
 /// Wasm VM's environment variable `TOLLGATE_TEST_FAULTS` (comma-separated `request_body`,
 /// `replace_request_body`, `send_reply`), which only the operator sets. Never set in production.
+/// `panic` panics in the first request's headers callback, to prove the panic hook and the
+/// tests' VM-failure checks work.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Faults {
     request_body: bool,
     replace_request_body: bool,
     send_reply: bool,
+    pub panic: bool,
 }
 
 impl Faults {
@@ -42,17 +45,22 @@ impl Faults {
             request_body: named("request_body"),
             replace_request_body: named("replace_request_body"),
             send_reply: named("send_reply"),
+            panic: named("panic"),
         }
     }
 
     pub fn any(self) -> bool {
-        self.request_body || self.replace_request_body || self.send_reply
+        self.request_body || self.replace_request_body || self.send_reply || self.panic
     }
 }
 
 impl HostState {
     pub fn set_faults(&self, faults: Faults) {
         self.faults.set(faults);
+    }
+
+    pub fn faults(&self) -> Faults {
+        self.faults.get()
     }
 }
 
@@ -63,6 +71,10 @@ pub struct ProxyIo {
 impl ProxyIo {
     pub fn new(host: Rc<HostState>) -> Self {
         ProxyIo { host }
+    }
+
+    pub fn faults(&self) -> Faults {
+        self.host.faults()
     }
 
     fn header(&self, map_type: u32, name: &str) -> Option<String> {
