@@ -698,3 +698,30 @@ fn unknown_paths_get_an_openai_shaped_404_and_models_are_listed() {
     assert_eq!(models["object"], "list");
     assert!(models["data"].as_array().unwrap().iter().any(|m| m["id"] == "gpt-4o-mini"));
 }
+
+#[test]
+fn mock_usage_tallies_what_every_answer_reported() {
+    let mock = Mock::start(&[]);
+    let openai = mock.post("/v1/chat/completions", &[], &chat(json!({}))).json();
+    // A stream reports usage only when asked to.
+    mock.post("/v1/chat/completions", &[], &chat(json!({"stream": true})));
+    mock.post("/v1/chat/completions", &[], &chat(json!({"stream": true, "stream_options": {"include_usage": true}})));
+    let messages =
+        json!({"model": "claude-haiku-4-5", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]});
+    let anthropic = mock
+        .post("/v1/messages", &[("x-mock-cache-read-tokens", "2"), ("x-mock-cache-write-tokens", "1")], &messages)
+        .json();
+    mock.post("/v1/chat/completions", &[("x-mock-omit-usage", "1")], &chat(json!({})));
+    let tally = mock.send("GET", "/_mock/usage", &[], "").json();
+    assert_eq!(tally["answers"], 3);
+    let anthropic_input = anthropic["usage"]["input_tokens"].as_u64().unwrap() + 3;
+    let openai_input = openai["usage"]["prompt_tokens"].as_u64().unwrap();
+    assert_eq!(tally["input_tokens"].as_u64().unwrap(), 2 * openai_input + anthropic_input);
+    let output = 2 * openai["usage"]["completion_tokens"].as_u64().unwrap()
+        + anthropic["usage"]["output_tokens"].as_u64().unwrap();
+    assert_eq!(tally["output_tokens"].as_u64().unwrap(), output);
+    let models: Vec<&str> =
+        tally["by_usage"].as_array().unwrap().iter().map(|r| r["model"].as_str().unwrap()).collect();
+    assert!(models.contains(&"claude-haiku-4-5"));
+    assert_eq!(mock.send("DELETE", "/_mock/usage", &[], "").json()["answers"], 0);
+}

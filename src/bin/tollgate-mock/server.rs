@@ -159,6 +159,11 @@ fn route(head: &Head<'_>, raw_head: &[u8], body: &[u8], shared: &Shared) -> (Rep
     let response = match (head.method, head.path) {
         ("GET", "/_mock/health") => Response::new(200, "text/plain", b"ok".to_vec()),
         ("GET", "/_mock/last") => last_request(shared),
+        ("GET", "/_mock/usage") => Response::json(200, crate::tally::to_json()),
+        ("DELETE", "/_mock/usage") => {
+            crate::tally::reset();
+            Response::json(200, crate::tally::to_json())
+        }
         (method, _) => {
             let message = format!("Invalid URL ({method} {})", head.path);
             openai::plain_error(404, &message, None)
