@@ -74,5 +74,6 @@ impl HttpContext for HttpFilter {
             ex.on_done(io);
             Flow::Continue
         });
+        self.io.note_memory();
     }
 }

@@ -21,6 +21,10 @@ pub struct HostState {
     /// Labelled metrics by full name (bounded by the label registry's cardinality guard).
     labelled: RefCell<HashMap<String, Option<u32>>>,
     faults: Cell<Faults>,
+    /// The linear memory size last reported in the `tollgate.wasm_memory_bytes` gauge, and the
+    /// gauge's id (`None` inside once defining it failed).
+    memory_reported: Cell<u64>,
+    memory_gauge: Cell<Option<Option<u32>>>,
 }
 
 /// Hostcalls to refuse on purpose, to test `failure_mode` against a real proxy: named in the
@@ -77,6 +81,28 @@ impl ProxyIo {
         self.host.faults()
     }
 
+    /// Reports this VM's linear memory (the Wasm heap: it only grows) in the gauge
+    /// `tollgate.wasm_memory_bytes` whenever it has grown, so a soak test can watch it. With
+    /// several workers the gauge shows the VM that grew last.
+    pub fn note_memory(&mut self) {
+        let bytes = memory_bytes();
+        if bytes <= self.host.memory_reported.get() || !self.metrics_supported() {
+            return;
+        }
+        self.host.memory_reported.set(bytes);
+        let id = match self.host.memory_gauge.get() {
+            Some(id) => id,
+            None => {
+                let id = abi::define_metric(abi::METRIC_GAUGE, "tollgate.wasm_memory_bytes").ok();
+                self.host.memory_gauge.set(Some(id));
+                id
+            }
+        };
+        if let Some(id) = id {
+            abi::record_metric(id, bytes);
+        }
+    }
+
     fn header(&self, map_type: u32, name: &str) -> Option<String> {
         match abi::get_header(map_type, name) {
             Ok(value) => value.map(|bytes| String::from_utf8_lossy(&bytes).into_owned()),
@@ -116,6 +142,10 @@ impl ProxyIo {
         self.host.metrics_supported.set(Some(supported));
         supported
     }
+}
+
+fn memory_bytes() -> u64 {
+    (core::arch::wasm32::memory_size(0) as u64).saturating_mul(65536)
 }
 
 fn kong_has_metrics(version: &str) -> bool {
