@@ -204,7 +204,8 @@ class Envoy:
         return {s["name"]: s.get("value", 0) for s in json.loads(text)["stats"] if "value" in s}
 
     def log(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")
 
     def vm_failures(self) -> list[str]:

@@ -287,6 +287,25 @@ def test_what_an_upstream_does_with_duplicate_keys_the_mock_keeps_the_last_copy(
     assert response.json()["model"].startswith("gpt-4o-mini")
 
 
+def test_client_sent_prefixed_headers_cannot_spoof_tenant_cost_or_routing(envoy, mock):
+    request_id = str(uuid.uuid4())
+    spoofed = {"x-tollgate-tenant": "spoofed", "x-tollgate-cost-usd": "0", "x-tollgate-provider": "anthropic",
+               "X-Tollgate-Model": "free-model", "x-tollgate-cluster": "anthropic", "x-tollgate-input-tokens": "1"}
+    headers = {**JSON, **spoofed, "x-tenant-id": "real-tenant", "x-request-id": request_id}
+    response = post(envoy.port, CHAT_PATH, chat(model="fast"), headers=headers)
+    assert response.status == 200
+    assert response.header("x-tollgate-provider") == "openai", "routed by the policy, not the header"
+    assert response.header("x-tollgate-model") == "gpt-4o-mini-2024-07-18"
+    assert response.header("x-tollgate-cost-usd") not in ("0", None)
+    assert int(response.header("x-tollgate-input-tokens")) > 1
+    seen = mock_last(mock)
+    assert not [name for name in seen["headers"] if name.startswith("x-tollgate-")], "not even Tollgate's own cluster header"
+    record = json.loads(access_record(envoy, request_id)["tollgate"])
+    assert (record["tenant"], record["provider"]) == ("real-tenant", "openai")
+    _, prometheus = envoy.admin("/stats/prometheus")
+    assert 'tenant="spoofed"' not in prometheus and 'tenant="real-tenant"' in prometheus
+
+
 # --- answers ----------------------------------------------------------------------------------
 
 
