@@ -1,8 +1,16 @@
 # Tollgate: `make run` to try it, `make test` to run every test. Both install what they need.
-.PHONY: all setup build wasm native run test test-native test-e2e lint clean prices pricing-oracle bench bench-setup bench-gate
+.PHONY: all setup build wasm native run test test-native test-fuzz test-e2e fuzz load soak lint clean prices pricing-oracle bench bench-setup bench-gate
 
 CARGO ?= cargo
 PYTHON := .venv/bin/python
+# Seconds of fuzzing per target: a smoke run in `make test`, a longer one in `make fuzz`.
+FUZZ_SMOKE_SECONDS ?= 3
+FUZZ_SECONDS ?= 60
+# make load / make soak (not part of make test): see the README's "Load and soak".
+LOAD_REQUESTS ?= 100000
+LOAD_CONCURRENCY ?= 48
+SOAK_SECONDS ?= 600
+SOAK_RATE ?= 100
 
 all: build
 
@@ -22,10 +30,25 @@ native:
 run: build setup
 	@$(PYTHON) scripts/run.py
 
-test: build setup test-native test-e2e
+test: build setup test-native test-fuzz test-e2e
 
 test-native:
 	$(CARGO) test --quiet
+
+# Every fuzz target for a few seconds (see the README's "Fuzzing"); crashes fail the run.
+test-fuzz:
+	scripts/fuzz.sh $(FUZZ_SMOKE_SECONDS)
+
+fuzz:
+	scripts/fuzz.sh $(FUZZ_SECONDS)
+
+# LOAD_REQUESTS mixed requests through Envoy and three mocks; every token and nano-dollar accounted for.
+load: build setup
+	$(PYTHON) scripts/load.py load --requests $(LOAD_REQUESTS) --concurrency $(LOAD_CONCURRENCY)
+
+# SOAK_SECONDS at SOAK_RATE requests per second, watching Envoy's memory and the Wasm heap.
+soak: build setup
+	$(PYTHON) scripts/load.py soak --seconds $(SOAK_SECONDS) --rate $(SOAK_RATE)
 
 test-e2e:
 	$(PYTHON) -m pytest tests/e2e -q

@@ -52,6 +52,8 @@ struct RawConfig {
     position: Option<String>,
     #[serde(default)]
     prices: BTreeMap<String, RawPrice>,
+    #[serde(default)]
+    failure_mode: Option<serde_json::Value>,
 }
 
 /// A model's prices in USD per million tokens, as the operator writes them. Absent optional
@@ -76,7 +78,7 @@ struct RawPrice {
 }
 
 /// Names of every field `RawConfig` accepts, for the schema consistency test.
-pub const FIELDS: [&str; 14] = [
+pub const FIELDS: [&str; 15] = [
     "header_prefix",
     "max_request_body_bytes",
     "max_response_body_bytes",
@@ -91,6 +93,7 @@ pub const FIELDS: [&str; 14] = [
     "default_max_tokens",
     "position",
     "prices",
+    "failure_mode",
 ];
 
 fn default_header_prefix() -> String {
@@ -178,6 +181,37 @@ pub enum Position {
     Upstream,
 }
 
+/// What the filter does with a request when it cannot do its job on it (the proxy refused a
+/// hostcall it needs, the body could not be read or rewritten).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum FailureMode {
+    /// Pass the request on untouched (availability first); counted in `requests_failed_open`.
+    Open,
+    /// Answer a 5xx in the client's dialect (policy first; the default); counted in
+    /// `requests_failed_closed`.
+    #[default]
+    Closed,
+}
+
+/// The failure mode of each route: `default`, or the one named for the proxy's route.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FailurePolicy {
+    pub default: FailureMode,
+    /// By route name (Envoy `xds.route_name`, Kong `kong.route_name`), exact.
+    pub routes: BTreeMap<String, FailureMode>,
+}
+
+impl FailurePolicy {
+    /// Whether the route name is needed to decide (it costs a hostcall).
+    pub fn by_route(&self) -> bool {
+        !self.routes.is_empty()
+    }
+
+    pub fn mode_for(&self, route: Option<&str>) -> FailureMode {
+        route.and_then(|r| self.routes.get(r)).copied().unwrap_or(self.default)
+    }
+}
+
 /// The compiled configuration shared by every request of a filter instance.
 #[derive(Debug, Clone)]
 pub struct Policy {
@@ -198,6 +232,8 @@ pub struct Policy {
     pub prices: PriceTable,
     /// The metric label values this VM has seen (the cardinality guard's state).
     pub labels: LabelRegistry,
+    /// Open or closed when the filter cannot do its job, per route.
+    pub failure: FailurePolicy,
 }
 
 impl Default for Policy {
@@ -215,6 +251,7 @@ impl Default for Policy {
             position: Position::Downstream,
             prices: PriceTable::builtin(),
             labels: LabelRegistry::default(),
+            failure: FailurePolicy::default(),
         }
     }
 }
@@ -268,6 +305,7 @@ fn compile_raw(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<P
         return Err(invalid("default_max_tokens", "must be at least 1"));
     }
     let prices = compile_prices(raw.prices)?;
+    let failure = compile_failure_mode(raw.failure_mode.as_ref())?;
     let routing = routing::compile(
         RawRouting { providers: raw.providers, targets: raw.targets, models: raw.models, rules: raw.rules },
         env,
@@ -286,7 +324,42 @@ fn compile_raw(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<P
         position,
         prices,
         labels: LabelRegistry::default(),
+        failure,
     })
+}
+
+/// `"open"`, `"closed"`, or `{"default": "closed", "routes": {"<route name>": "open", …}}`.
+fn compile_failure_mode(raw: Option<&serde_json::Value>) -> Result<FailurePolicy, ConfigError> {
+    const FIELD: &str = "failure_mode";
+    let mode = |field: &str, value: &serde_json::Value| match value.as_str() {
+        Some("open") => Ok(FailureMode::Open),
+        Some("closed") => Ok(FailureMode::Closed),
+        _ => Err(invalid(field, format!("{value} is not a failure mode: expected \"open\" or \"closed\""))),
+    };
+    let Some(raw) = raw else { return Ok(FailurePolicy::default()) };
+    let serde_json::Value::Object(object) = raw else {
+        return Ok(FailurePolicy { default: mode(FIELD, raw)?, routes: BTreeMap::new() });
+    };
+    if let Some(unknown) = object.keys().find(|k| !matches!(k.as_str(), "default" | "routes")) {
+        return Err(invalid(FIELD, format!("unknown field `{unknown}`, expected `default` or `routes`")));
+    }
+    let default = match object.get("default") {
+        Some(value) => mode(&format!("{FIELD}.default"), value)?,
+        None => FailureMode::default(),
+    };
+    let mut routes = BTreeMap::new();
+    match object.get("routes") {
+        None => {}
+        Some(serde_json::Value::Object(by_route)) => {
+            for (route, value) in by_route {
+                routes.insert(route.clone(), mode(&format!("{FIELD}.routes.{route}"), value)?);
+            }
+        }
+        Some(other) => {
+            return Err(invalid(&format!("{FIELD}.routes"), format!("{other} is not an object of route names")))
+        }
+    }
+    Ok(FailurePolicy { default, routes })
 }
 
 /// The configured prices over the built-in table. Amounts were already checked (exact decimal,
@@ -473,6 +546,35 @@ mod tests {
             assert_eq!(err.field, field, "{json}: {err}");
             assert!(err.reason.contains(reason), "{json}: {err}");
             assert!(err.to_string().starts_with(&format!("invalid configuration: {field}: ")), "{err}");
+        }
+    }
+
+    #[test]
+    fn failure_mode_is_one_mode_or_one_per_route() {
+        assert_eq!(compile(b"{}").unwrap().failure, FailurePolicy::default());
+        assert_eq!(FailurePolicy::default().mode_for(Some("any")), FailureMode::Closed);
+        assert_eq!(compile(br#"{"failure_mode": "open"}"#).unwrap().failure.mode_for(None), FailureMode::Open);
+        let policy =
+            compile(br#"{"failure_mode": {"default": "open", "routes": {"public": "closed"}}}"#).unwrap().failure;
+        assert!(policy.by_route());
+        assert_eq!(policy.mode_for(Some("public")), FailureMode::Closed);
+        assert_eq!(policy.mode_for(Some("team-a")), FailureMode::Open);
+        assert_eq!(policy.mode_for(None), FailureMode::Open);
+        let only_routes = compile(br#"{"failure_mode": {"routes": {"a": "open"}}}"#).unwrap().failure;
+        assert_eq!(
+            (only_routes.mode_for(Some("a")), only_routes.mode_for(Some("b"))),
+            (FailureMode::Open, FailureMode::Closed)
+        );
+        let cases = [
+            (r#"{"failure_mode": "ajar"}"#, "failure_mode"),
+            (r#"{"failure_mode": true}"#, "failure_mode"),
+            (r#"{"failure_mode": {"default": "shut"}}"#, "failure_mode.default"),
+            (r#"{"failure_mode": {"routes": {"public": 1}}}"#, "failure_mode.routes.public"),
+            (r#"{"failure_mode": {"routes": ["public"]}}"#, "failure_mode.routes"),
+            (r#"{"failure_mode": {"mode": "open"}}"#, "failure_mode"),
+        ];
+        for (json, field) in cases {
+            assert_eq!(error_of(json).field, field, "{json}");
         }
     }
 

@@ -76,10 +76,15 @@ pub enum Counter {
     ResponsesUnpriced,
     /// A non-streaming response that was passed through without reading it (too large, or not JSON).
     ResponsesNotInspected,
+    /// The filter could not do its job on a request and, `failure_mode` being `open`, let it
+    /// through untouched.
+    RequestsFailedOpen,
+    /// The filter could not do its job on a request and, `failure_mode` being `closed`, refused it.
+    RequestsFailedClosed,
 }
 
 impl Counter {
-    pub const ALL: [Counter; 8] = [
+    pub const ALL: [Counter; 10] = [
         Counter::RequestsInspected,
         Counter::RequestsRejectedInvalidBody,
         Counter::RequestsRejectedTooLarge,
@@ -88,6 +93,8 @@ impl Counter {
         Counter::ResponsesWithoutUsage,
         Counter::ResponsesUnpriced,
         Counter::ResponsesNotInspected,
+        Counter::RequestsFailedOpen,
+        Counter::RequestsFailedClosed,
     ];
 
     pub fn metric_name(self) -> &'static str {
@@ -100,6 +107,8 @@ impl Counter {
             Counter::ResponsesWithoutUsage => "tollgate.responses_without_usage",
             Counter::ResponsesUnpriced => "tollgate.responses_unpriced",
             Counter::ResponsesNotInspected => "tollgate.responses_not_inspected",
+            Counter::RequestsFailedOpen => "tollgate.requests_failed_open",
+            Counter::RequestsFailedClosed => "tollgate.requests_failed_closed",
         }
     }
 }

@@ -24,7 +24,8 @@ pub struct SseEvent {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SseIssue {
     /// An event grew past the size cap; its bytes are skipped up to the next blank line.
-    EventTooLarge,
+    /// `start`: the stream offset where that event began.
+    EventTooLarge { start: u64 },
 }
 
 #[derive(Debug, Clone)]
@@ -146,6 +147,12 @@ impl SseFramer {
     /// End of stream: completes a line whose CR was the very last byte. An event that never
     /// got its blank line is not dispatched (the stream was cut); see `has_partial_event`.
     pub fn finish(&mut self, events: &mut Vec<SseEvent>) {
+        if self.at_stream_start {
+            // The stream ended inside what could have been a BOM: those bytes were content.
+            self.at_stream_start = false;
+            let probe = std::mem::take(&mut self.bom_probe);
+            self.scan(&probe, events, &mut Vec::new());
+        }
         if std::mem::take(&mut self.after_cr) {
             self.end_line(events);
         }
@@ -159,7 +166,7 @@ impl SseFramer {
             self.data.clear();
             self.event.clear();
             self.has_data = false;
-            issues.push(SseIssue::EventTooLarge);
+            issues.push(SseIssue::EventTooLarge { start: self.event_start });
         }
     }
 
@@ -303,6 +310,16 @@ mod tests {
     }
 
     #[test]
+    fn a_stream_ending_inside_a_bom_prefix_counts_its_bytes() {
+        let mut framer = SseFramer::new(1024);
+        let (mut events, mut issues) = (Vec::new(), Vec::new());
+        framer.feed(b"\xEF\xBB", &mut events, &mut issues);
+        framer.finish(&mut events);
+        assert_eq!(framer.offset(), 2);
+        assert!(events.is_empty() && framer.has_partial_event());
+    }
+
+    #[test]
     fn cr_then_lf_split_across_chunks_is_one_line_end() {
         let (events, _) = frame_chunks(&[b"data: a\r", b"\ndata: b\r\n\r\n"]);
         assert_eq!(datas(&events), ["a\nb"]);
@@ -314,7 +331,7 @@ mod tests {
         let (mut events, mut issues) = (Vec::new(), Vec::new());
         framer.feed(b"data: this event is far too long\n\ndata: ok\n\n", &mut events, &mut issues);
         assert_eq!(datas(&events), ["ok"]);
-        assert_eq!(issues, [SseIssue::EventTooLarge]);
+        assert_eq!(issues, [SseIssue::EventTooLarge { start: 0 }]);
     }
 
     #[test]

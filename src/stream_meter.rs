@@ -67,7 +67,9 @@ impl StreamMeter {
         self.held.extend_from_slice(chunk);
         let release_until = self.framer.pending_start();
         let released = self.release(release_until, &dropped);
-        if released.len() == chunk.len() && dropped.is_empty() {
+        // Unchanged only if exactly this chunk goes out: bytes held from an earlier chunk and
+        // released now may add up to the same length and still be other bytes.
+        if released == chunk {
             ChunkEdit::Unchanged
         } else {
             ChunkEdit::Replace(released)
@@ -205,6 +207,21 @@ data: [DONE]\n\n";
         let first_event_end = STREAM.windows(2).position(|w| w == b"\n\n").unwrap() + 2;
         let edit = meter.feed(&STREAM[..first_event_end + 5]);
         assert_eq!(edit, ChunkEdit::Replace(STREAM[..first_event_end].to_vec()));
+    }
+
+    #[test]
+    fn held_bytes_released_with_a_chunk_of_the_same_length_are_not_mistaken_for_it() {
+        let mut meter = StreamMeter::new(Api::OpenAiChat, true, 1 << 16);
+        let event = b"data: {\"choices\":[{}]}\n\n";
+        // The event's last byte comes with as many bytes of the next event as were held.
+        let (first, rest) = event.split_at(event.len() - 1);
+        assert_eq!(meter.feed(first), ChunkEdit::Replace(Vec::new()));
+        let mut second = rest.to_vec();
+        second.extend_from_slice(b"data: ");
+        second.resize(event.len(), b'x');
+        assert_eq!(second.len(), event.len());
+        let out = run(&mut meter, &[&second]);
+        assert_eq!(out, [&event[..], &second[1..]].concat());
     }
 
     #[test]

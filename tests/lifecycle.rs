@@ -192,6 +192,87 @@ fn missing_or_wrong_content_type_does_not_bypass_inspection() {
 }
 
 #[test]
+fn duplicate_keys_are_refused_so_no_copy_can_be_smuggled_past_the_policy() {
+    let deny = r#"{"models": {"deny": ["gpt-4.1*"]}}"#;
+    for body in [
+        &br#"{"model": "gpt-4.1", "model": "gpt-4o-mini", "messages": []}"#[..],
+        br#"{"model": "gpt-4o-mini", "messages": [], "mo\u0064el": "gpt-4.1"}"#,
+        br#"{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "a", "content": "b"}]}"#,
+    ] {
+        for profile in [Profile::Envoy, Profile::Kong] {
+            let mut host = FakeHost::new(profile);
+            let mut ex = Exchange::new(1, policy(deny));
+            host.request(&mut ex, CHAT_HEADERS, &[body]);
+            assert_clean(&host);
+            let reply = host.reply.clone().expect("a local reply");
+            assert_eq!(reply.status, 400);
+            assert_eq!(reply.json()["error"]["code"], "invalid_json");
+            assert!(reply.json()["error"]["message"].as_str().unwrap().contains("duplicate key"));
+            assert!(host.upstream_body.is_empty() && !host.upstream_headers_released);
+        }
+    }
+}
+
+#[test]
+fn compressed_request_bodies_are_refused_with_a_415_before_the_body() {
+    for (path, encoding) in
+        [("/v1/chat/completions", "gzip"), ("/v1/messages", "br"), ("/v1/chat/completions", "identity, gzip")]
+    {
+        for profile in [Profile::Envoy, Profile::Kong] {
+            let mut host = FakeHost::new(profile);
+            let mut ex = exchange();
+            let headers = [(":method", "POST"), (":path", path), ("content-encoding", encoding)];
+            host.request(&mut ex, &headers, &[b"\x1f\x8b\x08\x00compressed"]);
+            assert_clean(&host);
+            let reply = host.reply.clone().expect("a local reply");
+            assert_eq!(reply.status, 415, "{encoding}");
+            if path == "/v1/messages" {
+                assert_eq!(reply.json()["type"], "error");
+                assert_eq!(reply.json()["error"]["type"], "invalid_request_error");
+            } else {
+                assert_eq!(reply.json()["error"]["code"], "unsupported_content_encoding");
+            }
+            assert!(host.upstream_body.is_empty() && !host.upstream_headers_released);
+        }
+    }
+    let mut host = FakeHost::new(Profile::Envoy);
+    let mut ex = exchange();
+    let headers = [(":method", "POST"), (":path", "/v1/chat/completions"), ("content-encoding", "identity")];
+    host.request(&mut ex, &headers, &[CHAT_REQUEST]);
+    assert!(host.reply.is_none());
+    assert_eq!(host.counter(Counter::RequestsInspected), 1);
+}
+
+#[test]
+fn other_methods_with_a_body_on_an_api_path_get_a_405_and_bodiless_ones_pass() {
+    for method in ["PUT", "PATCH", "GET"] {
+        let mut host = FakeHost::new(Profile::Envoy);
+        let mut ex = exchange();
+        host.request(&mut ex, &[(":method", method), (":path", "/v1/chat/completions")], &[CHAT_REQUEST]);
+        assert_clean(&host);
+        let reply = host.reply.clone().expect("a local reply");
+        assert_eq!(reply.status, 405, "{method}");
+        assert!(reply.headers.contains(&("allow".to_string(), "POST".to_string())));
+        assert!(host.upstream_body.is_empty() && !host.upstream_headers_released);
+    }
+    // Kong: the framing headers say whether a body follows.
+    let mut host = FakeHost::new(Profile::Kong);
+    let mut ex = exchange();
+    let headers = [(":method", "PUT"), (":path", "/v1/messages"), ("content-length", "10")];
+    host.request(&mut ex, &headers, &[b"{\"a\": 1}  "]);
+    assert_eq!(host.reply.as_ref().map(|r| r.status), Some(405));
+    // OpenAI lists stored chat completions with a bodiless GET: it passes, uninspected.
+    for profile in [Profile::Envoy, Profile::Kong] {
+        let mut host = FakeHost::new(profile);
+        let mut ex = exchange();
+        host.request(&mut ex, &[(":method", "GET"), (":path", "/v1/chat/completions?limit=5")], &[]);
+        assert_clean(&host);
+        assert!(host.reply.is_none());
+        assert!(host.upstream_headers_released);
+    }
+}
+
+#[test]
 fn declared_oversize_body_is_refused_before_it_is_read() {
     let mut host = FakeHost::new(Profile::Envoy);
     let mut ex = Exchange::new(1, policy(r#"{"max_request_body_bytes": 100}"#));

@@ -575,6 +575,21 @@ fn reset_after_events_cuts_the_stream_with_a_tcp_reset() {
 }
 
 #[test]
+fn reset_mid_event_cuts_inside_the_next_event() {
+    let mock = Mock::start(&[]);
+    let mut stream = mock.connect();
+    let headers = [("x-mock-reset-after-events", "2"), ("x-mock-reset-mid-event", "1")];
+    let body = chat(json!({"stream": true})).to_string();
+    stream.write_all(&request_bytes("POST", "/v1/chat/completions", &headers, &body)).unwrap();
+    let (received, was_reset) = read_until_end(&mut stream);
+    assert!(was_reset);
+    let text = String::from_utf8_lossy(&received);
+    assert_eq!(text.matches("data: ").count(), 3, "two whole events and the start of a third");
+    let last = text.rsplit("data: ").next().unwrap();
+    assert!(!last.contains("\n\n"), "the third event never ends: {last:?}");
+}
+
+#[test]
 fn reset_on_a_non_streaming_reply_sends_half_the_body() {
     let mock = Mock::start(&[]);
     let mut stream = mock.connect();
@@ -682,4 +697,31 @@ fn unknown_paths_get_an_openai_shaped_404_and_models_are_listed() {
     let models = mock.send("GET", "/v1/models", &[], "").json();
     assert_eq!(models["object"], "list");
     assert!(models["data"].as_array().unwrap().iter().any(|m| m["id"] == "gpt-4o-mini"));
+}
+
+#[test]
+fn mock_usage_tallies_what_every_answer_reported() {
+    let mock = Mock::start(&[]);
+    let openai = mock.post("/v1/chat/completions", &[], &chat(json!({}))).json();
+    // A stream reports usage only when asked to.
+    mock.post("/v1/chat/completions", &[], &chat(json!({"stream": true})));
+    mock.post("/v1/chat/completions", &[], &chat(json!({"stream": true, "stream_options": {"include_usage": true}})));
+    let messages =
+        json!({"model": "claude-haiku-4-5", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]});
+    let anthropic = mock
+        .post("/v1/messages", &[("x-mock-cache-read-tokens", "2"), ("x-mock-cache-write-tokens", "1")], &messages)
+        .json();
+    mock.post("/v1/chat/completions", &[("x-mock-omit-usage", "1")], &chat(json!({})));
+    let tally = mock.send("GET", "/_mock/usage", &[], "").json();
+    assert_eq!(tally["answers"], 3);
+    let anthropic_input = anthropic["usage"]["input_tokens"].as_u64().unwrap() + 3;
+    let openai_input = openai["usage"]["prompt_tokens"].as_u64().unwrap();
+    assert_eq!(tally["input_tokens"].as_u64().unwrap(), 2 * openai_input + anthropic_input);
+    let output = 2 * openai["usage"]["completion_tokens"].as_u64().unwrap()
+        + anthropic["usage"]["output_tokens"].as_u64().unwrap();
+    assert_eq!(tally["output_tokens"].as_u64().unwrap(), output);
+    let models: Vec<&str> =
+        tally["by_usage"].as_array().unwrap().iter().map(|r| r["model"].as_str().unwrap()).collect();
+    assert!(models.contains(&"claude-haiku-4-5"));
+    assert_eq!(mock.send("DELETE", "/_mock/usage", &[], "").json()["answers"], 0);
 }

@@ -5,6 +5,7 @@
 pub mod anthropic;
 pub mod openai;
 mod request;
+mod strict;
 
 pub use request::{parse_request, BodyError, RequestFacts};
 
@@ -34,6 +35,11 @@ impl Api {
         if !method.eq_ignore_ascii_case("POST") {
             return None;
         }
+        Api::detect_path(path)
+    }
+
+    /// The API whose path this is, whatever the method (see [`Api::detect`]).
+    pub fn detect_path(path: &str) -> Option<Api> {
         let path = path.split(['?', '#']).next().unwrap_or(path).trim_end_matches('/');
         let (_, last) = path.rsplit_once('/')?;
         match last {

@@ -2,6 +2,8 @@
 
 use serde::Deserialize;
 
+use super::strict;
+
 /// What the filter needs from a request body.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RequestFacts {
@@ -44,13 +46,24 @@ pub fn parse_request(body: &[u8]) -> Result<RequestFacts, BodyError> {
             param: None,
         });
     }
-    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| BodyError {
-        message: format!("The request body is not valid JSON ({}).", describe_json_error(&e)),
+    // One strict pass: valid JSON, no duplicate key anywhere (see `strict`), and only the
+    // members read here are built.
+    let top = strict::walk(body, &["model", "stream", "stream_options"]).map_err(|e| BodyError {
+        message: if strict::is_duplicate_key(&e) {
+            format!(
+                "The request body has a duplicate key in an object (line {} column {}): each key may appear only once.",
+                e.line(),
+                e.column()
+            )
+        } else {
+            format!("The request body is not valid JSON ({}).", describe_json_error(&e))
+        },
         param: None,
     })?;
-    if !value.is_object() {
+    if !top.is_object {
         return Err(BodyError { message: "The request body must be a JSON object.".to_string(), param: None });
     }
+    let value = serde_json::Value::Object(top.kept);
     let raw: RawRequest = serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         let param = ["model", "stream", "stream_options"]
@@ -114,6 +127,26 @@ mod tests {
     #[test]
     fn invalid_utf8_inside_strings_is_rejected() {
         assert!(parse_request(b"{\"model\": \"\xff\"}").unwrap_err().message.contains("not valid JSON"));
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused_whichever_copy_a_parser_would_keep() {
+        for body in [&br#"{"model": "gpt-4.1", "model": "gpt-4o-mini"}"#[..], br#"{"model": "a", "mo\u0064el": "b"}"#] {
+            let err = parse_request(body).unwrap_err();
+            assert!(err.message.contains("duplicate key"), "{}", err.message);
+            assert!(!err.message.contains("gpt-4"), "the message never quotes the body");
+            assert_eq!(err.param, None);
+        }
+        let nested = br#"{"model": "m", "messages": [{"role": "user", "content": "a", "content": "b"}]}"#;
+        assert!(parse_request(nested).unwrap_err().message.contains("line 1 column"));
+    }
+
+    #[test]
+    fn a_hundred_thousand_messages_are_read_without_building_them() {
+        let messages = vec![r#"{"role":"user","content":"x"}"#; 100_000].join(",");
+        let body = format!(r#"{{"model":"m","messages":[{messages}],"stream":true}}"#);
+        let facts = parse_request(body.as_bytes()).unwrap();
+        assert_eq!((facts.model.as_deref(), facts.stream), (Some("m"), true));
     }
 
     #[test]

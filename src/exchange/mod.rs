@@ -15,7 +15,7 @@ use std::rc::Rc;
 use crate::chain::ChainPlan;
 use crate::config::Policy;
 use crate::dialect::{Api, RequestFacts};
-use crate::host_io::{Flow, HostIo};
+use crate::host_io::{Flow, HostIo, HostKind};
 use crate::names::Counter;
 use crate::provider_request::Translation;
 use crate::reply::Reply;
@@ -131,11 +131,21 @@ impl Exchange {
         let method = io.request_header(":method").unwrap_or_default();
         let path = io.request_header(":path").unwrap_or_default();
         let Some(api) = Api::detect(&method, &path) else {
+            if let Some(api) = Api::detect_path(&path).filter(|_| body_follows(io, end_of_stream)) {
+                // A body sent to an API path with another method would never be inspected.
+                self.api = Some(api);
+                self.started_at = io.now_nanos();
+                return self.refuse_method(io, api);
+            }
             self.request = RequestPhase::Ignored;
             return Flow::Continue;
         };
         self.api = Some(api);
         self.started_at = io.now_nanos();
+        if io.request_header("content-encoding").is_some_and(|e| !is_identity(&e)) {
+            // A compressed body cannot be judged, and must not pass unjudged.
+            return self.refuse_encoding(io, api);
+        }
         if end_of_stream {
             return self.finish_request_body(io, api, 0);
         }
@@ -253,4 +263,21 @@ impl Exchange {
             _ => {}
         }
     }
+}
+
+/// Whether the request has a body: Envoy says so with the headers' end of stream; Kong's headers
+/// never carry it, so there the framing headers tell.
+fn body_follows(io: &mut dyn HostIo, end_of_stream: bool) -> bool {
+    match io.host_kind() {
+        HostKind::Envoy => !end_of_stream,
+        HostKind::Kong => {
+            io.request_header("transfer-encoding").is_some()
+                || io.request_header("content-length").is_some_and(|v| v.trim() != "0")
+        }
+    }
+}
+
+/// `Content-Encoding: identity` (or an empty value) is no encoding at all.
+fn is_identity(encoding: &str) -> bool {
+    encoding.split(',').map(str::trim).all(|e| e.is_empty() || e.eq_ignore_ascii_case("identity"))
 }

@@ -5,6 +5,7 @@ use std::rc::Rc;
 
 use super::{Exchange, RequestPhase, ServedBy};
 use crate::chain::{ChainPlan, ChainStep};
+use crate::config::FailureMode;
 use crate::dialect::{self, Api, RequestFacts};
 use crate::estimate;
 use crate::host_io::{Flow, HostIo, HostKind};
@@ -20,9 +21,14 @@ impl Exchange {
         self.request_bytes = size;
         let body = if size == 0 { Some(Vec::new()) } else { io.request_body(0, size) };
         let Some(body) = body else {
-            // Kong spills bodies above nginx's client_body_buffer_size to a file it will not hand over.
-            log::warn!("#{} request_body_unreadable bytes={size}", self.id);
-            return self.reject_too_large(io, api);
+            // Kong spills bodies above nginx's client_body_buffer_size to a file it will not hand
+            // over: there, failing closed is the documented 413 (the buffer is too small).
+            if io.host_kind() == HostKind::Kong && self.failure_mode(io) == FailureMode::Closed {
+                log::warn!("#{} request_body_unreadable bytes={size}", self.id);
+                io.increment(Counter::RequestsFailedClosed);
+                return self.reject_too_large(io, api);
+            }
+            return self.fail(io, api, "request_body_unreadable");
         };
         let facts = match dialect::parse_request(&body) {
             Ok(facts) => facts,
@@ -81,9 +87,58 @@ impl Exchange {
             }
         }
         if let Some(new_body) = rewritten {
-            self.replace_request_body(io, body.len(), &new_body);
+            let required = self.served_by.is_some() || self.translation.is_some();
+            if !self.replace_request_body(io, body.len(), &new_body) && required {
+                // The routed model or translation is not in the body: the provider would get a
+                // request it was not meant to get.
+                return self.fail(io, api, "request_body_not_replaced");
+            }
         }
         Flow::Continue
+    }
+
+    /// The failure mode of this request's route.
+    fn failure_mode(&self, io: &mut dyn HostIo) -> FailureMode {
+        let failure = &self.policy.failure;
+        let route = if failure.by_route() { io.route_name() } else { None };
+        failure.mode_for(route.as_deref())
+    }
+
+    /// The filter cannot do its job on this request: pass it on untouched (open) or refuse it
+    /// with a 5xx in the client's dialect (closed), as the route's `failure_mode` says.
+    pub(super) fn fail(&mut self, io: &mut dyn HostIo, api: Api, reason: &str) -> Flow {
+        self.request = RequestPhase::Done;
+        match self.failure_mode(io) {
+            FailureMode::Open => {
+                io.increment(Counter::RequestsFailedOpen);
+                log::error!("#{} failed_open reason={reason}", self.id);
+                Flow::Continue
+            }
+            FailureMode::Closed => {
+                io.increment(Counter::RequestsFailedClosed);
+                log::error!("#{} failed_closed reason={reason}", self.id);
+                let message = "The gateway could not process this request.";
+                self.send(io, api.error_reply(500, "gateway_error", None, message))
+            }
+        }
+    }
+
+    /// A request with a body to an API path, sent with another method than POST.
+    pub(super) fn refuse_method(&mut self, io: &mut dyn HostIo, api: Api) -> Flow {
+        self.request = RequestPhase::Done;
+        io.increment(Counter::RequestsRejectedInvalidBody);
+        log::debug!("#{} request_rejected reason=method", self.id);
+        let reply = api.error_reply(405, "method_not_allowed", None, "This API takes requests with a body as POST.");
+        self.send_with(io, reply, &[("allow", "POST")])
+    }
+
+    /// A compressed request body (`Content-Encoding` other than `identity`).
+    pub(super) fn refuse_encoding(&mut self, io: &mut dyn HostIo, api: Api) -> Flow {
+        self.request = RequestPhase::Done;
+        io.increment(Counter::RequestsRejectedInvalidBody);
+        log::debug!("#{} request_rejected reason=content_encoding", self.id);
+        let message = "Compressed request bodies are not accepted: send the body without Content-Encoding.";
+        self.send(io, api.error_reply(415, "unsupported_content_encoding", None, message))
     }
 
     /// Reads who the request is for before anything (credentials included) is rewritten.
@@ -217,7 +272,8 @@ impl Exchange {
         Ok(())
     }
 
-    pub(super) fn replace_request_body(&mut self, io: &mut dyn HostIo, held: usize, new_body: &[u8]) {
+    /// False when the proxy refused the new body (the original goes on).
+    pub(super) fn replace_request_body(&mut self, io: &mut dyn HostIo, held: usize, new_body: &[u8]) -> bool {
         let replaced =
             io.replace_request_body(held, new_body).and_then(|()| match io.request_header("content-length") {
                 Some(_) => io.set_request_header("content-length", &new_body.len().to_string()),
@@ -226,7 +282,9 @@ impl Exchange {
         if let Err(err) = replaced {
             log::warn!("#{} request_body_not_replaced detail={}", self.id, err.detail);
             self.strip_usage_chunk = false;
+            return false;
         }
+        true
     }
 
     pub(super) fn reject_too_large(&mut self, io: &mut dyn HostIo, api: Api) -> Flow {
@@ -241,7 +299,12 @@ impl Exchange {
     }
 
     pub(super) fn send(&mut self, io: &mut dyn HostIo, reply: Reply) -> Flow {
-        let headers = [("content-type", "application/json")];
+        self.send_with(io, reply, &[])
+    }
+
+    pub(super) fn send_with(&mut self, io: &mut dyn HostIo, reply: Reply, extra: &[(&str, &str)]) -> Flow {
+        let mut headers = vec![("content-type", "application/json")];
+        headers.extend_from_slice(extra);
         match io.send_reply(reply.status, &headers, &reply.body) {
             Ok(()) => {
                 self.replied_locally = true;
@@ -252,7 +315,19 @@ impl Exchange {
             }
             Err(err) => {
                 log::error!("#{} local_reply_failed status={} detail={}", self.id, reply.status, err.detail);
-                Flow::Continue
+                self.request = RequestPhase::Done;
+                // Nothing can answer the client; what remains is whether the request goes on.
+                match self.failure_mode(io) {
+                    FailureMode::Open => {
+                        io.increment(Counter::RequestsFailedOpen);
+                        Flow::Continue
+                    }
+                    FailureMode::Closed => {
+                        // Held, it never reaches the upstream; the proxy's timeouts end it.
+                        io.increment(Counter::RequestsFailedClosed);
+                        Flow::Pause
+                    }
+                }
             }
         }
     }

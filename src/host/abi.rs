@@ -18,6 +18,7 @@ pub const MAP_HTTP_RESPONSE_HEADERS: u32 = 2;
 pub const MAP_HTTP_RESPONSE_TRAILERS: u32 = 3;
 
 pub const METRIC_COUNTER: u32 = 0;
+pub const METRIC_GAUGE: u32 = 1;
 pub const METRIC_HISTOGRAM: u32 = 2;
 
 #[link(wasm_import_module = "env")]

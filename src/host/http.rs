@@ -39,6 +39,13 @@ impl Context for HttpFilter {}
 
 impl HttpContext for HttpFilter {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        if self.io.faults().panic {
+            logger::enter_context(self.id);
+            #[allow(clippy::panic)] // TOLLGATE_TEST_FAULTS=panic: the test of the panic hook itself
+            {
+                panic!("TOLLGATE_TEST_FAULTS=panic");
+            }
+        }
         self.drive(|ex, io| ex.on_request_headers(io, end_of_stream))
     }
 
@@ -67,5 +74,6 @@ impl HttpContext for HttpFilter {
             ex.on_done(io);
             Flow::Continue
         });
+        self.io.note_memory();
     }
 }

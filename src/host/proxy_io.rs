@@ -20,6 +20,52 @@ pub struct HostState {
     counters: RefCell<HashMap<Counter, Option<u32>>>,
     /// Labelled metrics by full name (bounded by the label registry's cardinality guard).
     labelled: RefCell<HashMap<String, Option<u32>>>,
+    faults: Cell<Faults>,
+    /// The linear memory size last reported in the `tollgate.wasm_memory_bytes` gauge, and the
+    /// gauge's id (`None` inside once defining it failed).
+    memory_reported: Cell<u64>,
+    memory_gauge: Cell<Option<Option<u32>>>,
+}
+
+/// Hostcalls to refuse on purpose, to test `failure_mode` against a real proxy: named in the
+/// Wasm VM's environment variable `TOLLGATE_TEST_FAULTS` (comma-separated `request_body`,
+/// `replace_request_body`, `send_reply`), which only the operator sets. Never set in production.
+/// `panic` panics in the first request's headers callback, to prove the panic hook and the
+/// tests' VM-failure checks work.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Faults {
+    request_body: bool,
+    replace_request_body: bool,
+    send_reply: bool,
+    pub panic: bool,
+}
+
+impl Faults {
+    pub const VARIABLE: &'static str = "TOLLGATE_TEST_FAULTS";
+
+    pub fn parse(list: &str) -> Faults {
+        let named = |name: &str| list.split(',').any(|f| f.trim() == name);
+        Faults {
+            request_body: named("request_body"),
+            replace_request_body: named("replace_request_body"),
+            send_reply: named("send_reply"),
+            panic: named("panic"),
+        }
+    }
+
+    pub fn any(self) -> bool {
+        self.request_body || self.replace_request_body || self.send_reply || self.panic
+    }
+}
+
+impl HostState {
+    pub fn set_faults(&self, faults: Faults) {
+        self.faults.set(faults);
+    }
+
+    pub fn faults(&self) -> Faults {
+        self.faults.get()
+    }
 }
 
 pub struct ProxyIo {
@@ -29,6 +75,32 @@ pub struct ProxyIo {
 impl ProxyIo {
     pub fn new(host: Rc<HostState>) -> Self {
         ProxyIo { host }
+    }
+
+    pub fn faults(&self) -> Faults {
+        self.host.faults()
+    }
+
+    /// Reports this VM's linear memory (the Wasm heap: it only grows) in the gauge
+    /// `tollgate.wasm_memory_bytes` whenever it has grown, so a soak test can watch it. With
+    /// several workers the gauge shows the VM that grew last.
+    pub fn note_memory(&mut self) {
+        let bytes = memory_bytes();
+        if bytes <= self.host.memory_reported.get() || !self.metrics_supported() {
+            return;
+        }
+        self.host.memory_reported.set(bytes);
+        let id = match self.host.memory_gauge.get() {
+            Some(id) => id,
+            None => {
+                let id = abi::define_metric(abi::METRIC_GAUGE, "tollgate.wasm_memory_bytes").ok();
+                self.host.memory_gauge.set(Some(id));
+                id
+            }
+        };
+        if let Some(id) = id {
+            abi::record_metric(id, bytes);
+        }
     }
 
     fn header(&self, map_type: u32, name: &str) -> Option<String> {
@@ -70,6 +142,10 @@ impl ProxyIo {
         self.host.metrics_supported.set(Some(supported));
         supported
     }
+}
+
+fn memory_bytes() -> u64 {
+    (core::arch::wasm32::memory_size(0) as u64).saturating_mul(65536)
 }
 
 fn kong_has_metrics(version: &str) -> bool {
@@ -177,10 +253,16 @@ impl HostIo for ProxyIo {
     }
 
     fn request_body(&self, start: usize, len: usize) -> Option<Vec<u8>> {
+        if self.host.faults.get().request_body {
+            return None;
+        }
         self.body(abi::BUFFER_HTTP_REQUEST_BODY, start, len)
     }
 
     fn replace_request_body(&mut self, held: usize, bytes: &[u8]) -> Result<(), HostError> {
+        if self.host.faults.get().replace_request_body {
+            return Err(HostError { detail: "refused by TOLLGATE_TEST_FAULTS".into() });
+        }
         abi::set_buffer(abi::BUFFER_HTTP_REQUEST_BODY, 0, held, bytes)
             .map_err(|status| HostError { detail: format!("set request body status {status}") })
     }
@@ -195,6 +277,9 @@ impl HostIo for ProxyIo {
     }
 
     fn send_reply(&mut self, status: u16, headers: &[(&str, &str)], body: &[u8]) -> Result<(), HostError> {
+        if self.host.faults.get().send_reply {
+            return Err(HostError { detail: "refused by TOLLGATE_TEST_FAULTS".into() });
+        }
         abi::send_local_response(status, "tollgate", body, &encode_header_pairs(headers))
             .map_err(|status| HostError { detail: format!("send_local_response status {status}") })
     }

@@ -7,7 +7,7 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
 
 use super::http::HttpFilter;
-use super::proxy_io::HostState;
+use super::proxy_io::{Faults, HostState};
 use super::{abi, logger};
 use crate::config::{self, Policy};
 use crate::tokenizer;
@@ -49,7 +49,12 @@ impl RootContext for FilterRoot {
         match config::compile(&bytes) {
             Ok(policy) => {
                 logger::set_level(policy.log_level);
-                log::info!("configuration loaded");
+                log::info!("tollgate: configuration loaded");
+                let faults = std::env::var(Faults::VARIABLE).map(|list| Faults::parse(&list)).unwrap_or_default();
+                if faults.any() {
+                    log::warn!("tollgate: {} is set: refusing hostcalls on purpose ({faults:?})", Faults::VARIABLE);
+                }
+                self.host.set_faults(faults);
                 self.policy = Some(Rc::new(policy));
                 true
             }

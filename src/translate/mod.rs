@@ -120,18 +120,16 @@ impl<T: EventTranslator> SseTranslator<T> {
     /// The client's bytes for this upstream chunk (often empty: an event is not complete yet).
     pub fn feed(&mut self, chunk: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
-        let pending_from = self.framer.pending_start();
         self.framer.feed(chunk, &mut self.events, &mut self.issues);
-        self.drain(pending_from, &mut out);
+        self.drain(&mut out);
         out
     }
 
     /// End of the upstream stream: the client's last bytes.
     pub fn finish(&mut self) -> Vec<u8> {
         let mut out = Vec::new();
-        let pending_from = self.framer.pending_start();
         self.framer.finish(&mut self.events);
-        self.drain(pending_from, &mut out);
+        self.drain(&mut out);
         self.inner.finish(&mut out);
         out
     }
@@ -141,23 +139,17 @@ impl<T: EventTranslator> SseTranslator<T> {
     }
 
     /// Translates the events just framed, in order, and ends the stream with an error where an
-    /// oversized event was skipped. The framer reports that event without its position, but
-    /// events cover the stream contiguously, so it is the gap between two consecutive events
-    /// (or before the first, or after the last) that is larger than the cap: events before the
-    /// gap are translated, events after it are not.
-    fn drain(&mut self, mut covered_to: u64, out: &mut Vec<u8>) {
-        let oversized = !self.issues.is_empty();
-        self.issues.clear();
-        let cap = self.max_event_bytes as u64;
+    /// oversized event was skipped: events before it are translated, events after it are not.
+    fn drain(&mut self, out: &mut Vec<u8>) {
+        let oversized_at = self.issues.drain(..).map(|SseIssue::EventTooLarge { start }| start).min();
         for event in self.events.drain(..) {
-            if oversized && event.start.saturating_sub(covered_to) > cap {
+            if oversized_at.is_some_and(|at| event.start >= at) {
                 break;
             }
-            covered_to = event.end;
             self.inner.on_event(&event, out);
         }
         self.events.clear();
-        if oversized {
+        if oversized_at.is_some() {
             self.inner.on_oversized_event(self.max_event_bytes, out);
         }
     }
@@ -212,6 +204,17 @@ mod tests {
         translator.finish();
         assert_eq!(translator.inner().seen, ["a", "b"]);
         assert_eq!(translator.inner().ended.as_deref(), Some("finished"));
+    }
+
+    #[test]
+    fn data_less_events_adding_up_past_the_cap_are_not_mistaken_for_the_oversized_one() {
+        let pings = ": ping\n\n".repeat(8);
+        let stream = format!("{pings}data: a\n\ndata: {}\n\ndata: b\n\n", "x".repeat(64));
+        let mut translator = SseTranslator::new(Recorder::default(), 32);
+        translator.feed(stream.as_bytes());
+        translator.finish();
+        assert_eq!(translator.inner().seen, ["a"]);
+        assert_eq!(translator.inner().ended.as_deref(), Some("oversized 32"));
     }
 
     #[test]

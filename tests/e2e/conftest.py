@@ -6,7 +6,11 @@ import json
 
 import pytest
 
-from harness import Envoy, Mock
+from harness import STARTED, Envoy, Mock
+
+# Every response an Envoy gave through `post` (status, headers, body), for the secrets scan in
+# test_zz_no_secrets.py. Responses from the mock itself (which echoes what it received) are not kept.
+RESPONSES: list = []
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +65,10 @@ def post(port, path, body, headers=None, timeout=30):
     try:
         conn.request("POST", path, body=body, headers=headers or {"content-type": "application/json"})
         response = conn.getresponse()
-        return Response(response.status, {k.lower(): v for k, v in response.getheaders()}, response.read())
+        result = Response(response.status, {k.lower(): v for k, v in response.getheaders()}, response.read())
+        if any(e.port == port for e in STARTED):
+            RESPONSES.append(result)
+        return result
     finally:
         conn.close()
 

@@ -95,6 +95,7 @@ def render_envoy_config(
     upstream_port: int | dict[str, int],
     filter_config: dict | None = None,
     tollgate: bool = True,
+    vm_env: dict[str, str] | None = None,
 ) -> dict:
     """The shipped config with test ports, an absolute .wasm path and optionally another
     filter configuration. Everything else stays as shipped, so tests exercise the real file.
@@ -120,6 +121,9 @@ def render_envoy_config(
                     wasm["vm_config"]["code"]["local"]["filename"] = str(wasm_module())
                     if filter_config is not None:
                         wasm["configuration"]["value"] = json.dumps(filter_config)
+                    if vm_env:
+                        variables = wasm["vm_config"].setdefault("environment_variables", {})
+                        variables.setdefault("key_values", {}).update(vm_env)
     for cluster in config["static_resources"]["clusters"]:
         for options in cluster.get("typed_extension_protocol_options", {}).values():
             for wasm in _wasm_configs(options.get("http_filters", [])):
@@ -137,6 +141,16 @@ def _is_wasm(http_filter: dict) -> bool:
     return http_filter["typed_config"]["@type"].endswith("envoy.extensions.filters.http.wasm.v3.Wasm")
 
 
+# Every Envoy started in this test session, so that tests/e2e/test_zz_no_secrets.py can scan
+# what each of them wrote (log, access log, stats) for secrets after the others ran.
+STARTED: list["Envoy"] = []
+
+# Lines Envoy 1.40 writes when a Wasm VM fails: it counts nothing in /stats (no counter moves
+# when a VM traps; vm_reload* only move with failure_policy FAIL_RELOAD), so the log is the proof.
+# (Seen here: "Function: proxy_on_request_headers failed: Uncaught RuntimeError: unreachable".)
+VM_FAILURE_MARKERS = ("tollgate panicked", "Function: proxy_on_")
+
+
 class Envoy:
     """A real Envoy running a rendered copy of envoy/envoy.yaml, one worker thread."""
 
@@ -150,11 +164,15 @@ class Envoy:
         log_level: str = "warning",
         tollgate: bool = True,
         prefix: Sequence[str] = (),
+        vm_env: dict[str, str] | None = None,
+        concurrency: int = 1,
     ):
         self.port = listen_port or free_port()
         self.admin_port = admin_port or free_port()
         self.workdir = Path(tempfile.mkdtemp(prefix="tollgate-envoy-"))
-        config = render_envoy_config(template, self.port, self.admin_port, upstream_port, filter_config, tollgate)
+        config = render_envoy_config(
+            template, self.port, self.admin_port, upstream_port, filter_config, tollgate, vm_env
+        )
         config_path = self.workdir / "envoy.yaml"
         config_path.write_text(yaml.safe_dump(config))
         self.log_path = self.workdir / "envoy.log"
@@ -164,14 +182,16 @@ class Envoy:
             str(envoy_binary()),
             "-c", str(config_path),
             "--base-id", str(next(_base_ids)),
-            "--concurrency", "1",
+            "--concurrency", str(concurrency),
             # Access-log lines are read by tests (and watched by people running `make run`).
             "--file-flush-interval-msec", "50",
             "--log-level", log_level,
             "--component-log-level", "wasm:debug" if log_level != "warning" else "wasm:info",
         ]
         self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, cwd=REPO)
+        STARTED.append(self)
         self._wait_ready()
+        self.vms_at_start = self.stats().get("wasm.envoy.wasm.runtime.v8.active", 0)
 
     def _wait_ready(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
@@ -202,13 +222,45 @@ class Envoy:
         return {s["name"]: s.get("value", 0) for s in json.loads(text)["stats"] if "value" in s}
 
     def log(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")
+
+    def vm_failures(self) -> list[str]:
+        """Evidence that a Tollgate Wasm VM failed: log lines Envoy or the panic hook wrote, Wasm
+        reload and load failures, and fewer live VMs than at start. Empty when all is well."""
+        evidence = [line for line in self.log().splitlines() if any(m in line for m in VM_FAILURE_MARKERS)]
+        stats = self.stats()
+        for name in ("wasm.tollgate.vm_reload", "wasm.tollgate.vm_reload_failure", "wasm.remote_load_fetch_failures"):
+            if stats.get(name, 0):
+                evidence.append(f"{name} = {stats[name]}")
+        active = stats.get("wasm.envoy.wasm.runtime.v8.active", 0)
+        if active < self.vms_at_start:
+            evidence.append(f"wasm.envoy.wasm.runtime.v8.active fell from {self.vms_at_start} to {active}")
+        return evidence
+
+    def access_log(self) -> list[dict]:
+        """The JSON access-log lines (Envoy's stdout shares the log file)."""
+        records = []
+        for line in self.log().splitlines():
+            if line.startswith("{"):
+                try:
+                    records.append(json.loads(line))
+                except ValueError:
+                    pass
+        return records
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def stop(self) -> None:
+        # What the metrics said at the end is kept beside the log, for the secrets scan.
+        if self.process.poll() is None:
+            for path, name in (("/stats", "stats.txt"), ("/stats/prometheus", "prometheus.txt")):
+                try:
+                    (self.workdir / name).write_text(self.admin(path)[1])
+                except OSError:
+                    pass
         _stop(self.process)
         self._log.close()

@@ -139,10 +139,7 @@ def test_zz_after_all_bad_input_the_worker_still_serves_and_no_vm_failed(envoy, 
     for proxy in (envoy, small_limit_envoy):
         good = post(proxy.port, PATH, CHAT)
         assert good.status == 200 and good.header("x-tollgate-cost-usd")
-        stats = proxy.stats()
-        failures = {k: v for k, v in stats.items() if "wasm" in k and ("fail" in k or "panic" in k) and v}
-        assert failures == {}, failures
-        assert "critical" not in proxy.log().lower() or "panicked" not in proxy.log()
+        assert proxy.vm_failures() == []
     stats = envoy.stats()
     assert stats["wasmcustom.tollgate.requests_rejected_invalid_body"] >= 5
     assert stats["wasmcustom.tollgate.requests_rejected_too_large"] >= 1

@@ -82,6 +82,9 @@ pub struct FakeHost {
     pub metrics: HashMap<String, u64>,
     /// Response trailers the filter added.
     pub trailers: Vec<(String, String)>,
+    /// Hostcalls this host refuses, to test `failure_mode`: `request_body`,
+    /// `replace_request_body`, `send_reply`.
+    pub refuse: Vec<&'static str>,
 }
 
 pub fn policy(config_json: &str) -> Rc<Policy> {
@@ -115,6 +118,7 @@ impl FakeHost {
             metadata: HashMap::new(),
             metrics: HashMap::new(),
             trailers: Vec::new(),
+            refuse: Vec::new(),
         }
     }
 
@@ -139,6 +143,19 @@ impl FakeHost {
 
     pub fn request_buffer(&self) -> &[u8] {
         &self.request_buffer
+    }
+
+    /// Drives response callbacks by hand (for the upstream position).
+    pub fn set_response_headers(&mut self, headers: &[(&str, &str)]) {
+        self.response_headers = owned(headers);
+    }
+
+    pub fn set_response_buffer(&mut self, body: &[u8]) {
+        self.response_buffer = body.to_vec();
+    }
+
+    pub fn response_buffer(&self) -> &[u8] {
+        &self.response_buffer
     }
 
     pub fn request_header_value(&self, name: &str) -> Option<String> {
@@ -496,6 +513,9 @@ impl HostIo for FakeHost {
     }
 
     fn replace_request_body(&mut self, held: usize, bytes: &[u8]) -> Result<(), HostError> {
+        if self.refuse.contains(&"replace_request_body") {
+            return Err(HostError { detail: "refused".into() });
+        }
         if held != self.request_buffer.len() {
             self.violations.push(format!("request body replaced with a wrong held size {held}"));
         }
@@ -538,6 +558,9 @@ impl HostIo for FakeHost {
     }
 
     fn request_body(&self, start: usize, len: usize) -> Option<Vec<u8>> {
+        if self.refuse.contains(&"request_body") {
+            return None;
+        }
         self.request_buffer.get(start..start.checked_add(len)?).map(<[u8]>::to_vec)
     }
 
@@ -546,6 +569,9 @@ impl HostIo for FakeHost {
     }
 
     fn send_reply(&mut self, status: u16, headers: &[(&str, &str)], body: &[u8]) -> Result<(), HostError> {
+        if self.refuse.contains(&"send_reply") {
+            return Err(HostError { detail: "refused".into() });
+        }
         if self.reply.is_some() {
             self.violations.push("second local reply (kong traps)".into());
             return Err(HostError { detail: "already replied".into() });

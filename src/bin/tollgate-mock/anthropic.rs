@@ -34,6 +34,13 @@ pub fn messages(call: &ApiCall<'_>) -> Reply {
     let model = call.controls.served_model.as_deref().unwrap_or(&request.model);
     let id = make_id("msg_01", call.body_hash, 22);
     let usage = (!call.controls.omit_usage).then(|| usage(&request, call));
+    if let Some(usage) = &usage {
+        let input = usage
+            .input_tokens
+            .saturating_add(usage.cache_read_input_tokens)
+            .saturating_add(usage.cache_creation_input_tokens);
+        crate::tally::note(model, input, usage.output_tokens);
+    }
     if request.stream {
         let events = stream_events(&id, model, &request, usage.as_ref(), call);
         Reply::Stream(EventStream { headers: common_headers(call), events })

@@ -28,6 +28,7 @@ ENDPOINTS:
     GET  */models             OpenAI model list
     GET  /_mock/health        200 ok
     GET  /_mock/last          the last non-/_mock request as JSON
+    GET  /_mock/usage         the usage of every answer sent, totals and by model (DELETE resets)
 
 KNOBS (x-mock-KEY header or --fault KEY=VALUE):
     status=CODE               error in the endpoint's dialect (none clears)

@@ -6,12 +6,13 @@
 use std::time::Duration;
 
 /// Every knob, as spelled after `x-mock-` / in `--fault KEY=VALUE`.
-pub const KEYS: [&str; 12] = [
+pub const KEYS: [&str; 13] = [
     "status",
     "retry-after",
     "first-byte-delay-ms",
     "chunk-delay-ms",
     "reset-after-events",
+    "reset-mid-event",
     "omit-usage",
     "body",
     "served-model",
@@ -35,6 +36,9 @@ pub struct Controls {
     /// Reset the connection after this many SSE events (streaming), or after
     /// half the body (non-streaming).
     pub reset_after_events: Option<usize>,
+    /// With `reset_after_events`: send the first half of the next event before the reset, so
+    /// the stream is cut in the middle of an event.
+    pub reset_mid_event: bool,
     pub omit_usage: bool,
     /// Answer with an HTML error page (status defaults to 502).
     pub html_body: bool,
@@ -58,6 +62,7 @@ impl Controls {
             "first-byte-delay-ms" => self.first_byte_delay_ms = parse_number(&key, value)?,
             "chunk-delay-ms" => self.chunk_delay_ms = parse_number(&key, value)?,
             "reset-after-events" => self.reset_after_events = parse_optional_count(value)?,
+            "reset-mid-event" => self.reset_mid_event = parse_flag(&key, value)?,
             "omit-usage" => self.omit_usage = parse_flag(&key, value)?,
             "body" => self.html_body = parse_body_kind(value)?,
             "served-model" => self.served_model = Some(value.to_owned()).filter(|v| !v.is_empty()),

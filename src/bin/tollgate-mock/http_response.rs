@@ -56,6 +56,8 @@ pub struct Delivery<'a> {
     pub first_byte_delay: Option<Duration>,
     pub chunk_delay: Option<Duration>,
     pub reset_after_events: Option<usize>,
+    /// Cut inside the next event (its first half goes out before the reset).
+    pub reset_mid_event: bool,
 }
 
 /// What happened, for the connection loop and the request log.
@@ -110,6 +112,18 @@ fn deliver_stream(mut stream: &TcpStream, reply: &EventStream, delivery: &Delive
             }
         }
         if reset_at == Some(index) {
+            if delivery.reset_mid_event {
+                frame.clear();
+                let half = event.get(..event.len() / 2).unwrap_or_default();
+                if delivery.chunked {
+                    let _ = write!(frame, "{:x}\r\n", half.len());
+                    frame.extend_from_slice(half);
+                    frame.extend_from_slice(b"\r\n");
+                } else {
+                    frame.extend_from_slice(half);
+                }
+                stream.write_all(&frame)?;
+            }
             reset(stream);
             return Ok(Delivered { status: 200, events: Some(index), close: true });
         }

@@ -15,6 +15,7 @@ mod openai;
 mod openai_stream;
 mod openai_wire;
 mod server;
+mod tally;
 mod text;
 mod tools;
 

@@ -57,6 +57,9 @@ pub fn chat_completions(call: &ApiCall<'_>) -> Reply {
     };
     let id = make_id("chatcmpl-", call.body_hash, 29);
     let usage = (!call.controls.omit_usage).then(|| usage(&request, call));
+    if let Some(usage) = usage.as_ref().filter(|_| !request.stream || request.include_usage) {
+        crate::tally::note(model, usage.prompt_tokens, usage.completion_tokens);
+    }
     if request.stream {
         let stream = StreamedCompletion { id: &id, model, call_id: tool_call_id(call) };
         let events = stream.events(&request.answer, usage.as_ref(), request.include_usage);

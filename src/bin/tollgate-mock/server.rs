@@ -112,6 +112,7 @@ fn serve_one_request(
         first_byte_delay: controls.first_byte_delay(),
         chunk_delay: controls.chunk_delay(),
         reset_after_events: controls.reset_after_events,
+        reset_mid_event: controls.reset_mid_event,
     };
     let outcome = deliver(reader.get_ref(), &reply, &delivery);
     log_request(&shared.config, &head, &outcome, started);
@@ -134,6 +135,7 @@ fn reject(stream: &TcpStream, error: ReadError, config: &Config) {
         first_byte_delay: None,
         chunk_delay: None,
         reset_after_events: None,
+        reset_mid_event: false,
     };
     let _ = deliver(stream, &Reply::Full(response), &delivery);
     log_line(config, format_args!("rejected a malformed request: {status} {message}"));
@@ -157,6 +159,11 @@ fn route(head: &Head<'_>, raw_head: &[u8], body: &[u8], shared: &Shared) -> (Rep
     let response = match (head.method, head.path) {
         ("GET", "/_mock/health") => Response::new(200, "text/plain", b"ok".to_vec()),
         ("GET", "/_mock/last") => last_request(shared),
+        ("GET", "/_mock/usage") => Response::json(200, crate::tally::to_json()),
+        ("DELETE", "/_mock/usage") => {
+            crate::tally::reset();
+            Response::json(200, crate::tally::to_json())
+        }
         (method, _) => {
             let message = format!("Invalid URL ({method} {})", head.path);
             openai::plain_error(404, &message, None)

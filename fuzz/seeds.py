@@ -1,0 +1,100 @@
+#!/usr/bin/env python3
+"""Writes the starting inputs of every fuzz target into DIR/<target>/: the project's own
+fixtures (requests, answers, streams, errors, the shipped configurations), each behind the
+control bytes its target reads first (see `Input` in src/lib.rs). Standard library only."""
+
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+FIX = REPO / "tests" / "fixtures"
+
+
+def read(path: str) -> bytes:
+    return (FIX / path).read_bytes()
+
+
+def shipped_configs() -> list[bytes]:
+    """The JSON configurations inside envoy/*.yaml (the `value: |` blocks)."""
+    configs = []
+    for yaml in sorted((REPO / "envoy").glob("*.yaml")):
+        lines = yaml.read_text().splitlines()
+        for i, line in enumerate(lines):
+            if line.strip() == "value: |":
+                indent = len(lines[i + 1]) - len(lines[i + 1].lstrip())
+                block = []
+                for next_line in lines[i + 1:]:
+                    if next_line.strip() and len(next_line) - len(next_line.lstrip()) < indent:
+                        break
+                    block.append(next_line[indent:])
+                configs.append("\n".join(block).encode())
+    return configs
+
+
+def u16(n: int) -> bytes:
+    return n.to_bytes(2, "little")
+
+
+CUTS = b"\x03\x30\x80\xc0"  # three cuts, at 3/16, 1/2 and 3/4 of the payload
+
+
+def seeds() -> dict[str, list[bytes]]:
+    chat_req, chat_resp, chat_sse = read("openai/chat_request.json"), read("openai/chat_response.json"), read("openai/chat_stream.sse")
+    msg_req, msg_resp, msg_sse = read("anthropic/messages_request.json"), read("anthropic/messages_response.json"), read("anthropic/messages_stream.sse")
+    resp_resp, resp_sse = read("openai/responses_response.json"), read("openai/responses_stream.sse")
+    tools_sse, oa_err, an_err = read("translate/anthropic_stream_tools.sse"), read("translate/openai_error.json"), read("translate/anthropic_error.json")
+    oa_req, an_req = read("translate/openai_request.json"), read("translate/anthropic_request.json")
+    oa_resp, an_resp = read("translate/openai_response.json"), read("translate/anthropic_response.json")
+    requests = [chat_req, msg_req, oa_req, an_req, b'{"model": "a", "model": "b"}', b'{"mo\\u0064el": "m"}']
+    configs = shipped_configs() + [b"{}", b'{"failure_mode": {"default": "open", "routes": {"a": "closed"}}}']
+    plan = b'{"api": "openai.chat", "query": "x=1", "steps": [{"provider": "openai", "model": "gpt-4o-mini"}]}'
+    # exchange: profile, policy, path, method, model, body mode, refusals, extra headers, status,
+    # content type, cut, request cuts, response cuts, split, then request payload + answer.
+    def exchange(policy, path, model, body_mode, status, ctype, request, answer, extra=0x06):
+        return bytes([0, policy, path, 0, model, body_mode, 0, extra, status, ctype, 1]) + b"\x00" + CUTS + u16(len(request)) + request + answer
+    return {
+        "parse_request": requests,
+        "json_edit": requests,
+        "read_response": [b"\x00" + chat_resp, b"\x03" + msg_resp, b"\x01" + resp_resp],
+        "read_event": [b"\x00\x00" + chat_sse.split(b"\n\n")[-3].removeprefix(b"data: "),
+                       b"\x03message_start\x00" + msg_sse.split(b"data: ")[1].split(b"\n")[0],
+                       b"\x01response.completed\x00" + resp_sse.split(b"data: ")[-1].split(b"\n")[0]],
+        "sse_framer": [b"\xff" + CUTS + chat_sse, b"\x08" + CUTS + msg_sse],
+        "stream_meter": [b"\x00\x01\xff\xff" + CUTS + chat_sse, b"\x03\x00\xff\xff" + CUTS + msg_sse,
+                         b"\x01\x00\xff\xff" + CUTS + resp_sse],
+        "translate_request": [b"\x00\x10\x00" + oa_req, b"\x01\x10\x00" + an_req, b"\x00\x10\x00" + chat_req],
+        "translate_response": [b"\x00\xad\x01" + an_resp, b"\x01\x00\x00" + oa_resp, b"\x00\x81\x00" + an_err,
+                               b"\x01\xad\x01" + oa_err],
+        "translate_stream": [b"\x00\x01\xff\xff" + CUTS + tools_sse, b"\x00\x00\xff\xff" + CUTS + msg_sse,
+                             b"\x01\x00\xff\xff" + CUTS + chat_sse],
+        "config": configs + [plan],
+        "exchange": [
+            exchange(0, 0, 4, 0, 0, 0, chat_req, chat_resp),
+            exchange(1, 0, 0, 2, 0, 1, b"hi", chat_sse),
+            exchange(1, 0, 1, 1, 0, 0, b"hi", an_resp),
+            exchange(1, 0, 1, 2, 0, 1, b"hi", tools_sse),
+            exchange(1, 1, 0, 2, 0, 1, b"hi", chat_sse),
+            exchange(0, 1, 5, 0, 0, 1, msg_req, msg_sse),
+            exchange(2, 0, 4, 2, 0, 1, b"hi", chat_sse),
+            exchange(1, 0, 1, 1, 4, 0, b"hi", an_err, extra=0x3e),
+        ],
+        "attempt": [
+            bytes([0, 0, 0, 0, 1, 4]) + u16(4) + CUTS + b"hi.." + chat_resp,
+            bytes([1, 0, 0, 1, 2, 4]) + u16(4) + CUTS + b"hi.." + tools_sse,
+            bytes([1, 0, 0, 0, 1, 4]) + u16(4) + CUTS + b"hi.." + an_resp,
+            bytes([0, 1, 0, 0, 1, 4]) + u16(len(plan) * 2) + CUTS + plan + b"{}" * (len(plan) // 2) + chat_resp,
+        ],
+    }
+
+
+def main() -> None:
+    out = Path(sys.argv[1])
+    for target, inputs in seeds().items():
+        folder = out / target
+        folder.mkdir(parents=True, exist_ok=True)
+        for i, data in enumerate(inputs):
+            (folder / f"seed-{i}").write_bytes(data)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,539 @@
+//! What each fuzz target checks, as plain functions of the fuzzer's bytes. The targets in
+//! `fuzz_targets/` call them; `tests/fuzz_regressions.rs` in the main crate includes this file
+//! and replays every input saved under `fuzz/regressions/<target>/` through the same function, so
+//! a crash once found stays fixed with a plain `cargo test`.
+//!
+//! Every check fails by panicking (the fuzzer's crash). Beyond "never panics", most check a
+//! property of the code under test: chunking never changes what is read or sent, what is
+//! accepted agrees with serde_json, edits give valid JSON, the fake host sees no hostcall the
+//! real proxy would refuse and no request left hanging.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // checks fail loudly
+#![allow(dead_code)] // the regression test uses every check, each fuzz target one
+
+#[path = "../../tests/support/mod.rs"]
+mod support;
+
+use std::rc::Rc;
+
+use serde_json::Value;
+use support::{FakeHost, Profile};
+use tollgate::config::{self, Policy};
+use tollgate::dialect::{self, Api};
+use tollgate::exchange::Exchange;
+use tollgate::filter::Filter;
+use tollgate::host_io::{Flow, HostIo};
+use tollgate::names::{Counter, EXPORT_CHAIN, EXPORT_USAGE};
+use tollgate::provider_request::Translation;
+use tollgate::response_translation::{self, StreamTranslation};
+use tollgate::sse::{SseEvent, SseFramer};
+use tollgate::stream_meter::{ChunkEdit, StreamMeter};
+use tollgate::{chain, json_edit, translate};
+
+/// A fuzz target's check.
+pub type Check = fn(&[u8]);
+
+/// Every target by name, for the regression replay.
+pub const TARGETS: [(&str, Check); 12] = [
+    ("parse_request", parse_request),
+    ("read_response", read_response),
+    ("read_event", read_event),
+    ("sse_framer", sse_framer),
+    ("stream_meter", stream_meter),
+    ("translate_request", translate_request),
+    ("translate_response", translate_response),
+    ("translate_stream", translate_stream),
+    ("config", config_compile),
+    ("json_edit", json_edit),
+    ("exchange", exchange),
+    ("attempt", attempt),
+];
+
+/// The fuzzer's bytes read front to back: control bytes first, the rest is payload. Reading
+/// past the end gives zeros, so every input is valid.
+struct Input<'a> {
+    data: &'a [u8],
+}
+
+impl<'a> Input<'a> {
+    fn new(data: &'a [u8]) -> Self {
+        Input { data }
+    }
+
+    fn byte(&mut self) -> u8 {
+        match self.data.split_first() {
+            Some((&b, rest)) => {
+                self.data = rest;
+                b
+            }
+            None => 0,
+        }
+    }
+
+    fn u16(&mut self) -> u16 {
+        u16::from_le_bytes([self.byte(), self.byte()])
+    }
+
+    fn pick<T: Copy>(&mut self, from: &[T]) -> T {
+        from[usize::from(self.byte()) % from.len()]
+    }
+
+    /// Up to `max` cut points, as fractions (x/256) of a payload's length.
+    fn cuts(&mut self, max: u8) -> Vec<u8> {
+        let count = self.byte() % (max + 1);
+        (0..count).map(|_| self.byte()).collect()
+    }
+
+    fn rest(self) -> &'a [u8] {
+        self.data
+    }
+}
+
+/// `bytes` split at the given fractions of its length (sorted; empty chunks allowed).
+fn split<'b>(bytes: &'b [u8], cuts: &[u8]) -> Vec<&'b [u8]> {
+    let mut at: Vec<usize> = cuts.iter().map(|&c| usize::from(c) * bytes.len() / 256).collect();
+    at.sort_unstable();
+    let mut chunks = Vec::new();
+    let mut from = 0;
+    for cut in at {
+        chunks.push(&bytes[from..cut]);
+        from = cut;
+    }
+    chunks.push(&bytes[from..]);
+    chunks
+}
+
+const APIS: [Api; 4] = [Api::OpenAiChat, Api::OpenAiResponses, Api::OpenAiEmbeddings, Api::AnthropicMessages];
+
+/// `dialect::parse_request` (the strict walk included) agrees with serde_json: what it accepts
+/// parses as a JSON object and its `model` and `stream` are that object's.
+pub fn parse_request(data: &[u8]) {
+    let parsed = dialect::parse_request(data);
+    let value = serde_json::from_slice::<Value>(data);
+    match (parsed, value) {
+        (Ok(facts), Ok(value)) => {
+            assert!(value.is_object(), "accepted a non-object");
+            assert_eq!(facts.model.as_deref(), value.get("model").and_then(Value::as_str));
+            assert_eq!(facts.stream, value.get("stream").and_then(Value::as_bool).unwrap_or(false));
+        }
+        (Ok(_), Err(err)) => panic!("accepted what serde_json refuses: {err}"),
+        (Err(err), _) => assert!(!err.message.is_empty()),
+    }
+}
+
+/// `Api::read_response` on any body, for every API.
+pub fn read_response(data: &[u8]) {
+    let mut input = Input::new(data);
+    let api = input.pick(&APIS);
+    let body = input.rest();
+    if let Some(facts) = api.read_response(body) {
+        assert!(serde_json::from_slice::<Value>(body).is_ok_and(|v| v.is_object()));
+        let _ = facts.tokens.is_empty();
+    }
+}
+
+/// `Api::read_event` on any event name and data, for every API.
+pub fn read_event(data: &[u8]) {
+    let mut input = Input::new(data);
+    let api = input.pick(&APIS);
+    let rest = input.rest();
+    let (name, payload) = match rest.iter().position(|&b| b == 0) {
+        Some(at) => (&rest[..at], &rest[at + 1..]),
+        None => (&b""[..], rest),
+    };
+    let event =
+        SseEvent { event: String::from_utf8_lossy(name).into_owned(), data: payload.to_vec(), start: 0, end: 0 };
+    let facts = api.read_event(&event);
+    if facts.usage_only {
+        let object = serde_json::from_slice::<Value>(payload).is_ok_and(|v| v.is_object());
+        assert!(object, "usage-only without a JSON object");
+    }
+}
+
+/// The SSE framer gives the same events, byte ranges and issues however the stream is chunked.
+pub fn sse_framer(data: &[u8]) {
+    let mut input = Input::new(data);
+    let max_event = usize::from(input.byte()) * 4 + 1;
+    let cuts = input.cuts(8);
+    let stream = input.rest();
+    let frame = |chunks: &[&[u8]]| {
+        let mut framer = SseFramer::new(max_event);
+        let (mut events, mut issues) = (Vec::new(), Vec::new());
+        for chunk in chunks {
+            framer.feed(chunk, &mut events, &mut issues);
+        }
+        framer.finish(&mut events);
+        (events, issues, framer.offset(), framer.has_partial_event())
+    };
+    let whole = frame(&[stream]);
+    let chunked = frame(&split(stream, &cuts));
+    assert_eq!(whole, chunked, "chunking changed what the framer read");
+    assert_eq!(whole.2, stream.len() as u64, "every byte is counted");
+    let mut last_end = 0;
+    for event in &whole.0 {
+        assert!(last_end <= event.start && event.start < event.end && event.end <= stream.len() as u64);
+        last_end = event.end;
+    }
+}
+
+/// The stream meter: observing changes no byte; dropping the usage chunk gives the same bytes
+/// and counts however the stream is chunked, and only ever removes bytes.
+pub fn stream_meter(data: &[u8]) {
+    let mut input = Input::new(data);
+    let api = input.pick(&APIS);
+    let strip = input.byte() & 1 == 1;
+    let max_event = usize::from(input.u16()) + 1;
+    let cuts = input.cuts(8);
+    let stream = input.rest();
+    let run = |chunks: &[&[u8]]| {
+        let mut meter = StreamMeter::new(api, strip, max_event);
+        let mut out = Vec::new();
+        for chunk in chunks {
+            match meter.feed(chunk) {
+                ChunkEdit::Unchanged => out.extend_from_slice(chunk),
+                ChunkEdit::Replace(bytes) => {
+                    assert!(strip, "an observer edited the stream");
+                    out.extend_from_slice(&bytes);
+                }
+            }
+        }
+        match meter.finish() {
+            ChunkEdit::Unchanged => {}
+            ChunkEdit::Replace(bytes) => out.extend_from_slice(&bytes),
+        }
+        (out, meter.tokens(), meter.model().map(str::to_string), meter.completed(), meter.generated().1)
+    };
+    let whole = run(&[stream]);
+    let chunked = run(&split(stream, &cuts));
+    assert_eq!(whole, chunked, "chunking changed the meter's output or counts");
+    if strip {
+        assert!(whole.0.len() <= stream.len());
+    } else {
+        assert_eq!(whole.0, stream);
+    }
+}
+
+/// Request translation both ways: no panic, and what comes out is a JSON object.
+pub fn translate_request(data: &[u8]) {
+    let mut input = Input::new(data);
+    let to_anthropic = input.byte() & 1 == 0;
+    let max_tokens = u32::from(input.u16()) + 1;
+    let body = input.rest();
+    let result = if to_anthropic {
+        translate::openai_chat_to_anthropic(body, "claude-haiku-4-5", max_tokens)
+    } else {
+        translate::anthropic_to_openai_chat(body, "gpt-4o-mini")
+    };
+    match result {
+        Ok(translated) => {
+            let value: Value = serde_json::from_slice(&translated.body).expect("a translated request is JSON");
+            assert!(value.is_object());
+        }
+        Err(err) => assert!(!err.message.is_empty()),
+    }
+}
+
+/// Complete answers and errors, both ways: JSON objects out, error statuses stay errors.
+pub fn translate_response(data: &[u8]) {
+    let mut input = Input::new(data);
+    let translation = input.pick(&[Translation::OpenAiToAnthropic, Translation::AnthropicToOpenAi]);
+    let status = 400 + input.u16() % 200;
+    let body = input.rest();
+    if let Ok(translated) = response_translation::translate_body(translation, body, 1_700_000_000) {
+        let value: Value = serde_json::from_slice(&translated).expect("a translated answer is JSON");
+        assert!(value.is_object());
+    }
+    let reply = response_translation::translate_error(translation, status, body);
+    assert!((400..600).contains(&reply.status), "status {status} became {}", reply.status);
+    let value: Value = serde_json::from_slice(&reply.body).expect("a translated error is JSON");
+    assert!(value.is_object());
+}
+
+/// Stream translation gives the same client bytes however the provider's stream is chunked.
+pub fn translate_stream(data: &[u8]) {
+    let mut input = Input::new(data);
+    let translation = input.pick(&[Translation::OpenAiToAnthropic, Translation::AnthropicToOpenAi]);
+    let include_usage = input.byte() & 1 == 1;
+    let max_event = usize::from(input.u16()) + 1;
+    let cuts = input.cuts(8);
+    let stream = input.rest();
+    let run = |chunks: &[&[u8]]| {
+        let mut translator = StreamTranslation::new(translation, include_usage, 1_700_000_000, max_event);
+        let mut out = Vec::new();
+        for chunk in chunks {
+            out.extend(translator.feed(chunk));
+        }
+        out.extend(translator.finish());
+        out
+    };
+    assert_eq!(run(&[stream]), run(&split(stream, &cuts)), "chunking changed the translated stream");
+}
+
+/// The configuration parser: no panic; an accepted configuration compiles the same twice.
+pub fn config_compile(data: &[u8]) {
+    let env = |name: &str| (name.len() % 2 == 0).then(|| format!("key-{name}"));
+    match config::compile_with_env(data, &env) {
+        Ok(policy) => {
+            assert!(policy.max_request_body_bytes >= 1 && policy.max_request_body_bytes <= config::MAX_BODY_LIMIT);
+            let again = config::compile_with_env(data, &env).expect("compiles again");
+            assert_eq!(again.headers, policy.headers);
+        }
+        Err(err) => assert!(!err.to_string().is_empty()),
+    }
+    if let Ok(text) = std::str::from_utf8(data) {
+        if let Some(plan) = chain::ChainPlan::from_json(text) {
+            assert_eq!(chain::ChainPlan::from_json(&plan.to_json()), Some(plan));
+        }
+    }
+}
+
+/// The byte-preserving JSON editor, on bodies the strict parser accepted (as in the filter):
+/// the edit lands on the member the parser read, and the rest is unchanged.
+pub fn json_edit(data: &[u8]) {
+    let Ok(facts) = dialect::parse_request(data) else { return };
+    let before: Value = serde_json::from_slice(data).expect("accepted bodies are JSON");
+    if let Some(edited) = json_edit::replace_value(data, "model", "\"fuzz-model\"") {
+        assert!(facts.model.is_some() || before.get("model").is_some());
+        let after: Value = serde_json::from_slice(&edited).expect("an edited body is JSON");
+        assert_eq!(after["model"], "fuzz-model");
+        let (mut a, mut b) = (before.clone(), after);
+        a.as_object_mut().unwrap().remove("model");
+        b.as_object_mut().unwrap().remove("model");
+        assert_eq!(a, b, "only the model changed");
+    } else {
+        assert!(before.get("model").is_none(), "a model the editor could not find");
+    }
+    if before.get("stream_options").is_none() {
+        let edited = json_edit::insert_first(data, "stream_options", r#"{"include_usage":true}"#)
+            .expect("an object takes a first member");
+        let after: Value = serde_json::from_slice(&edited).expect("an edited body is JSON");
+        assert_eq!(after["stream_options"]["include_usage"], true);
+    }
+    if let Some(with_usage) = dialect::openai::with_include_usage(data) {
+        let facts = dialect::parse_request(&with_usage).expect("the body with usage is still accepted");
+        assert!(facts.include_usage);
+    }
+}
+
+/// Policies the whole exchange is fuzzed under: defaults; a routing policy with both dialects,
+/// translation, tenants, a deny list and a fallback chain; tiny limits; fail-open per route.
+const POLICIES: [&str; 4] = [
+    "{}",
+    r#"{"providers": {
+          "openai": {"dialect": "openai", "cluster": "openai", "api_key": {"value": "sk-fuzz-openai"}},
+          "anthropic": {"dialect": "anthropic", "cluster": "anthropic", "api_key": {"value": "sk-fuzz-anthropic"}}},
+        "targets": {"mini": {"provider": "openai", "model": "gpt-4o-mini", "context_window": 100},
+                    "big": {"provider": "openai", "model": "gpt-4.1"},
+                    "haiku": {"provider": "anthropic", "model": "claude-haiku-4-5"},
+                    "anthropic": {"provider": "anthropic"}},
+        "models": {"deny": ["*-realtime*"]},
+        "tenant": {"header": "x-tenant-id", "team_header": "x-team"},
+        "rules": [
+          {"match": {"model": "fast"}, "targets": ["mini"], "overflow": ["big"]},
+          {"match": {"model": "smart"}, "targets": ["haiku"]},
+          {"match": {"model": "chain"}, "targets": ["mini", "haiku"], "fallback_cluster": "llm_fallback"},
+          {"match": {"model": "gpt-4.1*"}, "deny": {"status": 403, "message": "no"}},
+          {"match": {"model": "claude-*"}, "targets": ["anthropic"]},
+          {"match": {"model": "split"}, "split": [{"targets": ["mini"], "weight": 1}, {"targets": ["haiku"], "weight": 1}]}]}"#,
+    r#"{"max_request_body_bytes": 64, "max_response_body_bytes": 64, "max_stream_event_bytes": 32, "include_usage": false}"#,
+    r#"{"failure_mode": {"default": "open", "routes": {"public": "closed"}}, "header_prefix": "x-gw-"}"#,
+];
+
+const PATHS: [&str; 6] = [
+    "/v1/chat/completions",
+    "/v1/messages",
+    "/v1/responses",
+    "/v1/embeddings",
+    "/v1/models",
+    "/v1/chat/completions?x=1",
+];
+const MODELS: [&str; 7] = ["fast", "smart", "chain", "split", "gpt-4o-mini", "claude-haiku-4-5", "gpt-4o-realtime"];
+const CONTENT_TYPES: [&str; 4] = ["application/json", "text/event-stream", "text/html", ""];
+const STATUSES: [&str; 6] = ["200", "200", "429", "500", "529", "x"];
+
+thread_local! {
+    static POLICY_CACHE: std::cell::RefCell<Vec<Rc<Policy>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+fn policy(index: usize) -> Rc<Policy> {
+    POLICY_CACHE.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if cache.is_empty() {
+            for text in POLICIES {
+                cache.push(Rc::new(config::compile(text.as_bytes()).expect("fuzz policies are valid")));
+            }
+        }
+        Rc::clone(&cache[index % cache.len()])
+    })
+}
+
+/// A request body: the fuzzer's bytes as they are, or a well-formed request around them.
+fn request_body(mode: u8, model: &str, payload: &[u8]) -> Vec<u8> {
+    if mode % 3 == 0 {
+        return payload.to_vec();
+    }
+    let text = String::from_utf8_lossy(payload);
+    let stream = mode % 3 == 2;
+    let body = serde_json::json!({"model": model, "stream": stream, "max_tokens": 16,
+                                  "messages": [{"role": "user", "content": text}]});
+    body.to_string().into_bytes()
+}
+
+/// A whole exchange through the fake Envoy or Kong: any request, any answer, any chunking, cut
+/// or not, hostcalls refused or not. Never a panic, never a hostcall the proxy would refuse, never
+/// a request or response left hanging (but the documented hold when even a local reply is
+/// refused), and one usage record for every request that was read.
+pub fn exchange(data: &[u8]) {
+    let mut input = Input::new(data);
+    let profile = input.pick(&[Profile::Envoy, Profile::EnvoyEmptyEnd, Profile::Kong]);
+    let policy_index = usize::from(input.byte());
+    let path = input.pick(&PATHS);
+    let method = input.pick(&["POST", "POST", "POST", "GET", "PUT"]);
+    let model = input.pick(&MODELS);
+    let body_mode = input.byte();
+    let refusals = input.byte();
+    let extra_headers = input.byte();
+    let status = input.pick(&STATUSES);
+    let content_type = input.pick(&CONTENT_TYPES);
+    let cut = input.byte() % 4 == 0;
+    let request_cuts = input.cuts(4);
+    let response_cuts = input.cuts(6);
+    let split_at = usize::from(input.u16());
+    let payload = input.rest();
+    let (request_payload, response_payload) = payload.split_at(split_at.min(payload.len()));
+
+    let mut host = FakeHost::new(profile);
+    let refusable = ["request_body", "replace_request_body", "send_reply"];
+    for (bit, name) in refusable.iter().enumerate() {
+        if refusals & (1 << bit) != 0 && refusals & 0x80 != 0 {
+            host.refuse.push(name);
+        }
+    }
+    host.route_name = Some(if extra_headers & 1 == 1 { "public" } else { "team-a" }.to_string());
+    let policy = policy(policy_index);
+    let spoofed_cluster = format!("{}cluster", policy.headers.prefix);
+    let body = request_body(body_mode, model, request_payload);
+    let length = body.len().to_string();
+    let mut headers = vec![(":method", method), (":path", path), ("content-type", "application/json")];
+    if extra_headers & 2 != 0 {
+        headers.push(("content-length", &length));
+    }
+    if extra_headers & 4 != 0 {
+        headers.push(("x-tenant-id", "acme"));
+    }
+    if extra_headers & 8 != 0 {
+        headers.push((&spoofed_cluster, "spoofed"));
+    }
+    if extra_headers & 16 != 0 {
+        headers.push(("content-encoding", "gzip"));
+    }
+    if extra_headers & 32 != 0 {
+        headers.push(("authorization", "Bearer client-key"));
+    }
+    let mut ex = Exchange::new(7, policy);
+    host.request(&mut ex, &headers, &split(&body, &request_cuts));
+    let held_on_purpose = host.refuse.contains(&"send_reply");
+    if !held_on_purpose {
+        assert!(host.violations.is_empty(), "request: {:?}", host.violations);
+    }
+    if host.upstream_headers_released {
+        assert_eq!(host.upstream_header(&spoofed_cluster).filter(|c| *c == "spoofed"), None, "spoofed cluster");
+    }
+    if host.reply.is_some() || host.upstream_headers_released {
+        let response_headers = [(":status", status), ("content-type", content_type)];
+        let chunks = split(response_payload, &response_cuts);
+        if cut {
+            host.response_cut(&mut ex, &response_headers, &chunks);
+        } else {
+            host.response(&mut ex, &response_headers, &chunks);
+        }
+    } else {
+        ex.on_done(&mut host);
+    }
+    if !held_on_purpose {
+        assert!(host.violations.is_empty(), "response: {:?}", host.violations);
+    }
+    if host.counter(Counter::RequestsInspected) == 1 {
+        let record = host.exports.get(EXPORT_USAGE).expect("every request read has a usage record");
+        let record: Value = serde_json::from_str(record).expect("the record is JSON");
+        assert!(record["outcome"].is_string());
+    }
+    let secrets = ["sk-fuzz-openai", "sk-fuzz-anthropic"];
+    let client_saw = [host.client_body(), format!("{:?}", host.client_headers).into_bytes()].concat();
+    // (Unless the fuzzer wrote the key into the request or the answer itself.)
+    for secret in secrets.into_iter().filter(|s| !contains(data, s.as_bytes())) {
+        assert!(!contains(&client_saw, secret.as_bytes()), "a provider key reached the client");
+        assert!(host.exports.values().all(|v| !v.contains(secret)), "a provider key was exported");
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// One fallback attempt (the upstream filter) with any plan in filter state, any body and any
+/// answer. Never a panic; only hostcalls the proxy allows.
+pub fn attempt(data: &[u8]) {
+    let mut input = Input::new(data);
+    let provider = input.pick(&["openai", "anthropic", "missing"]);
+    let plan_mode = input.byte();
+    let status = input.pick(&STATUSES);
+    let content_type = input.pick(&CONTENT_TYPES);
+    let body_mode = input.byte();
+    let model = input.pick(&MODELS);
+    let split_at = usize::from(input.u16());
+    let response_cuts = input.cuts(6);
+    let payload = input.rest();
+    let (plan_bytes, rest) =
+        if plan_mode & 1 == 1 { payload.split_at(split_at.min(payload.len())) } else { (&b""[..], payload) };
+    let (request_payload, response_payload) = rest.split_at((split_at / 2).min(rest.len()));
+
+    let upstream = format!(
+        "{{\"position\": \"upstream\", {}",
+        POLICIES[1].trim_start().strip_prefix('{').expect("policy 1 is an object")
+    );
+    let policy = Rc::new(config::compile(upstream.as_bytes()).expect("the upstream policy is valid"));
+    let mut filter = Filter::new(3, policy);
+    let mut host = FakeHost::new(Profile::Envoy);
+    let plan = if plan_mode & 1 == 1 {
+        String::from_utf8_lossy(plan_bytes).into_owned()
+    } else {
+        let api = if plan_mode & 2 == 0 { "openai.chat" } else { "anthropic.messages" };
+        format!(
+            r#"{{"api": "{api}", "query": null, "steps": [{{"provider": "openai", "model": "gpt-4o-mini"}},
+                                                          {{"provider": "anthropic", "model": "claude-haiku-4-5"}}]}}"#
+        )
+    };
+    host.export(EXPORT_CHAIN, &plan);
+    host.upstream_provider = Some(provider.to_string());
+    let body = request_body(body_mode, model, request_payload);
+    let path = if plan.contains("anthropic.messages") { "/v1/messages" } else { "/v1/chat/completions" };
+    host.set_request_headers(&[(":method", "POST"), (":path", path), ("authorization", "Bearer prev")]);
+    host.set_request_buffer(&body);
+    if filter.on_request_headers(&mut host, false) == Flow::Pause {
+        filter.on_request_body(&mut host, body.len(), true);
+    }
+    host.set_response_headers(&[(":status", status), ("content-type", content_type)]);
+    let chunks = split(response_payload, &response_cuts);
+    if filter.on_response_headers(&mut host, false) == Flow::Pause {
+        // Held headers: Envoy buffers the body and shows the filter the whole of it so far.
+        let mut buffered = Vec::new();
+        for (i, chunk) in chunks.iter().enumerate() {
+            buffered.extend_from_slice(chunk);
+            host.set_response_buffer(&buffered);
+            let last = i + 1 == chunks.len();
+            if filter.on_response_body(&mut host, buffered.len(), last) == Flow::Continue {
+                assert!(last, "released before the end");
+            }
+        }
+    } else {
+        for chunk in chunks {
+            host.set_response_buffer(chunk);
+            assert_eq!(filter.on_response_body(&mut host, chunk.len(), false), Flow::Continue);
+        }
+        host.set_response_buffer(b"");
+        filter.on_response_body(&mut host, 0, true);
+    }
+    for secret in ["sk-fuzz-openai", "sk-fuzz-anthropic"].into_iter().filter(|s| !contains(data, s.as_bytes())) {
+        assert!(!contains(host.response_buffer(), secret.as_bytes()), "a provider key in the answer");
+    }
+}

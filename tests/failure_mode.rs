@@ -1,0 +1,140 @@
+//! `failure_mode`: what a request becomes when the proxy refuses a hostcall the filter needs.
+//! Open passes it on untouched and counts it; closed answers a 5xx in the client's dialect and
+//! forwards nothing. Per route when `routes` names the proxy's route.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // tests may fail loudly
+
+mod support;
+
+use support::{policy, FakeHost, Profile};
+use tollgate::exchange::Exchange;
+use tollgate::names::Counter;
+
+const CHAT: &[u8] = br#"{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}"#;
+const MESSAGES: &[u8] =
+    br#"{"model": "claude-haiku-4-5", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}"#;
+const CHAT_HEADERS: &[(&str, &str)] = &[(":method", "POST"), (":path", "/v1/chat/completions")];
+const MESSAGES_HEADERS: &[(&str, &str)] = &[(":method", "POST"), (":path", "/v1/messages")];
+const ROUTED: &str = r#"{
+    "providers": {"openai": {"dialect": "openai", "cluster": "openai", "api_key": {"value": "sk-provider"}}},
+    "targets": {"mini": {"provider": "openai", "model": "gpt-4o-mini"}},
+    "rules": [{"match": {"model": "fast"}, "targets": ["mini"]}]"#;
+
+fn with_mode(extra: &str) -> String {
+    format!("{{{extra}}}")
+}
+
+#[test]
+fn closed_is_the_default_and_answers_a_500_in_the_clients_dialect() {
+    for (headers, body, anthropic) in [(CHAT_HEADERS, CHAT, false), (MESSAGES_HEADERS, MESSAGES, true)] {
+        let mut host = FakeHost::new(Profile::Envoy);
+        host.refuse.push("request_body");
+        let mut ex = Exchange::new(1, policy("{}"));
+        host.request(&mut ex, headers, &[body]);
+        assert!(host.violations.is_empty(), "{:?}", host.violations);
+        let reply = host.reply.clone().expect("a local reply");
+        assert_eq!(reply.status, 500);
+        if anthropic {
+            assert_eq!(reply.json()["type"], "error");
+            assert_eq!(reply.json()["error"]["type"], "api_error");
+        } else {
+            assert_eq!(reply.json()["error"]["code"], "gateway_error");
+            assert_eq!(reply.json()["error"]["type"], "server_error");
+        }
+        assert!(!host.upstream_headers_released && host.upstream_body.is_empty());
+        assert_eq!(host.counter(Counter::RequestsFailedClosed), 1);
+        assert_eq!(host.counter(Counter::RequestsFailedOpen), 0);
+    }
+}
+
+#[test]
+fn open_passes_an_unreadable_body_on_untouched_and_counts_it() {
+    for profile in [Profile::Envoy, Profile::EnvoyEmptyEnd, Profile::Kong] {
+        let mut host = FakeHost::new(profile);
+        host.refuse.push("request_body");
+        let mut ex = Exchange::new(1, policy(&with_mode(r#""failure_mode": "open""#)));
+        host.request(&mut ex, CHAT_HEADERS, &[&CHAT[..10], &CHAT[10..]]);
+        assert!(host.violations.is_empty(), "{profile:?}: {:?}", host.violations);
+        assert!(host.reply.is_none());
+        assert_eq!(host.upstream_body, CHAT, "{profile:?}");
+        assert_eq!(host.counter(Counter::RequestsFailedOpen), 1);
+        assert_eq!(host.counter(Counter::RequestsInspected), 0);
+        host.response(&mut ex, &[(":status", "200"), ("content-type", "application/json")], &[b"{}"]);
+        assert!(host.violations.is_empty(), "{:?}", host.violations);
+    }
+}
+
+#[test]
+fn kong_fails_closed_with_the_documented_413_for_a_body_it_did_not_keep() {
+    let mut host = FakeHost::new(Profile::Kong);
+    host.refuse.push("request_body");
+    let mut ex = Exchange::new(1, policy("{}"));
+    host.request(&mut ex, CHAT_HEADERS, &[CHAT]);
+    assert_eq!(host.reply.as_ref().map(|r| r.status), Some(413));
+    assert_eq!(host.counter(Counter::RequestsFailedClosed), 1);
+}
+
+#[test]
+fn a_routed_body_that_cannot_be_rewritten_follows_the_failure_mode() {
+    let body = br#"{"model": "fast", "messages": []}"#;
+    let mut host = FakeHost::new(Profile::Envoy);
+    host.refuse.push("replace_request_body");
+    let mut ex = Exchange::new(1, policy(&format!("{ROUTED}}}")));
+    host.request(&mut ex, CHAT_HEADERS, &[body]);
+    assert_eq!(host.reply.as_ref().map(|r| r.status), Some(500));
+    assert!(!host.upstream_headers_released);
+    assert_eq!(host.counter(Counter::RequestsFailedClosed), 1);
+
+    let mut host = FakeHost::new(Profile::Envoy);
+    host.refuse.push("replace_request_body");
+    let mut ex = Exchange::new(1, policy(&format!(r#"{ROUTED}, "failure_mode": "open"}}"#)));
+    host.request(&mut ex, CHAT_HEADERS, &[body]);
+    assert!(host.reply.is_none());
+    assert_eq!(host.upstream_body, body, "the original body went on");
+    assert_eq!(host.counter(Counter::RequestsFailedOpen), 1);
+}
+
+#[test]
+fn an_include_usage_insertion_that_fails_is_not_a_failure() {
+    // Only metering suffers (usage is estimated): the request itself is as the client sent it.
+    let body = br#"{"model": "gpt-4o-mini", "stream": true, "messages": []}"#;
+    let mut host = FakeHost::new(Profile::Envoy);
+    host.refuse.push("replace_request_body");
+    let mut ex = Exchange::new(1, policy("{}"));
+    host.request(&mut ex, CHAT_HEADERS, &[body]);
+    assert!(host.reply.is_none());
+    assert_eq!(host.upstream_body, body);
+    assert_eq!(host.counter(Counter::RequestsFailedClosed) + host.counter(Counter::RequestsFailedOpen), 0);
+}
+
+#[test]
+fn a_refused_local_reply_holds_the_request_when_closed_and_releases_it_when_open() {
+    let bad = b"{not json";
+    let mut host = FakeHost::new(Profile::Envoy);
+    host.refuse.push("send_reply");
+    let mut ex = Exchange::new(1, policy("{}"));
+    host.request(&mut ex, CHAT_HEADERS, &[bad]);
+    assert!(!host.upstream_headers_released && host.upstream_body.is_empty(), "nothing unjudged went upstream");
+    assert_eq!(host.counter(Counter::RequestsFailedClosed), 1);
+
+    let mut host = FakeHost::new(Profile::Envoy);
+    host.refuse.push("send_reply");
+    let mut ex = Exchange::new(1, policy(r#"{"failure_mode": "open"}"#));
+    host.request(&mut ex, CHAT_HEADERS, &[bad]);
+    assert_eq!(host.upstream_body, bad);
+    assert_eq!(host.counter(Counter::RequestsFailedOpen), 1);
+}
+
+#[test]
+fn the_mode_is_chosen_by_the_proxys_route() {
+    let config = r#"{"failure_mode": {"default": "closed", "routes": {"team-a": "open"}}}"#;
+    for (route, open) in [(Some("team-a"), true), (Some("public"), false), (None, false)] {
+        let mut host = FakeHost::new(Profile::Envoy);
+        host.refuse.push("request_body");
+        host.route_name = route.map(str::to_string);
+        let mut ex = Exchange::new(1, policy(config));
+        host.request(&mut ex, CHAT_HEADERS, &[CHAT]);
+        assert_eq!(host.reply.is_none(), open, "{route:?}");
+        assert_eq!(host.counter(Counter::RequestsFailedOpen), u64::from(open), "{route:?}");
+        assert_eq!(host.counter(Counter::RequestsFailedClosed), u64::from(!open), "{route:?}");
+    }
+}
