@@ -1,5 +1,5 @@
 # Tollgate: `make run` to try it, `make test` to run every test. Both install what they need.
-.PHONY: all setup build wasm native run test test-native test-fuzz test-e2e fuzz load soak lint clean prices pricing-oracle bench bench-setup bench-gate
+.PHONY: all setup build wasm native run test test-lint test-native test-fuzz test-e2e fuzz load soak lint clean prices pricing-oracle bench bench-setup bench-gate
 
 CARGO ?= cargo
 PYTHON := .venv/bin/python
@@ -30,7 +30,12 @@ native:
 run: build setup
 	@$(PYTHON) scripts/run.py
 
-test: build setup test-native test-fuzz test-e2e
+test: build setup test-lint test-native test-fuzz test-e2e
+
+# The no-panic lints (Cargo.toml [lints.clippy]: unwrap, expect, panic, indexing) on the filter's
+# code; tests may use them (clippy.toml). `make lint` adds fmt, tests and the Wasm-only host layer.
+test-lint:
+	$(CARGO) clippy --lib --quiet -- -D warnings
 
 test-native:
 	$(CARGO) test --quiet
