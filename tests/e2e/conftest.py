@@ -12,6 +12,10 @@ from harness import STARTED, Envoy, Mock
 # test_zz_no_secrets.py. Responses from the mock itself (which echoes what it received) are not kept.
 RESPONSES: list = []
 
+# Values a guardrail matched (and redacted or refused), appended by the guardrails' tests: the
+# secrets scan (test_zz_no_secrets.py) fails if any of them shows up in what Envoy produced.
+GUARDRAIL_MATCHES: list = []
+
 
 @pytest.fixture(scope="module")
 def mock():
