@@ -28,7 +28,9 @@ def mock():
 def envoy(mock):
     proxy = Envoy(mock.port)
     yield proxy
+    failures = proxy.vm_failures()
     proxy.stop()
+    assert failures == [], "a Tollgate Wasm VM failed during this module"
 
 
 @pytest.fixture
@@ -42,8 +44,10 @@ def start_envoy(mock):
         return proxy
 
     yield start
+    failures = [line for proxy in started for line in proxy.vm_failures()]
     for proxy in started:
         proxy.stop()
+    assert failures == [], "a Tollgate Wasm VM failed during this test"
 
 
 class Response:
