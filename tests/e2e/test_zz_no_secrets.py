@@ -20,7 +20,9 @@ from conftest import post
 from harness import ENVOY_CONFIG, STARTED, Envoy
 
 
-CLIENT_KEYS = ["sk-anything", "sk-test", "client-key", "sk-load-client"]
+# Keys the e2e tests send as clients (the SDKs' api_key, Authorization, x-api-key, api-key).
+CLIENT_KEYS = ["sk-anything", "sk-test", "sk-ant-test", "sk-client", "sk-ant-client", "sk-client-key", "client-key",
+               "sk-load-client"]
 RUN = uuid.uuid4().hex[:12]
 SCAN_CLIENT_KEY = f"sk-client-scan-{RUN}"
 SCAN_PROMPT = f"the-prompt-secret-{RUN}"
