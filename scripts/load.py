@@ -367,7 +367,7 @@ def soak(args) -> int:
         after_warmup = next(sample for at, sample in samples if at >= args.warmup)
         end = samples[-1][1]
         mib = 1024 * 1024
-        for at, sample in samples:
+        for at, sample in samples[::6] + ([samples[-1]] if (len(samples) - 1) % 6 else []):
             print(f"    t={at:6.0f}s rss={sample['rss_bytes'] / mib:7.1f} MiB heap={sample['heap_allocated'] / mib:6.1f} MiB "
                   f"wasm={sample['wasm_memory'] / mib:5.2f} MiB")
         growth = {k: end[k] - after_warmup[k] for k in end}

@@ -12,6 +12,10 @@ from harness import STARTED, Envoy, Mock
 # test_zz_no_secrets.py. Responses from the mock itself (which echoes what it received) are not kept.
 RESPONSES: list = []
 
+# Values a guardrail matched (and redacted or refused), appended by the guardrails' tests: the
+# secrets scan (test_zz_no_secrets.py) fails if any of them shows up in what Envoy produced.
+GUARDRAIL_MATCHES: list = []
+
 
 @pytest.fixture(scope="module")
 def mock():
@@ -24,7 +28,9 @@ def mock():
 def envoy(mock):
     proxy = Envoy(mock.port)
     yield proxy
+    failures = proxy.vm_failures()
     proxy.stop()
+    assert failures == [], "a Tollgate Wasm VM failed during this module"
 
 
 @pytest.fixture
@@ -38,8 +44,10 @@ def start_envoy(mock):
         return proxy
 
     yield start
+    failures = [line for proxy in started for line in proxy.vm_failures()]
     for proxy in started:
         proxy.stop()
+    assert failures == [], "a Tollgate Wasm VM failed during this test"
 
 
 class Response:

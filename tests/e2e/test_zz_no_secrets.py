@@ -19,11 +19,10 @@ import conftest
 from conftest import post
 from harness import ENVOY_CONFIG, STARTED, Envoy
 
-# Values a guardrail matched and redacted or refused: they must never be echoed anywhere. The
-# guardrails' tests append to this list; the scan below covers them with no change here.
-GUARDRAIL_MATCHES: list[str] = conftest.__dict__.setdefault("GUARDRAIL_MATCHES", [])
 
-CLIENT_KEYS = ["sk-anything", "sk-test", "client-key", "sk-load-client"]
+# Keys the e2e tests send as clients (the SDKs' api_key, Authorization, x-api-key, api-key).
+CLIENT_KEYS = ["sk-anything", "sk-test", "sk-ant-test", "sk-client", "sk-ant-client", "sk-client-key", "client-key",
+               "sk-load-client"]
 RUN = uuid.uuid4().hex[:12]
 SCAN_CLIENT_KEY = f"sk-client-scan-{RUN}"
 SCAN_PROMPT = f"the-prompt-secret-{RUN}"
@@ -116,7 +115,7 @@ def test_zz_no_secret_appears_in_anything_envoy_or_tollgate_produced(mock):
 
     secrets = {SCAN_CLIENT_KEY: "a client key", SCAN_PROMPT: "prompt text"}
     secrets.update({key: "a client key" for key in CLIENT_KEYS})
-    secrets.update({match: "a guardrail match" for match in GUARDRAIL_MATCHES})
+    secrets.update({match: "a guardrail match" for match in conftest.GUARDRAIL_MATCHES})
     for envoy in STARTED:
         secrets.update({key: "a provider key" for key in provider_keys(envoy)})
     assert "sk-demo-openai" in secrets and "sk-ant-demo" in secrets
