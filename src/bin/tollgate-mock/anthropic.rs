@@ -16,7 +16,7 @@ use crate::anthropic_wire::{
 use crate::dialect::{with_retry_after, ApiCall};
 use crate::http_request::Head;
 use crate::http_response::{EventStream, Headers, Reply, Response};
-use crate::text::{make_id, prompt_tokens, reply_length, reply_pieces, reply_text, text_bytes};
+use crate::text::{last_user_text, make_id, prompt_tokens, reply_length, text_bytes};
 use crate::tools::{choose_call, fragments, OfferedTool, ToolCall};
 
 struct MessagesRequest {
@@ -27,7 +27,7 @@ struct MessagesRequest {
 }
 
 pub fn messages(call: &ApiCall<'_>) -> Reply {
-    let request = match parse_request(call.body) {
+    let request = match parse_request(call.body, call.controls.echo) {
         Ok(request) => request,
         Err(message) => return Reply::Full(error_response(400, &message, call)),
     };
@@ -49,8 +49,10 @@ pub fn messages(call: &ApiCall<'_>) -> Reply {
     }
 }
 
-/// Validation messages use the API's `field: problem` wording.
-fn parse_request(body: &[u8]) -> Result<MessagesRequest, String> {
+/// Validation messages use the API's `field: problem` wording. With `echo`, the
+/// answer is the last user message's text, even when tools are offered and
+/// whatever `max_tokens` says (it is still required and validated).
+fn parse_request(body: &[u8], echo: bool) -> Result<MessagesRequest, String> {
     let body: Value = serde_json::from_slice(body).map_err(|error| format!("Invalid JSON in request body: {error}"))?;
     if !body.is_object() {
         return Err("Input should be a valid dictionary".to_owned());
@@ -72,9 +74,13 @@ fn parse_request(body: &[u8]) -> Result<MessagesRequest, String> {
     let text =
         messages.iter().map(|message| message.get("content").map_or(0, text_bytes)).fold(0, usize::saturating_add);
     let system = body.get("system").map_or(0, text_bytes);
-    let answer = match tool_call(&body, messages) {
-        Some(call) => Answer::Tool(call),
-        None => Answer::Text(reply_length(Some(max_tokens))),
+    let answer = if echo {
+        Answer::Echo(last_user_text(messages))
+    } else {
+        match tool_call(&body, messages) {
+            Some(call) => Answer::Tool(call),
+            None => Answer::Text(reply_length(Some(max_tokens))),
+        }
     };
     Ok(MessagesRequest {
         model: model.clone(),
@@ -136,7 +142,7 @@ fn stop_reason(answer: &Answer) -> &'static str {
     match answer {
         Answer::Tool(_) => "tool_use",
         Answer::Text(length) if length.truncated => "max_tokens",
-        Answer::Text(_) => "end_turn",
+        Answer::Text(_) | Answer::Echo(_) => "end_turn",
     }
 }
 
@@ -148,8 +154,8 @@ fn complete(id: &str, model: &str, answer: &Answer, usage: Option<&Usage>, call:
     let text;
     let tool_id;
     let block = match answer {
-        Answer::Text(length) => {
-            text = reply_text(length.words);
+        Answer::Text(_) | Answer::Echo(_) => {
+            text = answer.text().unwrap_or_default();
             Block::Text { text: &text }
         }
         Answer::Tool(tool) => {
@@ -193,11 +199,11 @@ fn stream_events(
     };
     let mut events = vec![sse_event(&Event::MessageStart { message })];
     match &request.answer {
-        Answer::Text(length) => {
+        Answer::Text(_) | Answer::Echo(_) => {
             let content_block = Block::Text { text: "" };
             events.push(sse_event(&Event::ContentBlockStart { index: 0, content_block }));
             events.push(sse_event(&Event::Ping));
-            for piece in reply_pieces(length.words) {
+            for piece in request.answer.text_pieces(call.controls.delta_bytes) {
                 let delta = BlockDelta::TextDelta { text: &piece };
                 events.push(sse_event(&Event::ContentBlockDelta { index: 0, delta }));
             }
@@ -296,4 +302,117 @@ pub fn error_response(status: u16, message: &str, call: &ApiCall<'_>) -> Respons
     let mut response = Response::json(status, to_json(&body));
     response.headers = common_headers(call);
     with_retry_after(response, &call.controls)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controls::Controls;
+    use crate::text::fnv1a64;
+    use serde_json::json;
+
+    fn answer(body: &Value, headers: &[(&str, &str)]) -> Reply {
+        let controls = Controls::for_request(&Controls::default(), headers.iter().copied()).unwrap();
+        let body = body.to_string();
+        let call = ApiCall {
+            body: body.as_bytes(),
+            body_hash: fnv1a64(body.as_bytes()),
+            request_id: "req_test".to_owned(),
+            controls,
+        };
+        messages(&call)
+    }
+
+    fn full(reply: Reply) -> Value {
+        let Reply::Full(response) = reply else { panic!("expected a full response") };
+        assert_eq!(response.status, 200, "{}", String::from_utf8_lossy(&response.body));
+        serde_json::from_slice(&response.body).unwrap()
+    }
+
+    /// `(event name, data)` of every event of a stream.
+    fn events(reply: Reply) -> Vec<(String, Value)> {
+        let Reply::Stream(stream) = reply else { panic!("expected a stream") };
+        stream
+            .events
+            .iter()
+            .map(|event| {
+                let text = std::str::from_utf8(event).unwrap();
+                let (name, data) = text.trim_end().split_once("\ndata: ").unwrap();
+                (name.strip_prefix("event: ").unwrap().to_owned(), serde_json::from_str(data).unwrap())
+            })
+            .collect()
+    }
+
+    fn text_deltas(events: &[(String, Value)]) -> Vec<String> {
+        events
+            .iter()
+            .filter(|(name, _)| name == "content_block_delta")
+            .map(|(_, data)| {
+                assert_eq!(data["delta"]["type"], "text_delta");
+                data["delta"]["text"].as_str().unwrap().to_owned()
+            })
+            .collect()
+    }
+
+    const ECHO: [(&str, &str); 1] = [("x-mock-reply", "echo")];
+
+    #[test]
+    fn echo_answers_with_the_last_user_text_blocks_ignoring_tool_results_max_tokens_and_tools() {
+        let body = json!({
+            "model": "claude-sonnet-4-5",
+            "max_tokens": 1,
+            "system": "not this",
+            "tools": [{"name": "get_weather", "input_schema": {"type": "object"}}],
+            "messages": [
+                {"role": "user", "content": "nor this"},
+                {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {}}]},
+                {"role": "user", "content": [
+                    {"type": "tool_result", "tool_use_id": "toolu_1", "content": "sunny"},
+                    {"type": "text", "text": "Mail [EMAIL_1]"},
+                    {"type": "text", "text": " the forecast."}
+                ]}
+            ]
+        });
+        let message = full(answer(&body, &ECHO));
+        assert_eq!(message["content"], json!([{"type": "text", "text": "Mail [EMAIL_1] the forecast."}]));
+        assert_eq!(message["stop_reason"], "end_turn");
+        assert_eq!(message["usage"]["output_tokens"], 4);
+    }
+
+    #[test]
+    fn echo_of_a_tool_result_only_turn_is_empty() {
+        let body = json!({
+            "model": "m",
+            "max_tokens": 5,
+            "messages": [{"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t", "content": "x"}]}]
+        });
+        let message = full(answer(&body, &ECHO));
+        assert_eq!(message["content"][0]["text"], "");
+        assert_eq!(message["usage"]["output_tokens"], 0);
+    }
+
+    #[test]
+    fn streamed_echo_sends_text_deltas_per_word_with_usage_in_message_delta() {
+        let body = json!({
+            "model": "m",
+            "max_tokens": 1,
+            "stream": true,
+            "messages": [{"role": "user", "content": "one two three"}]
+        });
+        let events = events(answer(&body, &ECHO));
+        assert_eq!(text_deltas(&events), ["one ", "two ", "three"]);
+        let (_, delta) = events.iter().find(|(name, _)| name == "message_delta").unwrap();
+        assert_eq!(delta["delta"]["stop_reason"], "end_turn");
+        assert_eq!(delta["usage"]["output_tokens"], 3);
+    }
+
+    #[test]
+    fn delta_bytes_splits_the_echo_on_character_boundaries() {
+        let body =
+            json!({"model": "m", "max_tokens": 9, "stream": true, "messages": [{"role": "user", "content": "héllo"}]});
+        let events = events(answer(&body, &[("x-mock-reply", "echo"), ("x-mock-delta-bytes", "3")]));
+        assert_eq!(text_deltas(&events), ["hé", "llo"]);
+        let (_, delta) = events.iter().find(|(name, _)| name == "message_delta").unwrap();
+        assert_eq!(delta["usage"]["output_tokens"], 1);
+    }
 }

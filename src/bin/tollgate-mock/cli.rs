@@ -44,6 +44,12 @@ KNOBS (x-mock-KEY header or --fault KEY=VALUE):
     reasoning-tokens=N        OpenAI completion_tokens_details.reasoning_tokens
     cache-read-tokens=N       Anthropic cache_read_input_tokens
     cache-write-tokens=N      Anthropic cache_creation_input_tokens
+    reply=echo                reply with the text of the last user message
+                              (one token per word; ignores max_tokens and
+                              tools; stop / end_turn)
+    delta-bytes=N             stream text in deltas of at most N bytes (N >= 1),
+                              never inside a UTF-8 character; default one
+                              delta per word
 ";
 
 #[derive(Debug)]
@@ -58,7 +64,8 @@ pub struct Config {
 
 #[derive(Debug)]
 pub enum Command {
-    Serve(Config),
+    /// Boxed: the knob defaults make it far larger than `Help`.
+    Serve(Box<Config>),
     Help,
 }
 
@@ -89,7 +96,7 @@ pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> 
             _ => return Err(format!("unknown argument {flag:?}")),
         }
     }
-    Ok(Command::Serve(config))
+    Ok(Command::Serve(Box::new(config)))
 }
 
 fn add_fault(defaults: &mut Controls, spec: &str) -> Result<(), String> {
@@ -129,6 +136,9 @@ mod tests {
             "--fault",
             "status=429",
             "--fault=x-mock-chunk-delay-ms=5",
+            "--fault",
+            "reply=echo",
+            "--fault=delta-bytes=4",
             "--quiet",
         ]))
         .unwrap();
@@ -138,6 +148,8 @@ mod tests {
         assert_eq!(config.require_key.as_deref(), Some("sk-test"));
         assert_eq!(config.defaults.status, Some(429));
         assert_eq!(config.defaults.chunk_delay_ms, 5);
+        assert!(config.defaults.echo);
+        assert_eq!(config.defaults.delta_bytes, Some(4));
         assert!(config.quiet);
     }
 
@@ -145,6 +157,8 @@ mod tests {
     fn mistakes_are_reported_instead_of_ignored() {
         assert!(parse(args(&["--fault", "nope=1"])).is_err());
         assert!(parse(args(&["--fault", "status"])).is_err());
+        assert!(parse(args(&["--fault", "reply=sentence"])).is_err());
+        assert!(parse(args(&["--fault", "delta-bytes=0"])).is_err());
         assert!(parse(args(&["--listen"])).is_err());
         assert!(parse(args(&["--bogus"])).is_err());
         assert!(parse(args(&["--name", "a\r\nb"])).is_err());

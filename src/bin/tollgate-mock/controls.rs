@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 /// Every knob, as spelled after `x-mock-` / in `--fault KEY=VALUE`.
-pub const KEYS: [&str; 13] = [
+pub const KEYS: [&str; 15] = [
     "status",
     "retry-after",
     "first-byte-delay-ms",
@@ -20,6 +20,8 @@ pub const KEYS: [&str; 13] = [
     "reasoning-tokens",
     "cache-read-tokens",
     "cache-write-tokens",
+    "reply",
+    "delta-bytes",
 ];
 
 const HEADER_PREFIX: &str = "x-mock-";
@@ -48,6 +50,12 @@ pub struct Controls {
     pub reasoning_tokens: u64,
     pub cache_read_tokens: u64,
     pub cache_write_tokens: u64,
+    /// `reply=echo`: answer with the text of the last user message instead of
+    /// the deterministic sentence (max_tokens and tools do not apply).
+    pub echo: bool,
+    /// Stream text in deltas of at most this many bytes (never inside a UTF-8
+    /// character) instead of one delta per word.
+    pub delta_bytes: Option<usize>,
 }
 
 impl Controls {
@@ -70,6 +78,8 @@ impl Controls {
             "reasoning-tokens" => self.reasoning_tokens = parse_number(&key, value)?,
             "cache-read-tokens" => self.cache_read_tokens = parse_number(&key, value)?,
             "cache-write-tokens" => self.cache_write_tokens = parse_number(&key, value)?,
+            "reply" => self.echo = parse_reply(value)?,
+            "delta-bytes" => self.delta_bytes = Some(parse_delta_bytes(value)?),
             _ => return Ok(false),
         }
         Ok(true)
@@ -157,6 +167,22 @@ fn parse_body_kind(value: &str) -> Result<bool, String> {
     }
 }
 
+/// The only reply kind besides the default sentence is `echo`.
+fn parse_reply(value: &str) -> Result<bool, String> {
+    if value.eq_ignore_ascii_case("echo") {
+        Ok(true)
+    } else {
+        Err(format!("reply expects echo, got {value:?}"))
+    }
+}
+
+fn parse_delta_bytes(value: &str) -> Result<usize, String> {
+    match value.parse::<usize>() {
+        Ok(bytes) if bytes >= 1 => Ok(bytes),
+        _ => Err(format!("delta-bytes expects an integer of at least 1, got {value:?}")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,8 +223,35 @@ mod tests {
         for key in KEYS {
             let value = if key == "body" { "json" } else { "1" };
             let mut controls = Controls::default();
-            let value = if key == "status" { "500" } else { value };
+            let value = match key {
+                "status" => "500",
+                "reply" => "echo",
+                _ => value,
+            };
             assert_eq!(controls.set(key, value), Ok(true), "{key}");
         }
+    }
+
+    #[test]
+    fn reply_accepts_only_echo_and_delta_bytes_only_positive_counts() {
+        let mut controls = Controls::default();
+        assert_eq!(controls.set("reply", "echo"), Ok(true));
+        assert!(controls.echo);
+        assert_eq!(controls.set("delta-bytes", "3"), Ok(true));
+        assert_eq!(controls.delta_bytes, Some(3));
+        for bad in ["", "none", "sentence", "1"] {
+            let headers = [("x-mock-reply", bad)];
+            let error = Controls::for_request(&Controls::default(), headers.into_iter()).unwrap_err();
+            assert!(error.starts_with("invalid x-mock-reply header"), "{error}");
+        }
+        for bad in ["0", "-1", "", "abc", "none"] {
+            let headers = [("x-mock-delta-bytes", bad)];
+            let error = Controls::for_request(&Controls::default(), headers.into_iter()).unwrap_err();
+            assert!(error.starts_with("invalid x-mock-delta-bytes header"), "{error}");
+        }
+        let headers = [("X-Mock-Reply", "echo"), ("x-mock-delta-bytes", "1")];
+        let controls = Controls::for_request(&Controls::default(), headers.into_iter()).unwrap();
+        assert!(controls.echo);
+        assert_eq!(controls.delta_bytes, Some(1));
     }
 }

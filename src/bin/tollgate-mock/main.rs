@@ -25,7 +25,7 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let config = match cli::parse(std::env::args().skip(1)) {
-        Ok(cli::Command::Serve(config)) => config,
+        Ok(cli::Command::Serve(config)) => *config,
         Ok(cli::Command::Help) => {
             let _ = std::io::stdout().write_all(cli::USAGE.as_bytes());
             return ExitCode::SUCCESS;

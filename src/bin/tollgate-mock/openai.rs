@@ -16,7 +16,7 @@ use crate::openai_wire::{
     Choice, Completion, CompletionTokensDetails, ErrorBody, ErrorObject, Function, Message, Model, ModelList,
     PromptTokensDetails, ToolCall, Usage,
 };
-use crate::text::{make_id, prompt_tokens, reply_length, reply_text, text_bytes, CREATED_AT};
+use crate::text::{last_user_text, make_id, prompt_tokens, reply_length, text_bytes, CREATED_AT};
 use crate::tools::{choose_call, OfferedTool};
 
 pub const SYSTEM_FINGERPRINT: &str = "fp_7b1d6c3e2a";
@@ -45,7 +45,7 @@ impl Invalid {
 }
 
 pub fn chat_completions(call: &ApiCall<'_>) -> Reply {
-    let request = match parse_request(call.body) {
+    let request = match parse_request(call.body, call.controls.echo) {
         Ok(request) => request,
         Err(invalid) => {
             return Reply::Full(error_response(400, &invalid.message, invalid.param, invalid.code, call));
@@ -61,7 +61,8 @@ pub fn chat_completions(call: &ApiCall<'_>) -> Reply {
         crate::tally::note(model, usage.prompt_tokens, usage.completion_tokens);
     }
     if request.stream {
-        let stream = StreamedCompletion { id: &id, model, call_id: tool_call_id(call) };
+        let stream =
+            StreamedCompletion { id: &id, model, call_id: tool_call_id(call), delta_bytes: call.controls.delta_bytes };
         let events = stream.events(&request.answer, usage.as_ref(), request.include_usage);
         Reply::Stream(EventStream { headers: common_headers(call), events })
     } else {
@@ -78,7 +79,9 @@ fn dated_snapshot(model: &str) -> &str {
     }
 }
 
-fn parse_request(body: &[u8]) -> Result<ChatRequest, Invalid> {
+/// With `echo`, the answer is the last user message's text, even when tools
+/// are offered and whatever the max tokens (which are still validated).
+fn parse_request(body: &[u8], echo: bool) -> Result<ChatRequest, Invalid> {
     let body: Value = serde_json::from_slice(body).map_err(|error| {
         Invalid::new(format!("We could not parse the JSON body of your request. ({error})"), None, None)
     })?;
@@ -99,9 +102,13 @@ fn parse_request(body: &[u8]) -> Result<ChatRequest, Invalid> {
     };
     let content_bytes =
         messages.iter().map(|message| message.get("content").map_or(0, text_bytes)).fold(0, usize::saturating_add);
-    let answer = match tool_call(&body, messages) {
-        Some(call) => Answer::Tool(call),
-        None => Answer::Text(reply_length(max_tokens)),
+    let answer = if echo {
+        Answer::Echo(last_user_text(messages))
+    } else {
+        match tool_call(&body, messages) {
+            Some(call) => Answer::Tool(call),
+            None => Answer::Text(reply_length(max_tokens)),
+        }
     };
     Ok(ChatRequest {
         model: model.to_owned(),
@@ -175,7 +182,7 @@ pub fn finish_reason(answer: &Answer) -> &'static str {
     match answer {
         Answer::Tool(_) => "tool_calls",
         Answer::Text(length) if length.truncated => "length",
-        Answer::Text(_) => "stop",
+        Answer::Text(_) | Answer::Echo(_) => "stop",
     }
 }
 
@@ -184,9 +191,10 @@ fn tool_call_id(call: &ApiCall<'_>) -> String {
 }
 
 fn complete(id: &str, model: &str, answer: &Answer, usage: Option<&Usage>, call: &ApiCall<'_>) -> Response {
-    let (text, tool) = match answer {
-        Answer::Text(length) => (Some(reply_text(length.words)), None),
-        Answer::Tool(tool) => (None, Some((tool_call_id(call), tool.arguments_json(), &tool.name))),
+    let text = answer.text();
+    let tool = match answer {
+        Answer::Tool(tool) => Some((tool_call_id(call), tool.arguments_json(), &tool.name)),
+        Answer::Text(_) | Answer::Echo(_) => None,
     };
     let message = Message {
         role: "assistant",
@@ -299,5 +307,120 @@ fn error_type(status: u16) -> &'static str {
         429 => "requests",
         500..=599 => "server_error",
         _ => "invalid_request_error",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controls::Controls;
+    use crate::text::fnv1a64;
+    use serde_json::json;
+
+    fn answer(body: &Value, headers: &[(&str, &str)]) -> Reply {
+        let controls = Controls::for_request(&Controls::default(), headers.iter().copied()).unwrap();
+        let body = body.to_string();
+        let call = ApiCall {
+            body: body.as_bytes(),
+            body_hash: fnv1a64(body.as_bytes()),
+            request_id: "req_test".to_owned(),
+            controls,
+        };
+        chat_completions(&call)
+    }
+
+    fn full(reply: Reply) -> Value {
+        let Reply::Full(response) = reply else { panic!("expected a full response") };
+        assert_eq!(response.status, 200, "{}", String::from_utf8_lossy(&response.body));
+        serde_json::from_slice(&response.body).unwrap()
+    }
+
+    /// The JSON chunks of a stream, without the closing `[DONE]`.
+    fn chunks(reply: Reply) -> Vec<Value> {
+        let Reply::Stream(stream) = reply else { panic!("expected a stream") };
+        let (done, chunks) = stream.events.split_last().unwrap();
+        assert_eq!(done, b"data: [DONE]\n\n");
+        chunks
+            .iter()
+            .map(|event| {
+                let text = std::str::from_utf8(event).unwrap();
+                serde_json::from_str(text.strip_prefix("data: ").unwrap().trim_end()).unwrap()
+            })
+            .collect()
+    }
+
+    fn content_deltas(chunks: &[Value]) -> Vec<String> {
+        chunks.iter().skip(1).filter_map(|c| c["choices"][0]["delta"]["content"].as_str()).map(str::to_owned).collect()
+    }
+
+    const ECHO: [(&str, &str); 1] = [("x-mock-reply", "echo")];
+
+    #[test]
+    fn echo_answers_with_the_last_user_text_ignoring_max_tokens_and_tools() {
+        let body = json!({
+            "model": "gpt-4o-mini",
+            "max_tokens": 2,
+            "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}],
+            "messages": [
+                {"role": "user", "content": "not this one"},
+                {"role": "assistant", "content": "ok"},
+                {"role": "user", "content": [
+                    {"type": "text", "text": "Contact [EMAIL_1] "},
+                    {"type": "image_url", "image_url": {"url": "http://x"}},
+                    {"type": "text", "text": "about key sk-abc123, please."}
+                ]}
+            ]
+        });
+        let completion = full(answer(&body, &ECHO));
+        let choice = &completion["choices"][0];
+        assert_eq!(choice["message"]["content"], "Contact [EMAIL_1] about key sk-abc123, please.");
+        assert!(choice["message"].get("tool_calls").is_none_or(Value::is_null));
+        assert_eq!(choice["finish_reason"], "stop");
+        let usage = &completion["usage"];
+        assert_eq!(usage["completion_tokens"], 6);
+        assert_eq!(usage["total_tokens"].as_u64(), usage["prompt_tokens"].as_u64().map(|p| p + 6));
+    }
+
+    #[test]
+    fn echo_without_user_text_is_an_empty_reply_with_no_output_tokens() {
+        let body = json!({"model": "m", "messages": [{"role": "system", "content": "only a system prompt"}]});
+        let completion = full(answer(&body, &ECHO));
+        assert_eq!(completion["choices"][0]["message"]["content"], "");
+        assert_eq!(completion["usage"]["completion_tokens"], 0);
+        assert_eq!(completion["choices"][0]["finish_reason"], "stop");
+    }
+
+    #[test]
+    fn streamed_echo_sends_one_delta_per_word_and_the_usage_chunk() {
+        let body = json!({
+            "model": "gpt-4.1",
+            "stream": true,
+            "stream_options": {"include_usage": true},
+            "messages": [{"role": "user", "content": "echo  me\nback"}]
+        });
+        let chunks = chunks(answer(&body, &ECHO));
+        assert_eq!(content_deltas(&chunks), ["echo  ", "me\n", "back"]);
+        let finish = &chunks[chunks.len() - 2];
+        assert_eq!(finish["choices"][0]["finish_reason"], "stop");
+        let last = chunks.last().unwrap();
+        assert_eq!(last["choices"], json!([]));
+        assert_eq!(last["usage"]["completion_tokens"], 3);
+    }
+
+    #[test]
+    fn delta_bytes_splits_the_echo_on_character_boundaries() {
+        let body = json!({"model": "m", "stream": true, "messages": [{"role": "user", "content": "héllo"}]});
+        let chunks = chunks(answer(&body, &[("x-mock-reply", "echo"), ("x-mock-delta-bytes", "3")]));
+        assert_eq!(content_deltas(&chunks), ["hé", "llo"]);
+        assert!(chunks.iter().all(|c| c.get("usage").is_none()));
+    }
+
+    #[test]
+    fn delta_bytes_also_cuts_the_deterministic_sentence() {
+        let body =
+            json!({"model": "m", "stream": true, "max_tokens": 3, "messages": [{"role": "user", "content": "hi"}]});
+        let chunks = chunks(answer(&body, &[("x-mock-delta-bytes", "4")]));
+        assert_eq!(content_deltas(&chunks), ["This", " is ", "a"]);
+        assert_eq!(chunks.last().unwrap()["choices"][0]["finish_reason"], "length");
     }
 }

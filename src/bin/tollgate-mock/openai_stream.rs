@@ -1,15 +1,16 @@
 //! Streamed chat completions: `data: {chunk}` events, then `data: [DONE]`.
 //!
 //! The framing matches the real API: a first chunk with the role (and, for a
-//! tool call, its id and name), one chunk per word or argument fragment, a
-//! chunk with an empty delta and the finish reason, then with
-//! `stream_options.include_usage` a usage-only chunk with `choices: []`. Under
-//! include_usage every earlier chunk carries `"usage": null`.
+//! tool call, its id and name), one chunk per word (or `delta-bytes` piece)
+//! or argument fragment, a chunk with an empty delta and the finish reason,
+//! then with `stream_options.include_usage` a usage-only chunk with
+//! `choices: []`. Under include_usage every earlier chunk carries
+//! `"usage": null`.
 
 use crate::answer::Answer;
 use crate::openai::{finish_reason, to_json, SERVICE_TIER, SYSTEM_FINGERPRINT};
 use crate::openai_wire::{Chunk, ChunkChoice, Delta, FunctionDelta, ToolCallDelta, Usage};
-use crate::text::{reply_pieces, CREATED_AT};
+use crate::text::CREATED_AT;
 use crate::tools::fragments;
 
 /// What every chunk of one completion shares.
@@ -18,6 +19,8 @@ pub struct StreamedCompletion<'a> {
     pub model: &'a str,
     /// The `call_…` id, used when the answer is a tool call.
     pub call_id: String,
+    /// `delta-bytes`: text deltas of at most this many bytes instead of one per word.
+    pub delta_bytes: Option<usize>,
 }
 
 impl StreamedCompletion<'_> {
@@ -32,11 +35,11 @@ impl StreamedCompletion<'_> {
         };
         let mut events = Vec::new();
         match answer {
-            Answer::Text(length) => {
+            Answer::Text(_) | Answer::Echo(_) => {
                 let opening =
                     Delta { role: Some("assistant"), content: Some(Some("")), refusal: Some(()), ..Delta::default() };
                 events.push(delta_event(opening, None));
-                for piece in reply_pieces(length.words) {
+                for piece in answer.text_pieces(self.delta_bytes) {
                     events.push(delta_event(Delta { content: Some(Some(&piece)), ..Delta::default() }, None));
                 }
             }

@@ -7,7 +7,9 @@
 //! * reply length: `min(client max (or 16 without one), 64)` words, "truncated"
 //!   (`length` / `max_tokens`) exactly when the client's max was the limit;
 //! * prompt tokens: `ceil(text bytes / 4) + 3 per message + 3`;
-//! * ids: derived from an FNV-1a hash of the request body.
+//! * ids: derived from an FNV-1a hash of the request body;
+//! * with `reply=echo`: the text of the last user message, one token per
+//!   whitespace-separated word.
 
 use serde_json::Value;
 
@@ -77,6 +79,72 @@ pub fn reply_pieces(words: usize) -> impl Iterator<Item = String> {
 
 pub fn reply_text(words: usize) -> String {
     reply_pieces(words).collect()
+}
+
+/// The text of the last `role: "user"` message: its `content` string, or the
+/// concatenated `text` of its `type: "text"` parts (OpenAI content parts and
+/// Anthropic text blocks alike; images, `tool_result` blocks and the rest do
+/// not count). Empty when there is no user message or it holds no text.
+pub fn last_user_text(messages: &[Value]) -> String {
+    let last_user = messages.iter().rev().find(|m| m.get("role").and_then(Value::as_str) == Some("user"));
+    match last_user.and_then(|m| m.get("content")) {
+        Some(Value::String(text)) => text.clone(),
+        Some(Value::Array(parts)) => parts
+            .iter()
+            .filter(|part| part.get("type").and_then(Value::as_str) == Some("text"))
+            .filter_map(|part| part.get("text").and_then(Value::as_str))
+            .collect(),
+        _ => String::new(),
+    }
+}
+
+/// Output tokens of an echoed text: one per whitespace-separated word.
+pub fn word_count(text: &str) -> u64 {
+    u64::try_from(text.split_whitespace().count()).unwrap_or(u64::MAX)
+}
+
+/// Streaming pieces of an echoed text: one per word, each with the whitespace
+/// that follows it (leading whitespace goes with the first), so the pieces
+/// concatenate to the text. Empty text has no pieces.
+pub fn word_pieces(text: &str) -> Vec<&str> {
+    let mut pieces = Vec::new();
+    let mut start = 0;
+    let mut seen_word = false;
+    let mut previous_was_space = false;
+    for (index, c) in text.char_indices() {
+        let is_space = c.is_whitespace();
+        if !is_space && previous_was_space && seen_word {
+            pieces.extend(text.get(start..index));
+            start = index;
+        }
+        seen_word |= !is_space;
+        previous_was_space = is_space;
+    }
+    pieces.extend(text.get(start..).filter(|rest| !rest.is_empty()));
+    pieces
+}
+
+/// `text` cut into pieces of at most `max_bytes` bytes, never inside a UTF-8
+/// character: a piece ends at the last character boundary that fits, and a
+/// character wider than `max_bytes` travels alone. Empty text has no pieces.
+pub fn byte_pieces(text: &str, max_bytes: usize) -> Vec<&str> {
+    let max_bytes = max_bytes.max(1);
+    let mut pieces = Vec::with_capacity(text.len().div_ceil(max_bytes));
+    let mut rest = text;
+    while !rest.is_empty() {
+        let mut cut = max_bytes.min(rest.len());
+        while !rest.is_char_boundary(cut) {
+            cut = cut.saturating_sub(1);
+        }
+        if cut == 0 {
+            // The first character alone is wider than max_bytes.
+            cut = rest.chars().next().map_or(rest.len(), char::len_utf8);
+        }
+        let (head, tail) = rest.split_at(cut);
+        pieces.push(head);
+        rest = tail;
+    }
+    pieces
 }
 
 /// `ceil(bytes / 4)`: the usual rule of thumb, good enough to be plausible.
@@ -189,5 +257,54 @@ mod tests {
         assert_ne!(id, make_id("msg_01", fnv1a64(b"other"), 22));
         assert_eq!(id.len(), 28);
         assert!(id.chars().skip(6).all(|c| c.is_ascii_alphanumeric()));
+    }
+
+    #[test]
+    fn last_user_text_takes_the_last_user_message_string_or_text_parts() {
+        let messages = [
+            json!({"role": "user", "content": "first"}),
+            json!({"role": "assistant", "content": "ignored"}),
+            json!({"role": "user", "content": [
+                {"type": "text", "text": "my key is "},
+                {"type": "image_url", "image_url": {"url": "http://x"}},
+                {"type": "tool_result", "tool_use_id": "t", "content": "not this"},
+                {"type": "text", "text": "sk-123"}
+            ]}),
+            json!({"role": "tool", "tool_call_id": "c", "content": "nor this"}),
+        ];
+        assert_eq!(last_user_text(&messages), "my key is sk-123");
+        assert_eq!(last_user_text(messages.get(..2).unwrap()), "first");
+        let only_results = [json!({"role": "user", "content": [{"type": "tool_result", "content": "x"}]})];
+        assert_eq!(last_user_text(&only_results), "");
+        assert_eq!(last_user_text(&[json!({"role": "system", "content": "s"})]), "");
+        assert_eq!(last_user_text(&[]), "");
+    }
+
+    #[test]
+    fn word_pieces_keep_the_whitespace_after_each_word() {
+        assert_eq!(word_pieces("mail a@b.c now"), ["mail ", "a@b.c ", "now"]);
+        assert_eq!(word_pieces("  two\n\nlines "), ["  two\n\n", "lines "]);
+        assert_eq!(word_pieces("   "), ["   "]);
+        assert!(word_pieces("").is_empty());
+        assert_eq!(word_count("  two\n\nlines "), 2);
+        assert_eq!(word_count("   "), 0);
+        assert_eq!(word_count(""), 0);
+    }
+
+    #[test]
+    fn byte_pieces_never_cut_inside_a_character() {
+        assert_eq!(byte_pieces("héllo", 3), ["hé", "llo"]);
+        assert_eq!(byte_pieces("héllo", 2), ["h", "é", "ll", "o"]);
+        assert_eq!(byte_pieces("[EMAIL_1]", 4), ["[EMA", "IL_1", "]"]);
+        // A character wider than the limit goes alone rather than being cut.
+        assert_eq!(byte_pieces("a€b", 1), ["a", "€", "b"]);
+        assert!(byte_pieces("", 3).is_empty());
+        for text in ["héllo wörld 🎉 ok", "ünïcödé"] {
+            for max in 1..8 {
+                let pieces = byte_pieces(text, max);
+                assert_eq!(pieces.concat(), text);
+                assert!(pieces.iter().all(|p| p.len() <= max || p.chars().count() == 1), "{max}: {pieces:?}");
+            }
+        }
     }
 }
