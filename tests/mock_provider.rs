@@ -725,3 +725,64 @@ fn mock_usage_tallies_what_every_answer_reported() {
     assert!(models.contains(&"claude-haiku-4-5"));
     assert_eq!(mock.send("DELETE", "/_mock/usage", &[], "").json()["answers"], 0);
 }
+
+#[test]
+fn reply_echo_repeats_the_last_user_text_in_both_dialects() {
+    let mock = Mock::start(&[]);
+    let echo = [("x-mock-reply", "echo")];
+    let tools = json!([{"type": "function", "function": {"name": "get_weather", "parameters": weather_schema()}}]);
+    let body = mock.post("/v1/chat/completions", &echo, &chat(json!({"max_tokens": 1, "tools": tools}))).json();
+    assert_eq!(body["choices"][0]["message"]["content"], "Say hello to the gateway.");
+    assert_eq!(body["choices"][0]["finish_reason"], "stop");
+    assert_eq!(body["usage"]["completion_tokens"], 5);
+    assert_eq!(body["usage"]["prompt_tokens"], CHAT_PROMPT_TOKENS);
+
+    let body = mock.post("/v1/messages", &echo, &claude(json!({"max_tokens": 1}))).json();
+    assert_eq!(body["content"], json!([{"type": "text", "text": "Say hello to the gateway."}]));
+    assert_eq!(body["stop_reason"], "end_turn");
+    assert_eq!(body["usage"]["output_tokens"], 5);
+
+    let bad = mock.post("/v1/messages", &[("x-mock-reply", "sentence")], &claude(json!({})));
+    assert_eq!(bad.status, 400);
+    assert!(bad.json()["error"]["message"].as_str().unwrap().starts_with("invalid x-mock-reply header"));
+    let bad = mock.post("/v1/chat/completions", &[("x-mock-delta-bytes", "0")], &chat(json!({})));
+    assert_eq!(bad.status, 400);
+    assert!(bad.json()["error"]["message"].as_str().unwrap().starts_with("invalid x-mock-delta-bytes header"));
+}
+
+#[test]
+fn delta_bytes_splits_a_streamed_echo_without_cutting_a_character() {
+    let mock = Mock::start(&["--fault", "reply=echo"]);
+    let headers = [("x-mock-delta-bytes", "3")];
+    let messages = json!([{"role": "user", "content": "héllo"}]);
+    let body = chat(json!({"stream": true, "stream_options": {"include_usage": true}, "messages": messages}));
+    let events = mock.post("/v1/chat/completions", &headers, &body).events();
+    let chunks: Vec<Value> =
+        events[..events.len() - 1].iter().map(|(_, data)| serde_json::from_str(data).unwrap()).collect();
+    let deltas: Vec<&str> =
+        chunks[1..].iter().filter_map(|c| c["choices"].get(0)?["delta"]["content"].as_str()).collect();
+    assert_eq!(deltas, ["hé", "llo"]);
+    assert_eq!(chunks.last().unwrap()["usage"]["completion_tokens"], 1);
+
+    let events = mock.post("/v1/messages", &headers, &claude(json!({"stream": true, "messages": messages}))).events();
+    let deltas: Vec<String> = events
+        .iter()
+        .filter(|(name, _)| name == "content_block_delta")
+        .map(|(_, data)| serde_json::from_str::<Value>(data).unwrap()["delta"]["text"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(deltas, ["hé", "llo"]);
+}
+
+#[test]
+fn mock_usage_tallies_the_echos_tokens() {
+    let mock = Mock::start(&[]);
+    let echo = [("x-mock-reply", "echo")];
+    let messages = json!([{"role": "user", "content": "one two three four"}]);
+    let openai = mock.post("/v1/chat/completions", &echo, &chat(json!({"messages": messages}))).json();
+    let streamed = claude(json!({"stream": true, "messages": messages}));
+    mock.post("/v1/messages", &echo, &streamed);
+    assert_eq!(openai["usage"]["completion_tokens"], 4);
+    let tally = mock.send("GET", "/_mock/usage", &[], "").json();
+    assert_eq!(tally["answers"], 2);
+    assert_eq!(tally["output_tokens"], 8);
+}
