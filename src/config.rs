@@ -7,7 +7,9 @@
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
+use std::rc::Rc;
 
+use crate::guardrails::{self, Guardrails};
 use crate::metrics::LabelRegistry;
 use crate::names;
 use crate::pricing::usd::UsdPerMillion;
@@ -54,6 +56,8 @@ struct RawConfig {
     prices: BTreeMap<String, RawPrice>,
     #[serde(default)]
     failure_mode: Option<serde_json::Value>,
+    #[serde(default)]
+    guardrails: guardrails::RawGuardrails,
 }
 
 /// A model's prices in USD per million tokens, as the operator writes them. Absent optional
@@ -78,7 +82,7 @@ struct RawPrice {
 }
 
 /// Names of every field `RawConfig` accepts, for the schema consistency test.
-pub const FIELDS: [&str; 15] = [
+pub const FIELDS: [&str; 16] = [
     "header_prefix",
     "max_request_body_bytes",
     "max_response_body_bytes",
@@ -94,6 +98,7 @@ pub const FIELDS: [&str; 15] = [
     "position",
     "prices",
     "failure_mode",
+    "guardrails",
 ];
 
 fn default_header_prefix() -> String {
@@ -234,6 +239,8 @@ pub struct Policy {
     pub labels: LabelRegistry,
     /// Open or closed when the filter cannot do its job, per route.
     pub failure: FailurePolicy,
+    /// Checks on request and response text and parameters (compiled once, shared by requests).
+    pub guardrails: Rc<Guardrails>,
 }
 
 impl Default for Policy {
@@ -252,6 +259,7 @@ impl Default for Policy {
             prices: PriceTable::builtin(),
             labels: LabelRegistry::default(),
             failure: FailurePolicy::default(),
+            guardrails: Rc::default(),
         }
     }
 }
@@ -305,6 +313,7 @@ fn compile_raw(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<P
         return Err(invalid("default_max_tokens", "must be at least 1"));
     }
     let prices = compile_prices(raw.prices)?;
+    let guardrails = Rc::new(guardrails::compile(raw.guardrails)?);
     let failure = compile_failure_mode(raw.failure_mode.as_ref())?;
     let routing = routing::compile(
         RawRouting { providers: raw.providers, targets: raw.targets, models: raw.models, rules: raw.rules },
@@ -325,6 +334,7 @@ fn compile_raw(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<P
         prices,
         labels: LabelRegistry::default(),
         failure,
+        guardrails,
     })
 }
 

@@ -94,6 +94,7 @@ mod tests {
             cost,
             time_to_first_token_ms: None,
             duration_ms: None,
+            guardrails: Default::default(),
         }
     }
 

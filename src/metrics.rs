@@ -118,12 +118,40 @@ pub fn updates(record: &UsageRecord, labels: &LabelRegistry) -> Vec<Update> {
     if let Some(cost) = record.cost {
         updates.push(counter(format!("tollgate.cost_nano_usd.{with_tenant}"), cost.pico_usd / 1000));
     }
+    updates.extend(guardrail_updates(record, labels));
     let histogram = |name: String, value: u64| Update { name, kind: Kind::Histogram, value };
     if let Some(duration) = record.duration_ms {
         updates.push(histogram(format!("tollgate.duration_ms.{base}"), duration));
     }
     if let Some(ttft) = record.time_to_first_token_ms {
         updates.push(histogram(format!("tollgate.ttft_ms.{base}"), ttft));
+    }
+    updates
+}
+
+/// Guardrail outcomes: findings by policy, check, detector, action, phase and mode (`enforced` or
+/// `shadow`), and blocks by policy, check and phase. Not by tenant or model: these label sets are
+/// bounded by the configuration, and stay so.
+fn guardrail_updates(record: &UsageRecord, labels: &LabelRegistry) -> Vec<Update> {
+    let summary = &record.guardrails;
+    let mut updates = Vec::new();
+    for decision in &summary.decisions {
+        let policy = labels.label("guardrail_policy", Some(&decision.policy), "none");
+        let check = labels.label("guardrail_check", Some(&decision.check), "none");
+        let detector = labels.label("guardrail_detector", Some(&decision.detector), "none");
+        let mode = if decision.shadow { "shadow" } else { "enforced" };
+        let name = format!(
+            "tollgate.guardrail_findings.policy.{policy}.check.{check}.detector.{detector}.action.{}.phase.{}.mode.{mode}",
+            decision.action.name(),
+            decision.phase.name()
+        );
+        updates.push(Update { name, kind: Kind::Counter, value: u64::from(decision.count) });
+    }
+    if let Some(blocked) = &summary.blocked_by {
+        let policy = labels.label("guardrail_policy", Some(&blocked.policy), "none");
+        let check = labels.label("guardrail_check", Some(&blocked.check), "none");
+        let name = format!("tollgate.guardrail_blocks.policy.{policy}.check.{check}.phase.{}", blocked.phase);
+        updates.push(Update { name, kind: Kind::Counter, value: 1 });
     }
     updates
 }
@@ -155,6 +183,7 @@ mod tests {
             cost: Some(Cost { pico_usd: 12_345_678, ..Cost::default() }),
             time_to_first_token_ms: Some(80),
             duration_ms: Some(250),
+            guardrails: Default::default(),
         }
     }
 
@@ -173,6 +202,43 @@ mod tests {
                 (format!("tollgate.cost_nano_usd.{base}"), 12_345),
                 ("tollgate.duration_ms.provider.openai.model.gpt-4_1-mini-2025-04-14".into(), 250),
                 ("tollgate.ttft_ms.provider.openai.model.gpt-4_1-mini-2025-04-14".into(), 80),
+            ]
+        );
+    }
+
+    #[test]
+    fn guardrail_decisions_become_labelled_counters() {
+        use crate::guardrails::{Action, Decision, Phase};
+        use crate::usage::{BlockedBy, GuardrailSummary};
+        let decision = |detector: &str, action, phase, shadow, count| Decision {
+            policy: "privacy".into(),
+            check: "PII in".into(),
+            detector: detector.into(),
+            phase,
+            action,
+            shadow,
+            count,
+        };
+        let mut record = record();
+        record.guardrails = GuardrailSummary {
+            decisions: vec![
+                decision("email", Action::MaskAndRestore, Phase::Request, false, 3),
+                decision("openai_key", Action::Block, Phase::Response, true, 1),
+            ],
+            blocked_by: Some(BlockedBy { policy: "privacy".into(), check: "PII in".into(), phase: "request" }),
+        };
+        let names: Vec<(String, u64)> = updates(&record, &LabelRegistry::default())
+            .into_iter()
+            .filter(|u| u.name.starts_with("tollgate.guardrail"))
+            .map(|u| (u.name, u.value))
+            .collect();
+        let base = "policy.privacy.check.pii_in";
+        assert_eq!(
+            names,
+            vec![
+                (format!("tollgate.guardrail_findings.{base}.detector.email.action.mask_and_restore.phase.request.mode.enforced"), 3),
+                (format!("tollgate.guardrail_findings.{base}.detector.openai_key.action.block.phase.response.mode.shadow"), 1),
+                (format!("tollgate.guardrail_blocks.{base}.phase.request"), 1),
             ]
         );
     }

@@ -9,6 +9,8 @@ pub const HEADER_CLUSTER: &str = "cluster";
 pub const HEADER_INPUT_TOKENS: &str = "input-tokens";
 pub const HEADER_OUTPUT_TOKENS: &str = "output-tokens";
 pub const HEADER_COST_USD: &str = "cost-usd";
+/// Request header toward the upstream: the `policy/check` pairs whose `flag` found something.
+pub const HEADER_GUARDRAIL_FLAGS: &str = "guardrail-flags";
 pub const HEADER_CACHED_INPUT_TOKENS: &str = "cached-input-tokens";
 pub const HEADER_CACHE_WRITE_TOKENS: &str = "cache-write-tokens";
 pub const HEADER_REASONING_TOKENS: &str = "reasoning-tokens";
@@ -81,10 +83,14 @@ pub enum Counter {
     RequestsFailedOpen,
     /// The filter could not do its job on a request and, `failure_mode` being `closed`, refused it.
     RequestsFailedClosed,
+    /// Refused by a guardrail `block` (the labelled `guardrail_blocks` says which).
+    RequestsBlockedByGuardrails,
+    /// A response replaced by a guardrail's error, or a stream a guardrail ended.
+    ResponsesBlockedByGuardrails,
 }
 
 impl Counter {
-    pub const ALL: [Counter; 10] = [
+    pub const ALL: [Counter; 12] = [
         Counter::RequestsInspected,
         Counter::RequestsRejectedInvalidBody,
         Counter::RequestsRejectedTooLarge,
@@ -95,6 +101,8 @@ impl Counter {
         Counter::ResponsesNotInspected,
         Counter::RequestsFailedOpen,
         Counter::RequestsFailedClosed,
+        Counter::RequestsBlockedByGuardrails,
+        Counter::ResponsesBlockedByGuardrails,
     ];
 
     pub fn metric_name(self) -> &'static str {
@@ -109,6 +117,8 @@ impl Counter {
             Counter::ResponsesNotInspected => "tollgate.responses_not_inspected",
             Counter::RequestsFailedOpen => "tollgate.requests_failed_open",
             Counter::RequestsFailedClosed => "tollgate.requests_failed_closed",
+            Counter::RequestsBlockedByGuardrails => "tollgate.requests_blocked_by_guardrails",
+            Counter::ResponsesBlockedByGuardrails => "tollgate.responses_blocked_by_guardrails",
         }
     }
 }

@@ -8,6 +8,7 @@
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
+use crate::guardrails::Decision;
 use crate::pricing::Cost;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -136,13 +137,44 @@ pub struct UsageRecord {
     pub cost: Option<Cost>,
     pub time_to_first_token_ms: Option<u64>,
     pub duration_ms: Option<u64>,
+    /// What the guardrails decided (never the matched text); empty when nothing was found.
+    pub guardrails: GuardrailSummary,
+}
+
+/// The guardrail decisions of one exchange, request and response.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GuardrailSummary {
+    pub decisions: Vec<Decision>,
+    /// The check whose `block` refused the request or ended the response.
+    pub blocked_by: Option<BlockedBy>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockedBy {
+    pub policy: String,
+    pub check: String,
+    /// `request` or `response`.
+    pub phase: &'static str,
+}
+
+impl GuardrailSummary {
+    pub fn is_empty(&self) -> bool {
+        self.decisions.is_empty() && self.blocked_by.is_none()
+    }
+
+    fn to_json(&self) -> Value {
+        json!({
+            "blocked_by": self.blocked_by.as_ref().map(|b| json!({"policy": b.policy, "check": b.check, "phase": b.phase})),
+            "decisions": self.decisions.iter().map(Decision::to_json).collect::<Vec<_>>(),
+        })
+    }
 }
 
 impl UsageRecord {
     /// The record as one JSON object, for access logs and Kong's log plugins. Never contains
-    /// prompt or completion text.
+    /// prompt or completion text. `guardrails` is there only when a guardrail found something.
     pub fn to_json(&self) -> Value {
-        json!({
+        let mut value = json!({
             "api": self.api,
             "model_requested": self.model_requested,
             "model_served": self.model_served,
@@ -157,7 +189,11 @@ impl UsageRecord {
             "cost_usd": self.cost.map(|c| c.usd_string()),
             "time_to_first_token_ms": self.time_to_first_token_ms,
             "duration_ms": self.duration_ms,
-        })
+        });
+        if let (false, Some(object)) = (self.guardrails.is_empty(), value.as_object_mut()) {
+            object.insert("guardrails".to_string(), self.guardrails.to_json());
+        }
+        value
     }
 }
 
@@ -220,6 +256,7 @@ mod tests {
             cost: Some(Cost::from_pico(1_500_000)),
             time_to_first_token_ms: Some(12),
             duration_ms: Some(40),
+            guardrails: GuardrailSummary::default(),
         };
         let value = record.to_json();
         assert_eq!(value["tokens"]["input"], json!({"tokens": 10, "source": "provider"}));

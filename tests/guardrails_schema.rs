@@ -1,13 +1,13 @@
-//! `kong/guardrails.schema.json` (the Kong schema fragment for the `guardrails` field) and the
-//! guardrails' own parser accept the same fields; the README's example is valid for both.
+//! The `guardrails` field of `kong/tollgate.meta.json` (what Kong validates) and the guardrails'
+//! own parser accept the same fields; the README's example is valid for both.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // tests may fail loudly
 
 use serde_json::{json, Value};
 use tollgate::guardrails;
 
 fn schema() -> Value {
-    let text = include_str!("../kong/guardrails.schema.json");
-    serde_json::from_str::<Value>(text).unwrap()["guardrails"].clone()
+    let text = include_str!("../kong/tollgate.meta.json");
+    serde_json::from_str::<Value>(text).unwrap()["config_schema"]["properties"]["guardrails"].clone()
 }
 
 fn keys(object: &Value) -> Vec<String> {

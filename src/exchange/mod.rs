@@ -7,6 +7,7 @@
 //! be priced and reported in response headers (only possible while the headers are still held).
 //! Every exchange ends with one usage record, exported to the proxy's logs.
 
+mod guard;
 mod request;
 mod response;
 
@@ -15,6 +16,8 @@ use std::rc::Rc;
 use crate::chain::ChainPlan;
 use crate::config::Policy;
 use crate::dialect::{Api, RequestFacts};
+use crate::guardrails::stream::StreamGuard;
+use crate::guardrails::ResponseGuard;
 use crate::host_io::{Flow, HostIo, HostKind};
 use crate::names::Counter;
 use crate::provider_request::Translation;
@@ -22,7 +25,7 @@ use crate::reply::Reply;
 use crate::response_translation::StreamTranslation;
 use crate::stream_meter::StreamMeter;
 use crate::tenant::Attribution;
-use crate::usage::{Outcome, TokenCounts};
+use crate::usage::{GuardrailSummary, Outcome, TokenCounts};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum RequestPhase {
@@ -40,8 +43,8 @@ enum ResponsePhase {
     /// Passed through without reading; the record (if any) is already written.
     Ignored,
     /// SSE: every chunk goes on as it arrives, read on the way (and translated into the client's
-    /// dialect when the provider speaks the other one).
-    Streaming(Box<StreamMeter>, Option<Box<StreamTranslation>>),
+    /// dialect when the provider speaks the other one, and guarded).
+    Streaming(Box<Streaming>),
     /// Waiting for the whole JSON body. `headers_held`: the response headers wait with it (Envoy),
     /// so cost headers can be added; on Kong the body is read for the record only.
     Buffering {
@@ -52,6 +55,16 @@ enum ResponsePhase {
         error: bool,
     },
     Done,
+}
+
+/// A streamed response's readers and editors, in the order a chunk meets them: the meter reads
+/// (and may drop the usage chunk) in the provider's dialect, the translator turns it into the
+/// client's, the guard checks what the client is about to get.
+#[derive(Debug)]
+struct Streaming {
+    meter: StreamMeter,
+    translator: Option<StreamTranslation>,
+    guard: Option<StreamGuard>,
 }
 
 /// The provider and model a routing decision sent the request to.
@@ -80,6 +93,10 @@ pub struct Exchange {
     translation: Option<Translation>,
     /// Who the request is for: tenant, team, project.
     attribution: Attribution,
+    /// The response side of the guardrails (response checks, placeholders to restore).
+    guard: Option<ResponseGuard>,
+    /// What the guardrails decided, for the record.
+    guardrails: GuardrailSummary,
     /// A streaming request's body, kept so its prompt can be counted if the stream is cut
     /// before the provider reports usage (the proxy held the whole body anyway).
     kept_request: Option<Vec<u8>>,
@@ -105,6 +122,8 @@ impl Exchange {
             chain: None,
             translation: None,
             attribution: Attribution::default(),
+            guard: None,
+            guardrails: GuardrailSummary::default(),
             kept_request: None,
             status: None,
             started_at: 0,
@@ -254,8 +273,9 @@ impl Exchange {
             return;
         }
         match std::mem::replace(&mut self.response, ResponsePhase::Done) {
-            ResponsePhase::Streaming(meter, _) => {
-                self.record_stream(io, &meter);
+            ResponsePhase::Streaming(streaming) => {
+                self.collect_stream_decisions(streaming.guard.as_ref());
+                self.record_stream(io, &streaming.meter);
             }
             _ if self.api.is_some() && self.facts.is_some() => {
                 self.record(io, TokenCounts::default(), None, Outcome::Truncated);

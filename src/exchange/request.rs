@@ -49,12 +49,20 @@ impl Exchange {
             body.len()
         );
         self.facts = Some(facts.clone());
+        self.attribute(io);
+        let prompt_tokens = self.prompt_tokens(api, &facts, &body);
+        let held = body.len();
+        let guarded = match self.guard_request(io, api, &facts, body, prompt_tokens) {
+            Ok(guarded) => guarded,
+            Err(refused) => return refused,
+        };
+        // From here on the body is what the guardrails let through (masked, clamped).
+        let body = guarded.body;
         if facts.stream {
             self.kept_request = Some(body.clone());
         }
-        self.attribute(io);
         let mut rewritten: Option<Vec<u8>> = None;
-        match self.decide_route(io, api, &facts, &body) {
+        match self.decide_route(io, &facts, prompt_tokens) {
             Decision::Untouched => {}
             Decision::Refuse(refusal) => {
                 io.increment(Counter::RequestsRefusedByPolicy);
@@ -86,15 +94,30 @@ impl Exchange {
                 self.strip_usage_chunk = true;
             }
         }
-        if let Some(new_body) = rewritten {
-            let required = self.served_by.is_some() || self.translation.is_some();
-            if !self.replace_request_body(io, body.len(), &new_body) && required {
-                // The routed model or translation is not in the body: the provider would get a
-                // request it was not meant to get.
+        let new_body = match rewritten {
+            Some(new_body) => Some(new_body),
+            None if guarded.changed => Some(body),
+            None => None,
+        };
+        if let Some(new_body) = new_body {
+            let required = self.served_by.is_some() || self.translation.is_some() || guarded.changed;
+            if !self.replace_request_body(io, held, &new_body) && required {
+                // The routed model, translation or masking is not in the body: the provider would
+                // get a request it was not meant to get.
                 return self.fail(io, api, "request_body_not_replaced");
             }
         }
         Flow::Continue
+    }
+
+    /// The prompt's estimated tokens, counted once, only when a context window or a guardrail
+    /// limit needs them (counting costs time).
+    fn prompt_tokens(&self, api: Api, facts: &RequestFacts, body: &[u8]) -> u64 {
+        if self.policy.routing.needs_prompt_tokens() || self.policy.guardrails.needs_prompt_tokens() {
+            estimate::request_tokens(api, facts.model.as_deref().unwrap_or(""), body)
+        } else {
+            0
+        }
     }
 
     /// The failure mode of this request's route.
@@ -154,7 +177,7 @@ impl Exchange {
         }
     }
 
-    pub(super) fn decide_route(&self, io: &mut dyn HostIo, api: Api, facts: &RequestFacts, body: &[u8]) -> Decision {
+    pub(super) fn decide_route(&self, io: &mut dyn HostIo, facts: &RequestFacts, prompt_tokens: u64) -> Decision {
         let routing = &self.policy.routing;
         if routing.is_empty() {
             return Decision::Untouched;
@@ -168,12 +191,7 @@ impl Exchange {
             route: route.as_deref(),
             header: &header,
             tenant: self.attribution.tenant.as_deref(),
-            // Counting costs time: only when some target has a context window to respect.
-            prompt_tokens: if routing.needs_prompt_tokens() {
-                estimate::request_tokens(api, facts.model.as_deref().unwrap_or(""), body)
-            } else {
-                0
-            },
+            prompt_tokens,
             random,
         })
     }

@@ -1,10 +1,12 @@
 //! The response half of an exchange: what to hold, streams read as they flow, the usage record
 //! and the cost headers.
 
-use super::{Exchange, ResponsePhase, ServedBy};
+use super::guard::Replacement;
+use super::{Exchange, ResponsePhase, ServedBy, Streaming};
 use crate::delivery;
 use crate::dialect::Api;
 use crate::estimate;
+use crate::guardrails::ResponseGuard;
 use crate::host_io::{HostIo, HostKind};
 use crate::metrics;
 use crate::names::{self, Counter};
@@ -51,18 +53,22 @@ impl Exchange {
             return ResponsePhase::Ignored;
         }
         let content_type = io.response_header("content-type").unwrap_or_default().to_ascii_lowercase();
-        if stream_requested || content_type.starts_with("text/event-stream") {
+        // A JSON answer to a stream request would pass the stream guard unread (it reads SSE
+        // events): guarded exchanges read it as the JSON it is.
+        let json_answer = self.guard.is_some() && content_type.contains("json");
+        if (stream_requested && !json_answer) || content_type.starts_with("text/event-stream") {
             let strip = self.strip_usage_chunk && api == Api::OpenAiChat && translation.is_none();
-            if strip || translation.is_some() {
+            let guard = self.guard.as_ref().map(ResponseGuard::stream);
+            if strip || translation.is_some() || guard.is_some() {
                 // Chunks change size: a declared length would no longer be true.
                 self.drop_content_length(io);
             }
             let meter = StreamMeter::new(upstream_api, strip, self.policy.max_stream_event_bytes);
             let translator = translation.map(|t| {
                 let created = io.now_nanos() / 1_000_000_000;
-                Box::new(StreamTranslation::new(t, include_usage, created, self.policy.max_stream_event_bytes))
+                StreamTranslation::new(t, include_usage, created, self.policy.max_stream_event_bytes)
             });
-            return ResponsePhase::Streaming(Box::new(meter), translator);
+            return ResponsePhase::Streaming(Box::new(Streaming { meter, translator, guard }));
         }
         if end_of_stream {
             self.record(io, TokenCounts::default(), None, Outcome::Complete);
@@ -70,14 +76,16 @@ impl Exchange {
         }
         let declared = io.response_header("content-length").and_then(|v| v.trim().parse::<u64>().ok());
         let too_large = declared.is_some_and(|len| len > self.policy.max_response_body_bytes as u64);
-        let not_json = !content_type.is_empty() && !content_type.contains("json");
+        // Guarded responses are read whatever their Content-Type says (a JSON body labelled
+        // text/plain must not pass unchecked); what is not JSON passes unchanged.
+        let not_json = !content_type.is_empty() && !content_type.contains("json") && self.guard.is_none();
         if too_large || not_json {
             io.increment(Counter::ResponsesNotInspected);
             log::debug!("#{} response_not_inspected too_large={too_large} not_json={not_json}", self.id);
             self.record(io, TokenCounts::default(), None, Outcome::Complete);
             return ResponsePhase::Ignored;
         }
-        if translation.is_some() {
+        if translation.is_some() || (self.guard.is_some() && !held_on_this_host) {
             self.drop_content_length(io);
         }
         // Kong refuses Pause from response headers, and headers cannot change once the body has
@@ -94,9 +102,10 @@ impl Exchange {
     }
 
     pub(super) fn stream_chunk(&mut self, io: &mut dyn HostIo, body_size: usize, end_of_stream: bool) {
-        let ResponsePhase::Streaming(meter, translator) = &mut self.response else {
+        let ResponsePhase::Streaming(streaming) = &mut self.response else {
             return;
         };
+        let Streaming { meter, translator, guard } = streaming.as_mut();
         let chunk = if body_size == 0 { Vec::new() } else { io.response_body(0, body_size).unwrap_or_default() };
         let mut edit = meter.feed(&chunk);
         if end_of_stream {
@@ -117,9 +126,29 @@ impl Exchange {
             }
             edit = ChunkEdit::Replace(out);
         }
+        let mut blocked = None;
+        if let Some(guard) = guard {
+            // The guard reads what the client is about to get: translated, usage chunk removed.
+            let client_bytes = match &edit {
+                ChunkEdit::Unchanged => chunk.as_slice(),
+                ChunkEdit::Replace(bytes) => bytes.as_slice(),
+            };
+            let mut out = guard.feed(client_bytes);
+            if end_of_stream {
+                out.extend(guard.finish());
+            }
+            if out != client_bytes {
+                edit = ChunkEdit::Replace(out);
+            }
+            blocked = guard.block().cloned();
+        }
+        if let Some(block) = blocked {
+            self.note_stream_block(io, &block);
+        }
         if end_of_stream {
-            if let ResponsePhase::Streaming(meter, _) = std::mem::replace(&mut self.response, ResponsePhase::Done) {
-                let record = self.record_stream(io, &meter);
+            if let ResponsePhase::Streaming(streaming) = std::mem::replace(&mut self.response, ResponsePhase::Done) {
+                self.collect_stream_decisions(streaming.guard.as_ref());
+                let record = self.record_stream(io, &streaming.meter);
                 // The stream's cost, in-band at its very end: a comment line SSE parsers skip.
                 let mut out = match edit {
                     ChunkEdit::Unchanged => chunk,
@@ -174,12 +203,29 @@ impl Exchange {
         let Some(api) = self.api else { return };
         let upstream_api = self.translation.map_or(api, Translation::upstream_api);
         let body = io.response_body(0, size);
+        let mut replacement: Option<Replacement> = None;
         if let (Some(translation), Some(body)) = (self.translation, &body) {
             let created = io.now_nanos() / 1_000_000_000;
             match response_translation::translate_body(translation, body, created) {
-                Ok(translated) => self.replace_body(io, size, &translated, headers_held),
+                Ok(translated) => replacement = Some(Replacement { status: None, body: translated }),
                 Err(err) => log::warn!("#{} response_not_translated reason={err}", self.id),
             }
+        }
+        if let Some(original) = &body {
+            let client_body = replacement.as_ref().map_or(original.as_slice(), |r| r.body.as_slice());
+            if let Some(guarded) = self.guard_response_body(io, api, client_body) {
+                replacement = Some(guarded);
+            }
+        }
+        if let Some(replacement) = replacement {
+            if let (Some(status), true) = (replacement.status, headers_held) {
+                // A blocked answer: the guardrail's error, with its status (Kong: the status
+                // was already sent, only the body changes).
+                if let Err(err) = io.set_response_header(":status", &status.to_string()) {
+                    log::warn!("#{} blocked_status_not_set detail={}", self.id, err.detail);
+                }
+            }
+            self.replace_body(io, size, &replacement.body, headers_held);
         }
         let parsed = body.and_then(|body| upstream_api.read_response(&body));
         let Some(parsed) = parsed else {
@@ -267,6 +313,7 @@ impl Exchange {
             cost,
             time_to_first_token_ms: self.first_byte_at.map(|at| millis(self.started_at, at)),
             duration_ms: Some(millis(self.started_at, now)),
+            guardrails: self.guardrails.clone(),
         };
         if !self.recorded {
             self.recorded = true;

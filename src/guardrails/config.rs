@@ -12,7 +12,7 @@ use super::{Action, Check, CheckKind, Clamp, Guardrails, Limits, Part, Phase, Po
 use crate::config::ConfigError;
 use crate::routing::glob::Glob;
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawGuardrails {
     #[serde(default)]
@@ -24,6 +24,13 @@ pub struct RawGuardrails {
 
 fn default_hold() -> usize {
     16 * 1024
+}
+
+/// An absent `guardrails` field: no policies, the documented hold-back.
+impl Default for RawGuardrails {
+    fn default() -> Self {
+        RawGuardrails { policies: Vec::new(), max_stream_hold_bytes: default_hold() }
+    }
 }
 
 #[derive(Debug, Deserialize)]

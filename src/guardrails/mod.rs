@@ -440,6 +440,12 @@ impl Guardrails {
         self.policies.iter().any(|p| p.routes.is_some())
     }
 
+    /// Whether any check limits the estimated prompt tokens (the exchange then counts them).
+    pub fn needs_prompt_tokens(&self) -> bool {
+        let limited = |check: &Check| matches!(check.kind, CheckKind::Limits(l) if l.max_prompt_tokens.is_some());
+        self.policies.iter().flat_map(|p| &p.checks).any(limited)
+    }
+
     fn active(&self, route: Option<&str>) -> Vec<usize> {
         self.policies.iter().enumerate().filter(|(_, p)| p.applies_to(route)).map(|(i, _)| i).collect()
     }

@@ -173,11 +173,15 @@ impl Routing {
         self.providers.get(target.provider)
     }
 
+    /// The `models` allow and deny lists' verdict (also what a guardrail `model: "routing"`
+    /// check asks).
+    pub fn model_allowed(&self, model: &str) -> bool {
+        !self.deny.iter().any(|g| g.is_match(model))
+            && (self.allow.is_empty() || self.allow.iter().any(|g| g.is_match(model)))
+    }
+
     pub fn decide(&self, input: &RoutingInput) -> Decision {
-        let model = input.model.unwrap_or("");
-        if self.deny.iter().any(|g| g.is_match(model))
-            || (!self.allow.is_empty() && !self.allow.iter().any(|g| g.is_match(model)))
-        {
+        if !self.model_allowed(input.model.unwrap_or("")) {
             let shown = input.model.map_or_else(|| "(none)".to_string(), |m| format!("'{m}'"));
             return Decision::Refuse(Refusal {
                 status: 403,

@@ -12,9 +12,10 @@ import uuid
 import zlib
 
 import pytest
+import yaml
 
 from conftest import post
-from harness import Envoy
+from harness import ENVOY_CONFIG, Envoy
 
 CHAT_PATH = "/v1/chat/completions"
 MESSAGES_PATH = "/v1/messages"
@@ -332,17 +333,32 @@ def read_stream(port, path, body, headers, close_after=None):
     return response.status, data, complete
 
 
-def test_a_stream_cut_mid_event_is_relayed_as_it_came_and_recorded_as_truncated(envoy):
-    # The client asked for usage itself, so nothing is held: every byte that arrived is relayed,
-    # the half event too.
+def shipped_policy_without_guardrails():
+    config = yaml.safe_load(ENVOY_CONFIG.read_text())
+    manager = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    wasm = next(f for f in manager["http_filters"] if f["name"] == "tollgate")["typed_config"]["config"]
+    policy = json.loads(wasm["configuration"]["value"])
+    del policy["guardrails"]
+    return policy
+
+
+@pytest.mark.parametrize("guarded", [False, True], ids=["unguarded", "guarded"])
+def test_a_stream_cut_mid_event_is_recorded_as_truncated(envoy, start_envoy, guarded):
+    # The client asked for usage itself, so without guardrails nothing is held: every byte that
+    # arrived is relayed, the half event too. The shipped route's guardrails read whole events
+    # (the half event might hold text to check), so there the client gets the complete ones.
+    proxy = envoy if guarded else start_envoy(shipped_policy_without_guardrails())
     request_id = str(uuid.uuid4())
     headers = {"x-mock-reset-after-events": "2", "x-mock-reset-mid-event": "1", "x-request-id": request_id}
     body = chat(stream=True, stream_options={"include_usage": True})
-    status, data, complete = read_stream(envoy.port, CHAT_PATH, body, headers)
+    status, data, complete = read_stream(proxy.port, CHAT_PATH, body, headers)
     assert status == 200 and not complete
-    assert data.count(b"data: ") == 3 and not data.endswith(b"\n\n"), data[-200:]
+    if guarded:
+        assert data.count(b"data: ") == 2 and data.endswith(b"\n\n"), data[-200:]
+    else:
+        assert data.count(b"data: ") == 3 and not data.endswith(b"\n\n"), data[-200:]
     assert b": tollgate" not in data, "a cut stream gets no cost line"
-    record = json.loads(access_record(envoy, request_id)["tollgate"])
+    record = json.loads(access_record(proxy, request_id)["tollgate"])
     assert record["outcome"] == "truncated"
     assert record["tokens"]["output"]["source"] == "estimated"
 

@@ -263,9 +263,11 @@ def test_tollgates_own_hostcalls_never_trap_on_kong():
 def test_wasm_module_stays_small():
     # Raised from 2 MiB to 4 MiB for the exact tokenizer: the o200k_base and cl100k_base
     # vocabularies are embedded (2.4 MB as packed token bytes), so counting needs no file or
-    # network at VM start. The module was 3.1 MB with them; the cap still catches a runaway.
+    # network at VM start. Raised to 5 MiB when the guardrails were wired in (3.93 MB -> 4.39 MB:
+    # detectors, the stream guard, aho-corasick); V8 compiles lazily, so the module's size costs
+    # under a millisecond at VM start (README, Size). The cap still catches a runaway.
     size = wasm_module().stat().st_size
-    assert size < 4 * 1024 * 1024, f"{size} bytes"
+    assert size < 5 * 1024 * 1024, f"{size} bytes"
 
 
 # --- Logging and metrics on Kong ---------------------------------------------------------------

@@ -1,0 +1,132 @@
+//! The guardrails in an exchange: the request checked once its body is read (refused, or
+//! forwarded masked and clamped), and the response checked on its way to the client. The checks
+//! themselves live in `crate::guardrails`; this maps their verdicts onto the host.
+
+use std::rc::Rc;
+
+use super::{Exchange, RequestPhase};
+use crate::dialect::{Api, RequestFacts};
+use crate::guardrails::stream::StreamGuard;
+use crate::guardrails::{Action, Block, Decision, Phase, RequestInput};
+use crate::host_io::{Flow, HostIo};
+use crate::names::{self, Counter};
+use crate::usage::BlockedBy;
+
+/// The request body after the guardrails: the bytes to go on with, and whether they differ from
+/// what the client sent (then they must replace it, or the request must not go on).
+pub(super) struct Guarded {
+    pub body: Vec<u8>,
+    pub changed: bool,
+}
+
+impl Exchange {
+    /// Runs the request checks. `Err` carries the flow of the reply that refused the request.
+    pub(super) fn guard_request(
+        &mut self,
+        io: &mut dyn HostIo,
+        api: Api,
+        facts: &RequestFacts,
+        body: Vec<u8>,
+        prompt_tokens: u64,
+    ) -> Result<Guarded, Flow> {
+        let guardrails = Rc::clone(&self.policy.guardrails);
+        if guardrails.is_empty() {
+            return Ok(Guarded { body, changed: false });
+        }
+        let route = if guardrails.needs_route_name() { io.route_name() } else { None };
+        let routing = &self.policy.routing;
+        let model_allowed = |model: &str| routing.model_allowed(model);
+        let outcome = guardrails.check_request(&RequestInput {
+            api,
+            body: &body,
+            route: route.as_deref(),
+            model: facts.model.as_deref(),
+            prompt_tokens,
+            model_allowed: Some(&model_allowed),
+        });
+        self.guardrails.decisions.extend(outcome.decisions);
+        if let Some(block) = outcome.block {
+            io.increment(Counter::RequestsBlockedByGuardrails);
+            log::debug!("#{} request_blocked policy={} check={}", self.id, block.policy, block.check);
+            self.note_block(&block, Phase::Request);
+            self.request = RequestPhase::Done;
+            return Err(self.send(io, api.error_reply(block.status, &block.code, None, &block.message)));
+        }
+        self.flag_upstream(io);
+        self.guard = outcome.response;
+        Ok(match outcome.body {
+            Some(body) => Guarded { body, changed: true },
+            None => Guarded { body, changed: false },
+        })
+    }
+
+    /// `flag` findings travel to the upstream as one header naming the policies and checks
+    /// (never the text), so services behind the proxy can act on them.
+    fn flag_upstream(&mut self, io: &mut dyn HostIo) {
+        let mut flagged: Vec<String> = Vec::new();
+        for decision in self.guardrails.decisions.iter().filter(|d| d.action == Action::Flag && !d.shadow) {
+            let name = format!("{}/{}", decision.policy, decision.check);
+            if !flagged.contains(&name) {
+                flagged.push(name);
+            }
+        }
+        if flagged.is_empty() {
+            return;
+        }
+        let header = format!("{}{}", self.policy.headers.prefix, names::HEADER_GUARDRAIL_FLAGS);
+        if let Err(err) = io.set_request_header(&header, &flagged.join(",")) {
+            log::warn!("#{} guardrail_flags_not_set detail={}", self.id, err.detail);
+        }
+    }
+
+    pub(super) fn note_block(&mut self, block: &Block, phase: Phase) {
+        if self.guardrails.blocked_by.is_none() {
+            self.guardrails.blocked_by =
+                Some(BlockedBy { policy: block.policy.clone(), check: block.check.clone(), phase: phase.name() });
+        }
+    }
+
+    /// Checks a complete, non-streamed response as the client is about to get it. Returns the
+    /// bytes to send instead (masked, restored, or the block's error), if any change.
+    pub(super) fn guard_response_body(
+        &mut self,
+        io: &mut dyn HostIo,
+        api: Api,
+        client_body: &[u8],
+    ) -> Option<Replacement> {
+        let guard = self.guard.as_ref()?;
+        let outcome = guard.check_body(client_body);
+        self.guardrails.decisions.extend(outcome.decisions);
+        if let Some(block) = outcome.block {
+            io.increment(Counter::ResponsesBlockedByGuardrails);
+            log::debug!("#{} response_blocked policy={} check={}", self.id, block.policy, block.check);
+            self.note_block(&block, Phase::Response);
+            let reply = api.error_reply(block.status, &block.code, None, &block.message);
+            return Some(Replacement { status: Some(reply.status), body: reply.body });
+        }
+        outcome.body.map(|body| Replacement { status: None, body })
+    }
+
+    /// A stream the guard ended: counted once, when it happens.
+    pub(super) fn note_stream_block(&mut self, io: &mut dyn HostIo, block: &Block) {
+        if self.guardrails.blocked_by.is_none() {
+            io.increment(Counter::ResponsesBlockedByGuardrails);
+            log::debug!("#{} stream_blocked policy={} check={}", self.id, block.policy, block.check);
+            self.note_block(block, Phase::Response);
+        }
+    }
+
+    /// A stream's decisions join the request's, once, when the stream is over.
+    pub(super) fn collect_stream_decisions(&mut self, guard: Option<&StreamGuard>) {
+        if let Some(guard) = guard {
+            let decisions: Vec<Decision> = guard.decisions();
+            self.guardrails.decisions.extend(decisions);
+        }
+    }
+}
+
+/// A response body to send instead of the provider's, and the status to send it with.
+pub(super) struct Replacement {
+    pub status: Option<u16>,
+    pub body: Vec<u8>,
+}
