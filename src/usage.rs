@@ -36,6 +36,10 @@ impl Count {
     }
 }
 
+/// The kinds of token by the names records and reports give them, in the order they list them.
+pub const TOKEN_KINDS: [&str; 8] =
+    ["input", "cache_read", "cache_write_5m", "cache_write_1h", "audio_input", "output", "reasoning", "audio_output"];
+
 /// Token counts by type. `None` means "not reported and not estimated".
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TokenCounts {
@@ -61,21 +65,30 @@ impl TokenCounts {
     /// Fields reported in `newer` replace those here; the rest stay. Streams report usage in
     /// several events (Anthropic's `message_start`, then cumulative `message_delta`s).
     pub fn merge(&mut self, newer: TokenCounts) {
-        let fields = [
-            (&mut self.input, newer.input),
-            (&mut self.cache_read, newer.cache_read),
-            (&mut self.cache_write_5m, newer.cache_write_5m),
-            (&mut self.cache_write_1h, newer.cache_write_1h),
-            (&mut self.audio_input, newer.audio_input),
-            (&mut self.output, newer.output),
-            (&mut self.reasoning, newer.reasoning),
-            (&mut self.audio_output, newer.audio_output),
-        ];
-        for (mine, theirs) in fields {
+        for (mine, (_, theirs)) in self.slots().into_iter().zip(newer.fields()) {
             if theirs.is_some() {
                 *mine = theirs;
             }
         }
+    }
+
+    /// Every kind's name (`TOKEN_KINDS`) with its count, in that order.
+    pub fn fields(mut self) -> impl Iterator<Item = (&'static str, Option<Count>)> {
+        TOKEN_KINDS.into_iter().zip(self.slots().map(|slot| *slot))
+    }
+
+    /// Every count, in `TOKEN_KINDS` order: the one place that pairs fields with kinds.
+    fn slots(&mut self) -> [&mut Option<Count>; 8] {
+        [
+            &mut self.input,
+            &mut self.cache_read,
+            &mut self.cache_write_5m,
+            &mut self.cache_write_1h,
+            &mut self.audio_input,
+            &mut self.output,
+            &mut self.reasoning,
+            &mut self.audio_output,
+        ]
     }
 
     pub fn is_empty(&self) -> bool {
@@ -84,17 +97,7 @@ impl TokenCounts {
 
     fn to_json(self) -> Value {
         let mut map = Map::new();
-        let fields = [
-            ("input", self.input),
-            ("cache_read", self.cache_read),
-            ("cache_write_5m", self.cache_write_5m),
-            ("cache_write_1h", self.cache_write_1h),
-            ("audio_input", self.audio_input),
-            ("output", self.output),
-            ("reasoning", self.reasoning),
-            ("audio_output", self.audio_output),
-        ];
-        for (name, count) in fields {
+        for (name, count) in self.fields() {
             if let Some(count) = count {
                 map.insert(name.to_string(), json!({ "tokens": count.tokens, "source": count.source }));
             }

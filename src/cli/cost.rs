@@ -84,18 +84,8 @@ fn cost_report(table: &PriceTable, model: &str, tokens: &TokenCounts) -> Option<
         usd.insert(name.to_string(), json!(usd_string(pico)));
     }
     usd.insert("total".to_string(), json!(cost.usd_string()));
-    let counts = [
-        ("input", tokens.input),
-        ("cache_read", tokens.cache_read),
-        ("cache_write_5m", tokens.cache_write_5m),
-        ("cache_write_1h", tokens.cache_write_1h),
-        ("audio_input", tokens.audio_input),
-        ("output", tokens.output),
-        ("reasoning", tokens.reasoning),
-        ("audio_output", tokens.audio_output),
-    ];
     let counts: Map<String, Value> =
-        counts.iter().filter_map(|(name, c)| c.map(|c| (name.to_string(), json!(c.tokens)))).collect();
+        tokens.fields().filter_map(|(name, c)| c.map(|c| (name.to_string(), json!(c.tokens)))).collect();
     Some(json!({
         "model": model,
         "priced_as": priced.key,

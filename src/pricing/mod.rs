@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 
 use sha2::{Digest, Sha256};
 
-use crate::usage::TokenCounts;
+use crate::usage::{TokenCounts, TOKEN_KINDS};
 pub use table::TierRow;
 
 /// Prices of one model, in micro-USD per million tokens (USD 2.50 / M tokens = 2_500_000).
@@ -137,18 +137,18 @@ pub struct CostBreakdown {
 }
 
 impl CostBreakdown {
-    /// Every component with its name, in a stable order.
-    pub fn components(&self) -> [(&'static str, u64); 8] {
-        [
-            ("input", self.input),
-            ("cache_read", self.cache_read),
-            ("cache_write_5m", self.cache_write_5m),
-            ("cache_write_1h", self.cache_write_1h),
-            ("audio_input", self.audio_input),
-            ("output", self.output),
-            ("reasoning", self.reasoning),
-            ("audio_output", self.audio_output),
-        ]
+    /// Every component with its kind's name, in `TOKEN_KINDS` order.
+    pub fn components(&self) -> impl Iterator<Item = (&'static str, u64)> {
+        TOKEN_KINDS.into_iter().zip([
+            self.input,
+            self.cache_read,
+            self.cache_write_5m,
+            self.cache_write_1h,
+            self.audio_input,
+            self.output,
+            self.reasoning,
+            self.audio_output,
+        ])
     }
 }
 
@@ -332,7 +332,7 @@ pub fn cost_at(price: &ModelPrice, tokens: &TokenCounts) -> Cost {
         reasoning: times(reasoning, rates.reasoning),
         audio_output: times(audio_out, rates.audio_output),
     };
-    let pico_usd = breakdown.components().iter().fold(0u64, |sum, (_, c)| sum.saturating_add(*c));
+    let pico_usd = breakdown.components().fold(0u64, |sum, (_, c)| sum.saturating_add(c));
     Cost { pico_usd, breakdown, tier: rates.tier }
 }
 

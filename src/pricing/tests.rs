@@ -95,7 +95,7 @@ fn reasoning_and_audio_are_parts_billed_at_their_own_rates() {
             ..CostBreakdown::default()
         }
     );
-    assert_eq!(cost.pico_usd, cost.breakdown.components().iter().map(|(_, c)| c).sum::<u64>());
+    assert_eq!(cost.pico_usd, cost.breakdown.components().map(|(_, c)| c).sum::<u64>());
     // Without their own prices, reasoning is output and audio is input or output.
     let flat = cost_at(&ModelPrice::flat(2, 5), &t);
     assert_eq!(flat.pico_usd, 90 * 2 + 10 * 2 + 50 * 5);

@@ -121,6 +121,16 @@ pub fn opt_array<'a>(object: &'a Object, key: &str, path: &str) -> Result<Option
     }
 }
 
+/// An array of strings (stop sequences): each element checked, `path` naming the array.
+pub fn string_array(values: &[Value], path: &str) -> Result<Value, TranslateError> {
+    for (i, value) in values.iter().enumerate() {
+        if !value.is_string() {
+            return Err(wrong_type(&at(path, i), "a string", value));
+        }
+    }
+    Ok(Value::Array(values.to_vec()))
+}
+
 pub fn as_object<'a>(value: &'a Value, path: &str) -> Result<&'a Object, TranslateError> {
     value.as_object().ok_or_else(|| wrong_type(path, "an object", value))
 }

@@ -24,6 +24,7 @@ mod request_to_anthropic;
 mod request_to_openai;
 mod response_to_anthropic;
 mod response_to_openai;
+mod sampling;
 mod shared;
 mod stream_to_anthropic;
 mod stream_to_openai;
@@ -88,9 +89,18 @@ pub trait EventTranslator {
     fn finish(&mut self, out: &mut Vec<u8>);
     /// The upstream's final event (or an error) was translated; later events are ignored.
     fn is_done(&self) -> bool;
+    /// Ends the stream with an error event in the client's dialect (`error_type` is an
+    /// Anthropic error type, which the OpenAI side maps to its own); later events are ignored.
+    fn end_with_error(&mut self, error_type: &str, message: &str, out: &mut Vec<u8>);
     /// An upstream event could not be read whole (larger than the framer's cap): the stream
     /// cannot be translated faithfully past it, so an error event ends it.
-    fn on_oversized_event(&mut self, max_bytes: usize, out: &mut Vec<u8>);
+    fn on_oversized_event(&mut self, max_bytes: usize, out: &mut Vec<u8>) {
+        if !self.is_done() {
+            let message =
+                format!("An upstream stream event was larger than {max_bytes} bytes and could not be translated.");
+            self.end_with_error("api_error", &message, out);
+        }
+    }
 }
 
 /// A stream translator fed raw upstream bytes in chunks of any size: frames them into events
@@ -177,6 +187,9 @@ mod tests {
         }
         fn is_done(&self) -> bool {
             self.ended.is_some()
+        }
+        fn end_with_error(&mut self, error_type: &str, _: &str, _: &mut Vec<u8>) {
+            self.ended.get_or_insert_with(|| error_type.into());
         }
         fn on_oversized_event(&mut self, max_bytes: usize, _: &mut Vec<u8>) {
             self.ended.get_or_insert_with(|| format!("oversized {max_bytes}"));

@@ -10,9 +10,10 @@
 use serde_json::{json, Map, Value};
 
 use super::json::{
-    at, field, invalid, join, note, opt_array, opt_bool, opt_number, opt_object, opt_str, opt_u64, parse_object,
-    req_str, type_name, unsupported, Object,
+    at, field, invalid, join, note, opt_array, opt_bool, opt_object, opt_str, opt_u64, parse_object, req_str,
+    string_array, type_name, unsupported, Object,
 };
+use super::sampling::{copy_sampling, MaxTemperature};
 use super::{TranslateError, Translated};
 
 /// Fields with no Anthropic counterpart that only tune sampling, billing or storage: dropped
@@ -61,22 +62,10 @@ pub fn openai_chat_to_anthropic(
     if let Some(stop) = stop_sequences(&request)? {
         out.insert("stop_sequences".into(), stop);
     }
-    if let Some(temperature) = opt_number(&request, "temperature", "")? {
-        // OpenAI accepts 0–2, Anthropic 0–1: above 1 would be refused by Anthropic.
-        if temperature.as_f64().is_some_and(|t| t > 1.0) {
-            note(&mut notes, "temperature: lowered to 1 (Anthropic's maximum)".into());
-            out.insert("temperature".into(), json!(1.0));
-        } else {
-            out.insert("temperature".into(), temperature.clone());
-        }
-    }
-    if let Some(top_p) = opt_number(&request, "top_p", "")? {
-        out.insert("top_p".into(), top_p.clone());
-    }
-    if let Some(stream) = opt_bool(&request, "stream", "")? {
-        // `stream_options` is OpenAI's; the stream translator produces the usage chunk itself.
-        out.insert("stream".into(), json!(stream));
-    }
+    // OpenAI accepts temperatures of 0–2, Anthropic 0–1: above 1 would be refused by Anthropic.
+    // `stream_options` is OpenAI's; the stream translator produces the usage chunk itself.
+    let max_temperature = MaxTemperature { value: 1.0, api: "Anthropic" };
+    copy_sampling(&request, &mut out, Some(max_temperature), &mut notes)?;
     let user = match opt_str(&request, "user", "")? {
         Some(user) => Some(user),
         None => opt_str(&request, "safety_identifier", "")?,
@@ -442,14 +431,7 @@ fn stop_sequences(request: &Object) -> Result<Option<Value>, TranslateError> {
     match field(request, "stop") {
         None => Ok(None),
         Some(Value::String(stop)) => Ok(Some(json!([stop]))),
-        Some(Value::Array(stops)) => {
-            for (i, stop) in stops.iter().enumerate() {
-                if !stop.is_string() {
-                    return Err(invalid(&at("stop", i), format!("expected a string, got {}", type_name(stop))));
-                }
-            }
-            Ok(Some(Value::Array(stops.clone())))
-        }
+        Some(Value::Array(stops)) => string_array(stops, "stop").map(Some),
         Some(other) => Err(invalid("stop", format!("expected a string or an array, got {}", type_name(other)))),
     }
 }

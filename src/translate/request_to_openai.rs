@@ -8,9 +8,10 @@
 use serde_json::{json, Map, Value};
 
 use super::json::{
-    as_object, at, field, invalid, join, note, opt_array, opt_bool, opt_number, opt_object, opt_str, opt_u64,
-    parse_object, req_str, type_name, unsupported, Object,
+    as_object, at, field, invalid, join, note, opt_array, opt_bool, opt_object, opt_str, opt_u64, parse_object,
+    req_str, string_array, type_name, unsupported, Object,
 };
+use super::sampling::copy_sampling;
 use super::{TranslateError, Translated};
 
 /// Fields with no OpenAI counterpart that tune sampling, caching or routing: dropped with a note.
@@ -39,23 +40,10 @@ pub fn anthropic_to_openai_chat(body: &[u8], model: &str) -> Result<Translated, 
         out.insert("max_completion_tokens".into(), json!(max_tokens));
     }
     if let Some(stops) = opt_array(&request, "stop_sequences", "")? {
-        for (i, stop) in stops.iter().enumerate() {
-            if !stop.is_string() {
-                return Err(invalid(&at("stop_sequences", i), format!("expected a string, got {}", type_name(stop))));
-            }
-        }
-        out.insert("stop".into(), Value::Array(stops.to_vec()));
+        out.insert("stop".into(), string_array(stops, "stop_sequences")?);
     }
-    for key in ["temperature", "top_p"] {
-        if let Some(value) = opt_number(&request, key, "")? {
-            out.insert(key.into(), value.clone());
-        }
-    }
-    if let Some(stream) = opt_bool(&request, "stream", "")? {
-        out.insert("stream".into(), json!(stream));
-        if stream {
-            out.insert("stream_options".into(), json!({ "include_usage": true }));
-        }
+    if copy_sampling(&request, &mut out, None, &mut notes)? == Some(true) {
+        out.insert("stream_options".into(), json!({ "include_usage": true }));
     }
     if let Some(metadata) = opt_object(&request, "metadata", "")? {
         if let Some(user) = opt_str(metadata, "user_id", "metadata")? {

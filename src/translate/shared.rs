@@ -6,6 +6,8 @@ use serde_json::{json, Map, Value};
 use crate::usage::token_field;
 
 const ANTHROPIC_ID_PREFIX: &str = "msg_";
+/// What a stream's error event says when the upstream's own error event had no message.
+pub const MID_STREAM_ERROR: &str = "The upstream provider reported an error mid-stream.";
 const OPENAI_ID_PREFIX: &str = "chatcmpl-";
 
 /// `msg_01XF…` → `chatcmpl-01XF…`: deterministic and reversible, so a client's logs and the
@@ -96,6 +98,11 @@ pub fn write_anthropic_event(out: &mut Vec<u8>, data: &Value) {
     out.extend_from_slice(b"\ndata: ");
     out.extend_from_slice(data.to_string().as_bytes());
     out.extend_from_slice(b"\n\n");
+}
+
+/// What a stream's error event says when the upstream stream ended before `final_event`.
+pub fn cut_short(final_event: &str) -> String {
+    format!("The upstream stream ended before its final event ({final_event}).")
 }
 
 #[cfg(test)]

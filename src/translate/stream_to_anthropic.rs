@@ -22,7 +22,7 @@
 use serde_json::{json, Value};
 
 use super::error::{anthropic_error_body, anthropic_type_for_openai_error};
-use super::shared::{anthropic_id, anthropic_usage, stop_reason, write_anthropic_event};
+use super::shared::{anthropic_id, anthropic_usage, cut_short, stop_reason, write_anthropic_event, MID_STREAM_ERROR};
 use super::EventTranslator;
 use crate::sse::SseEvent;
 
@@ -207,11 +207,6 @@ impl OpenAiToAnthropicStream {
         write_anthropic_event(out, &json!({ "type": "message_stop" }));
         self.done = true;
     }
-
-    fn end_with_error(&mut self, error_type: &str, message: &str, out: &mut Vec<u8>) {
-        write_anthropic_event(out, &anthropic_error_body(error_type, message));
-        self.done = true;
-    }
 }
 
 impl EventTranslator for OpenAiToAnthropicStream {
@@ -226,10 +221,7 @@ impl EventTranslator for OpenAiToAnthropicStream {
         if let Some(error) = chunk.get("error").filter(|e| !e.is_null()) {
             let message = match error {
                 Value::String(message) => message.as_str(),
-                _ => error
-                    .get("message")
-                    .and_then(Value::as_str)
-                    .unwrap_or("The upstream provider reported an error mid-stream."),
+                _ => error.get("message").and_then(Value::as_str).unwrap_or(MID_STREAM_ERROR),
             };
             return self.end_with_error(anthropic_type_for_openai_error(error), message, out);
         }
@@ -254,7 +246,7 @@ impl EventTranslator for OpenAiToAnthropicStream {
         if self.finish_reason.is_some() {
             self.end_message(out);
         } else {
-            self.end_with_error("api_error", "The upstream stream ended before its final event ([DONE]).", out);
+            self.end_with_error("api_error", &cut_short("[DONE]"), out);
         }
     }
 
@@ -262,12 +254,9 @@ impl EventTranslator for OpenAiToAnthropicStream {
         self.done
     }
 
-    fn on_oversized_event(&mut self, max_bytes: usize, out: &mut Vec<u8>) {
-        if !self.done {
-            let message =
-                format!("An upstream stream event was larger than {max_bytes} bytes and could not be translated.");
-            self.end_with_error("api_error", &message, out);
-        }
+    fn end_with_error(&mut self, error_type: &str, message: &str, out: &mut Vec<u8>) {
+        write_anthropic_event(out, &anthropic_error_body(error_type, message));
+        self.done = true;
     }
 }
 

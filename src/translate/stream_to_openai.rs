@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use serde_json::{json, Map, Value};
 
 use super::error::openai_error_body;
-use super::shared::{finish_reason, openai_id, openai_usage, write_openai_event};
+use super::shared::{cut_short, finish_reason, openai_id, openai_usage, write_openai_event, MID_STREAM_ERROR};
 use super::EventTranslator;
 use crate::sse::SseEvent;
 
@@ -120,11 +120,6 @@ impl AnthropicToOpenAiStream {
         let reason = finish_reason(self.stop_reason.as_deref());
         let choices = json!([{ "index": 0, "delta": {}, "logprobs": null, "finish_reason": reason }]);
         write_openai_event(out, &self.chunk(choices));
-    }
-
-    fn end_with_error(&mut self, error_type: &str, message: &str, out: &mut Vec<u8>) {
-        write_openai_event(out, &openai_error_body(error_type, message));
-        self.done = true;
     }
 
     fn block_start(&mut self, value: &Value, out: &mut Vec<u8>) {
@@ -228,7 +223,7 @@ impl EventTranslator for AnthropicToOpenAiStream {
             "error" => {
                 let error = value.get("error");
                 let said = |key: &str| error.and_then(|e| e.get(key)).and_then(Value::as_str);
-                let message = said("message").unwrap_or("The upstream provider reported an error mid-stream.");
+                let message = said("message").unwrap_or(MID_STREAM_ERROR);
                 self.end_with_error(said("type").unwrap_or("api_error"), message, out);
             }
             _ => {}
@@ -237,7 +232,7 @@ impl EventTranslator for AnthropicToOpenAiStream {
 
     fn finish(&mut self, out: &mut Vec<u8>) {
         if !self.done {
-            self.end_with_error("api_error", "The upstream stream ended before its final event (message_stop).", out);
+            self.end_with_error("api_error", &cut_short("message_stop"), out);
         }
     }
 
@@ -245,12 +240,9 @@ impl EventTranslator for AnthropicToOpenAiStream {
         self.done
     }
 
-    fn on_oversized_event(&mut self, max_bytes: usize, out: &mut Vec<u8>) {
-        if !self.done {
-            let message =
-                format!("An upstream stream event was larger than {max_bytes} bytes and could not be translated.");
-            self.end_with_error("api_error", &message, out);
-        }
+    fn end_with_error(&mut self, error_type: &str, message: &str, out: &mut Vec<u8>) {
+        write_openai_event(out, &openai_error_body(error_type, message));
+        self.done = true;
     }
 }
 

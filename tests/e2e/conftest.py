@@ -50,6 +50,34 @@ def start_envoy(mock):
     assert failures == [], "a Tollgate Wasm VM failed during this test"
 
 
+# The clusters of envoy/envoy.yaml that providers route to, each played by a mock of that name.
+CLUSTERS = ("mock_provider", "openai", "anthropic")
+
+
+@pytest.fixture(scope="module")
+def providers():
+    """A mock for each cluster of envoy/envoy.yaml, named after it (its answers carry
+    `x-mock-name`), so a test sees which provider the policy chose."""
+    mocks = {}
+    try:
+        for name in CLUSTERS:
+            mocks[name] = Mock(name=name)
+        yield mocks
+    finally:
+        for mock in mocks.values():
+            mock.stop()
+
+
+@pytest.fixture(scope="module")
+def routed(providers):
+    """The shipped Envoy with each cluster served by its own mock (`providers`)."""
+    proxy = Envoy({name: mock.port for name, mock in providers.items()})
+    yield proxy
+    failures = proxy.vm_failures()
+    proxy.stop()
+    assert failures == [], "a Tollgate Wasm VM failed during this module"
+
+
 class Response:
     def __init__(self, status, headers, body):
         self.status = status
@@ -77,6 +105,19 @@ def post(port, path, body, headers=None, timeout=30):
         if any(e.port == port for e in STARTED):
             RESPONSES.append(result)
         return result
+    finally:
+        conn.close()
+
+
+def mock_last(mock, timeout=10):
+    """The last request `mock` received (`GET /_mock/last`: method, path, headers, body), or
+    None when it has received none."""
+    conn = http.client.HTTPConnection("127.0.0.1", mock.port, timeout=timeout)
+    try:
+        conn.request("GET", "/_mock/last")
+        response = conn.getresponse()
+        body = response.read()
+        return json.loads(body) if response.status == 200 else None
     finally:
         conn.close()
 

@@ -14,7 +14,7 @@ import zlib
 import pytest
 import yaml
 
-from conftest import post
+from conftest import mock_last, post
 from harness import ENVOY_CONFIG, Envoy
 
 CHAT_PATH = "/v1/chat/completions"
@@ -28,17 +28,6 @@ def chat(model="gpt-4o-mini", content="hi", **extra):
 
 def messages(model="claude-haiku-4-5", content="hi", **extra):
     return {"model": model, "max_tokens": 16, "messages": [{"role": "user", "content": content}], **extra}
-
-
-def mock_last(mock):
-    conn = http.client.HTTPConnection("127.0.0.1", mock.port, timeout=10)
-    try:
-        conn.request("GET", "/_mock/last")
-        response = conn.getresponse()
-        body = response.read()
-        return json.loads(body) if response.status == 200 else None
-    finally:
-        conn.close()
 
 
 class NotForwarded:

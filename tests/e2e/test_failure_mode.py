@@ -3,28 +3,16 @@ filter on purpose (TOLLGATE_TEST_FAULTS in the Wasm VM's environment): closed an
 the client's dialect and forwards nothing, open passes the request on untouched, per route.
 Also proves that the tests' VM-failure detection sees a real panic."""
 
-import http.client
 import json
 
 import pytest
 
-from conftest import post
+from conftest import mock_last, post
 from harness import Envoy
 
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "fault"}]}
 MESSAGES = {"model": "claude-haiku-4-5", "max_tokens": 16, "messages": [{"role": "user", "content": "fault"}]}
 JSON = {"content-type": "application/json"}
-
-
-def mock_last(mock):
-    conn = http.client.HTTPConnection("127.0.0.1", mock.port, timeout=10)
-    try:
-        conn.request("GET", "/_mock/last")
-        response = conn.getresponse()
-        body = response.read()
-        return json.loads(body) if response.status == 200 else None
-    finally:
-        conn.close()
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ the upstream position. Three tollgate-mock instances play the providers; the pri
 different ways and the request must be served by the next provider in order, each attempt with
 its own provider's model and credentials."""
 
-import http.client
 import json
 import threading
 import time
@@ -13,7 +12,7 @@ import uuid
 import pytest
 import yaml
 
-from conftest import post, split_cost_comment
+from conftest import mock_last, post, split_cost_comment
 from harness import REPO, Envoy, Mock
 
 FALLBACK_CONFIG = REPO / "envoy" / "fallback.yaml"
@@ -40,17 +39,11 @@ class Chain:
             raise
 
     def last(self, name):
-        """What this provider received last (404 JSON when it received nothing)."""
-        conn = http.client.HTTPConnection("127.0.0.1", self.mocks[name].port, timeout=5)
-        try:
-            conn.request("GET", "/_mock/last")
-            response = conn.getresponse()
-            return response.status, json.loads(response.read())
-        finally:
-            conn.close()
+        """What this provider received last (None when it received nothing)."""
+        return mock_last(self.mocks[name])
 
     def received(self, name):
-        return self.last(name)[0] == 200
+        return self.last(name) is not None
 
     def access_entry(self, request_id, timeout=10.0):
         deadline = time.monotonic() + timeout
@@ -98,7 +91,7 @@ def test_a_failing_primary_falls_over_to_the_secondary(chain, status):
     # Each attempt starts from the client's body and gets its own provider's model and key: the
     # secondary's request carries nothing of the primary's (envoy/fallback.yaml's policy).
     for name in ("primary", "secondary"):
-        seen = providers.last(name)[1]
+        seen = providers.last(name)
         assert seen["body"] == json.dumps({**CHAT, "model": MODELS[name]}), name
         assert seen["headers"]["authorization"] == f"Bearer sk-demo-{name}", name
         assert seen["path"] == PATH
@@ -117,7 +110,7 @@ def test_the_chain_is_tried_in_order_until_one_answers(chain):
         entry = providers.access_entry(request_id)
         assert (entry["attempts"], entry["provider"]) == (3, "tertiary")
     for name in NAMES:
-        assert providers.last(name)[1]["body"] == json.dumps({**CHAT, "model": MODELS[name]})
+        assert providers.last(name)["body"] == json.dumps({**CHAT, "model": MODELS[name]})
     assert providers.envoy.stats()["cluster.llm_fallback.upstream_rq_retry"] == 10
 
 

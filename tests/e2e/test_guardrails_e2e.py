@@ -6,7 +6,6 @@ echoes the last user message (`x-mock-reply: echo`), cut into small stream delta
 (`x-mock-delta-bytes`), so a placeholder comes back split across events and must be restored.
 """
 
-import http.client
 import json
 import time
 import uuid
@@ -16,7 +15,7 @@ import openai
 import pytest
 
 import conftest
-from conftest import post
+from conftest import mock_last, post
 
 RUN = uuid.uuid4().hex
 # Random-looking, so the openai_key detector takes it (placeholders such as sk-test are not keys).
@@ -25,16 +24,6 @@ EMAIL = f"jane.{RUN[:8]}@example.com"
 conftest.GUARDRAIL_MATCHES.append(SECRET)
 
 ECHO = {"x-mock-reply": "echo"}
-
-
-def mock_last(mock):
-    conn = http.client.HTTPConnection("127.0.0.1", mock.port, timeout=5)
-    try:
-        conn.request("GET", "/_mock/last")
-        response = conn.getresponse()
-        return json.loads(response.read()) if response.status == 200 else None
-    finally:
-        conn.close()
 
 
 def openai_client(envoy):

@@ -7,33 +7,10 @@ import anthropic
 import openai
 import pytest
 
-from conftest import post
-from harness import Envoy, Mock
+from conftest import mock_last, post
 
 CHAT = "/v1/chat/completions"
 MESSAGES = [{"role": "user", "content": "Which model answers?"}]
-
-
-@pytest.fixture(scope="module")
-def providers():
-    mocks = {name: Mock(name=name) for name in ("mock_provider", "openai", "anthropic")}
-    yield mocks
-    for mock in mocks.values():
-        mock.stop()
-
-
-@pytest.fixture(scope="module")
-def routed(providers):
-    proxy = Envoy({name: mock.port for name, mock in providers.items()})
-    yield proxy
-    proxy.stop()
-
-
-def last_request(mock):
-    conn_response = __import__("http.client").client.HTTPConnection("127.0.0.1", mock.port, timeout=5)
-    conn_response.request("GET", "/_mock/last")
-    response = conn_response.getresponse()
-    return json.loads(response.read())
 
 
 def test_an_alias_is_served_by_its_provider_with_its_credentials(routed, providers):
@@ -43,7 +20,7 @@ def test_an_alias_is_served_by_its_provider_with_its_credentials(routed, provide
     assert response.header("x-mock-name") == "openai"
     assert response.header("x-tollgate-provider") == "openai"
     assert response.header("x-tollgate-model") == "gpt-4o-mini-2024-07-18"
-    seen = last_request(providers["openai"])
+    seen = mock_last(providers["openai"])
     assert json.loads(seen["body"])["model"] == "gpt-4o-mini"
     assert seen["headers"]["authorization"] == "Bearer sk-demo-openai", "the client's key was replaced"
     assert "x-tollgate-cluster" not in seen["headers"], "the route removes it before the provider"
@@ -81,7 +58,7 @@ def test_anthropic_sdk_is_routed_to_the_anthropic_provider(routed, providers):
     assert message.content[0].text
     assert raw.headers["x-mock-name"] == "anthropic"
     assert raw.headers["x-tollgate-provider"] == "anthropic"
-    seen = last_request(providers["anthropic"])
+    seen = mock_last(providers["anthropic"])
     assert seen["headers"]["x-api-key"] == "sk-ant-demo"
     assert "authorization" not in seen["headers"], "no client credential reaches the provider"
 

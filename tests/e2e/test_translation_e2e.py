@@ -6,7 +6,6 @@ import anthropic
 import openai
 import pytest
 
-from harness import Envoy, Mock
 
 WEATHER_OPENAI = [{"type": "function", "function": {
     "name": "get_weather", "description": "Weather for a city",
@@ -16,29 +15,14 @@ WEATHER_ANTHROPIC = [{"name": "get_weather", "description": "Weather for a city"
 MESSAGES = [{"role": "user", "content": "What is the weather in Paris?"}]
 
 
-@pytest.fixture(scope="module")
-def providers():
-    mocks = {name: Mock(name=name) for name in ("mock_provider", "openai", "anthropic")}
-    yield mocks
-    for mock in mocks.values():
-        mock.stop()
-
-
-@pytest.fixture(scope="module")
-def envoy(providers):
-    proxy = Envoy({name: mock.port for name, mock in providers.items()})
-    yield proxy
-    proxy.stop()
+@pytest.fixture
+def openai_client(routed):
+    return openai.OpenAI(base_url=f"{routed.base_url}/v1", api_key="sk-client", max_retries=0)
 
 
 @pytest.fixture
-def openai_client(envoy):
-    return openai.OpenAI(base_url=f"{envoy.base_url}/v1", api_key="sk-client", max_retries=0)
-
-
-@pytest.fixture
-def anthropic_client(envoy):
-    return anthropic.Anthropic(base_url=envoy.base_url, api_key="sk-ant-client", max_retries=0)
+def anthropic_client(routed):
+    return anthropic.Anthropic(base_url=routed.base_url, api_key="sk-ant-client", max_retries=0)
 
 
 def test_openai_sdk_gets_a_completion_from_anthropic(openai_client):
@@ -96,13 +80,13 @@ def test_anthropic_sdk_streams_and_calls_tools_through_openai(anthropic_client):
     assert (tool.name, tool.input) == ("get_weather", {"city": "mock"})
 
 
-def test_provider_errors_are_raised_by_the_clients_own_sdk(envoy):
-    client = openai.OpenAI(base_url=f"{envoy.base_url}/v1", api_key="sk-client", max_retries=0,
+def test_provider_errors_are_raised_by_the_clients_own_sdk(routed):
+    client = openai.OpenAI(base_url=f"{routed.base_url}/v1", api_key="sk-client", max_retries=0,
                            default_headers={"x-mock-status": "529"})
     with pytest.raises(openai.InternalServerError) as raised:
         client.chat.completions.create(model="smart", messages=MESSAGES)
     assert raised.value.status_code == 503
-    client = anthropic.Anthropic(base_url=envoy.base_url, api_key="sk-ant-client", max_retries=0,
+    client = anthropic.Anthropic(base_url=routed.base_url, api_key="sk-ant-client", max_retries=0,
                                  default_headers={"x-mock-status": "429"})
     with pytest.raises(anthropic.RateLimitError):
         client.messages.create(model="fast", max_tokens=5, messages=MESSAGES)
