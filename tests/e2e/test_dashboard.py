@@ -17,13 +17,15 @@ DASHBOARD = json.loads(DASHBOARD_PATH.read_text())
 # The filter's metrics (`tollgate.<name>.<label>.<value>…`, Envoy `wasmcustom.tollgate.…`) as
 # Prometheus sees them, with their labels.
 COUNTERS = {
-    "envoy_wasmcustom_tollgate_requests": {"provider", "model", "tenant", "outcome"},
-    "envoy_wasmcustom_tollgate_tokens": {"provider", "model", "tenant", "type"},
-    "envoy_wasmcustom_tollgate_cost_nano_usd": {"provider", "model", "tenant"},
+    "tollgate_requests": {"provider", "model", "tenant", "outcome"},
+    "tollgate_tokens": {"provider", "model", "tenant", "type"},
+    "tollgate_cost_nano_usd": {"provider", "model", "tenant"},
+    "tollgate_guardrail_findings": {"policy", "check", "detector", "action", "phase", "mode"},
+    "tollgate_guardrail_blocks": {"policy", "check", "phase"},
 }
 HISTOGRAMS = {
-    "envoy_wasmcustom_tollgate_duration_ms": {"provider", "model"},
-    "envoy_wasmcustom_tollgate_ttft_ms": {"provider", "model"},
+    "tollgate_duration_ms": {"provider", "model"},
+    "tollgate_ttft_ms": {"provider", "model"},
 }
 METRICS = dict(COUNTERS)
 for name, labels in HISTOGRAMS.items():
@@ -33,6 +35,8 @@ for name, labels in HISTOGRAMS.items():
 LABEL_VALUES = {
     "outcome": {"complete", "upstream_error", "truncated", "rejected"},
     "type": {"input", "output", "cache_read", "cache_write", "reasoning"},
+    "phase": {"request", "response"},
+    "mode": {"enforced", "shadow"},
 }
 
 AGGREGATIONS = {"sum", "avg", "min", "max", "count"}
@@ -224,7 +228,7 @@ def test_every_query_parses_and_uses_only_tollgates_metrics_and_labels(where, ex
         if metric.endswith("_bucket"):
             assert "histogram_quantile(" in expr and "le" in sum((g for g, _ in parser.groupings), [])
     # The cost counter is nano-USD: every query that reads it converts to USD.
-    if any(metric == "envoy_wasmcustom_tollgate_cost_nano_usd" for metric, _ in parser.selectors):
+    if any(metric == "tollgate_cost_nano_usd" for metric, _ in parser.selectors):
         assert "/ 1e9" in expr
 
 
@@ -256,15 +260,37 @@ def test_panels_are_laid_out_and_use_the_datasource_variable():
 
 
 @pytest.mark.parametrize("expr, problem", [
-    ('sum(rate(envoy_wasmcustom_tollgate_request{tenant="a"}[5m]))', "not a metric"),
-    ('sum by (tenant) (rate(envoy_wasmcustom_tollgate_duration_ms_count[5m]))', "grouping by tenant"),
-    ('sum(rate(envoy_wasmcustom_tollgate_tokens{type="prompt"}[5m]))', "type='prompt'"),
-    ('sum(rate(envoy_wasmcustom_tollgate_tokens{kind="input"}[5m]))', "has no label kind"),
-    ('sum(rate(envoy_wasmcustom_tollgate_cost_nano_usd[5m]))', "/ 1e9"),
-    ('sum(rate(envoy_wasmcustom_tollgate_requests[5m])', "expected )"),
-    ('sum(envoy_wasmcustom_tollgate_requests[5m])', "non-vector"),
-    ('rate(envoy_wasmcustom_tollgate_requests)', "expected ['range']"),
+    ('sum(rate(tollgate_request{tenant="a"}[5m]))', "not a metric"),
+    ('sum by (tenant) (rate(tollgate_duration_ms_count[5m]))', "grouping by tenant"),
+    ('sum(rate(tollgate_tokens{type="prompt"}[5m]))', "type='prompt'"),
+    ('sum(rate(tollgate_tokens{kind="input"}[5m]))', "has no label kind"),
+    ('sum(rate(tollgate_cost_nano_usd[5m]))', "/ 1e9"),
+    ('sum(rate(tollgate_requests[5m])', "expected )"),
+    ('sum(tollgate_requests[5m])', "non-vector"),
+    ('rate(tollgate_requests)', "expected ['range']"),
 ])
 def test_the_checks_catch_drift_and_bad_syntax(expr, problem):
     with pytest.raises((AssertionError, SyntaxError), match=re.escape(problem)):
         test_every_query_parses_and_uses_only_tollgates_metrics_and_labels("mutant", expr)
+
+
+def test_the_names_and_labels_are_what_a_real_envoy_exports(envoy):
+    """The lists above are not a guess: a real Envoy with the shipped configuration serves a
+    completion, a masked request and a refused one, then every metric name above appears on its
+    /stats/prometheus with exactly those labels."""
+    from conftest import post
+
+    email = "dashboard.check@example.com"
+    for content in ("hi", f"mail {email}", "key sk-proj-Zq8xV3mN7bR2tY6uK1wP4sL9dF5gH0jA"):
+        body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": content}]}
+        post(envoy.port, "/v1/chat/completions", body)
+    _, text = envoy.admin("/stats/prometheus")
+    seen = {}
+    for line in text.splitlines():
+        match = re.match(r"^([a-z_]+)\{([^}]*)\} ", line)
+        if match:
+            labels = {pair.split("=", 1)[0] for pair in match.group(2).split(",") if pair}
+            seen.setdefault(match.group(1), set()).update(labels)
+    for name, labels in METRICS.items():
+        assert name in seen, f"{name} is not on a real Envoy's /stats/prometheus"
+        assert seen[name] == labels, name

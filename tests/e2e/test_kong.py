@@ -337,7 +337,9 @@ LABEL_VALUES = [
 def test_meta_json_metrics_have_the_shape_kong_reads():
     jsonschema.Draft4Validator(META_FILE_SCHEMA).validate(META)
     patterns = META["metrics"]["label_patterns"]
-    assert [p["label"] for p in patterns] == ["provider", "model", "tenant", "outcome", "type"]
+    assert [p["label"] for p in patterns] == [
+        "provider", "model", "tenant", "outcome", "type", "policy", "check", "detector", "action", "phase", "mode"
+    ]
     for pair in patterns:
         assert re.compile(pair["pattern"]).groups == 2, pair
 
@@ -350,6 +352,28 @@ def test_label_patterns_turn_metric_names_into_labels_as_kongs_exporter_does(met
     name, got = kong_prometheus_name_and_labels(key, META["metrics"]["label_patterns"])
     assert got == {label: values[label] for label in labels}
     # Kong replaces only ':'; the '.' of the filter's names stays (see the README's Kong metrics note).
+    assert name == f"pw_tollgate_{metric}"
+
+
+GUARDRAIL_METRICS = {
+    "tollgate.guardrail_findings": ["policy", "check", "detector", "action", "phase", "mode"],
+    "tollgate.guardrail_blocks": ["policy", "check", "phase"],
+}
+GUARDRAIL_VALUES = [
+    {"policy": "privacy", "check": "pii", "detector": "email", "action": "mask_and_restore", "phase": "request",
+     "mode": "enforced"},
+    # Values that are other labels' names must not be taken for them.
+    {"policy": "check", "check": "policy", "detector": "phase", "action": "block", "phase": "response", "mode": "shadow"},
+]
+
+
+@pytest.mark.parametrize("metric", sorted(GUARDRAIL_METRICS))
+@pytest.mark.parametrize("values", GUARDRAIL_VALUES, ids=lambda v: v["policy"])
+def test_guardrail_label_patterns_turn_names_into_labels(metric, values):
+    labels = GUARDRAIL_METRICS[metric]
+    key = f"pw:tollgate:{metric}" + "".join(f".{label}.{values[label]}" for label in labels)
+    name, got = kong_prometheus_name_and_labels(key, META["metrics"]["label_patterns"])
+    assert got == {label: values[label] for label in labels}
     assert name == f"pw_tollgate_{metric}"
 
 
