@@ -7,7 +7,10 @@
 Envoy runs the shipped envoy/envoy.yaml (its policy, two workers), with the `openai`,
 `anthropic` and `mock_provider` clusters each on a tollgate-mock of its own. Requests are a
 deterministic mix: OpenAI Chat and Anthropic Messages clients, streaming and not, a translated
-route each way, a team route, the proxy's own route, with and without tenants.
+route each way, a team route, the proxy's own route, with and without tenants. The shipped
+guardrails are on: 10% of the prompts carry an email address (pseudonymised on the way up; the
+mock echoes the prompt, so the placeholder comes back and must be restored, split across stream
+events) and 2% an API key (refused with a 422 before any provider sees it).
 
 Both runs then check that nothing was lost or counted twice: the tokens the three mocks
 reported (their GET /_mock/usage) equal, exactly, the `tollgate_tokens` counters on Envoy's
@@ -26,6 +29,7 @@ Everything listens on 127.0.0.1 only; every loop is bounded by count or time.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import http.client
 import itertools
 import json
@@ -58,23 +62,79 @@ KINDS = [
 ]
 
 
+def email_of(index: int) -> str:
+    return f"user{index}@example.com"
+
+
+def secret_of(index: int) -> str:
+    return "sk-proj-" + hashlib.sha256(str(index).encode()).hexdigest()[:32] + "Zq"
+
+
+def guardrail_case(index: int) -> str | None:
+    """`email` (10%), `secret` (2%) or None: what the shipped guardrails see in request `index`."""
+    roll = random.Random(f"guardrail-{index}").random()
+    return "secret" if roll < 0.02 else "email" if roll < 0.12 else None
+
+
 def build_request(index: int) -> tuple[str, str, dict, bytes, bool]:
     """Request `index` of the mix: (api, path, headers, body, streaming). Deterministic."""
     rng = random.Random(index)
     api, path, model = KINDS[index % len(KINDS)]
     stream = rng.random() < 0.5
     text = " ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 60)))
+    case = guardrail_case(index)
     max_tokens = rng.randint(4, 64)
     headers = {"content-type": "application/json", "authorization": "Bearer sk-load-client"}
     if rng.random() < 0.6:
         headers["x-tenant-id"] = rng.choice(TENANTS)
         headers["x-team"] = "team-" + str(rng.randint(1, 3))
+    if case == "email":
+        text = f"{text} write to {email_of(index)}"
+        headers["x-mock-reply"] = "echo"
+        headers["x-mock-delta-bytes"] = str(rng.randint(1, 8))
+    elif case == "secret":
+        text = f"{text} my key is {secret_of(index)}"
     body: dict = {"model": model, "max_tokens": max_tokens, "messages": [{"role": "user", "content": text}]}
     if stream:
         body["stream"] = True
         if api == "openai" and rng.random() < 0.5:
             body["stream_options"] = {"include_usage": True}
     return api, path, headers, json.dumps(body).encode(), stream
+
+
+def streamed_text(api: str, body: bytes) -> str:
+    """The text a client assembles from the stream's events."""
+    text = []
+    for line in body.decode(errors="replace").splitlines():
+        if not line.startswith("data: {"):
+            continue
+        event = json.loads(line[len("data: "):])
+        if api == "openai":
+            text += [c.get("delta", {}).get("content") or "" for c in event.get("choices", [])]
+        elif event.get("type") == "content_block_delta":
+            text.append(event["delta"].get("text", ""))
+    return "".join(text)
+
+
+def check_guardrails(index: int, api: str, stream: bool, status: int, body: bytes) -> str | None:
+    """The guardrails' part of the answer: a refused key, a restored email."""
+    case = guardrail_case(index)
+    if case == "secret":
+        # OpenAI's error shape carries the reason code; Anthropic's has none (its message names
+        # the policy and check).
+        reason = b"secret_detected" if api == "openai" else b"guardrail privacy/secrets"
+        if status != 422 or reason not in body or secret_of(index).encode() in body:
+            return f"key not refused: status {status}: {body[:200]!r}"
+        return None
+    if case == "email":
+        if stream:
+            text = streamed_text(api, body)
+        else:
+            answer = json.loads(body)
+            text = answer["choices"][0]["message"]["content"] if api == "openai" else answer["content"][0]["text"]
+        if email_of(index) not in text or "[EMAIL_" in text:
+            return f"email not restored: {text[-120:]!r}"
+    return None
 
 
 def check_answer(api: str, stream: bool, status: int, headers: dict, body: bytes) -> str | None:
@@ -125,7 +185,10 @@ class Client:
                 if response.getheader("connection", "").lower() == "close":
                     self.conn.close()
                     self.conn = None
-                return check_answer(api, stream, response.status, answer, data)
+                if guardrail_case(index) == "secret":
+                    return check_guardrails(index, api, stream, response.status, data)
+                return check_answer(api, stream, response.status, answer, data) or check_guardrails(
+                    index, api, stream, response.status, data)
             except (http.client.HTTPException, OSError) as error:
                 self.conn.close()
                 self.conn = None
@@ -233,6 +296,13 @@ def prometheus_sums(text: str) -> dict:
         elif name == "tollgate_requests":
             outcome = re.search(r'outcome="(\w+)"', labels).group(1)
             sums[f"requests_{outcome}"] += value
+        elif name == "tollgate_guardrail_findings":
+            detector = re.search(r'detector="(\w+)"', labels).group(1)
+            phase = re.search(r'phase="(\w+)"', labels).group(1)
+            sums[f"findings_{detector}_{phase}"] += value
+        elif name == "tollgate_guardrail_blocks":
+            phase = re.search(r'phase="(\w+)"', labels).group(1)
+            sums[f"blocks_{phase}"] += value
     return sums
 
 
@@ -240,9 +310,12 @@ def pico(decimal_usd: str) -> int:
     return int(Decimal(decimal_usd) * 10**12)
 
 
-def reconcile(rig: Rig, requests: int) -> tuple[list[str], dict]:
+def reconcile(rig: Rig, requests: int, indices) -> tuple[list[str], dict]:
     """Compares the mocks' books with the filter's metrics and access log. Returns the
-    discrepancies (empty when everything matches exactly) and the figures."""
+    discrepancies (empty when everything matches exactly) and the figures. `indices`: the
+    requests sent, for what the guardrails must have found."""
+    cases = Counter(guardrail_case(index) for index in indices)
+    refused = cases["secret"]
     tallies = rig.mock_usage()
     by_usage = [row for tally in tallies for row in tally["by_usage"]]
     mock = {
@@ -272,6 +345,7 @@ def reconcile(rig: Rig, requests: int) -> tuple[list[str], dict]:
         "output": sum(u["tokens"].get("output", {}).get("tokens", 0) for u in usage),
         "pico": sum(pico(u["cost_usd"]) for u in usage if u.get("cost_usd")),
         "not_complete": sum(1 for u in usage if u["outcome"] != "complete"),
+        "rejected": sum(1 for u in usage if u["outcome"] == "rejected"),
         "estimated": sum(1 for u in usage for c in u["tokens"].values() if c.get("source") != "provider"),
     }
     metrics = prometheus_sums(rig.envoy.admin("/stats/prometheus")[1])
@@ -281,10 +355,16 @@ def reconcile(rig: Rig, requests: int) -> tuple[list[str], dict]:
         if got != want:
             problems.append(f"{what}: {got} != {want}")
 
-    same("mock answers with usage", mock["answers"], requests)
+    same("mock answers with usage", mock["answers"], requests - refused)
     same("access-log lines", log["lines"], requests)
     same("usage records", log["records"], requests)
-    same("records not complete", log["not_complete"], 0)
+    same("records not complete (refused keys)", log["not_complete"], refused)
+    same("records rejected (refused keys)", log["rejected"], refused)
+    same("tollgate_guardrail_blocks{phase=request} vs keys sent", metrics["blocks_request"], refused)
+    same("tollgate_guardrail_findings{detector=email,phase=request} vs emails sent",
+         metrics["findings_email_request"], cases["email"])
+    same("tollgate_guardrail_findings{detector=openai_key,phase=request} vs keys sent",
+         metrics["findings_openai_key_request"], refused)
     same("counts estimated instead of reported", log["estimated"], 0)
     same("input tokens in the access log vs the mocks", log["input"], mock["input"])
     same("output tokens in the access log vs the mocks", log["output"], mock["output"])
@@ -292,8 +372,9 @@ def reconcile(rig: Rig, requests: int) -> tuple[list[str], dict]:
     same("tollgate_tokens{type=input} vs the mocks", metrics["tokens_input"], mock["input"])
     same("tollgate_tokens{type=output} vs the mocks", metrics["tokens_output"], mock["output"])
     same("tollgate_cost_nano_usd vs the mocks' usage at the filter's prices", metrics["cost_nano"], expected_nano)
-    same("tollgate_requests{outcome=complete}", metrics["requests_complete"], requests)
-    figures = {"mock": mock, "access_log": log, "metrics": dict(metrics),
+    same("tollgate_requests{outcome=complete}", metrics["requests_complete"], requests - refused)
+    same("tollgate_requests{outcome=rejected}", metrics["requests_rejected"], refused)
+    figures = {"mock": mock, "access_log": log, "metrics": dict(metrics), "guardrail_cases": dict(cases),
                "expected_pico_usd": expected_pico, "expected_nano_usd": expected_nano}
     return problems, figures
 
@@ -315,7 +396,7 @@ def load(args) -> int:
         elapsed = time.monotonic() - started
         print(f"  sent {sent} in {elapsed:.1f} s ({sent / elapsed:.0f} req/s)")
         report_errors(errors)
-        problems, figures = reconcile(rig, sent)
+        problems, figures = reconcile(rig, sent, range(sent))
         failures = rig.envoy.vm_failures()
         print(f"  mocks reported {figures['mock']['input']} input and {figures['mock']['output']} output tokens "
               f"in {figures['mock']['answers']} answers")
@@ -323,6 +404,8 @@ def load(args) -> int:
               f"{figures['access_log']['output']} output, {Decimal(figures['access_log']['pico']) / 10**12} USD")
         print(f"  metrics: {figures['metrics'].get('tokens_input')} input, {figures['metrics'].get('tokens_output')} "
               f"output, {figures['metrics'].get('cost_nano')} nano-USD (expected {figures['expected_nano_usd']})")
+        print(f"  guardrails: {figures['guardrail_cases'].get('email', 0)} emails masked and restored, "
+              f"{figures['guardrail_cases'].get('secret', 0)} keys refused")
         for problem in problems + failures:
             print(f"  MISMATCH {problem}")
         ok = not errors and not problems and not failures
@@ -378,7 +461,7 @@ def soak(args) -> int:
         flat = all(end[k] <= after_warmup[k] * (1 + args.tolerance) + args.slack_mib * mib for k in end)
         print(f"  memory {'flat' if flat else 'GREW'}: within {args.tolerance:.0%} + {args.slack_mib} MiB of the "
               f"warm-up value (growth: {', '.join(f'{k} {v / mib:+.2f} MiB' for k, v in growth.items())})")
-        problems, figures = reconcile(rig, sent)
+        problems, figures = reconcile(rig, sent, range(sent))
         for problem in problems + rig.envoy.vm_failures():
             print(f"  MISMATCH {problem}")
         print(f"  totals: {figures['mock']['input']} input and {figures['mock']['output']} output tokens, "
