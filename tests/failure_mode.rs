@@ -138,3 +138,14 @@ fn the_mode_is_chosen_by_the_proxys_route() {
         assert_eq!(host.counter(Counter::RequestsFailedClosed), u64::from(!open), "{route:?}");
     }
 }
+
+#[test]
+fn a_closed_failure_whose_refusal_is_refused_too_is_counted_once() {
+    let mut host = FakeHost::new(Profile::Envoy);
+    host.refuse.push("request_body");
+    host.refuse.push("send_reply");
+    let mut ex = Exchange::new(1, policy("{}"));
+    host.request(&mut ex, CHAT_HEADERS, &[CHAT]);
+    assert!(host.reply.is_none() && host.upstream_body.is_empty(), "held: nothing reaches the upstream");
+    assert_eq!(host.counter(Counter::RequestsFailedClosed), 1);
+}

@@ -25,8 +25,9 @@ impl Exchange {
             // over: there, failing closed is the documented 413 (the buffer is too small).
             if io.host_kind() == HostKind::Kong && self.failure_mode(io) == FailureMode::Closed {
                 log::warn!("#{} request_body_unreadable bytes={size}", self.id);
-                io.increment(Counter::RequestsFailedClosed);
-                return self.reject_too_large(io, api);
+                let flow = self.reject_too_large(io, api);
+                self.count_failed_closed(io);
+                return flow;
             }
             return self.fail(io, api, "request_body_unreadable");
         };
@@ -138,11 +139,20 @@ impl Exchange {
                 Flow::Continue
             }
             FailureMode::Closed => {
-                io.increment(Counter::RequestsFailedClosed);
                 log::error!("#{} failed_closed reason={reason}", self.id);
                 let message = "The gateway could not process this request.";
-                self.send(io, api.error_reply(500, "gateway_error", None, message))
+                let flow = self.send(io, api.error_reply(500, "gateway_error", None, message));
+                self.count_failed_closed(io);
+                flow
             }
+        }
+    }
+
+    /// A request failed closed is counted once: by `send_with` when even the refusal could not
+    /// be sent, else here.
+    fn count_failed_closed(&self, io: &mut dyn HostIo) {
+        if self.replied_locally {
+            io.increment(Counter::RequestsFailedClosed);
         }
     }
 
