@@ -27,13 +27,14 @@ use tollgate::provider_request::Translation;
 use tollgate::response_translation::{self, StreamTranslation};
 use tollgate::sse::{SseEvent, SseFramer};
 use tollgate::stream_meter::{ChunkEdit, StreamMeter};
+use tollgate::guardrails::{self, Guardrails, RequestInput};
 use tollgate::{chain, json_edit, translate};
 
 /// A fuzz target's check.
 pub type Check = fn(&[u8]);
 
 /// Every target by name, for the regression replay.
-pub const TARGETS: [(&str, Check); 12] = [
+pub const TARGETS: [(&str, Check); 14] = [
     ("parse_request", parse_request),
     ("read_response", read_response),
     ("read_event", read_event),
@@ -46,6 +47,8 @@ pub const TARGETS: [(&str, Check); 12] = [
     ("json_edit", json_edit),
     ("exchange", exchange),
     ("attempt", attempt),
+    ("guardrails_request", guardrails_request),
+    ("guardrails_stream", guardrails_stream),
 ];
 
 /// The fuzzer's bytes read front to back: control bytes first, the rest is payload. Reading
@@ -318,8 +321,9 @@ pub fn json_edit(data: &[u8]) {
 }
 
 /// Policies the whole exchange is fuzzed under: defaults; a routing policy with both dialects,
-/// translation, tenants, a deny list and a fallback chain; tiny limits; fail-open per route.
-const POLICIES: [&str; 4] = [
+/// translation, tenants, a deny list and a fallback chain; tiny limits; fail-open per route;
+/// guardrails of every kind (a shadow policy too) on a route translated to Anthropic.
+const POLICIES: [&str; 5] = [
     "{}",
     r#"{"providers": {
           "openai": {"dialect": "openai", "cluster": "openai", "api_key": {"value": "sk-fuzz-openai"}},
@@ -339,6 +343,21 @@ const POLICIES: [&str; 4] = [
           {"match": {"model": "split"}, "split": [{"targets": ["mini"], "weight": 1}, {"targets": ["haiku"], "weight": 1}]}]}"#,
     r#"{"max_request_body_bytes": 64, "max_response_body_bytes": 64, "max_stream_event_bytes": 32, "include_usage": false}"#,
     r#"{"failure_mode": {"default": "open", "routes": {"public": "closed"}}, "header_prefix": "x-gw-"}"#,
+    r#"{"providers": {"anthropic": {"dialect": "anthropic", "cluster": "anthropic", "api_key": {"value": "sk-fuzz-anthropic"}}},
+        "targets": {"haiku": {"provider": "anthropic", "model": "claude-haiku-4-5"}},
+        "rules": [{"match": {"model": "smart"}, "targets": ["haiku"]}],
+        "guardrails": {"max_stream_hold_bytes": 256, "policies": [
+          {"name": "privacy", "checks": [
+            {"name": "pii", "detectors": ["pii"], "action": "mask_and_restore"},
+            {"name": "secrets", "detectors": ["secrets"], "action": "block"},
+            {"name": "words", "keywords": ["forbidden"], "action": "mask"},
+            {"name": "tickets", "deny": ["TCK-[0-9]{3}"], "action": "flag"},
+            {"name": "clamp", "clamp": {"max_tokens": 8, "temperature": [0, 1]}, "action": "clamp"},
+            {"name": "tools", "tools": {"deny": ["shell*"]}, "action": "block"},
+            {"name": "args", "tool_arguments": "json", "action": "block"},
+            {"name": "size", "limits": {"max_messages": 4, "max_chars": 2000}, "action": "block"}]},
+          {"name": "trial", "shadow": true, "checks": [
+            {"name": "injection", "detectors": ["prompt_injection"], "action": "block"}]}]}}"#,
 ];
 
 const PATHS: [&str; 6] = [
@@ -539,4 +558,94 @@ pub fn attempt(data: &[u8]) {
     for secret in ["sk-fuzz-openai", "sk-fuzz-anthropic"].into_iter().filter(|s| !contains(data, s.as_bytes())) {
         assert!(!contains(host.response_buffer(), secret.as_bytes()), "a provider key in the answer");
     }
+}
+
+/// Guardrails of every kind: the request checks and the response guard are fuzzed under them.
+const GUARDRAILS: &str = r#"{"max_stream_hold_bytes": 256, "policies": [
+  {"name": "privacy", "checks": [
+    {"name": "pii", "detectors": ["pii"], "action": "mask_and_restore"},
+    {"name": "secrets", "detectors": ["secrets"], "action": "block"},
+    {"name": "words", "keywords": ["forbidden", "top secret"], "action": "mask"},
+    {"name": "tickets", "deny": ["TCK-[0-9]{3}", "(?i)drop\\s+table"], "action": "flag"},
+    {"name": "only-ascii", "allow": ["^[ -~]*$"], "action": "flag"},
+    {"name": "custom", "deny": ["x+y"], "scope": {"jsonpath": ["$.metadata", "$..note"]}, "action": "mask"},
+    {"name": "clamp", "clamp": {"max_tokens": 8, "temperature": [0, 1]}, "action": "clamp"},
+    {"name": "tools", "tools": {"deny": ["shell*"]}, "action": "block"},
+    {"name": "args", "tool_arguments": "json", "action": "block"},
+    {"name": "size", "limits": {"max_messages": 64, "max_chars": 100000, "max_prompt_tokens": 50000}, "action": "block"}]},
+  {"name": "trial", "shadow": true, "checks": [
+    {"name": "injection", "detectors": ["prompt_injection"], "action": "block"},
+    {"name": "emails-out", "detectors": ["email"], "on": "response", "action": "mask"}]}]}"#;
+
+thread_local! {
+    static GUARDRAIL_CACHE: Rc<Guardrails> =
+        Rc::new(guardrails::parse(serde_json::from_str(GUARDRAILS).expect("JSON")).expect("fuzz guardrails are valid"));
+}
+
+/// The request checks on any body, each API: never a panic; a rewritten body is JSON whenever
+/// the input was, and the same input always gets the same verdict.
+pub fn guardrails_request(data: &[u8]) {
+    let mut input = Input::new(data);
+    let api = input.pick(&APIS);
+    let body = input.rest();
+    let g = GUARDRAIL_CACHE.with(Rc::clone);
+    let allowed = |model: &str| !model.contains("realtime");
+    let check = || {
+        g.check_request(&RequestInput {
+            api,
+            body,
+            route: None,
+            model: Some("gpt-4o"),
+            prompt_tokens: body.len() as u64 / 4,
+            model_allowed: Some(&allowed),
+        })
+    };
+    let outcome = check();
+    let again = check();
+    assert_eq!(outcome.block, again.block, "the same verdict twice");
+    assert_eq!(outcome.body, again.body, "the same rewrite twice");
+    if let (Some(rewritten), true) = (&outcome.body, serde_json::from_slice::<Value>(body).is_ok()) {
+        assert!(outcome.block.is_none(), "a refused request is not rewritten");
+        serde_json::from_slice::<Value>(rewritten).expect("a rewritten body is JSON");
+    }
+}
+
+/// The response guard on any stream, each API, cut anywhere, after a request that pseudonymised
+/// an email: the client gets the same bytes however the provider's bytes were chunked.
+pub fn guardrails_stream(data: &[u8]) {
+    let mut input = Input::new(data);
+    let api = input.pick(&[Api::OpenAiChat, Api::OpenAiResponses, Api::AnthropicMessages]);
+    let cuts = input.cuts(8);
+    let stream = input.rest();
+    let g = GUARDRAIL_CACHE.with(Rc::clone);
+    let request = match api {
+        Api::AnthropicMessages => {
+            br#"{"model":"m","max_tokens":9,"messages":[{"role":"user","content":"mail jane.doe@example.com"}]}"#.to_vec()
+        }
+        Api::OpenAiResponses => br#"{"model":"m","input":"mail jane.doe@example.com"}"#.to_vec(),
+        _ => br#"{"model":"m","messages":[{"role":"user","content":"mail jane.doe@example.com"}]}"#.to_vec(),
+    };
+    let outcome = g.check_request(&RequestInput {
+        api,
+        body: &request,
+        route: None,
+        model: None,
+        prompt_tokens: 0,
+        model_allowed: None,
+    });
+    let Some(response) = outcome.response else { panic!("the request masked an email: a response guard follows") };
+    let run = |chunks: &[&[u8]]| {
+        let mut guard = response.stream();
+        let mut out = Vec::new();
+        for chunk in chunks {
+            out.extend(guard.feed(chunk));
+        }
+        out.extend(guard.finish());
+        (out, guard.block().cloned(), guard.decisions())
+    };
+    let whole = run(&[stream]);
+    let chunked = run(&split(stream, &cuts));
+    assert_eq!(whole.0, chunked.0, "chunking changed what the client gets");
+    assert_eq!(whole.1, chunked.1, "chunking changed the verdict");
+    assert_eq!(whole.2, chunked.2, "chunking changed the decisions");
 }
