@@ -49,6 +49,10 @@ def test_check_config_accepts_the_shipped_configuration(tmp_path):
         ('{"max_response_body_bytes": 0}', "max_response_body_bytes"),
         ('{"log_level": "loud"}', "log_level"),
         ('{"header_prefix": "X-Upper-"}', "header_prefix"),
+        ('{"guardrails": {"policies": [{"name": "p", "checks": [{"name": "c", "deny": ["(unclosed"], "action": "block"}]}]}}',
+         "guardrails.policies[0].checks[0].deny[0]"),
+        ('{"guardrails": {"policies": [{"name": "p", "checks": [{"name": "c", "detectors": ["emial"], "action": "mask"}]}]}}',
+         "guardrails.policies[0].checks[0].detectors[0]"),
     ],
 )
 def test_check_config_rejects_a_bad_config_naming_the_field(tmp_path, config, field):
@@ -62,6 +66,15 @@ def test_envoy_refuses_to_start_with_a_bad_filter_config(mock):
     with pytest.raises(RuntimeError) as raised:
         Envoy(mock.port, filter_config={"log_level": "loud"})
     assert "log_level" in str(raised.value)
+
+
+def test_envoy_refuses_a_guardrail_with_an_invalid_regex_naming_the_rule(mock):
+    bad = {"guardrails": {"policies": [{"name": "p", "checks": [
+        {"name": "ok", "deny": ["fine"], "action": "flag"},
+        {"name": "bad", "deny": ["ok", "(a|b"], "action": "block"}]}]}}
+    with pytest.raises(RuntimeError) as raised:
+        Envoy(mock.port, filter_config=bad)
+    assert "guardrails.policies[0].checks[1].deny[1]" in str(raised.value)
 
 
 def test_bare_envoy_of_the_benchmarks_is_the_shipped_config_without_tollgate(mock):
