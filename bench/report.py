@@ -270,9 +270,10 @@ def micro_tables(results: dict) -> list[str]:
             mbps = f"{r['bytes'] / w * 1e3:,.0f} MB/s" if w and r["case"] == "parse_request" else ""
             row += f" | {ratio(w / n) if w and n else '–'} | {mbps}"
         out.append(row + " |")
-    out += ["", "Cases: " + "; ".join(f"`{c['case']}`: {c['what']}" for c in main["cases"]) + ".", "",
-            "Not measured yet, places kept for them in `examples/per_request.rs` (`PENDING`): "
-            + "; ".join(f"`{c['case']}`: {c['what']}" for c in main.get("pending", [])) + "."]
+    out += ["", "Cases: " + "; ".join(f"`{c['case']}`: {c['what']}" for c in main["cases"]) + "."]
+    if main.get("pending"):
+        out += ["", "Not measured yet, places kept for them in `examples/per_request.rs` (`PENDING`): "
+                + "; ".join(f"`{c['case']}`: {c['what']}" for c in main["pending"]) + "."]
     return out
 
 

@@ -8,6 +8,9 @@
 //! `valgrind --tool=callgrind`: instruction counts are the benchmark's regression gate
 //! (bench/gate.py), because wall-clock time on a shared machine is too noisy to gate on.
 //!
+//! `per_request check` checks that the feature cases' policies do what they are there to
+//! measure (`time` does too, first; bench/gate.py runs it once, outside callgrind).
+//!
 //! Whole exchanges are driven through the fake Envoy of the lifecycle tests (tests/support),
 //! so they include that fake host's own bookkeeping; the `parse_*` cases are the bare functions.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // a bench may fail loudly
@@ -23,6 +26,7 @@ use support::{policy, FakeHost, Profile};
 use tollgate::config::Policy;
 use tollgate::dialect::{self, Api};
 use tollgate::exchange::Exchange;
+use tollgate::names::Counter;
 
 const CHAT_REQUEST: &[u8] = include_bytes!("../tests/fixtures/openai/chat_request.json");
 const CHAT_RESPONSE: &[u8] = include_bytes!("../tests/fixtures/openai/chat_response.json");
@@ -43,7 +47,8 @@ struct Case {
 }
 
 /// Per-request work measured today, in report order. Features add their case here when they
-/// land; `PENDING` names the places kept for them.
+/// land. Each `select_model`, `count_tokens` and `scan_guardrails*` case is a whole exchange like
+/// the one it names, with one feature more: the difference between the two is that feature.
 const CASES: &[Case] = &[
     Case {
         name: "parse_request",
@@ -70,18 +75,75 @@ const CASES: &[Case] = &[
         run: stream_chunks,
         per_body: false,
     },
+    Case {
+        name: "select_model",
+        what: "`exchange` with model selection: a rule aliases gpt-4o-mini to its dated snapshot at the openai \
+               provider (body model rewritten, credentials replaced, cluster named)",
+        run: select_model,
+        per_body: true,
+    },
+    Case {
+        name: "count_tokens",
+        what: "`select_model` with context windows on the targets (128k, overflow to 1M), so the prompt is \
+               counted exactly (o200k, OpenAI's chat rules) for the context-window rule",
+        run: count_tokens,
+        per_body: true,
+    },
+    Case {
+        name: "scan_guardrails",
+        what: "`exchange` with the shipped `privacy` guardrails (envoy/envoy.yaml): the request scanned for \
+               PII and secrets, the answer for secrets (the bench bodies hold none: the scan, not masking)",
+        run: scan_guardrails,
+        per_body: true,
+    },
+    Case {
+        name: "scan_guardrails_stream",
+        what: "`stream_chunk` with the shipped `privacy` guardrails: every event through the stream guard \
+               (per chunk)",
+        run: scan_guardrails_stream,
+        per_body: false,
+    },
 ];
 
-/// Work the roadmap adds to every request, not implemented yet. Each becomes a `Case` above.
-const PENDING: &[(&str, &str)] = &[
-    ("count_tokens", "exact o200k token count of the prompt (the tokenizer being added on the `tokenizer` branch)"),
-    ("scan_guardrails", "guardrail scanning of the prompt (PII patterns, keyword lists)"),
-    ("select_model", "model selection rules"),
-];
+/// Per-request work the roadmap adds that has no case yet (none today): each becomes a `Case`
+/// above. Kept, empty, because bench/run.py reports the list.
+const PENDING: &[(&str, &str)] = &[];
+
+/// `select_model`: an alias to another model, so the body is rewritten, as in the `selection`
+/// profile of bench/profiles.toml.
+const SELECTION: &str = r#"{
+  "providers": {"openai": {"dialect": "openai", "cluster": "openai", "api_key": {"value": "sk-bench"}}},
+  "targets": {"mini": {"provider": "openai", "model": "gpt-4o-mini-2024-07-18"}},
+  "rules": [{"name": "pin", "match": {"model": "gpt-4o-mini"}, "targets": ["mini"]}]
+}"#;
+
+/// `count_tokens`: the same alias with the shipped `fast` rule's windows (envoy/envoy.yaml); a
+/// context window makes the exchange count the prompt. The 1 MB body overflows to the big one.
+const CONTEXT_WINDOW: &str = r#"{
+  "providers": {"openai": {"dialect": "openai", "cluster": "openai", "api_key": {"value": "sk-bench"}}},
+  "targets": {
+    "mini": {"provider": "openai", "model": "gpt-4o-mini-2024-07-18", "context_window": 128000},
+    "big": {"provider": "openai", "model": "gpt-4.1", "context_window": 1047576}
+  },
+  "rules": [{"name": "pin", "match": {"model": "gpt-4o-mini"}, "targets": ["mini"], "overflow": ["big"]}]
+}"#;
+
+/// `scan_guardrails*`: the `privacy` policy of envoy/envoy.yaml, copied as shipped, and nothing else.
+const GUARDRAILS: &str = r#"{"guardrails": {"policies": [
+  {"name": "privacy", "checks": [
+    {"name": "pii", "detectors": ["email", "card", "iban", "ssn"], "action": "mask_and_restore",
+     "scope": {"roles": ["user", "tool"]}},
+    {"name": "secrets", "detectors": ["secrets"], "action": "block", "status": 422, "code": "secret_detected"}
+  ]}
+]}}"#;
 
 thread_local! {
-    /// Compiled once, as the filter does at configuration time, and shared by every request.
+    /// Compiled once, as the filter does at configuration time, and shared by every request
+    /// (each on first use: a case's run compiles only its own).
     static POLICY: Rc<Policy> = policy("{}");
+    static SELECTION_POLICY: Rc<Policy> = policy(SELECTION);
+    static CONTEXT_WINDOW_POLICY: Rc<Policy> = policy(CONTEXT_WINDOW);
+    static GUARDRAILS_POLICY: Rc<Policy> = policy(GUARDRAILS);
 }
 
 fn shared_policy() -> Rc<Policy> {
@@ -102,12 +164,35 @@ fn parse_response(_body: &[u8]) -> usize {
 }
 
 fn exchange(body: &[u8]) -> usize {
+    exchange_with(shared_policy(), body);
+    1
+}
+
+/// A request and its non-streaming answer through Exchange on the fake Envoy, under `policy`.
+fn exchange_with(policy: Rc<Policy>, body: &[u8]) -> FakeHost {
     let mut host = FakeHost::new(Profile::Envoy);
-    let mut ex = Exchange::new(1, shared_policy());
+    let mut ex = Exchange::new(1, policy);
     host.request(&mut ex, CHAT_HEADERS, &[body]);
     host.response(&mut ex, JSON_OK, &[CHAT_RESPONSE]);
     assert!(host.client_header("x-tollgate-cost-usd").is_some(), "the exchange was priced");
-    black_box(host);
+    black_box(host)
+}
+
+fn select_model(body: &[u8]) -> usize {
+    let host = exchange_with(SELECTION_POLICY.with(Rc::clone), body);
+    assert_eq!(host.upstream_header("x-tollgate-cluster"), Some("openai"), "the rule routed the request");
+    1
+}
+
+fn count_tokens(body: &[u8]) -> usize {
+    let host = exchange_with(CONTEXT_WINDOW_POLICY.with(Rc::clone), body);
+    assert_eq!(host.upstream_header("x-tollgate-cluster"), Some("openai"), "the rule routed the request");
+    1
+}
+
+fn scan_guardrails(body: &[u8]) -> usize {
+    let host = exchange_with(GUARDRAILS_POLICY.with(Rc::clone), body);
+    assert!(host.reply.is_none(), "the guardrails let the request through");
     1
 }
 
@@ -138,13 +223,62 @@ fn stream_events() -> &'static [&'static [u8]] {
 /// The fixture's chat request, then a streamed response of `STREAM_EVENTS` events, one body
 /// callback each.
 fn stream_chunks(_body: &[u8]) -> usize {
+    stream_with(shared_policy())
+}
+
+/// `stream_chunk` under the `privacy` guardrails: each event also goes through the stream guard.
+fn scan_guardrails_stream(_body: &[u8]) -> usize {
+    stream_with(GUARDRAILS_POLICY.with(Rc::clone))
+}
+
+fn stream_with(policy: Rc<Policy>) -> usize {
     let events = stream_events();
     let mut host = FakeHost::new(Profile::Envoy);
-    let mut ex = Exchange::new(1, shared_policy());
+    let mut ex = Exchange::new(1, policy);
     host.request(&mut ex, CHAT_HEADERS, &[CHAT_REQUEST]);
     host.response(&mut ex, SSE_OK, events);
     black_box(host);
     events.len()
+}
+
+/// The policies of the feature cases do what they are there to measure (a case that silently
+/// skipped its feature would measure nothing). Run before timing, never in a timed loop.
+fn check_policies() {
+    let body = |content: &str| {
+        serde_json::json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": content}]}).to_string()
+    };
+    let upstream_model = |host: &FakeHost| {
+        let sent: serde_json::Value = serde_json::from_slice(&host.upstream_body).expect("upstream body is JSON");
+        sent["model"].as_str().unwrap_or_default().to_string()
+    };
+
+    let host = exchange_with(SELECTION_POLICY.with(Rc::clone), body("hi").as_bytes());
+    assert_eq!(upstream_model(&host), "gpt-4o-mini-2024-07-18", "select_model rewrites the body's model");
+
+    // A prompt over the 128k window of the first target goes to the overflow target: it was counted.
+    let long = body(&"word ".repeat(130_000));
+    let host = exchange_with(CONTEXT_WINDOW_POLICY.with(Rc::clone), long.as_bytes());
+    assert_eq!(upstream_model(&host), "gpt-4.1", "count_tokens counts the prompt against the context window");
+
+    let host = exchange_with(GUARDRAILS_POLICY.with(Rc::clone), body("write to jane.doe@example.com").as_bytes());
+    let sent = String::from_utf8_lossy(&host.upstream_body).into_owned();
+    assert!(sent.contains("[EMAIL_1]") && !sent.contains("jane.doe"), "scan_guardrails masks emails: {sent}");
+
+    // A key in a streamed answer ends the stream: the stream guard reads every event.
+    let key = b"sk-proj-Zq8xV3mN7bR2tY6uK1wP4sL9dF5gH0jA";
+    let events = stream_events();
+    let leaking = events[1]
+        .windows(6)
+        .position(|w| w == b"An API")
+        .map(|at| [&events[1][..at], key.as_slice(), &events[1][at + 6..]].concat());
+    let leaking = leaking.expect("the fixture's second event says \"An API\"");
+    let mut host = FakeHost::new(Profile::Envoy);
+    let mut ex = Exchange::new(1, GUARDRAILS_POLICY.with(Rc::clone));
+    host.request(&mut ex, CHAT_HEADERS, &[CHAT_REQUEST]);
+    host.response(&mut ex, SSE_OK, &[events[0], &leaking, events[2]]);
+    let client = host.client_body();
+    assert!(!client.windows(key.len()).any(|w| w == key), "scan_guardrails_stream blocks keys");
+    assert_eq!(host.counter(Counter::ResponsesBlockedByGuardrails), 1, "the stream guard ended the stream");
 }
 
 /// Median and best of `samples` timings, each long enough to dwarf the clock's resolution.
@@ -179,7 +313,12 @@ fn time_case(case: &Case, body: &[u8], budget: Duration) -> serde_json::Value {
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
+        Some("check") => {
+            check_policies();
+            println!("the feature cases' policies do what they measure");
+        }
         Some("time") => {
+            check_policies();
             let budget = Duration::from_millis(
                 std::env::var("BENCH_BUDGET_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(300),
             );
@@ -210,7 +349,7 @@ fn main() {
             println!("{units}");
         }
         _ => {
-            eprintln!("usage: per_request time BODY.json... | per_request count CASE N BODY.json");
+            eprintln!("usage: per_request time BODY.json... | per_request count CASE N BODY.json | per_request check");
             std::process::exit(2);
         }
     }
