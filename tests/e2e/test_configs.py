@@ -92,3 +92,26 @@ def test_bare_envoy_of_the_benchmarks_is_the_shipped_config_without_tollgate(moc
         assert "filters.http.wasm" not in listeners
     finally:
         proxy.stop()
+
+
+def test_the_benchmarks_guardrails_are_the_shipped_ones():
+    """bench/profiles.toml and examples/per_request.rs copy envoy/envoy.yaml's guardrail policy
+    (the benchmark measures what ships): the copies stay equal to it."""
+    import re
+    import tomllib
+
+    import yaml
+
+    from harness import ENVOY_CONFIG
+
+    config = yaml.safe_load(ENVOY_CONFIG.read_text())
+    manager = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    wasm = next(f for f in manager["http_filters"] if f["name"] == "tollgate")["typed_config"]["config"]
+    shipped = json.loads(wasm["configuration"]["value"])["guardrails"]
+    profiles = {p["name"]: p for p in tomllib.loads((REPO / "bench" / "profiles.toml").read_text())["profile"]}
+    assert profiles["guardrails"]["config"]["guardrails"] == shipped
+    assert profiles["everything"]["config"]["guardrails"] == shipped
+    source = (REPO / "examples" / "per_request.rs").read_text()
+    copied = re.search(r'const GUARDRAILS: &str = r#"(.*?)"#;', source, re.S)
+    assert copied, "examples/per_request.rs keeps its copy in const GUARDRAILS"
+    assert json.loads(copied.group(1))["guardrails"] == shipped
