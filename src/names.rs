@@ -87,10 +87,14 @@ pub enum Counter {
     RequestsBlockedByGuardrails,
     /// A response replaced by a guardrail's error, or a stream a guardrail ended.
     ResponsesBlockedByGuardrails,
+    /// A response body the filter had to change (translation, a guardrail's mask, restore or
+    /// block, the usage chunk removed, the cost line) that the proxy refused to change: the
+    /// provider's bytes went on as they were.
+    ResponsesNotRewritten,
 }
 
 impl Counter {
-    pub const ALL: [Counter; 12] = [
+    pub const ALL: [Counter; 13] = [
         Counter::RequestsInspected,
         Counter::RequestsRejectedInvalidBody,
         Counter::RequestsRejectedTooLarge,
@@ -103,6 +107,7 @@ impl Counter {
         Counter::RequestsFailedClosed,
         Counter::RequestsBlockedByGuardrails,
         Counter::ResponsesBlockedByGuardrails,
+        Counter::ResponsesNotRewritten,
     ];
 
     pub fn metric_name(self) -> &'static str {
@@ -119,6 +124,7 @@ impl Counter {
             Counter::RequestsFailedClosed => "tollgate.requests_failed_closed",
             Counter::RequestsBlockedByGuardrails => "tollgate.requests_blocked_by_guardrails",
             Counter::ResponsesBlockedByGuardrails => "tollgate.responses_blocked_by_guardrails",
+            Counter::ResponsesNotRewritten => "tollgate.responses_not_rewritten",
         }
     }
 }

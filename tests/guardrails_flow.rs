@@ -339,3 +339,20 @@ fn a_json_answer_to_a_stream_request_is_checked_as_json() {
     assert_eq!(answer["choices"][0]["message"]["content"], format!("Hello {EMAIL}"));
     assert_eq!(host.record()["tokens"]["output"]["tokens"], 9);
 }
+
+#[test]
+fn a_restore_the_proxy_refuses_is_counted_not_silent() {
+    for stream in [false, true] {
+        let mut host = FakeHost::new(Profile::Envoy);
+        let mut ex =
+            send(&mut host, policy(privacy()), "/v1/chat/completions", &chat(&format!("I am {EMAIL}"), stream));
+        host.refuse.push("replace_response_body");
+        if stream {
+            host.response(&mut ex, &OK_SSE, &[&openai_stream(&["Hi [EMAIL_1]"])]);
+        } else {
+            host.response(&mut ex, &OK_JSON, &[&chat_answer("Hi [EMAIL_1]")]);
+        }
+        assert!(host.counter(Counter::ResponsesNotRewritten) >= 1, "stream={stream}");
+        assert_eq!(host.record()["outcome"], "complete");
+    }
+}

@@ -21,13 +21,13 @@ use tollgate::config::{self, Policy};
 use tollgate::dialect::{self, Api};
 use tollgate::exchange::Exchange;
 use tollgate::filter::Filter;
+use tollgate::guardrails::{self, Guardrails, RequestInput};
 use tollgate::host_io::{Flow, HostIo};
 use tollgate::names::{Counter, EXPORT_CHAIN, EXPORT_USAGE};
 use tollgate::provider_request::Translation;
 use tollgate::response_translation::{self, StreamTranslation};
 use tollgate::sse::{SseEvent, SseFramer};
 use tollgate::stream_meter::{ChunkEdit, StreamMeter};
-use tollgate::guardrails::{self, Guardrails, RequestInput};
 use tollgate::{chain, json_edit, translate};
 
 /// A fuzz target's check.
@@ -620,7 +620,8 @@ pub fn guardrails_stream(data: &[u8]) {
     let g = GUARDRAIL_CACHE.with(Rc::clone);
     let request = match api {
         Api::AnthropicMessages => {
-            br#"{"model":"m","max_tokens":9,"messages":[{"role":"user","content":"mail jane.doe@example.com"}]}"#.to_vec()
+            br#"{"model":"m","max_tokens":9,"messages":[{"role":"user","content":"mail jane.doe@example.com"}]}"#
+                .to_vec()
         }
         Api::OpenAiResponses => br#"{"model":"m","input":"mail jane.doe@example.com"}"#.to_vec(),
         _ => br#"{"model":"m","messages":[{"role":"user","content":"mail jane.doe@example.com"}]}"#.to_vec(),

@@ -161,6 +161,7 @@ impl Exchange {
         }
         if let ChunkEdit::Replace(bytes) = edit {
             if let Err(err) = io.replace_response_body(body_size, &bytes) {
+                io.increment(Counter::ResponsesNotRewritten);
                 log::warn!("#{} replace_response_chunk_failed detail={}", self.id, err.detail);
             }
         }
@@ -260,6 +261,7 @@ impl Exchange {
 
     fn replace_body(&self, io: &mut dyn HostIo, held: usize, bytes: &[u8], headers_held: bool) {
         if let Err(err) = io.replace_response_body(held, bytes) {
+            io.increment(Counter::ResponsesNotRewritten);
             log::warn!("#{} replace_response_body_failed detail={}", self.id, err.detail);
             return;
         }

@@ -83,7 +83,7 @@ pub struct FakeHost {
     /// Response trailers the filter added.
     pub trailers: Vec<(String, String)>,
     /// Hostcalls this host refuses, to test `failure_mode`: `request_body`,
-    /// `replace_request_body`, `send_reply`.
+    /// `replace_request_body`, `send_reply`, `replace_response_body`.
     pub refuse: Vec<&'static str>,
 }
 
@@ -524,6 +524,9 @@ impl HostIo for FakeHost {
     }
 
     fn replace_response_body(&mut self, held: usize, bytes: &[u8]) -> Result<(), HostError> {
+        if self.refuse.contains(&"replace_response_body") {
+            return Err(HostError { detail: "refused by the test".into() });
+        }
         if held != self.response_buffer.len() {
             self.violations.push(format!("response body replaced with a wrong held size {held}"));
         }
