@@ -45,6 +45,8 @@ CASES = [
     ("stream_chunk", "stream_chunk", "chat-1k"),
     ("select_model/chat-1k", "select_model", "chat-1k"),
     ("select_model/chat-32k", "select_model", "chat-32k"),
+    ("translate/chat-1k", "translate", "chat-1k"),
+    ("translate/chat-32k", "translate", "chat-32k"),
     ("count_tokens/chat-1k", "count_tokens", "chat-1k"),
     ("count_tokens/chat-32k", "count_tokens", "chat-32k"),
     ("scan_guardrails/chat-1k", "scan_guardrails", "chat-1k"),

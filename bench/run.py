@@ -404,6 +404,12 @@ class Bench:
             native = subprocess.run([*pinned(LOAD_CPU), str(REPO / "target/release/examples/per_request"), "time",
                                      *files], capture_output=True, text=True, env=env, check=True)
             out["native"] = json.loads(native.stdout)
+            counted = subprocess.run([str(REPO / "target/release/examples/per_request"), "hostcalls",
+                                      str(bodies["chat-1k"])], capture_output=True, text=True)
+            if counted.returncode == 0:
+                self.results["hostcalls"] = json.loads(counted.stdout)
+            else:
+                self.notes.append(f"hostcalls not counted: {counted.stderr.strip()[-300:]}")
         else:
             self.notes.append(f"native micro-benchmarks not built: {built.stderr.strip()[-300:]}")
         wasm = subprocess.run([str(REPO / "scripts/build-wasm.sh"), "--example", "per_request"], cwd=REPO,

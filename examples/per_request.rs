@@ -11,6 +11,10 @@
 //! `per_request check` checks that the feature cases' policies do what they are there to
 //! measure (`time` does too, first; bench/gate.py runs it once, outside callgrind).
 //!
+//! `per_request hostcalls BODY.json` prints, as JSON, the calls the filter makes to its host, by
+//! kind, for each whole-exchange case on that body and per chunk for the stream cases: each is a
+//! proxy-wasm hostcall on Envoy (`Hostcall::on_envoy` in tests/support names which).
+//!
 //! Whole exchanges are driven through the fake Envoy of the lifecycle tests (tests/support),
 //! so they include that fake host's own bookkeeping; the `parse_*` cases are the bare functions.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // a bench may fail loudly
@@ -22,7 +26,7 @@ use std::hint::black_box;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use support::{policy, FakeHost, Profile};
+use support::{policy, FakeHost, Hostcall, Profile};
 use tollgate::config::Policy;
 use tollgate::dialect::{self, Api};
 use tollgate::exchange::Exchange;
@@ -30,6 +34,7 @@ use tollgate::names::Counter;
 
 const CHAT_REQUEST: &[u8] = include_bytes!("../tests/fixtures/openai/chat_request.json");
 const CHAT_RESPONSE: &[u8] = include_bytes!("../tests/fixtures/openai/chat_response.json");
+const ANTHROPIC_RESPONSE: &[u8] = include_bytes!("../tests/fixtures/anthropic/messages_response.json");
 const CHAT_STREAM: &[u8] = include_bytes!("../tests/fixtures/openai/chat_stream.sse");
 const CHAT_HEADERS: &[(&str, &str)] =
     &[(":method", "POST"), (":path", "/v1/chat/completions"), ("content-type", "application/json")];
@@ -47,8 +52,9 @@ struct Case {
 }
 
 /// Per-request work measured today, in report order. Features add their case here when they
-/// land. Each `select_model`, `count_tokens` and `scan_guardrails*` case is a whole exchange like
-/// the one it names, with one feature more: the difference between the two is that feature.
+/// land. Each `select_model`, `translate`, `count_tokens` and `scan_guardrails*` case is a whole
+/// exchange like the one it names, with one feature more: the difference between the two is that
+/// feature.
 const CASES: &[Case] = &[
     Case {
         name: "parse_request",
@@ -80,6 +86,14 @@ const CASES: &[Case] = &[
         what: "`exchange` with model selection: a rule aliases gpt-4o-mini to its dated snapshot at the openai \
                provider (body model rewritten, credentials replaced, cluster named)",
         run: select_model,
+        per_body: true,
+    },
+    Case {
+        name: "translate",
+        what: "`select_model` with the target at the Anthropic provider: an OpenAI client served by Anthropic, \
+               the request translated to the Messages API and the answer (tests/fixtures/anthropic) back to a \
+               chat completion",
+        run: translate,
         per_body: true,
     },
     Case {
@@ -117,6 +131,14 @@ const SELECTION: &str = r#"{
   "rules": [{"name": "pin", "match": {"model": "gpt-4o-mini"}, "targets": ["mini"]}]
 }"#;
 
+/// `translate`: every model to Claude at the Anthropic provider, as the `translation` profile of
+/// bench/profiles.toml but without its context window (that would count tokens too).
+const TRANSLATION: &str = r#"{
+  "providers": {"anthropic": {"dialect": "anthropic", "cluster": "anthropic", "api_key": {"value": "sk-ant-bench"}}},
+  "targets": {"claude": {"provider": "anthropic", "model": "claude-haiku-4-5"}},
+  "rules": [{"name": "claude", "match": {"model": "*"}, "targets": ["claude"]}]
+}"#;
+
 /// `count_tokens`: the same alias with the shipped `fast` rule's windows (envoy/envoy.yaml); a
 /// context window makes the exchange count the prompt. The 1 MB body overflows to the big one.
 const CONTEXT_WINDOW: &str = r#"{
@@ -142,6 +164,7 @@ thread_local! {
     /// (each on first use: a case's run compiles only its own).
     static POLICY: Rc<Policy> = policy("{}");
     static SELECTION_POLICY: Rc<Policy> = policy(SELECTION);
+    static TRANSLATION_POLICY: Rc<Policy> = policy(TRANSLATION);
     static CONTEXT_WINDOW_POLICY: Rc<Policy> = policy(CONTEXT_WINDOW);
     static GUARDRAILS_POLICY: Rc<Policy> = policy(GUARDRAILS);
 }
@@ -170,10 +193,15 @@ fn exchange(body: &[u8]) -> usize {
 
 /// A request and its non-streaming answer through Exchange on the fake Envoy, under `policy`.
 fn exchange_with(policy: Rc<Policy>, body: &[u8]) -> FakeHost {
+    answered_by(policy, body, CHAT_RESPONSE)
+}
+
+/// The same, with `answer` as the provider's response body.
+fn answered_by(policy: Rc<Policy>, body: &[u8], answer: &[u8]) -> FakeHost {
     let mut host = FakeHost::new(Profile::Envoy);
     let mut ex = Exchange::new(1, policy);
     host.request(&mut ex, CHAT_HEADERS, &[body]);
-    host.response(&mut ex, JSON_OK, &[CHAT_RESPONSE]);
+    host.response(&mut ex, JSON_OK, &[answer]);
     assert!(host.client_header("x-tollgate-cost-usd").is_some(), "the exchange was priced");
     black_box(host)
 }
@@ -181,6 +209,12 @@ fn exchange_with(policy: Rc<Policy>, body: &[u8]) -> FakeHost {
 fn select_model(body: &[u8]) -> usize {
     let host = exchange_with(SELECTION_POLICY.with(Rc::clone), body);
     assert_eq!(host.upstream_header("x-tollgate-cluster"), Some("openai"), "the rule routed the request");
+    1
+}
+
+fn translate(body: &[u8]) -> usize {
+    let host = answered_by(TRANSLATION_POLICY.with(Rc::clone), body, ANTHROPIC_RESPONSE);
+    assert_eq!(host.upstream_header(":path"), Some("/v1/messages"), "the request went to Anthropic");
     1
 }
 
@@ -233,12 +267,64 @@ fn scan_guardrails_stream(_body: &[u8]) -> usize {
 
 fn stream_with(policy: Rc<Policy>) -> usize {
     let events = stream_events();
+    black_box(streamed(policy, events));
+    events.len()
+}
+
+/// The fixture's chat request, then `events` as a streamed answer, one body callback each.
+fn streamed(policy: Rc<Policy>, events: &[&[u8]]) -> FakeHost {
     let mut host = FakeHost::new(Profile::Envoy);
     let mut ex = Exchange::new(1, policy);
     host.request(&mut ex, CHAT_HEADERS, &[CHAT_REQUEST]);
     host.response(&mut ex, SSE_OK, events);
-    black_box(host);
-    events.len()
+    host
+}
+
+/// `per_request hostcalls`: the filter's calls to its host by kind, per request for the
+/// whole-exchange cases on `body`, per chunk for the stream cases (the difference between a
+/// stream of `STREAM_EVENTS` events and one of half as many, so the request's own calls cancel).
+fn hostcalls(body: &[u8], body_name: &str) -> serde_json::Value {
+    let counts = |host: &FakeHost| -> serde_json::Map<String, serde_json::Value> {
+        host.hostcalls.made().into_iter().map(|(c, n)| (c.name().to_string(), n.into())).collect()
+    };
+    let mut cases = Vec::new();
+    let exchanges: [(&str, Rc<Policy>, &[u8]); 5] = [
+        ("exchange", shared_policy(), CHAT_RESPONSE),
+        ("select_model", SELECTION_POLICY.with(Rc::clone), CHAT_RESPONSE),
+        ("translate", TRANSLATION_POLICY.with(Rc::clone), ANTHROPIC_RESPONSE),
+        ("count_tokens", CONTEXT_WINDOW_POLICY.with(Rc::clone), CHAT_RESPONSE),
+        ("scan_guardrails", GUARDRAILS_POLICY.with(Rc::clone), CHAT_RESPONSE),
+    ];
+    for (name, policy, answer) in exchanges {
+        let host = answered_by(policy, body, answer);
+        cases.push(serde_json::json!({
+            "case": name, "body": body_name, "per": "request",
+            "calls": counts(&host), "total": host.hostcalls.total(),
+        }));
+    }
+    let all = stream_events();
+    let half: Vec<&[u8]> = all[..all.len() / 2 - 1].iter().chain(all.last()).copied().collect();
+    for (name, policy) in
+        [("stream_chunk", shared_policy()), ("scan_guardrails_stream", GUARDRAILS_POLICY.with(Rc::clone))]
+    {
+        let long = streamed(policy.clone(), all);
+        let short = streamed(policy, &half);
+        let extra = (all.len() - half.len()) as f64;
+        let calls: serde_json::Map<String, serde_json::Value> = Hostcall::ALL
+            .iter()
+            .filter_map(|&c| {
+                let n = long.hostcalls.count(c) - short.hostcalls.count(c);
+                (n > 0).then(|| (c.name().to_string(), (n as f64 / extra).into()))
+            })
+            .collect();
+        let total = (long.hostcalls.total() - short.hostcalls.total()) as f64 / extra;
+        cases.push(serde_json::json!({
+            "case": name, "body": "fixture", "per": "chunk", "calls": calls, "total": total,
+        }));
+    }
+    let kinds: Vec<_> =
+        Hostcall::ALL.iter().map(|c| serde_json::json!({"kind": c.name(), "on_envoy": c.on_envoy()})).collect();
+    serde_json::json!({"kinds": kinds, "cases": cases})
 }
 
 /// The policies of the feature cases do what they are there to measure (a case that silently
@@ -254,6 +340,13 @@ fn check_policies() {
 
     let host = exchange_with(SELECTION_POLICY.with(Rc::clone), body("hi").as_bytes());
     assert_eq!(upstream_model(&host), "gpt-4o-mini-2024-07-18", "select_model rewrites the body's model");
+
+    let host = answered_by(TRANSLATION_POLICY.with(Rc::clone), body("hi").as_bytes(), ANTHROPIC_RESPONSE);
+    let sent: serde_json::Value = serde_json::from_slice(&host.upstream_body).expect("upstream body is JSON");
+    assert_eq!(sent["model"], "claude-haiku-4-5", "translate sends the Messages API request");
+    assert!(sent["max_tokens"].is_u64(), "translate sends the Messages API request: {sent}");
+    let answer: serde_json::Value = serde_json::from_slice(&host.client_body()).expect("the answer is JSON");
+    assert_eq!(answer["object"], "chat.completion", "translate answers the client in its own dialect");
 
     // A prompt over the 128k window of the first target goes to the overflow target: it was counted.
     let long = body(&"word ".repeat(130_000));
@@ -338,6 +431,12 @@ fn main() {
             let out = serde_json::json!({"target": target, "cases": cases, "pending": pending, "results": results});
             println!("{out}");
         }
+        Some("hostcalls") if args.len() == 2 => {
+            check_policies();
+            let body = std::fs::read(&args[1]).unwrap_or_else(|e| panic!("cannot read {}: {e}", args[1]));
+            let name = args[1].rsplit('/').next().unwrap_or(&args[1]);
+            println!("{}", hostcalls(&body, name));
+        }
         Some("count") if args.len() == 4 => {
             let case = CASES.iter().find(|c| c.name == args[1]).unwrap_or_else(|| panic!("no case {}", args[1]));
             let n: u64 = args[2].parse().expect("N is a number");
@@ -349,7 +448,10 @@ fn main() {
             println!("{units}");
         }
         _ => {
-            eprintln!("usage: per_request time BODY.json... | per_request count CASE N BODY.json | per_request check");
+            eprintln!(
+                "usage: per_request time BODY.json... | per_request count CASE N BODY.json | per_request check \
+                 | per_request hostcalls BODY.json"
+            );
             std::process::exit(2);
         }
     }

@@ -13,12 +13,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // tests may fail loudly
 #![allow(dead_code)] // each test crate uses its own part of the fake host
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
 use tollgate::config::{self, Policy};
 use tollgate::exchange::Exchange;
 use tollgate::host_io::{Flow, HostError, HostIo, HostKind};
+use tollgate::metrics::Kind;
 use tollgate::names::Counter;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,6 +87,146 @@ pub struct FakeHost {
     /// Hostcalls this host refuses, to test `failure_mode`: `request_body`,
     /// `replace_request_body`, `send_reply`, `replace_response_body`.
     pub refuse: Vec<&'static str>,
+    /// Every `HostIo` call the filter made, by kind (examples/per_request.rs reports them).
+    pub hostcalls: Hostcalls,
+}
+
+/// The kinds of `HostIo` call, each with the proxy-wasm hostcall it becomes on Envoy
+/// (src/host/proxy_io.rs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hostcall {
+    HostKind,
+    NowNanos,
+    RequestHeader,
+    SetRequestHeader,
+    RemoveRequestHeader,
+    RequestHeaderNames,
+    RouteName,
+    RouteTo,
+    UpstreamProvider,
+    MetadataValue,
+    ReadState,
+    ResponseHeader,
+    SetResponseHeader,
+    RemoveResponseHeader,
+    AddResponseTrailer,
+    RequestBody,
+    ReplaceRequestBody,
+    ResponseBody,
+    ReplaceResponseBody,
+    SendReply,
+    Increment,
+    EmitCounter,
+    EmitHistogram,
+    Export,
+}
+
+impl Hostcall {
+    pub const ALL: [Hostcall; 24] = [
+        Hostcall::HostKind,
+        Hostcall::NowNanos,
+        Hostcall::RequestHeader,
+        Hostcall::SetRequestHeader,
+        Hostcall::RemoveRequestHeader,
+        Hostcall::RequestHeaderNames,
+        Hostcall::RouteName,
+        Hostcall::RouteTo,
+        Hostcall::UpstreamProvider,
+        Hostcall::MetadataValue,
+        Hostcall::ReadState,
+        Hostcall::ResponseHeader,
+        Hostcall::SetResponseHeader,
+        Hostcall::RemoveResponseHeader,
+        Hostcall::AddResponseTrailer,
+        Hostcall::RequestBody,
+        Hostcall::ReplaceRequestBody,
+        Hostcall::ResponseBody,
+        Hostcall::ReplaceResponseBody,
+        Hostcall::SendReply,
+        Hostcall::Increment,
+        Hostcall::EmitCounter,
+        Hostcall::EmitHistogram,
+        Hostcall::Export,
+    ];
+
+    /// The `HostIo` method.
+    pub fn name(self) -> &'static str {
+        match self {
+            Hostcall::HostKind => "host_kind",
+            Hostcall::NowNanos => "now_nanos",
+            Hostcall::RequestHeader => "request_header",
+            Hostcall::SetRequestHeader => "set_request_header",
+            Hostcall::RemoveRequestHeader => "remove_request_header",
+            Hostcall::RequestHeaderNames => "request_header_names",
+            Hostcall::RouteName => "route_name",
+            Hostcall::RouteTo => "route_to",
+            Hostcall::UpstreamProvider => "upstream_provider",
+            Hostcall::MetadataValue => "metadata_value",
+            Hostcall::ReadState => "read_state",
+            Hostcall::ResponseHeader => "response_header",
+            Hostcall::SetResponseHeader => "set_response_header",
+            Hostcall::RemoveResponseHeader => "remove_response_header",
+            Hostcall::AddResponseTrailer => "add_response_trailer",
+            Hostcall::RequestBody => "request_body",
+            Hostcall::ReplaceRequestBody => "replace_request_body",
+            Hostcall::ResponseBody => "response_body",
+            Hostcall::ReplaceResponseBody => "replace_response_body",
+            Hostcall::SendReply => "send_reply",
+            Hostcall::Increment => "increment",
+            Hostcall::EmitCounter => "emit (counter)",
+            Hostcall::EmitHistogram => "emit (histogram)",
+            Hostcall::Export => "export",
+        }
+    }
+
+    /// What Envoy sees (src/host/proxy_io.rs). Metric ids are defined once per VM and cached,
+    /// as is the host kind, so those cost no hostcall per request.
+    pub fn on_envoy(self) -> &'static str {
+        match self {
+            Hostcall::HostKind => "none (cached per VM)",
+            Hostcall::NowNanos => "proxy_get_current_time_nanoseconds",
+            Hostcall::RequestHeader | Hostcall::ResponseHeader => "proxy_get_header_map_value",
+            Hostcall::SetRequestHeader | Hostcall::SetResponseHeader | Hostcall::RouteTo => {
+                "proxy_replace_header_map_value"
+            }
+            Hostcall::RemoveRequestHeader | Hostcall::RemoveResponseHeader => "proxy_remove_header_map_value",
+            Hostcall::RequestHeaderNames => "proxy_get_header_map_pairs",
+            Hostcall::RouteName | Hostcall::UpstreamProvider | Hostcall::MetadataValue | Hostcall::ReadState => {
+                "proxy_get_property"
+            }
+            Hostcall::AddResponseTrailer => "proxy_add_header_map_value",
+            Hostcall::RequestBody | Hostcall::ResponseBody => "proxy_get_buffer_bytes",
+            Hostcall::ReplaceRequestBody | Hostcall::ReplaceResponseBody => "proxy_set_buffer_bytes",
+            Hostcall::SendReply => "proxy_send_local_response",
+            Hostcall::Increment | Hostcall::EmitCounter => "proxy_increment_metric",
+            Hostcall::EmitHistogram => "proxy_record_metric",
+            Hostcall::Export => "proxy_set_property",
+        }
+    }
+}
+
+/// A counter per `Hostcall` kind: `Cell`s, since some `HostIo` methods take `&self`.
+#[derive(Debug, Default)]
+pub struct Hostcalls([Cell<u64>; Hostcall::ALL.len()]);
+
+impl Hostcalls {
+    fn note(&self, call: Hostcall) {
+        let cell = &self.0[call as usize];
+        cell.set(cell.get() + 1);
+    }
+
+    pub fn count(&self, call: Hostcall) -> u64 {
+        self.0[call as usize].get()
+    }
+
+    /// The kinds called at least once, with their counts, in `Hostcall::ALL` order.
+    pub fn made(&self) -> Vec<(Hostcall, u64)> {
+        Hostcall::ALL.iter().map(|&c| (c, self.count(c))).filter(|&(_, n)| n > 0).collect()
+    }
+
+    pub fn total(&self) -> u64 {
+        self.0.iter().map(Cell::get).sum()
+    }
 }
 
 pub fn policy(config_json: &str) -> Rc<Policy> {
@@ -119,6 +261,7 @@ impl FakeHost {
             metrics: HashMap::new(),
             trailers: Vec::new(),
             refuse: Vec::new(),
+            hostcalls: Hostcalls::default(),
         }
     }
 
@@ -191,6 +334,17 @@ impl FakeHost {
             Some(at) if body.ends_with(b"}\n") => body[..at].to_vec(),
             _ => body,
         }
+    }
+
+    /// `set_request_header` and Envoy's `route_to`, which is one hostcall, not two.
+    fn put_request_header(&mut self, name: &str, value: &str) -> Result<(), HostError> {
+        if self.upstream_headers_released {
+            self.violations.push(format!("request header {name} set after the headers went upstream"));
+            return Err(HostError { detail: "headers already sent".into() });
+        }
+        self.request_headers.retain(|(n, _)| n != name);
+        self.request_headers.push((name.to_string(), value.to_string()));
+        Ok(())
     }
 
     fn kong(&self) -> bool {
@@ -433,6 +587,7 @@ fn find(headers: &[(String, String)], name: &str) -> Option<String> {
 
 impl HostIo for FakeHost {
     fn host_kind(&mut self) -> HostKind {
+        self.hostcalls.note(Hostcall::HostKind);
         if self.kong() {
             HostKind::Kong
         } else {
@@ -441,24 +596,22 @@ impl HostIo for FakeHost {
     }
 
     fn now_nanos(&self) -> u64 {
+        self.hostcalls.note(Hostcall::NowNanos);
         self.clock
     }
 
     fn request_header(&self, name: &str) -> Option<String> {
+        self.hostcalls.note(Hostcall::RequestHeader);
         find(&self.request_headers, name)
     }
 
     fn set_request_header(&mut self, name: &str, value: &str) -> Result<(), HostError> {
-        if self.upstream_headers_released {
-            self.violations.push(format!("request header {name} set after the headers went upstream"));
-            return Err(HostError { detail: "headers already sent".into() });
-        }
-        self.request_headers.retain(|(n, _)| n != name);
-        self.request_headers.push((name.to_string(), value.to_string()));
-        Ok(())
+        self.hostcalls.note(Hostcall::SetRequestHeader);
+        self.put_request_header(name, value)
     }
 
     fn remove_request_header(&mut self, name: &str) -> Result<(), HostError> {
+        self.hostcalls.note(Hostcall::RemoveRequestHeader);
         if self.upstream_headers_released {
             self.violations.push(format!("request header {name} removed after the headers went upstream"));
             return Err(HostError { detail: "headers already sent".into() });
@@ -468,34 +621,41 @@ impl HostIo for FakeHost {
     }
 
     fn route_name(&mut self) -> Option<String> {
+        self.hostcalls.note(Hostcall::RouteName);
         self.route_name.clone()
     }
 
     fn request_header_names(&self) -> Vec<String> {
+        self.hostcalls.note(Hostcall::RequestHeaderNames);
         self.request_headers.iter().map(|(n, _)| n.clone()).collect()
     }
 
     fn upstream_provider(&self) -> Option<String> {
+        self.hostcalls.note(Hostcall::UpstreamProvider);
         self.upstream_provider.clone()
     }
 
     fn metadata_value(&self, path: &[String]) -> Option<String> {
+        self.hostcalls.note(Hostcall::MetadataValue);
         self.metadata.get(&path.join("/")).cloned()
     }
 
     fn read_state(&self, key: &str) -> Option<String> {
+        self.hostcalls.note(Hostcall::ReadState);
         self.exports.get(key).cloned()
     }
 
     fn route_to(&mut self, header: &str, cluster: &str) -> Result<(), HostError> {
+        self.hostcalls.note(Hostcall::RouteTo);
         if self.kong() {
             self.kong_upstream = Some(cluster.to_string());
             return Ok(());
         }
-        self.set_request_header(header, cluster)
+        self.put_request_header(header, cluster)
     }
 
     fn add_response_trailer(&mut self, name: &str, value: &str) -> Result<(), HostError> {
+        self.hostcalls.note(Hostcall::AddResponseTrailer);
         if self.kong() {
             return Err(HostError { detail: "no trailers".into() });
         }
@@ -504,6 +664,7 @@ impl HostIo for FakeHost {
     }
 
     fn remove_response_header(&mut self, name: &str) -> Result<(), HostError> {
+        self.hostcalls.note(Hostcall::RemoveResponseHeader);
         if self.response_headers_sent {
             self.violations.push(format!("response header {name} removed after the headers were sent"));
             return Err(HostError { detail: "headers already sent".into() });
@@ -513,6 +674,7 @@ impl HostIo for FakeHost {
     }
 
     fn replace_request_body(&mut self, held: usize, bytes: &[u8]) -> Result<(), HostError> {
+        self.hostcalls.note(Hostcall::ReplaceRequestBody);
         if self.refuse.contains(&"replace_request_body") {
             return Err(HostError { detail: "refused".into() });
         }
@@ -524,6 +686,7 @@ impl HostIo for FakeHost {
     }
 
     fn replace_response_body(&mut self, held: usize, bytes: &[u8]) -> Result<(), HostError> {
+        self.hostcalls.note(Hostcall::ReplaceResponseBody);
         if self.refuse.contains(&"replace_response_body") {
             return Err(HostError { detail: "refused by the test".into() });
         }
@@ -535,18 +698,25 @@ impl HostIo for FakeHost {
     }
 
     fn emit(&mut self, update: &tollgate::metrics::Update) {
+        self.hostcalls.note(match update.kind {
+            Kind::Counter => Hostcall::EmitCounter,
+            Kind::Histogram => Hostcall::EmitHistogram,
+        });
         *self.metrics.entry(update.name.clone()).or_insert(0) += update.value;
     }
 
     fn export(&mut self, key: &str, value: &str) {
+        self.hostcalls.note(Hostcall::Export);
         self.exports.insert(key.to_string(), value.to_string());
     }
 
     fn response_header(&self, name: &str) -> Option<String> {
+        self.hostcalls.note(Hostcall::ResponseHeader);
         find(&self.response_headers, name)
     }
 
     fn set_response_header(&mut self, name: &str, value: &str) -> Result<(), HostError> {
+        self.hostcalls.note(Hostcall::SetResponseHeader);
         if self.kong() && self.in_response_body {
             self.violations.push(format!("kong traps: response header {name} set during the response body"));
             return Err(HostError { detail: "trap".into() });
@@ -561,6 +731,7 @@ impl HostIo for FakeHost {
     }
 
     fn request_body(&self, start: usize, len: usize) -> Option<Vec<u8>> {
+        self.hostcalls.note(Hostcall::RequestBody);
         if self.refuse.contains(&"request_body") {
             return None;
         }
@@ -568,10 +739,12 @@ impl HostIo for FakeHost {
     }
 
     fn response_body(&self, start: usize, len: usize) -> Option<Vec<u8>> {
+        self.hostcalls.note(Hostcall::ResponseBody);
         self.response_buffer.get(start..start.checked_add(len)?).map(<[u8]>::to_vec)
     }
 
     fn send_reply(&mut self, status: u16, headers: &[(&str, &str)], body: &[u8]) -> Result<(), HostError> {
+        self.hostcalls.note(Hostcall::SendReply);
         if self.refuse.contains(&"send_reply") {
             return Err(HostError { detail: "refused".into() });
         }
@@ -588,6 +761,7 @@ impl HostIo for FakeHost {
     }
 
     fn increment(&mut self, counter: Counter) {
+        self.hostcalls.note(Hostcall::Increment);
         *self.counters.entry(counter).or_insert(0) += 1;
     }
 }
