@@ -439,3 +439,16 @@ fn arbitrary_bytes_never_panic_and_never_hang() {
         assert_clean(&host);
     }
 }
+
+#[test]
+fn a_json_answer_to_a_stream_request_is_read_as_json() {
+    let request = br#"{"model": "gpt-4o-mini", "stream": true, "messages": [{"role": "user", "content": "hi"}]}"#;
+    let mut host = FakeHost::new(Profile::Envoy);
+    let mut ex = exchange();
+    host.request(&mut ex, CHAT_HEADERS, &[request]);
+    host.response(&mut ex, JSON_OK, &split_in(CHAT_RESPONSE, 2));
+    assert_clean(&host);
+    assert_eq!(host.client_body(), CHAT_RESPONSE, "passed as it came");
+    assert!(host.client_header("x-tollgate-cost-usd").is_some(), "priced from the answer's usage");
+    assert_eq!(host.record()["tokens"]["output"]["source"], "provider");
+}

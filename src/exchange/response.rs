@@ -53,9 +53,9 @@ impl Exchange {
             return ResponsePhase::Ignored;
         }
         let content_type = io.response_header("content-type").unwrap_or_default().to_ascii_lowercase();
-        // A JSON answer to a stream request would pass the stream guard unread (it reads SSE
-        // events): guarded exchanges read it as the JSON it is.
-        let json_answer = self.guard.is_some() && content_type.contains("json");
+        // What the answer is, not what was asked for: a JSON answer to a stream request (an
+        // upstream that ignores `stream`) is read, priced and guarded as the JSON it is.
+        let json_answer = content_type.contains("json");
         if (stream_requested && !json_answer) || content_type.starts_with("text/event-stream") {
             let strip = self.strip_usage_chunk && api == Api::OpenAiChat && translation.is_none();
             let guard = self.guard.as_ref().map(ResponseGuard::stream);
