@@ -32,6 +32,22 @@ pub fn anthropic_error(status: u16, error_type: &str, message: &str) -> Reply {
     Reply { status, body: body.to_string().into_bytes() }
 }
 
+/// Anthropic's documented status → error type table (what its SDK maps statuses to).
+pub fn anthropic_error_type(status: u16) -> &'static str {
+    match status {
+        401 => "authentication_error",
+        402 => "billing_error",
+        403 => "permission_error",
+        404 => "not_found_error",
+        413 => "request_too_large",
+        429 => "rate_limit_error",
+        503 | 529 => "overloaded_error",
+        504 => "timeout_error",
+        400..=499 => "invalid_request_error",
+        _ => "api_error",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

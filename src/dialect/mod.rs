@@ -66,19 +66,7 @@ impl Api {
     /// from the status instead.
     pub fn error_reply(self, status: u16, code: &str, param: Option<&str>, message: &str) -> Reply {
         match self {
-            Api::AnthropicMessages => {
-                let error_type = match status {
-                    401 => "authentication_error",
-                    403 => "permission_error",
-                    404 => "not_found_error",
-                    413 => "request_too_large",
-                    429 => "rate_limit_error",
-                    529 => "overloaded_error",
-                    500..=599 => "api_error",
-                    _ => "invalid_request_error",
-                };
-                reply::anthropic_error(status, error_type, message)
-            }
+            Api::AnthropicMessages => reply::anthropic_error(status, reply::anthropic_error_type(status), message),
             _ => {
                 let error_type = match status {
                     429 => "rate_limit_error",

@@ -14,7 +14,7 @@
 use serde_json::{json, Value};
 
 use super::json::{excerpt, field};
-use crate::reply::Reply;
+use crate::reply::{anthropic_error_type, Reply};
 
 /// Quoted from a non-JSON error body (an HTML page from a load balancer, say).
 const MAX_EXCERPT_BYTES: usize = 200;
@@ -29,7 +29,7 @@ pub fn anthropic_error_to_openai(status: u16, body: &[u8]) -> Reply {
             (error_type, message)
         }
         Some(error) => error,
-        None => (anthropic_type_for_status(status).to_string(), non_json_message(status, body)),
+        None => (anthropic_error_type(status).to_string(), non_json_message(status, body)),
     };
     let status = if status == 529 { 503 } else { status };
     Reply { status, body: openai_error_body(&error_type, &message).to_string().into_bytes() }
@@ -49,7 +49,7 @@ pub fn openai_error_to_anthropic(status: u16, body: &[u8]) -> Reply {
     };
     let error_type = match error {
         Some(error) if is_quota_error(error) => "billing_error",
-        _ => anthropic_type_for_status(status),
+        _ => anthropic_error_type(status),
     };
     let status = if status == 503 { 529 } else { status };
     Reply { status, body: anthropic_error_body(error_type, &message).to_string().into_bytes() }
@@ -76,22 +76,6 @@ fn non_json_message(status: u16, body: &[u8]) -> String {
 
 fn is_quota_error(error: &Value) -> bool {
     ["code", "type"].iter().any(|key| error.get(key).and_then(Value::as_str) == Some("insufficient_quota"))
-}
-
-/// Anthropic's documented status → error type table.
-fn anthropic_type_for_status(status: u16) -> &'static str {
-    match status {
-        401 => "authentication_error",
-        402 => "billing_error",
-        403 => "permission_error",
-        404 => "not_found_error",
-        413 => "request_too_large",
-        429 => "rate_limit_error",
-        503 | 529 => "overloaded_error",
-        504 => "timeout_error",
-        400..=499 => "invalid_request_error",
-        _ => "api_error",
-    }
 }
 
 /// The OpenAI error body for an Anthropic error type.
