@@ -3,6 +3,7 @@ for tests that need their own configuration."""
 
 import http.client
 import json
+import time
 
 import pytest
 
@@ -128,3 +129,33 @@ def split_cost_comment(stream: bytes):
     at = stream.rfind(marker)
     assert at >= 0 and stream.endswith(b"}\n"), "the stream ends with Tollgate's cost comment"
     return stream[:at], json.loads(stream[at + len(b": tollgate "):])
+
+
+def prometheus_samples(envoy):
+    """Tollgate's labelled series on the Envoy's /stats/prometheus: {'name{labels}': value}."""
+    _, text = envoy.admin("/stats/prometheus")
+    samples = {}
+    for line in text.splitlines():
+        if line.startswith("tollgate_") and "{" in line:
+            name_labels, value = line.rsplit(" ", 1)
+            samples[name_labels] = float(value)
+    return samples
+
+
+def usage_records(envoy):
+    """The usage records in the Envoy's JSON access log, parsed, in order."""
+    return [json.loads(line["tollgate"]) for line in envoy.access_log() if line.get("tollgate") not in (None, "-")]
+
+
+def wait_until(predicate, timeout=10):
+    """`predicate()` once it is truthy (Envoy flushes its access log every 50 ms), else its last value."""
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return value
+
+
+def wait_for_records(envoy, count):
+    """The usage records once there are at least `count` of them."""
+    wait_until(lambda: len(usage_records(envoy)) >= count)
+    return usage_records(envoy)

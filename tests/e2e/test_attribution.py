@@ -2,51 +2,22 @@
 record and the labelled Prometheus metrics; nobody can spoof Tollgate's own headers; absurd
 tenant values are refused, not stored."""
 
-import json
-import time
 
-from conftest import mock_last, post
+from conftest import mock_last, post, prometheus_samples, usage_records, wait_for_records
 
 PATH = "/v1/chat/completions"
 CHAT = {"model": "fast", "messages": [{"role": "user", "content": "Bill this to acme."}]}
 
 
-def prometheus(envoy):
-    _, text = envoy.admin("/stats/prometheus")
-    samples = {}
-    for line in text.splitlines():
-        if line.startswith("tollgate_") and "{" in line:
-            name_labels, value = line.rsplit(" ", 1)
-            samples[name_labels] = float(value)
-    return samples
-
-
-def records(envoy):
-    found = []
-    for line in envoy.log().splitlines():
-        if line.startswith("{") and '"tollgate"' in line:
-            record = json.loads(line)["tollgate"]
-            if record not in (None, "-"):
-                found.append(json.loads(record))
-    return found
-
-
-def wait_for_records(envoy, count):
-    deadline = time.monotonic() + 10
-    while len(records(envoy)) < count and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return records(envoy)
-
-
 def test_tenant_and_team_reach_the_record_and_the_metrics(routed):
-    before = len(records(routed))
+    before = len(usage_records(routed))
     headers = {"content-type": "application/json", "x-tenant-id": "acme", "x-team": "search"}
     responses = [post(routed.port, PATH, CHAT, headers=headers) for _ in range(3)]
     assert all(r.status == 200 for r in responses)
     record = wait_for_records(routed, before + 3)[-1]
     assert (record["tenant"], record["team"], record["project"]) == ("acme", "search", None)
 
-    samples = prometheus(routed)
+    samples = prometheus_samples(routed)
     labels = 'provider="openai",model="gpt-4o-mini-2024-07-18",tenant="acme"'
     input_tokens = sum(int(r.header("x-tollgate-input-tokens")) for r in responses)
     output_tokens = sum(int(r.header("x-tollgate-output-tokens")) for r in responses)
@@ -66,7 +37,7 @@ def test_client_sent_tollgate_headers_never_reach_the_upstream(routed, providers
 
 
 def test_a_megabyte_tenant_is_refused_not_stored(routed):
-    before = len(records(routed))
+    before = len(usage_records(routed))
     headers = {"content-type": "application/json", "x-tenant-id": "t" * 20_000}
     assert post(routed.port, PATH, CHAT, headers=headers).status == 200
     record = wait_for_records(routed, before + 1)[-1]
@@ -79,4 +50,4 @@ def test_a_tenant_named_like_a_label_is_still_tagged_right(routed):
     response = post(routed.port, PATH, CHAT, headers=headers)
     assert response.status == 200
     labels = 'provider="openai",model="gpt-4o-mini-2024-07-18",tenant="model"'
-    assert prometheus(routed)[f'tollgate_requests{{{labels},outcome="complete"}}'] == 1
+    assert prometheus_samples(routed)[f'tollgate_requests{{{labels},outcome="complete"}}'] == 1

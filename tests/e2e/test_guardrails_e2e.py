@@ -7,7 +7,6 @@ echoes the last user message (`x-mock-reply: echo`), cut into small stream delta
 """
 
 import json
-import time
 import uuid
 
 import anthropic
@@ -15,7 +14,7 @@ import openai
 import pytest
 
 import conftest
-from conftest import mock_last, post
+from conftest import mock_last, post, prometheus_samples, usage_records, wait_until
 
 RUN = uuid.uuid4().hex
 # Random-looking, so the openai_key detector takes it (placeholders such as sk-test are not keys).
@@ -36,35 +35,6 @@ def anthropic_client(envoy):
 
 def user(content):
     return [{"role": "user", "content": content}]
-
-
-def records(envoy):
-    found = []
-    for line in envoy.access_log():
-        record = line.get("tollgate")
-        if record not in (None, "-"):
-            found.append(json.loads(record))
-    return found
-
-
-def wait_for(predicate, timeout=10):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    return predicate()
-
-
-def prometheus(envoy):
-    _, text = envoy.admin("/stats/prometheus")
-    samples = {}
-    for line in text.splitlines():
-        if line.startswith("tollgate_guardrail") and "{" in line:
-            name_labels, value = line.rsplit(" ", 1)
-            samples[name_labels] = float(value)
-    return samples
 
 
 # --- Requests refused ---------------------------------------------------------------------------
@@ -226,13 +196,13 @@ def test_flags_reach_the_provider_as_a_header(dlp_envoy, mock):
 
 
 def test_decisions_reach_the_access_log_and_prometheus(envoy):
-    blocked = wait_for(lambda: [r for r in records(envoy) if r.get("guardrails", {}).get("blocked_by")])
+    blocked = wait_until(lambda: [r for r in usage_records(envoy) if r.get("guardrails", {}).get("blocked_by")])
     assert blocked, "blocked requests are in the access log"
     assert blocked[0]["guardrails"]["blocked_by"] == {"policy": "privacy", "check": "secrets", "phase": "request"}
     assert blocked[0]["outcome"] == "rejected"
-    masked = [r for r in records(envoy) if any(d["action"] == "mask_and_restore" for d in r.get("guardrails", {}).get("decisions", []))]
+    masked = [r for r in usage_records(envoy) if any(d["action"] == "mask_and_restore" for d in r.get("guardrails", {}).get("decisions", []))]
     assert masked and all(r["outcome"] == "complete" for r in masked)
-    samples = prometheus(envoy)
+    samples = prometheus_samples(envoy)
     findings = (
         'tollgate_guardrail_findings{policy="privacy",check="pii",detector="email",'
         'action="mask_and_restore",phase="request",mode="enforced"}'

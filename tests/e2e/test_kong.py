@@ -344,17 +344,6 @@ def test_meta_json_metrics_have_the_shape_kong_reads():
         assert re.compile(pair["pattern"]).groups == 2, pair
 
 
-@pytest.mark.parametrize("metric", sorted(LABELLED_METRICS))
-@pytest.mark.parametrize("values", LABEL_VALUES, ids=lambda v: v["tenant"])
-def test_label_patterns_turn_metric_names_into_labels_as_kongs_exporter_does(metric, values):
-    labels = LABELLED_METRICS[metric]
-    key = f"pw:tollgate:{metric}" + "".join(f".{label}.{values[label]}" for label in labels)
-    name, got = kong_prometheus_name_and_labels(key, META["metrics"]["label_patterns"])
-    assert got == {label: values[label] for label in labels}
-    # Kong replaces only ':'; the '.' of the filter's names stays (see the README's Kong metrics note).
-    assert name == f"pw_tollgate_{metric}"
-
-
 GUARDRAIL_METRICS = {
     "tollgate.guardrail_findings": ["policy", "check", "detector", "action", "phase", "mode"],
     "tollgate.guardrail_blocks": ["policy", "check", "phase"],
@@ -365,15 +354,22 @@ GUARDRAIL_VALUES = [
     # Values that are other labels' names must not be taken for them.
     {"policy": "check", "check": "policy", "detector": "phase", "action": "block", "phase": "response", "mode": "shadow"},
 ]
+# Every metric family with every set of values for its labels.
+LABEL_CASES = [
+    (metric, labels, values)
+    for families, value_sets in ((LABELLED_METRICS, LABEL_VALUES), (GUARDRAIL_METRICS, GUARDRAIL_VALUES))
+    for metric, labels in sorted(families.items())
+    for values in value_sets
+]
 
 
-@pytest.mark.parametrize("metric", sorted(GUARDRAIL_METRICS))
-@pytest.mark.parametrize("values", GUARDRAIL_VALUES, ids=lambda v: v["policy"])
-def test_guardrail_label_patterns_turn_names_into_labels(metric, values):
-    labels = GUARDRAIL_METRICS[metric]
+@pytest.mark.parametrize("metric, labels, values", LABEL_CASES,
+                         ids=lambda case: case if isinstance(case, str) else None)
+def test_label_patterns_turn_metric_names_into_labels_as_kongs_exporter_does(metric, labels, values):
     key = f"pw:tollgate:{metric}" + "".join(f".{label}.{values[label]}" for label in labels)
     name, got = kong_prometheus_name_and_labels(key, META["metrics"]["label_patterns"])
     assert got == {label: values[label] for label in labels}
+    # Kong replaces only ':'; the '.' of the filter's names stays (see the README's Kong metrics note).
     assert name == f"pw_tollgate_{metric}"
 
 
