@@ -42,18 +42,6 @@ pub const EXPORT_SCALARS: [(&str, &str); 7] = [
     ("tollgate.cost_usd", "/cost_usd"),
 ];
 
-/// The [`EXPORT_SCALARS`] a usage record (as JSON) has: strings as they are, numbers in decimal.
-pub fn scalar_exports(record: &serde_json::Value) -> Vec<(&'static str, String)> {
-    EXPORT_SCALARS
-        .iter()
-        .filter_map(|(key, pointer)| match record.pointer(pointer)? {
-            serde_json::Value::String(text) => Some((*key, text.clone())),
-            serde_json::Value::Number(number) => Some((*key, number.to_string())),
-            _ => None,
-        })
-        .collect()
-}
-
 /// Filter-state key of a fallback plan, written by the downstream filter and read by the
 /// upstream filter on every attempt (no dot: Envoy reads dotted keys back as paths).
 pub const EXPORT_CHAIN: &str = "tollgate_chain";
@@ -126,29 +114,5 @@ impl Counter {
             Counter::ResponsesBlockedByGuardrails => "tollgate.responses_blocked_by_guardrails",
             Counter::ResponsesNotRewritten => "tollgate.responses_not_rewritten",
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn scalar_exports_copy_present_fields_only() {
-        let record = json!({"provider": null, "model_requested": "fast", "model_served": "gpt-4o-mini-2024-07-18",
-                            "tenant": "acme", "tokens": {"input": {"tokens": 7, "source": "provider"}},
-                            "cost_usd": "0.00001065"});
-        assert_eq!(
-            scalar_exports(&record),
-            [
-                ("tollgate.model_requested", "fast".to_string()),
-                ("tollgate.model_served", "gpt-4o-mini-2024-07-18".to_string()),
-                ("tollgate.tenant", "acme".to_string()),
-                ("tollgate.input_tokens", "7".to_string()),
-                ("tollgate.cost_usd", "0.00001065".to_string()),
-            ]
-        );
-        assert!(scalar_exports(&json!({})).is_empty());
     }
 }

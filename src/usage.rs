@@ -6,7 +6,7 @@
 //! and `reasoning` a part of it. Each number says where it came from.
 
 use serde::Serialize;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use crate::guardrails::Decision;
 use crate::pricing::Cost;
@@ -94,16 +94,6 @@ impl TokenCounts {
     pub fn is_empty(&self) -> bool {
         *self == TokenCounts::default()
     }
-
-    fn to_json(self) -> Value {
-        let mut map = Map::new();
-        for (name, count) in self.fields() {
-            if let Some(count) = count {
-                map.insert(name.to_string(), json!({ "tokens": count.tokens, "source": count.source }));
-            }
-        }
-        Value::Object(map)
-    }
 }
 
 /// How the exchange ended, as far as the filter could see.
@@ -176,27 +166,91 @@ impl GuardrailSummary {
 impl UsageRecord {
     /// The record as one JSON object, for access logs and Kong's log plugins. Never contains
     /// prompt or completion text. `guardrails` is there only when a guardrail found something.
+    /// Written straight from the record (building a `serde_json::Value` first was half of the
+    /// filter's own work per request); keys come in sorted order, as a `Value` would write them.
+    pub fn to_json_string(&self) -> String {
+        let json = RecordJson {
+            api: self.api,
+            cost_usd: self.cost.map(|c| c.usd_string()),
+            duration_ms: self.duration_ms,
+            guardrails: (!self.guardrails.is_empty()).then(|| self.guardrails.to_json()),
+            model_requested: self.model_requested.as_deref(),
+            model_served: self.model_served.as_deref(),
+            outcome: self.outcome,
+            project: self.project.as_deref(),
+            provider: self.provider.as_deref(),
+            status: self.status,
+            streaming: self.streaming,
+            team: self.team.as_deref(),
+            tenant: self.tenant.as_deref(),
+            time_to_first_token_ms: self.time_to_first_token_ms,
+            tokens: SortedTokens(self.tokens),
+        };
+        serde_json::to_string(&json).unwrap_or_default()
+    }
+
+    /// The record as a JSON value (tests and tools; the filter writes [`Self::to_json_string`]).
     pub fn to_json(&self) -> Value {
-        let mut value = json!({
-            "api": self.api,
-            "model_requested": self.model_requested,
-            "model_served": self.model_served,
-            "provider": self.provider,
-            "tenant": self.tenant,
-            "team": self.team,
-            "project": self.project,
-            "streaming": self.streaming,
-            "status": self.status,
-            "outcome": self.outcome,
-            "tokens": self.tokens.to_json(),
-            "cost_usd": self.cost.map(|c| c.usd_string()),
-            "time_to_first_token_ms": self.time_to_first_token_ms,
-            "duration_ms": self.duration_ms,
-        });
-        if let (false, Some(object)) = (self.guardrails.is_empty(), value.as_object_mut()) {
-            object.insert("guardrails".to_string(), self.guardrails.to_json());
+        serde_json::from_str(&self.to_json_string()).unwrap_or(Value::Null)
+    }
+
+    /// The value of the record field at `pointer` (one of [`crate::names::EXPORT_SCALARS`]) as
+    /// the scalar export writes it: strings as they are, numbers in decimal, `None` when absent.
+    pub fn scalar(&self, pointer: &str) -> Option<String> {
+        match pointer {
+            "/provider" => self.provider.clone(),
+            "/model_requested" => self.model_requested.clone(),
+            "/model_served" => self.model_served.clone(),
+            "/tenant" => self.tenant.clone(),
+            "/tokens/input/tokens" => self.tokens.input.map(|c| c.tokens.to_string()),
+            "/tokens/output/tokens" => self.tokens.output.map(|c| c.tokens.to_string()),
+            "/cost_usd" => self.cost.map(|c| c.usd_string()),
+            _ => None,
         }
-        value
+    }
+}
+
+/// The usage record's JSON shape, fields in sorted order.
+#[derive(Serialize)]
+struct RecordJson<'a> {
+    api: &'a str,
+    cost_usd: Option<String>,
+    duration_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    guardrails: Option<Value>,
+    model_requested: Option<&'a str>,
+    model_served: Option<&'a str>,
+    outcome: Outcome,
+    project: Option<&'a str>,
+    provider: Option<&'a str>,
+    status: Option<u16>,
+    streaming: bool,
+    team: Option<&'a str>,
+    tenant: Option<&'a str>,
+    time_to_first_token_ms: Option<u64>,
+    tokens: SortedTokens,
+}
+
+/// `{"input": {"source": "provider", "tokens": 7}, …}`: reported kinds only, in sorted order.
+struct SortedTokens(TokenCounts);
+
+#[derive(Serialize)]
+struct CountJson {
+    source: Source,
+    tokens: u64,
+}
+
+impl Serialize for SortedTokens {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut kinds: Vec<(&str, Count)> =
+            self.0.fields().filter_map(|(name, count)| count.map(|count| (name, count))).collect();
+        kinds.sort_unstable_by_key(|(name, _)| *name);
+        let mut map = serializer.serialize_map(Some(kinds.len()))?;
+        for (name, count) in kinds {
+            map.serialize_entry(name, &CountJson { source: count.source, tokens: count.tokens })?;
+        }
+        map.end()
     }
 }
 
@@ -267,5 +321,61 @@ mod tests {
         assert_eq!(value["outcome"], "truncated");
         assert_eq!(value["cost_usd"], "0.0000015");
         assert!(value["tokens"].get("reasoning").is_none());
+    }
+
+    #[test]
+    fn the_record_is_written_with_sorted_keys_and_scalars_equal_to_its_fields() {
+        let summary = GuardrailSummary {
+            decisions: Vec::new(),
+            blocked_by: Some(BlockedBy { policy: "privacy".into(), check: "secrets".into(), phase: "request" }),
+        };
+        let every_kind = TokenCounts {
+            input: Some(Count::provider(100)),
+            cache_read: Some(Count::provider(40)),
+            cache_write_5m: Some(Count::provider(5)),
+            cache_write_1h: Some(Count::provider(6)),
+            audio_input: Some(Count::provider(7)),
+            output: Some(Count::estimated(30)),
+            reasoning: Some(Count::provider(9)),
+            audio_output: Some(Count::provider(2)),
+        };
+        let full = UsageRecord {
+            api: "openai.chat",
+            model_requested: Some("fast".into()),
+            model_served: Some("gpt-4o-mini".into()),
+            provider: Some("openai".into()),
+            tenant: Some("acme".into()),
+            team: Some("search".into()),
+            project: Some("p\"1".into()),
+            streaming: false,
+            status: Some(200),
+            outcome: Outcome::Complete,
+            tokens: every_kind,
+            cost: Some(Cost::from_pico(1_500_000)),
+            time_to_first_token_ms: None,
+            duration_ms: Some(40),
+            guardrails: summary,
+        };
+        let bare = UsageRecord {
+            guardrails: GuardrailSummary::default(),
+            tokens: TokenCounts::default(),
+            cost: None,
+            ..full.clone()
+        };
+        for record in [full, bare] {
+            let written = record.to_json_string();
+            let value: Value = serde_json::from_str(&written).unwrap();
+            // A `Value` writes its keys sorted: the same bytes mean the same order at every level.
+            assert_eq!(written, value.to_string());
+            assert_eq!(value.as_object().unwrap().contains_key("guardrails"), !record.guardrails.is_empty());
+            for (_, pointer) in crate::names::EXPORT_SCALARS {
+                let expected = match value.pointer(pointer) {
+                    Some(Value::String(text)) => Some(text.clone()),
+                    Some(Value::Number(number)) => Some(number.to_string()),
+                    _ => None,
+                };
+                assert_eq!(record.scalar(pointer), expected, "{pointer}");
+            }
+        }
     }
 }

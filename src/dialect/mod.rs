@@ -9,6 +9,8 @@ mod strict;
 
 pub use request::{parse_request, BodyError, RequestFacts};
 
+use serde::Deserialize;
+
 use crate::reply::{self, Reply};
 use crate::routing::Dialect;
 use crate::sse::SseEvent;
@@ -100,13 +102,13 @@ impl Api {
     /// Model and usage of a complete (non-streaming) response body; `None` when the body is not
     /// a JSON object at all.
     pub fn read_response(self, body: &[u8]) -> Option<ResponseFacts> {
-        let value: serde_json::Value = serde_json::from_slice(body).ok()?;
-        value.as_object()?;
-        let model = value.get("model").and_then(|m| m.as_str()).map(str::to_string);
-        let tokens = match self {
-            Api::AnthropicMessages => value.get("usage").map(anthropic::usage).unwrap_or_default(),
-            Api::OpenAiResponses => value.get("usage").map(openai::responses_usage).unwrap_or_default(),
-            Api::OpenAiChat | Api::OpenAiEmbeddings => value.get("usage").map(openai::chat_usage).unwrap_or_default(),
+        let head = ResponseHead::read(body)?;
+        let model = head.model.as_ref().and_then(|m| m.as_str()).map(str::to_string);
+        let tokens = match (self, head.usage.as_ref()) {
+            (_, None) => TokenCounts::default(),
+            (Api::AnthropicMessages, Some(usage)) => anthropic::usage(usage),
+            (Api::OpenAiResponses, Some(usage)) => openai::responses_usage(usage),
+            (Api::OpenAiChat | Api::OpenAiEmbeddings, Some(usage)) => openai::chat_usage(usage),
         };
         Some(ResponseFacts { model, tokens })
     }
@@ -118,6 +120,33 @@ impl Api {
             Api::OpenAiResponses => openai::read_responses_event(event),
             Api::OpenAiChat | Api::OpenAiEmbeddings => openai::read_chat_event(event),
         }
+    }
+}
+
+/// The two members of a response body the filter reads. Everything else (the answer itself) is
+/// skipped without being built: a tree of the whole answer cost more than the rest of the
+/// response side together.
+#[derive(Deserialize)]
+struct ResponseHead {
+    #[serde(default)]
+    model: Option<serde_json::Value>,
+    #[serde(default)]
+    usage: Option<serde_json::Value>,
+}
+
+impl ResponseHead {
+    /// `None` when the body is not a JSON object. A body the typed read refuses (a member
+    /// repeated) is read as a tree, which keeps the last copy, as it always has.
+    fn read(body: &[u8]) -> Option<ResponseHead> {
+        let first = body.iter().find(|b| !b.is_ascii_whitespace())?;
+        if *first != b'{' {
+            return None;
+        }
+        serde_json::from_slice(body).ok().or_else(|| {
+            let mut value: serde_json::Value = serde_json::from_slice(body).ok()?;
+            let object = value.as_object_mut()?;
+            Some(ResponseHead { model: object.remove("model"), usage: object.remove("usage") })
+        })
     }
 }
 
@@ -186,5 +215,22 @@ mod tests {
         assert_eq!(value["type"], "error");
         assert_eq!(value["error"]["type"], "request_too_large");
         assert_eq!(value["error"]["message"], "big");
+    }
+
+    #[test]
+    fn a_response_is_read_for_its_model_and_usage_only() {
+        let body = br#" {"id": "x", "choices": [{"message": {"content": "hi"}}], "model": "gpt-4o",
+                        "usage": {"prompt_tokens": 7, "completion_tokens": 2}}"#;
+        let facts = Api::OpenAiChat.read_response(body).unwrap();
+        assert_eq!(facts.model.as_deref(), Some("gpt-4o"));
+        assert_eq!(facts.tokens.input.map(|c| c.tokens), Some(7));
+        assert_eq!(facts.tokens.output.map(|c| c.tokens), Some(2));
+        let repeated = br#"{"model": "a", "model": "b", "usage": null}"#;
+        assert_eq!(Api::OpenAiChat.read_response(repeated).unwrap().model.as_deref(), Some("b"), "last copy");
+        let odd = br#"{"model": 42, "usage": "none"}"#;
+        assert_eq!(Api::AnthropicMessages.read_response(odd), Some(ResponseFacts::default()));
+        for not_an_object in [&b"[1, 2]"[..], b"\"s\"", b"", b"  ", b"{\"model\": \"a\"", b"{} x"] {
+            assert_eq!(Api::OpenAiChat.read_response(not_an_object), None);
+        }
     }
 }

@@ -319,12 +319,13 @@ impl Exchange {
         };
         if !self.recorded {
             self.recorded = true;
-            let value = record.to_json();
-            let json = value.to_string();
+            let json = record.to_json_string();
             log::debug!("#{} usage {json}", self.id);
             io.export(names::EXPORT_USAGE, &json);
-            for (key, scalar) in names::scalar_exports(&value) {
-                io.export(key, &scalar);
+            for (key, pointer) in names::EXPORT_SCALARS {
+                if let Some(scalar) = record.scalar(pointer) {
+                    io.export(key, &scalar);
+                }
             }
             for update in metrics::updates(&record, &self.policy.labels) {
                 io.emit(&update);

@@ -230,6 +230,13 @@ fn usd_strings_keep_every_digit() {
     assert_eq!(Cost::from_pico(1).usd_string(), "0.000000000001");
     assert_eq!(Cost::from_pico(2_500_000_000_000).usd_string(), "2.5");
     assert_eq!(Cost::from_pico(3_000_000_000_000).usd_string(), "3.0");
+    assert_eq!(Cost::from_pico(11_400_000).usd_string(), "0.0000114");
+    assert_eq!(Cost::from_pico(1_000_000_000_010).usd_string(), "1.00000000001");
+    assert_eq!(Cost::from_pico(u64::MAX).usd_string(), "18446744.073709551615");
+    for pico in [7, 10, 100_000_000_000, 999_999_999_999, 123_456_789_000_000, 12_000_000_000_001] {
+        let reference = format!("{}.{:012}", pico / 1_000_000_000_000, pico % 1_000_000_000_000);
+        assert_eq!(Cost::from_pico(pico).usd_string(), reference.trim_end_matches('0'), "{pico}");
+    }
 }
 
 #[test]
