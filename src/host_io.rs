@@ -97,24 +97,66 @@ pub fn encode_header_pairs(pairs: &[(&str, &str)]) -> Vec<u8> {
     bytes
 }
 
-/// Header names from the proxy-wasm pairs layout (the inverse of [`encode_header_pairs`]).
-/// A malformed buffer yields the names read before the damage, never a panic.
-pub fn decode_header_names(bytes: &[u8]) -> Vec<String> {
+/// Header pairs from the proxy-wasm pairs layout (the inverse of [`encode_header_pairs`]);
+/// `None` when the buffer is malformed (never a panic).
+pub fn decode_header_pairs(bytes: &[u8]) -> Option<Vec<(String, String)>> {
     let read_u32 = |at: usize| -> Option<usize> {
         let raw: [u8; 4] = bytes.get(at..at.checked_add(4)?)?.try_into().ok()?;
         usize::try_from(u32::from_le_bytes(raw)).ok()
     };
-    let Some(count) = read_u32(0) else { return Vec::new() };
-    let mut names = Vec::new();
-    let mut data = count.saturating_mul(8).saturating_add(4);
+    let count = read_u32(0)?;
+    let mut pairs = Vec::with_capacity(count.min(256));
+    let mut data = count.checked_mul(8)?.checked_add(4)?;
     for index in 0..count {
         let sizes_at = 4 + index * 8;
-        let (Some(name_len), Some(value_len)) = (read_u32(sizes_at), read_u32(sizes_at + 4)) else { break };
-        let Some(name) = bytes.get(data..data.saturating_add(name_len)) else { break };
-        names.push(String::from_utf8_lossy(name).into_owned());
-        data = data.saturating_add(name_len).saturating_add(1).saturating_add(value_len).saturating_add(1);
+        let (name_len, value_len) = (read_u32(sizes_at)?, read_u32(sizes_at + 4)?);
+        let name = bytes.get(data..data.checked_add(name_len)?)?;
+        let value_at = data.checked_add(name_len)?.checked_add(1)?;
+        let value = bytes.get(value_at..value_at.checked_add(value_len)?)?;
+        pairs.push((String::from_utf8_lossy(name).into_owned(), String::from_utf8_lossy(value).into_owned()));
+        data = value_at.checked_add(value_len)?.checked_add(1)?;
     }
-    names
+    Some(pairs)
+}
+
+/// A header map as this filter last saw it: read with one hostcall (`get_header_map_pairs`)
+/// and kept in step with the filter's own edits, so that every later read costs no hostcall.
+/// Nothing else edits the map between the filter's callbacks of one direction. Names compare
+/// without case (Kong keeps the client's case); the first of repeated headers is the value, as
+/// `get_header_map_value` answers on Envoy.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeaderSnapshot {
+    pairs: Vec<(String, String)>,
+}
+
+impl HeaderSnapshot {
+    pub fn decode(bytes: &[u8]) -> Option<HeaderSnapshot> {
+        decode_header_pairs(bytes).map(|pairs| HeaderSnapshot { pairs })
+    }
+
+    /// `Some(value or absence)` when the snapshot can answer; `None` when the host must be
+    /// asked: Kong leaves pseudo-headers (`:path`, `:method`, `:status`) out of the pairs.
+    pub fn lookup(&self, name: &str) -> Option<Option<&str>> {
+        match self.pairs.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)) {
+            Some((_, value)) => Some(Some(value)),
+            None if name.starts_with(':') => None,
+            None => Some(None),
+        }
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        self.pairs.iter().map(|(name, _)| name.clone()).collect()
+    }
+
+    /// As `replace_header_map_value` does: every copy goes, one value stays.
+    pub fn set(&mut self, name: &str, value: &str) {
+        self.remove(name);
+        self.pairs.push((name.to_string(), value.to_string()));
+    }
+
+    pub fn remove(&mut self, name: &str) {
+        self.pairs.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+    }
 }
 
 #[cfg(test)]
@@ -122,12 +164,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn header_names_decode_from_the_pairs_layout() {
-        let bytes = encode_header_pairs(&[(":path", "/v1"), ("x-tollgate-tenant", "acme"), ("a", "")]);
-        assert_eq!(decode_header_names(&bytes), [":path", "x-tollgate-tenant", "a"]);
-        assert_eq!(decode_header_names(&bytes[..bytes.len() - 8]), [":path", "x-tollgate-tenant"]);
-        assert!(decode_header_names(&[1, 2]).is_empty());
-        assert!(decode_header_names(&[255, 255, 255, 255]).is_empty());
+    fn header_pairs_decode_from_their_layout_and_damage_is_none() {
+        let pairs = [(":path", "/v1"), ("x-tollgate-tenant", "acme"), ("a", "")];
+        let bytes = encode_header_pairs(&pairs);
+        let decoded = decode_header_pairs(&bytes).unwrap();
+        assert_eq!(decoded, pairs.map(|(n, v)| (n.to_string(), v.to_string())));
+        assert_eq!(decode_header_pairs(&[0, 0, 0, 0]), Some(Vec::new()));
+        for damaged in [&bytes[..bytes.len() - 3], &[1, 2][..], &[255, 255, 255, 255][..], &[]] {
+            assert_eq!(decode_header_pairs(damaged), None, "{damaged:?}");
+        }
+    }
+
+    #[test]
+    fn a_snapshot_answers_like_the_host_and_follows_the_filters_edits() {
+        let bytes = encode_header_pairs(&[(":path", "/v1"), ("X-Tenant", "acme"), ("x-tenant", "other")]);
+        let mut headers = HeaderSnapshot::decode(&bytes).unwrap();
+        assert_eq!(headers.lookup(":path"), Some(Some("/v1")));
+        assert_eq!(headers.lookup("x-tenant"), Some(Some("acme")), "any case, first copy");
+        assert_eq!(headers.lookup("content-length"), Some(None));
+        assert_eq!(headers.lookup(":method"), None, "a pseudo-header not in the pairs is asked of the host");
+        headers.set("x-tenant", "new");
+        assert_eq!(headers.lookup("X-TENANT"), Some(Some("new")));
+        assert_eq!(headers.names(), [":path", "x-tenant"]);
+        headers.remove("x-tenant");
+        assert_eq!(headers.lookup("x-tenant"), Some(None));
+        assert_eq!(HeaderSnapshot::decode(&bytes[..5]), None);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use super::abi;
-use crate::host_io::{decode_header_names, encode_header_pairs, HostError, HostIo, HostKind};
+use crate::host_io::{encode_header_pairs, HeaderSnapshot, HostError, HostIo, HostKind};
 use crate::metrics::{Kind, Update};
 use crate::names::Counter;
 
@@ -70,11 +70,63 @@ impl HostState {
 
 pub struct ProxyIo {
     host: Rc<HostState>,
+    /// The request's and the response's headers, read once each: a hostcall per header read
+    /// was a third of the filter's hostcalls per request.
+    request_headers: RefCell<Snapshot>,
+    response_headers: RefCell<Snapshot>,
+}
+
+#[derive(Default)]
+enum Snapshot {
+    #[default]
+    Unread,
+    Held(HeaderSnapshot),
+    /// The host refused the pairs or sent a malformed buffer: ask per header, as before.
+    Unavailable,
 }
 
 impl ProxyIo {
     pub fn new(host: Rc<HostState>) -> Self {
-        ProxyIo { host }
+        ProxyIo { host, request_headers: RefCell::default(), response_headers: RefCell::default() }
+    }
+
+    fn snapshot(&self, map_type: u32) -> &RefCell<Snapshot> {
+        if map_type == abi::MAP_HTTP_REQUEST_HEADERS {
+            &self.request_headers
+        } else {
+            &self.response_headers
+        }
+    }
+
+    /// Reads the map's pairs on first use.
+    fn load(&self, map_type: u32) {
+        let cell = self.snapshot(map_type);
+        if matches!(*cell.borrow(), Snapshot::Unread) {
+            let read = abi::get_header_pairs(map_type).ok().and_then(|bytes| HeaderSnapshot::decode(&bytes));
+            *cell.borrow_mut() = read.map_or(Snapshot::Unavailable, Snapshot::Held);
+        }
+    }
+
+    /// Keeps a held snapshot in step with an edit the host accepted.
+    fn edited(&self, map_type: u32, name: &str, value: Option<&str>) {
+        if let Snapshot::Held(headers) = &mut *self.snapshot(map_type).borrow_mut() {
+            match value {
+                Some(value) => headers.set(name, value),
+                None => headers.remove(name),
+            }
+        }
+    }
+
+    fn replace_header(&self, map_type: u32, name: &str, value: &str) -> Result<(), u32> {
+        abi::replace_header(map_type, name, value)?;
+        self.edited(map_type, name, Some(value));
+        Ok(())
+    }
+
+    fn remove_header(&self, map_type: u32, name: &str) -> Result<(), u32> {
+        abi::remove_header(map_type, name)?;
+        self.edited(map_type, name, None);
+        Ok(())
     }
 
     pub fn faults(&self) -> Faults {
@@ -104,6 +156,12 @@ impl ProxyIo {
     }
 
     fn header(&self, map_type: u32, name: &str) -> Option<String> {
+        self.load(map_type);
+        if let Snapshot::Held(headers) = &*self.snapshot(map_type).borrow() {
+            if let Some(answer) = headers.lookup(name) {
+                return answer.map(str::to_string);
+            }
+        }
         match abi::get_header(map_type, name) {
             Ok(value) => value.map(|bytes| String::from_utf8_lossy(&bytes).into_owned()),
             Err(status) => {
@@ -178,19 +236,21 @@ impl HostIo for ProxyIo {
     }
 
     fn set_request_header(&mut self, name: &str, value: &str) -> Result<(), HostError> {
-        abi::replace_header(abi::MAP_HTTP_REQUEST_HEADERS, name, value)
+        self.replace_header(abi::MAP_HTTP_REQUEST_HEADERS, name, value)
             .map_err(|status| HostError { detail: format!("replace request header status {status}") })
     }
 
     fn remove_request_header(&mut self, name: &str) -> Result<(), HostError> {
-        abi::remove_header(abi::MAP_HTTP_REQUEST_HEADERS, name)
+        self.remove_header(abi::MAP_HTTP_REQUEST_HEADERS, name)
             .map_err(|status| HostError { detail: format!("remove request header status {status}") })
     }
 
     fn request_header_names(&self) -> Vec<String> {
-        abi::get_header_pairs(abi::MAP_HTTP_REQUEST_HEADERS)
-            .map(|bytes| decode_header_names(&bytes))
-            .unwrap_or_default()
+        self.load(abi::MAP_HTTP_REQUEST_HEADERS);
+        match &*self.request_headers.borrow() {
+            Snapshot::Held(headers) => headers.names(),
+            _ => Vec::new(),
+        }
     }
 
     fn upstream_provider(&self) -> Option<String> {
@@ -223,7 +283,7 @@ impl HostIo for ProxyIo {
     fn route_to(&mut self, header: &str, cluster: &str) -> Result<(), HostError> {
         let result = match self.host_kind() {
             // The route's `cluster_header` reads this; editing headers clears Envoy's route cache.
-            HostKind::Envoy => abi::replace_header(abi::MAP_HTTP_REQUEST_HEADERS, header, cluster),
+            HostKind::Envoy => self.replace_header(abi::MAP_HTTP_REQUEST_HEADERS, header, cluster),
             HostKind::Kong => abi::set_property(&["kong", "service", "upstream"], cluster.as_bytes()),
         };
         result.map_err(|status| HostError { detail: format!("route_to status {status}") })
@@ -234,12 +294,12 @@ impl HostIo for ProxyIo {
     }
 
     fn set_response_header(&mut self, name: &str, value: &str) -> Result<(), HostError> {
-        abi::replace_header(abi::MAP_HTTP_RESPONSE_HEADERS, name, value)
+        self.replace_header(abi::MAP_HTTP_RESPONSE_HEADERS, name, value)
             .map_err(|status| HostError { detail: format!("replace_header_map_value status {status}") })
     }
 
     fn remove_response_header(&mut self, name: &str) -> Result<(), HostError> {
-        abi::remove_header(abi::MAP_HTTP_RESPONSE_HEADERS, name)
+        self.remove_header(abi::MAP_HTTP_RESPONSE_HEADERS, name)
             .map_err(|status| HostError { detail: format!("remove response header status {status}") })
     }
 
