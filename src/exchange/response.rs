@@ -65,8 +65,7 @@ impl Exchange {
             }
             let meter = StreamMeter::new(upstream_api, strip, self.policy.max_stream_event_bytes);
             let translator = translation.map(|t| {
-                let created = io.now_nanos() / 1_000_000_000;
-                StreamTranslation::new(t, include_usage, created, self.policy.max_stream_event_bytes)
+                StreamTranslation::new(t, include_usage, self.created(), self.policy.max_stream_event_bytes)
             });
             return ResponsePhase::Streaming(Box::new(Streaming { meter, translator, guard }));
         }
@@ -206,8 +205,7 @@ impl Exchange {
         let body = io.response_body(0, size);
         let mut replacement: Option<Replacement> = None;
         if let (Some(translation), Some(body)) = (self.translation, &body) {
-            let created = io.now_nanos() / 1_000_000_000;
-            match response_translation::translate_body(translation, body, created) {
+            match response_translation::translate_body(translation, body, self.created()) {
                 Ok(translated) => replacement = Some(Replacement { status: None, body: translated }),
                 Err(err) => log::warn!("#{} response_not_translated reason={err}", self.id),
             }
@@ -280,6 +278,12 @@ impl Exchange {
     }
 
     /// Builds the exchange's one usage record, exports it and logs it (numbers only, never text).
+    /// A translated answer's `created` (Unix seconds): when the request came in, as a provider
+    /// stamps it, read from the clock once per request.
+    fn created(&self) -> u64 {
+        self.started_at / 1_000_000_000
+    }
+
     pub(super) fn record(
         &mut self,
         io: &mut dyn HostIo,
