@@ -307,26 +307,11 @@ pub fn error_response(status: u16, message: &str, call: &ApiCall<'_>) -> Respons
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::controls::Controls;
-    use crate::text::fnv1a64;
+    use crate::test_calls::full;
     use serde_json::json;
 
     fn answer(body: &Value, headers: &[(&str, &str)]) -> Reply {
-        let controls = Controls::for_request(&Controls::default(), headers.iter().copied()).unwrap();
-        let body = body.to_string();
-        let call = ApiCall {
-            body: body.as_bytes(),
-            body_hash: fnv1a64(body.as_bytes()),
-            request_id: "req_test".to_owned(),
-            controls,
-        };
-        messages(&call)
-    }
-
-    fn full(reply: Reply) -> Value {
-        let Reply::Full(response) = reply else { panic!("expected a full response") };
-        assert_eq!(response.status, 200, "{}", String::from_utf8_lossy(&response.body));
-        serde_json::from_slice(&response.body).unwrap()
+        crate::test_calls::answer(messages, body, headers)
     }
 
     /// `(event name, data)` of every event of a stream.

@@ -16,6 +16,8 @@ mod openai_stream;
 mod openai_wire;
 mod server;
 mod tally;
+#[cfg(test)]
+mod test_calls;
 mod text;
 mod tools;
 

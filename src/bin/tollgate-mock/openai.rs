@@ -313,26 +313,11 @@ fn error_type(status: u16) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::controls::Controls;
-    use crate::text::fnv1a64;
+    use crate::test_calls::full;
     use serde_json::json;
 
     fn answer(body: &Value, headers: &[(&str, &str)]) -> Reply {
-        let controls = Controls::for_request(&Controls::default(), headers.iter().copied()).unwrap();
-        let body = body.to_string();
-        let call = ApiCall {
-            body: body.as_bytes(),
-            body_hash: fnv1a64(body.as_bytes()),
-            request_id: "req_test".to_owned(),
-            controls,
-        };
-        chat_completions(&call)
-    }
-
-    fn full(reply: Reply) -> Value {
-        let Reply::Full(response) = reply else { panic!("expected a full response") };
-        assert_eq!(response.status, 200, "{}", String::from_utf8_lossy(&response.body));
-        serde_json::from_slice(&response.body).unwrap()
+        crate::test_calls::answer(chat_completions, body, headers)
     }
 
     /// The JSON chunks of a stream, without the closing `[DONE]`.
