@@ -64,9 +64,8 @@ impl Exchange {
                 self.drop_content_length(io);
             }
             let meter = StreamMeter::new(upstream_api, strip, self.policy.max_stream_event_bytes);
-            let translator = translation.map(|t| {
-                StreamTranslation::new(t, include_usage, self.created(), self.policy.max_stream_event_bytes)
-            });
+            let translator = translation
+                .map(|t| StreamTranslation::new(t, include_usage, self.created(), self.policy.max_stream_event_bytes));
             return ResponsePhase::Streaming(Box::new(Streaming { meter, translator, guard }));
         }
         if end_of_stream {
