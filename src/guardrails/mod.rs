@@ -19,7 +19,6 @@
 
 pub mod config;
 pub mod detect;
-pub mod json;
 pub mod jsonpath;
 pub mod scan;
 pub mod stream;
@@ -29,7 +28,7 @@ pub mod walk;
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use json::{Kind, Tree};
+use crate::json_tree::{self, Kind, Tree};
 use jsonpath::JsonPath;
 use scan::{Found, Matcher};
 
@@ -335,7 +334,7 @@ impl Vault {
                 Some(value) => {
                     out.push_str(text.get(at..open).unwrap_or_default());
                     if json_text {
-                        out.push_str(&json::escape_inner(value));
+                        out.push_str(&json_tree::escape_inner(value));
                     } else {
                         out.push_str(value);
                     }
@@ -666,7 +665,7 @@ impl Guardrails {
             }
             if let Some(new_text) = self.apply_masks(&hits, &text, Some(&mut vault)) {
                 if let Some(n) = tree.node(*node) {
-                    edits.push((n.start, n.end, json::encode_string(&new_text).into_bytes()));
+                    edits.push((n.start, n.end, json_tree::encode_string(&new_text).into_bytes()));
                 }
             }
         }
@@ -676,7 +675,7 @@ impl Guardrails {
             return outcome;
         }
         if !edits.is_empty() || !clamps.is_empty() {
-            let mut body = json::splice(input.body, &edits);
+            let mut body = json_tree::splice(input.body, &edits);
             for (field, value) in &clamps {
                 if let Some(new_body) = crate::json_edit::replace_value(&body, field, value) {
                     body = new_body;
@@ -868,7 +867,7 @@ impl ResponseGuard {
             let restored = self.vault.restore(current, unit.json_text);
             if let Some(new_text) = restored.or(masked) {
                 if let Some(n) = tree.node(unit.node) {
-                    edits.push((n.start, n.end, json::encode_string(&new_text).into_bytes()));
+                    edits.push((n.start, n.end, json_tree::encode_string(&new_text).into_bytes()));
                 }
             }
         }
@@ -879,7 +878,7 @@ impl ResponseGuard {
         }
         if !edits.is_empty() {
             edits.sort_by_key(|e| e.0);
-            outcome.body = Some(json::splice(body, &edits));
+            outcome.body = Some(json_tree::splice(body, &edits));
         }
         outcome
     }

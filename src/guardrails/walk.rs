@@ -11,9 +11,9 @@
 //!
 //! Tool results have role `tool` in every dialect; tool calls role `assistant`.
 
-use super::json::{Kind, NodeId, Tree};
 use super::{Part, Role};
 use crate::dialect::Api;
+use crate::json_tree::{Kind, NodeId, Tree};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TextUnit {
