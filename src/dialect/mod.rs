@@ -6,6 +6,7 @@ pub mod anthropic;
 pub mod openai;
 mod request;
 mod strict;
+pub mod text;
 
 pub use request::{parse_request, BodyError, RequestFacts};
 

@@ -23,7 +23,6 @@ pub mod jsonpath;
 pub mod scan;
 pub mod stream;
 pub mod validate;
-pub mod walk;
 
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -32,6 +31,8 @@ use crate::json_tree::{self, Kind, Tree};
 use jsonpath::JsonPath;
 use scan::{Found, Matcher};
 
+use crate::dialect::text::{self, RequestText, TextSegment};
+pub use crate::dialect::text::{Part, Role};
 use crate::dialect::Api;
 use crate::routing::glob::Glob;
 
@@ -80,52 +81,6 @@ impl Phase {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Part {
-    Messages,
-    System,
-    Tools,
-    ToolCalls,
-    ToolResults,
-    /// Selected by a JSONPath.
-    Custom,
-}
-
-impl Part {
-    pub fn parse(name: &str) -> Option<Part> {
-        Some(match name {
-            "messages" => Part::Messages,
-            "system" => Part::System,
-            "tools" => Part::Tools,
-            "tool_calls" => Part::ToolCalls,
-            "tool_results" => Part::ToolResults,
-            _ => return None,
-        })
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    System,
-    Developer,
-    User,
-    Assistant,
-    Tool,
-}
-
-impl Role {
-    pub fn parse(name: &str) -> Option<Role> {
-        Some(match name {
-            "system" => Role::System,
-            "developer" => Role::Developer,
-            "user" => Role::User,
-            "assistant" | "model" => Role::Assistant,
-            "tool" | "function" => Role::Tool,
-            _ => return None,
-        })
-    }
-}
-
 /// Which texts a check reads: parts and roles (absent: all), plus JSONPath-selected fields.
 #[derive(Debug, Clone, Default)]
 pub struct Scope {
@@ -135,7 +90,7 @@ pub struct Scope {
 }
 
 impl Scope {
-    fn admits(&self, unit: &walk::TextUnit) -> bool {
+    fn admits(&self, unit: &TextSegment) -> bool {
         let part_ok = self.parts.as_ref().is_none_or(|p| p.contains(&unit.part));
         // Roles filter the texts that have one; tool definitions have none and pass.
         let role_ok = match (&self.roles, unit.role) {
@@ -479,8 +434,8 @@ impl Guardrails {
         if active.is_empty() {
             return outcome;
         }
-        let tree = match Tree::parse(input.body) {
-            Ok(tree) => tree,
+        let text = match RequestText::read(input.api, input.body) {
+            Ok(text) => text,
             Err(_) => {
                 outcome.block = Some(Block {
                     status: 400,
@@ -492,7 +447,7 @@ impl Guardrails {
                 return outcome;
             }
         };
-        let shape = walk::request(input.api, &tree);
+        let (tree, layout) = (text.tree(), text.layout());
         let mut tally = Tally::default();
         let mut block: Option<Block> = None;
         let mut vault = Vault::default();
@@ -515,10 +470,14 @@ impl Guardrails {
                 match &check.kind {
                     CheckKind::Text(_) => text_checks.push((p, c)),
                     CheckKind::Limits(limits) => {
-                        let chars: u64 =
-                            shape.texts.iter().filter_map(|u| tree.str(u.node)).map(|s| s.chars().count() as u64).sum();
+                        let chars: u64 = layout
+                            .segments
+                            .iter()
+                            .filter_map(|u| tree.str(u.node))
+                            .map(|s| s.chars().count() as u64)
+                            .sum();
                         let over = [
-                            ("max_messages", limits.max_messages, shape.messages),
+                            ("max_messages", limits.max_messages, layout.messages),
                             ("max_chars", limits.max_chars, chars),
                             ("max_prompt_tokens", limits.max_prompt_tokens, input.prompt_tokens),
                         ];
@@ -540,7 +499,7 @@ impl Guardrails {
                             fields.push(("temperature", Some(low), Some(high)));
                         }
                         for (field, low, high) in fields {
-                            let Some(value) = tree.get(Tree::ROOT, field).and_then(|n| number(&tree, n)) else {
+                            let Some(value) = tree.get(Tree::ROOT, field).and_then(|n| number(tree, n)) else {
                                 continue;
                             };
                             let clamped = value.max(low.unwrap_or(f64::MIN)).min(high.unwrap_or(f64::MAX));
@@ -560,7 +519,7 @@ impl Guardrails {
                         }
                     }
                     CheckKind::Tools { allow, deny } => {
-                        let refused = shape
+                        let refused = layout
                             .tool_names
                             .iter()
                             .filter_map(|n| tree.str(*n))
@@ -572,7 +531,7 @@ impl Guardrails {
                         }
                     }
                     CheckKind::ToolArgumentsJson => {
-                        let bad = shape
+                        let bad = layout
                             .arguments
                             .iter()
                             .filter(|n| {
@@ -596,18 +555,19 @@ impl Guardrails {
             }
         }
 
-        // Text checks: each unit once, with the checks whose scope admits it.
-        let mut units: Vec<(usize, walk::TextUnit)> = shape.texts.iter().map(|u| (u.node, *u)).collect();
+        // Text checks: each unit once, with the checks whose scope admits it. A unit is a segment
+        // of the dialect's text, or (`None`) a string only a check's JSONPath selects.
+        let mut units: Vec<(usize, Option<TextSegment>)> = layout.segments.iter().map(|u| (u.node, Some(*u))).collect();
         for &(p, c) in &text_checks {
             let Some((_, check)) = self.check_at(p, c) else { continue };
             for path in &check.scope.jsonpath {
                 let mut selected = Vec::new();
-                for node in path.select(&tree) {
+                for node in path.select(tree) {
                     tree.strings_under(node, &mut selected);
                 }
                 for node in selected {
                     if !units.iter().any(|(n, _)| *n == node) {
-                        units.push((node, walk::TextUnit { node, part: Part::Custom, role: None, json_text: false }));
+                        units.push((node, None));
                     }
                 }
             }
@@ -619,12 +579,11 @@ impl Guardrails {
                 .iter()
                 .copied()
                 .filter(|&(p, c)| {
-                    self.check_at(p, c).is_some_and(|(_, check)| {
-                        if unit.part == Part::Custom {
-                            !check.scope.jsonpath.is_empty()
-                        } else {
-                            check.scope.admits(unit)
-                                || check.scope.jsonpath.iter().any(|path| selects(path, &tree, *node))
+                    self.check_at(p, c).is_some_and(|(_, check)| match unit {
+                        None => !check.scope.jsonpath.is_empty(),
+                        Some(segment) => {
+                            check.scope.admits(segment)
+                                || check.scope.jsonpath.iter().any(|path| selects(path, tree, *node))
                         }
                     })
                 })
@@ -803,7 +762,7 @@ impl ResponseGuard {
     pub fn check_body(&self, body: &[u8]) -> ResponseOutcome {
         let mut outcome = ResponseOutcome::default();
         let Ok(tree) = Tree::parse(body) else { return outcome };
-        let shape = walk::response(self.api, &tree);
+        let layout = text::response_layout(self.api, &tree);
         let g = &self.guardrails;
         let mut tally = Tally::default();
         let mut block = None;
@@ -812,13 +771,13 @@ impl ResponseGuard {
         for &(p, c) in &self.checks {
             let Some((policy, check)) = g.check_at(p, c) else { continue };
             let found = match &check.kind {
-                CheckKind::Tools { allow, deny } => shape
+                CheckKind::Tools { allow, deny } => layout
                     .tool_names
                     .iter()
                     .filter_map(|n| tree.str(*n))
                     .filter(|name| tool_refused(name, allow.as_deref(), deny))
                     .count() as u32,
-                CheckKind::ToolArgumentsJson => shape
+                CheckKind::ToolArgumentsJson => layout
                     .arguments
                     .iter()
                     .filter(|n| {
@@ -833,7 +792,7 @@ impl ResponseGuard {
                 block = Some(block_for(policy, check, Phase::Response, detector));
             }
         }
-        for unit in &shape.texts {
+        for unit in &layout.segments {
             let checks: Vec<(usize, usize)> = self
                 .checks
                 .iter()
