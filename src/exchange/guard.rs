@@ -5,7 +5,7 @@
 use std::rc::Rc;
 
 use super::{Exchange, RequestPhase};
-use crate::dialect::{Api, RequestFacts};
+use crate::dialect::{Api, CanonicalRequest};
 use crate::guardrails::stream::StreamGuard;
 use crate::guardrails::{Action, Block, Decision, Phase, RequestInput};
 use crate::host_io::{Flow, HostIo};
@@ -25,7 +25,7 @@ impl Exchange {
         &mut self,
         io: &mut dyn HostIo,
         api: Api,
-        facts: &RequestFacts,
+        request: &CanonicalRequest,
         body: Vec<u8>,
         prompt_tokens: u64,
     ) -> Result<Guarded, Flow> {
@@ -40,7 +40,7 @@ impl Exchange {
             api,
             body: &body,
             route: route.as_deref(),
-            model: facts.model.as_deref(),
+            model: request.model.as_deref(),
             prompt_tokens,
             model_allowed: Some(&model_allowed),
         });
