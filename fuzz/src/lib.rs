@@ -18,7 +18,7 @@ use std::rc::Rc;
 use serde_json::Value;
 use support::{FakeHost, Profile};
 use tollgate::config::{self, Policy};
-use tollgate::dialect::{self, Api};
+use tollgate::dialect::{self, Api, CanonicalRequest};
 use tollgate::exchange::Exchange;
 use tollgate::filter::Filter;
 use tollgate::guardrails::{self, Guardrails, RequestInput};
@@ -621,12 +621,16 @@ pub fn guardrails_request(data: &[u8]) {
     let body = input.rest();
     let g = GUARDRAIL_CACHE.with(Rc::clone);
     let allowed = |model: &str| !model.contains("realtime");
+    // As the exchange reads it, except that a body the exchange refuses is checked too, with an
+    // empty canonical request (and no text when it is not JSON at all).
+    let mut request = dialect::parse_request(api, body).unwrap_or_else(|_| CanonicalRequest::new(api));
+    request.model = Some("gpt-4o".into());
+    let text = request.text(body).ok();
     let check = || {
         g.check_request(&RequestInput {
-            api,
-            body,
+            request: &request,
+            text: text.as_ref(),
             route: None,
-            model: Some("gpt-4o"),
             prompt_tokens: body.len() as u64 / 4,
             model_allowed: Some(&allowed),
         })
@@ -657,14 +661,9 @@ pub fn guardrails_stream(data: &[u8]) {
         Api::OpenAiResponses => br#"{"model":"m","input":"mail jane.doe@example.com"}"#.to_vec(),
         _ => br#"{"model":"m","messages":[{"role":"user","content":"mail jane.doe@example.com"}]}"#.to_vec(),
     };
-    let outcome = g.check_request(&RequestInput {
-        api,
-        body: &request,
-        route: None,
-        model: None,
-        prompt_tokens: 0,
-        model_allowed: None,
-    });
+    let canonical = dialect::parse_request(api, &request).expect("a valid request");
+    let text = canonical.text(&request).expect("a valid request");
+    let outcome = g.check_request(&RequestInput::new(&canonical, Some(&text)));
     let Some(response) = outcome.response else { panic!("the request masked an email: a response guard follows") };
     let run = |chunks: &[&[u8]]| {
         let mut guard = response.stream();

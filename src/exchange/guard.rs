@@ -5,6 +5,7 @@
 use std::rc::Rc;
 
 use super::{Exchange, RequestPhase};
+use crate::dialect::text::RequestText;
 use crate::dialect::{Api, CanonicalRequest};
 use crate::guardrails::stream::StreamGuard;
 use crate::guardrails::{Action, Block, Decision, Phase, RequestInput};
@@ -12,35 +13,29 @@ use crate::host_io::{Flow, HostIo};
 use crate::names::{self, Counter};
 use crate::usage::BlockedBy;
 
-/// The request body after the guardrails: the bytes to go on with, and whether they differ from
-/// what the client sent (then they must replace it, or the request must not go on).
-pub(super) struct Guarded {
-    pub body: Vec<u8>,
-    pub changed: bool,
-}
-
 impl Exchange {
-    /// Runs the request checks. `Err` carries the flow of the reply that refused the request.
+    /// Runs the request checks on the request's text (read by the caller, shared with the token
+    /// estimate). Returns the body the guardrails rewrote (masked, clamped), if they did; `Err`
+    /// carries the flow of the reply that refused the request.
     pub(super) fn guard_request(
         &mut self,
         io: &mut dyn HostIo,
-        api: Api,
         request: &CanonicalRequest,
-        body: Vec<u8>,
+        text: Option<&RequestText<'_>>,
         prompt_tokens: u64,
-    ) -> Result<Guarded, Flow> {
+    ) -> Result<Option<Vec<u8>>, Flow> {
         let guardrails = Rc::clone(&self.policy.guardrails);
         if guardrails.is_empty() {
-            return Ok(Guarded { body, changed: false });
+            return Ok(None);
         }
+        let api = request.api;
         let route = if guardrails.needs_route_name() { io.route_name() } else { None };
         let routing = &self.policy.routing;
         let model_allowed = |model: &str| routing.model_allowed(model);
         let outcome = guardrails.check_request(&RequestInput {
-            api,
-            body: &body,
+            request,
+            text,
             route: route.as_deref(),
-            model: request.model.as_deref(),
             prompt_tokens,
             model_allowed: Some(&model_allowed),
         });
@@ -54,10 +49,7 @@ impl Exchange {
         }
         self.flag_upstream(io);
         self.guard = outcome.response;
-        Ok(match outcome.body {
-            Some(body) => Guarded { body, changed: true },
-            None => Guarded { body, changed: false },
-        })
+        Ok(outcome.body)
     }
 
     /// `flag` findings travel to the upstream as one header naming the policies and checks

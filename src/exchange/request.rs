@@ -51,14 +51,26 @@ impl Exchange {
         );
         self.canonical = Some(request.clone());
         self.attribute(io);
-        let prompt_tokens = self.prompt_tokens(&request, &body);
         let held = body.len();
-        let guarded = match self.guard_request(io, api, &request, body, prompt_tokens) {
-            Ok(guarded) => guarded,
-            Err(refused) => return refused,
+        let (prompt_tokens, guarded) = {
+            // The request's text, read once and only for a consumer that needs it: the guardrails,
+            // or a prompt estimate that counts it. Model selection alone never walks the text.
+            let counting = self.counts_prompt_tokens();
+            let needs_text = !self.policy.guardrails.is_empty() || (counting && estimate::counts_text(api));
+            let text = if needs_text { request.text(&body).ok() } else { None };
+            let prompt_tokens = if counting {
+                estimate::request_tokens(api, request.model.as_deref().unwrap_or(""), &body, text.as_ref())
+            } else {
+                0
+            };
+            match self.guard_request(io, &request, text.as_ref(), prompt_tokens) {
+                Ok(guarded) => (prompt_tokens, guarded),
+                Err(refused) => return refused,
+            }
         };
         // From here on the body is what the guardrails let through (masked, clamped).
-        let body = guarded.body;
+        let guarded_changed = guarded.is_some();
+        let body = guarded.unwrap_or(body);
         if request.stream {
             self.kept_request = Some(body.clone());
         }
@@ -102,11 +114,11 @@ impl Exchange {
         }
         let new_body = match rewritten {
             Some(new_body) => Some(new_body),
-            None if guarded.changed => Some(body),
+            None if guarded_changed => Some(body),
             None => None,
         };
         if let Some(new_body) = new_body {
-            let required = self.served_by.is_some() || self.translation.is_some() || guarded.changed;
+            let required = self.served_by.is_some() || self.translation.is_some() || guarded_changed;
             if !self.replace_request_body(io, held, &new_body) && required {
                 // The routed model, translation or masking is not in the body: the provider would
                 // get a request it was not meant to get.
@@ -116,14 +128,10 @@ impl Exchange {
         Flow::Continue
     }
 
-    /// The prompt's estimated tokens, counted once, only when a context window or a guardrail
-    /// limit needs them (counting costs time).
-    fn prompt_tokens(&self, request: &CanonicalRequest, body: &[u8]) -> u64 {
-        if self.policy.routing.needs_prompt_tokens() || self.policy.guardrails.needs_prompt_tokens() {
-            estimate::request_tokens(request.api, request.model.as_deref().unwrap_or(""), body)
-        } else {
-            0
-        }
+    /// Whether the prompt's tokens are estimated: only when a context window or a guardrail limit
+    /// needs them (counting costs time), and then once.
+    fn counts_prompt_tokens(&self) -> bool {
+        self.policy.routing.needs_prompt_tokens() || self.policy.guardrails.needs_prompt_tokens()
     }
 
     /// The failure mode of this request's route.

@@ -297,7 +297,7 @@ impl Exchange {
             // The prompt was never reported: count what the client sent, with the model's tokenizer.
             if let (Some(api), Some(body)) = (self.api, self.kept_request.as_deref()) {
                 let model = served.clone().or_else(|| self.counting_model()).unwrap_or_default();
-                tokens.input = Some(Count::estimated(estimate::request_tokens(api, &model, body)));
+                tokens.input = Some(Count::estimated(estimate::request_tokens(api, &model, body, None)));
             }
         }
         let cost = served.as_deref().and_then(|m| self.policy.prices.cost(m, &tokens));

@@ -33,7 +33,7 @@ use scan::{Found, Matcher};
 
 use crate::dialect::text::{self, RequestText, TextSegment};
 pub use crate::dialect::text::{Part, Role};
-use crate::dialect::Api;
+use crate::dialect::{Api, CanonicalRequest};
 use crate::routing::glob::Glob;
 
 pub use config::{compile, parse, RawGuardrails};
@@ -217,18 +217,26 @@ pub struct Block {
     pub check: String,
 }
 
-/// What the request side needs besides the body.
+/// The request as the request side reads it.
 pub struct RequestInput<'a> {
-    pub api: Api,
-    pub body: &'a [u8],
+    /// What the request asks for (its API and model included).
+    pub request: &'a CanonicalRequest,
+    /// The request's text and body, read once by the caller (the token estimate shares it);
+    /// `None` when the body could not be read, which refuses it when a policy applies.
+    pub text: Option<&'a RequestText<'a>>,
     /// The proxy's route name (for policies with `routes`).
     pub route: Option<&'a str>,
-    /// The requested model.
-    pub model: Option<&'a str>,
     /// Estimated prompt tokens (for `limits.max_prompt_tokens`).
     pub prompt_tokens: u64,
     /// The model selection's allow/deny decision, for `model: "routing"` checks.
     pub model_allowed: Option<&'a dyn Fn(&str) -> bool>,
+}
+
+impl<'a> RequestInput<'a> {
+    /// A request checked without a route, a prompt estimate or a model decision.
+    pub fn new(request: &'a CanonicalRequest, text: Option<&'a RequestText<'a>>) -> RequestInput<'a> {
+        RequestInput { request, text, route: None, prompt_tokens: 0, model_allowed: None }
+    }
 }
 
 #[derive(Debug)]
@@ -434,9 +442,9 @@ impl Guardrails {
         if active.is_empty() {
             return outcome;
         }
-        let text = match RequestText::read(input.api, input.body) {
-            Ok(text) => text,
-            Err(_) => {
+        let text = match input.text {
+            Some(text) => text,
+            None => {
                 outcome.block = Some(Block {
                     status: 400,
                     code: "invalid_json".into(),
@@ -544,7 +552,7 @@ impl Guardrails {
                         }
                     }
                     CheckKind::Model => {
-                        if let (Some(allowed), Some(model)) = (input.model_allowed, input.model) {
+                        if let (Some(allowed), Some(model)) = (input.model_allowed, input.request.model.as_deref()) {
                             if !allowed(model) {
                                 tally.add(policy, check, "model", Phase::Request, 1);
                                 note_block(&mut block, policy, check, "model");
@@ -634,7 +642,7 @@ impl Guardrails {
             return outcome;
         }
         if !edits.is_empty() || !clamps.is_empty() {
-            let mut body = json_tree::splice(input.body, &edits);
+            let mut body = json_tree::splice(text.body(), &edits);
             for (field, value) in &clamps {
                 if let Some(new_body) = crate::json_edit::replace_value(&body, field, value) {
                     body = new_body;
@@ -654,8 +662,12 @@ impl Guardrails {
             .map(|(p, c, _)| (p, c))
             .collect();
         if !vault.is_empty() || !response_checks.is_empty() {
-            outcome.response =
-                Some(ResponseGuard { guardrails: Rc::clone(self), api: input.api, checks: response_checks, vault });
+            outcome.response = Some(ResponseGuard {
+                guardrails: Rc::clone(self),
+                api: input.request.api,
+                checks: response_checks,
+                vault,
+            });
         }
         outcome
     }

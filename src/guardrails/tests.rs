@@ -14,15 +14,21 @@ fn one_check(check: Value) -> Rc<Guardrails> {
 }
 
 fn request(g: &Rc<Guardrails>, api: Api, body: &Value) -> RequestOutcome {
-    let bytes = body.to_string().into_bytes();
-    g.check_request(&RequestInput {
-        api,
-        body: &bytes,
-        route: None,
-        model: None,
-        prompt_tokens: 0,
-        model_allowed: None,
-    })
+    check(g, api, &body.to_string().into_bytes(), None, None)
+}
+
+/// `body` checked as the exchange checks it: with its canonical request (an empty one when the
+/// body cannot be read) and its text.
+fn check(
+    g: &Rc<Guardrails>,
+    api: Api,
+    body: &[u8],
+    route: Option<&str>,
+    model_allowed: Option<&dyn Fn(&str) -> bool>,
+) -> RequestOutcome {
+    let request = crate::dialect::parse_request(api, body).unwrap_or_else(|_| CanonicalRequest::new(api));
+    let text = request.text(body).ok();
+    g.check_request(&RequestInput { request: &request, text: text.as_ref(), route, prompt_tokens: 0, model_allowed })
 }
 
 fn body_of(outcome: &RequestOutcome) -> Value {
@@ -39,14 +45,7 @@ use crate::config::ConfigError;
 fn masks_email_in_user_messages_and_keeps_every_other_byte() {
     let g = one_check(json!({"name": "pii", "detectors": ["email"], "action": "mask"}));
     let body = br#"{"model":"gpt-4o",  "messages":[{"role":"system","content":"be nice"},{"role":"user","content":"mail jane@example.com now"}], "temperature": 0.5}"#;
-    let out = g.check_request(&RequestInput {
-        api: Api::OpenAiChat,
-        body,
-        route: None,
-        model: None,
-        prompt_tokens: 0,
-        model_allowed: None,
-    });
+    let out = check(&g, Api::OpenAiChat, body, None, None);
     assert_eq!(
         String::from_utf8(out.body.unwrap()).unwrap(),
         r#"{"model":"gpt-4o",  "messages":[{"role":"system","content":"be nice"},{"role":"user","content":"mail [EMAIL] now"}], "temperature": 0.5}"#
@@ -271,14 +270,7 @@ fn limits_clamps_tools_arguments_and_model() {
         "tools": [{"type": "function", "function": {"name": "shell_exec"}}, {"type": "function", "function": {"name": "search"}}]});
     let bytes = body.to_string().into_bytes();
     let deny_all = |_: &str| false;
-    let out = g.check_request(&RequestInput {
-        api: Api::OpenAiChat,
-        body: &bytes,
-        route: None,
-        model: Some("gpt-x"),
-        prompt_tokens: 0,
-        model_allowed: Some(&deny_all),
-    });
+    let out = check(&g, Api::OpenAiChat, &bytes, None, Some(&deny_all));
     let found: Vec<(String, u32)> = out.decisions.iter().map(|d| (d.detector.clone(), d.count)).collect();
     assert_eq!(
         found,
@@ -303,17 +295,9 @@ fn policies_apply_per_route() {
         {"name": "public", "routes": ["public*"], "checks": [{"name": "pii", "detectors": ["email"], "action": "block"}]},
         {"name": "all", "checks": [{"name": "pii", "detectors": ["email"], "action": "flag"}]}]}));
     let bytes = json!({"messages": [{"role": "user", "content": "a@example.com"}]}).to_string().into_bytes();
-    let input = |route| RequestInput {
-        api: Api::OpenAiChat,
-        body: &bytes,
-        route,
-        model: None,
-        prompt_tokens: 0,
-        model_allowed: None,
-    };
-    assert!(g.check_request(&input(Some("public-eu"))).block.is_some());
-    assert!(g.check_request(&input(Some("team-a"))).block.is_none());
-    assert!(g.check_request(&input(None)).block.is_none());
+    assert!(check(&g, Api::OpenAiChat, &bytes, Some("public-eu"), None).block.is_some());
+    assert!(check(&g, Api::OpenAiChat, &bytes, Some("team-a"), None).block.is_none());
+    assert!(check(&g, Api::OpenAiChat, &bytes, None, None).block.is_none());
     assert!(g.needs_route_name());
 }
 
@@ -408,35 +392,14 @@ fn catastrophic_patterns_run_in_linear_time() {
 fn bad_bodies_are_refused_not_panicked_on() {
     let g = one_check(json!({"name": "pii", "detectors": ["email"], "action": "mask"}));
     for body in [&b"{not json"[..], b"\xff\xfe", b"", b"[1,2"] {
-        let out = g.check_request(&RequestInput {
-            api: Api::OpenAiChat,
-            body,
-            route: None,
-            model: None,
-            prompt_tokens: 0,
-            model_allowed: None,
-        });
+        let out = check(&g, Api::OpenAiChat, body, None, None);
         assert_eq!(out.block.unwrap().code, "invalid_json");
     }
     let deep = format!("{{\"messages\": {}{}}}", "[".repeat(1000), "]".repeat(1000));
-    let out = g.check_request(&RequestInput {
-        api: Api::OpenAiChat,
-        body: deep.as_bytes(),
-        route: None,
-        model: None,
-        prompt_tokens: 0,
-        model_allowed: None,
-    });
+    let out = check(&g, Api::OpenAiChat, deep.as_bytes(), None, None);
     assert_eq!(out.block.unwrap().code, "invalid_json");
     let invalid_utf8 = b"{\"messages\":[{\"role\":\"user\",\"content\":\"\xff a@example.com\"}]}";
-    let out = g.check_request(&RequestInput {
-        api: Api::OpenAiChat,
-        body: invalid_utf8,
-        route: None,
-        model: None,
-        prompt_tokens: 0,
-        model_allowed: None,
-    });
+    let out = check(&g, Api::OpenAiChat, invalid_utf8, None, None);
     assert_eq!(out.block.unwrap().code, "invalid_json");
     // Response bodies that are not JSON pass unchanged.
     let out = request(&g, Api::OpenAiChat, &json!({"messages": []}));
