@@ -52,6 +52,19 @@ pub struct OutputLimit {
     pub field: &'static str,
 }
 
+impl OutputLimit {
+    /// Every member that limits the output in `api`'s requests (Chat has two), for a rewriter
+    /// that must bound them all.
+    pub fn members(api: Api) -> &'static [&'static str] {
+        match api {
+            Api::OpenAiChat => &["max_completion_tokens", "max_tokens"],
+            Api::OpenAiResponses => &["max_output_tokens"],
+            Api::AnthropicMessages => &["max_tokens"],
+            Api::OpenAiEmbeddings => &[],
+        }
+    }
+}
+
 /// Sampling parameters, each where its API has it.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Sampling {

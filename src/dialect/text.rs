@@ -87,7 +87,8 @@ pub struct TextLayout {
     pub segments: Vec<TextSegment>,
     /// Messages (or input items) in the body.
     pub messages: u64,
-    /// Tool names: defined in `tools` (request) or called (history, response).
+    /// Names of the tools called (a request's history, a response). The tools a request defines
+    /// are the canonical request's.
     pub tool_names: Vec<NodeId>,
     /// Tool-call arguments that are JSON text and should parse.
     pub arguments: Vec<NodeId>,
@@ -191,15 +192,10 @@ fn part_for(role: Option<Role>) -> Part {
     }
 }
 
+/// Every string of the tool definitions: names, descriptions, schemas.
 fn tools(tree: &Tree<'_>, layout: &mut TextLayout, root: NodeId) {
-    let Some(tools) = tree.get(root, "tools") else { return };
-    layout.strings(tree, tools, Part::Tools, None);
-    for tool in tree.children(tools) {
-        // Chat: {"type":"function","function":{"name"}}; Responses and Anthropic: {"name"}.
-        let name = tree.get(tool, "function").and_then(|f| tree.get(f, "name")).or_else(|| tree.get(tool, "name"));
-        if let Some(name) = is_string(tree, name) {
-            layout.tool_names.push(name);
-        }
+    if let Some(tools) = tree.get(root, "tools") {
+        layout.strings(tree, tools, Part::Tools, None);
     }
 }
 

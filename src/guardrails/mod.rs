@@ -24,6 +24,7 @@ pub mod scan;
 pub mod stream;
 pub mod validate;
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::rc::Rc;
 
@@ -33,7 +34,7 @@ use scan::{Found, Matcher};
 
 use crate::dialect::text::{self, RequestText, TextSegment};
 pub use crate::dialect::text::{Part, Role};
-use crate::dialect::{Api, CanonicalRequest};
+use crate::dialect::{Api, CanonicalRequest, OutputLimit, Tool};
 use crate::routing::glob::Glob;
 
 pub use config::{compile, parse, RawGuardrails};
@@ -460,7 +461,7 @@ impl Guardrails {
         let mut block: Option<Block> = None;
         let mut vault = Vault::default();
         let mut edits: Vec<(usize, usize, Vec<u8>)> = Vec::new();
-        let mut clamps: Vec<(&'static str, String)> = Vec::new();
+        let mut clamps: Vec<(&'static str, ParameterClamp)> = Vec::new();
         let note_block = |block: &mut Option<Block>, policy: &Policy, check: &Check, detector: &str| {
             if block.is_none() && check.action == Action::Block && !check.shadow {
                 *block = Some(block_for(policy, check, Phase::Request, detector));
@@ -497,42 +498,37 @@ impl Guardrails {
                         }
                     }
                     CheckKind::Clamp(clamp) => {
-                        let mut fields: Vec<(&'static str, Option<f64>, Option<f64>)> = Vec::new();
-                        if let Some(max) = clamp.max_tokens {
-                            for field in ["max_tokens", "max_completion_tokens", "max_output_tokens"] {
-                                fields.push((field, None, Some(max as f64)));
+                        // Decided on the canonical request; the bytes are rewritten at the end.
+                        let request = input.request;
+                        let mut over: Vec<(&'static str, ParameterClamp)> = Vec::new();
+                        if let (Some(max), Some(limit)) = (clamp.max_tokens, request.max_output_tokens) {
+                            if limit.tokens > max {
+                                over.push((limit.field, ParameterClamp::OutputLimit(max)));
                             }
                         }
-                        if let Some([low, high]) = clamp.temperature {
-                            fields.push(("temperature", Some(low), Some(high)));
-                        }
-                        for (field, low, high) in fields {
-                            let Some(value) = tree.get(Tree::ROOT, field).and_then(|n| number(tree, n)) else {
-                                continue;
-                            };
-                            let clamped = value.max(low.unwrap_or(f64::MIN)).min(high.unwrap_or(f64::MAX));
+                        if let (Some([low, high]), Some(value)) = (clamp.temperature, request.sampling.temperature) {
+                            let clamped = value.max(low).min(high);
                             if clamped != value {
-                                tally.add(policy, check, field, Phase::Request, 1);
-                                note_block(&mut block, policy, check, field);
-                                if check.action == Action::Clamp && !check.shadow {
-                                    let text = if field == "temperature" {
-                                        serde_json::Number::from_f64(clamped).map(|n| n.to_string()).unwrap_or_default()
-                                    } else {
-                                        format!("{}", clamped as u64)
-                                    };
-                                    clamps.retain(|(f, _)| *f != field);
-                                    clamps.push((field, text));
-                                }
+                                let text = serde_json::Number::from_f64(clamped).map(|n| n.to_string());
+                                over.push(("temperature", ParameterClamp::Temperature(text.unwrap_or_default())));
+                            }
+                        }
+                        for (field, rewrite) in over {
+                            tally.add(policy, check, field, Phase::Request, 1);
+                            note_block(&mut block, policy, check, field);
+                            if check.action == Action::Clamp && !check.shadow {
+                                clamps.retain(|(f, _)| *f != field);
+                                clamps.push((field, rewrite));
                             }
                         }
                     }
                     CheckKind::Tools { allow, deny } => {
-                        let refused = layout
-                            .tool_names
-                            .iter()
-                            .filter_map(|n| tree.str(*n))
-                            .filter(|name| tool_refused(name, allow.as_deref(), deny))
-                            .count() as u32;
+                        // Tools defined (the canonical request) and called (the history's text).
+                        let defined = input.request.tools.iter().filter_map(Tool::name).map(Cow::Borrowed);
+                        let called = layout.tool_names.iter().filter_map(|n| tree.str(*n));
+                        let refused =
+                            defined.chain(called).filter(|name| tool_refused(name, allow.as_deref(), deny)).count()
+                                as u32;
                         tally.add(policy, check, "tool_name", Phase::Request, refused);
                         if refused > 0 {
                             note_block(&mut block, policy, check, "tool_name");
@@ -643,9 +639,24 @@ impl Guardrails {
         }
         if !edits.is_empty() || !clamps.is_empty() {
             let mut body = json_tree::splice(text.body(), &edits);
-            for (field, value) in &clamps {
-                if let Some(new_body) = crate::json_edit::replace_value(&body, field, value) {
-                    body = new_body;
+            for (_, rewrite) in &clamps {
+                let (members, value) = match rewrite {
+                    ParameterClamp::Temperature(value) => (&["temperature"][..], value.clone()),
+                    ParameterClamp::OutputLimit(max) => (OutputLimit::members(input.request.api), max.to_string()),
+                };
+                for member in members {
+                    // Every member the API limits the output with, when above the bound (Chat's
+                    // legacy `max_tokens` next to `max_completion_tokens` too): never raised.
+                    if let ParameterClamp::OutputLimit(max) = rewrite {
+                        let above =
+                            tree.get(Tree::ROOT, member).and_then(|n| number(tree, n)).is_some_and(|n| n > *max as f64);
+                        if !above {
+                            continue;
+                        }
+                    }
+                    if let Some(new_body) = crate::json_edit::replace_value(&body, member, &value) {
+                        body = new_body;
+                    }
                 }
             }
             outcome.body = Some(body);
@@ -727,6 +738,15 @@ fn ceil_boundary(text: &str, mut i: usize) -> usize {
         i += 1;
     }
     i.min(text.len())
+}
+
+/// What a `clamp` rewrites.
+#[derive(Debug)]
+enum ParameterClamp {
+    /// `temperature`, to this number.
+    Temperature(String),
+    /// The output limit's members, to this many tokens.
+    OutputLimit(u64),
 }
 
 fn number(tree: &Tree<'_>, node: usize) -> Option<f64> {

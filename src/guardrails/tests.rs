@@ -290,6 +290,56 @@ fn limits_clamps_tools_arguments_and_model() {
 }
 
 #[test]
+fn clamps_decide_on_the_canonical_request_and_rewrite_each_apis_own_members() {
+    let g =
+        one_check(json!({"name": "params", "clamp": {"max_tokens": 100, "temperature": [0, 1]}, "action": "clamp"}));
+    let detectors = |out: &RequestOutcome| out.decisions.iter().map(|d| d.detector.clone()).collect::<Vec<_>>();
+
+    let anthropic =
+        json!({"model": "claude", "max_tokens": 5000, "temperature": 1.5, "max_output_tokens": 9000, "messages": []});
+    let out = request(&g, Api::AnthropicMessages, &anthropic);
+    assert_eq!(detectors(&out), ["max_tokens", "temperature"]);
+    let sent = body_of(&out);
+    assert_eq!((sent["max_tokens"].clone(), sent["temperature"].clone()), (json!(100), json!(1.0)));
+    assert_eq!(sent["max_output_tokens"], 9000, "not an Anthropic member: left alone");
+
+    let responses = json!({"model": "gpt-4o", "max_output_tokens": 5000, "input": "hi"});
+    let out = request(&g, Api::OpenAiResponses, &responses);
+    assert_eq!(detectors(&out), ["max_output_tokens"]);
+    assert_eq!(body_of(&out)["max_output_tokens"], 100);
+
+    // Chat: the limit is `max_completion_tokens`, else the legacy `max_tokens`; both are bounded
+    // when above the bound, and a member below it is never raised.
+    let both = json!({"model": "gpt-4o", "max_completion_tokens": 5000, "max_tokens": 7000, "messages": []});
+    let out = request(&g, Api::OpenAiChat, &both);
+    assert_eq!(detectors(&out), ["max_completion_tokens"]);
+    let sent = body_of(&out);
+    assert_eq!((sent["max_completion_tokens"].clone(), sent["max_tokens"].clone()), (json!(100), json!(100)));
+    let legacy_low = json!({"model": "gpt-4o", "max_completion_tokens": 5000, "max_tokens": 10, "messages": []});
+    let sent = body_of(&request(&g, Api::OpenAiChat, &legacy_low));
+    assert_eq!((sent["max_completion_tokens"].clone(), sent["max_tokens"].clone()), (json!(100), json!(10)));
+    let within = json!({"model": "gpt-4o", "max_completion_tokens": 50, "temperature": 0.2, "messages": []});
+    let out = request(&g, Api::OpenAiChat, &within);
+    assert!(out.decisions.is_empty() && out.body.is_none());
+}
+
+#[test]
+fn tool_names_come_from_each_apis_definitions_and_the_calls_in_the_history() {
+    let g = one_check(json!({"name": "tools", "tools": {"deny": ["shell*", "web_search*"]}, "action": "flag"}));
+    let count = |out: &RequestOutcome| out.decisions.first().map_or(0, |d| d.count);
+    let chat = json!({"messages": [{"role": "assistant", "tool_calls": [
+            {"id": "1", "type": "function", "function": {"name": "shell_run", "arguments": "{}"}}]}],
+        "tools": [{"type": "function", "function": {"name": "shell_run"}}, {"type": "custom", "custom": {"name": "shell_2"}},
+                  {"type": "function", "function": {"name": "search"}}]});
+    assert_eq!(count(&request(&g, Api::OpenAiChat, &chat)), 3, "two definitions and one call");
+    let responses =
+        json!({"input": "hi", "tools": [{"type": "web_search_preview"}, {"type": "function", "name": "shell"}]});
+    assert_eq!(count(&request(&g, Api::OpenAiResponses, &responses)), 1, "built-in tools have no name");
+    let anthropic = json!({"messages": [], "tools": [{"type": "web_search_20250305", "name": "web_search"}]});
+    assert_eq!(count(&request(&g, Api::AnthropicMessages, &anthropic)), 1, "Anthropic's server tools are named");
+}
+
+#[test]
 fn policies_apply_per_route() {
     let g = guardrails(json!({"policies": [
         {"name": "public", "routes": ["public*"], "checks": [{"name": "pii", "detectors": ["email"], "action": "block"}]},
