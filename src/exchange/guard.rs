@@ -14,6 +14,16 @@ use crate::names::{self, Counter};
 use crate::usage::BlockedBy;
 
 impl Exchange {
+    /// Whether a guardrail policy applies to this request (then its text is read for the checks).
+    pub(super) fn guarding(&self, io: &mut dyn HostIo) -> Option<Guarding> {
+        let guardrails = &self.policy.guardrails;
+        if guardrails.is_empty() {
+            return None;
+        }
+        let route = if guardrails.needs_route_name() { io.route_name() } else { None };
+        guardrails.applies_to(route.as_deref()).then_some(Guarding { route })
+    }
+
     /// Runs the request checks on the request's text (read by the caller, shared with the token
     /// estimate). Returns the body the guardrails rewrote (masked, clamped), if they did; `Err`
     /// carries the flow of the reply that refused the request.
@@ -21,15 +31,13 @@ impl Exchange {
         &mut self,
         io: &mut dyn HostIo,
         request: &CanonicalRequest,
+        guarding: Option<Guarding>,
         text: Option<&RequestText<'_>>,
         prompt_tokens: u64,
     ) -> Result<Option<Vec<u8>>, Flow> {
+        let Some(Guarding { route }) = guarding else { return Ok(None) };
         let guardrails = Rc::clone(&self.policy.guardrails);
-        if guardrails.is_empty() {
-            return Ok(None);
-        }
         let api = request.api;
-        let route = if guardrails.needs_route_name() { io.route_name() } else { None };
         let routing = &self.policy.routing;
         let model_allowed = |model: &str| routing.model_allowed(model);
         let outcome = guardrails.check_request(&RequestInput {
@@ -115,6 +123,12 @@ impl Exchange {
             self.guardrails.decisions.extend(decisions);
         }
     }
+}
+
+/// A request some guardrail policy applies to, and the route name that was decided on (read
+/// only when a policy is limited to routes).
+pub(super) struct Guarding {
+    route: Option<String>,
 }
 
 /// A response body to send instead of the provider's, and the status to send it with.

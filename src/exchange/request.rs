@@ -56,14 +56,15 @@ impl Exchange {
             // The request's text, read once and only for a consumer that needs it: the guardrails,
             // or a prompt estimate that counts it. Model selection alone never walks the text.
             let counting = self.counts_prompt_tokens();
-            let needs_text = !self.policy.guardrails.is_empty() || (counting && estimate::counts_text(api));
+            let guarding = self.guarding(io);
+            let needs_text = guarding.is_some() || (counting && estimate::counts_text(api));
             let text = if needs_text { request.text(&body).ok() } else { None };
             let prompt_tokens = if counting {
                 estimate::request_tokens(api, request.model.as_deref().unwrap_or(""), &body, text.as_ref())
             } else {
                 0
             };
-            match self.guard_request(io, &request, text.as_ref(), prompt_tokens) {
+            match self.guard_request(io, &request, guarding, text.as_ref(), prompt_tokens) {
                 Ok(guarded) => (prompt_tokens, guarded),
                 Err(refused) => return refused,
             }

@@ -409,6 +409,11 @@ impl Guardrails {
         self.policies.iter().flat_map(|p| &p.checks).any(limited)
     }
 
+    /// Whether a policy applies on `route` (the exchange reads the request's text only then).
+    pub fn applies_to(&self, route: Option<&str>) -> bool {
+        self.policies.iter().any(|p| p.applies_to(route))
+    }
+
     fn active(&self, route: Option<&str>) -> Vec<usize> {
         self.policies.iter().enumerate().filter(|(_, p)| p.applies_to(route)).map(|(i, _)| i).collect()
     }
