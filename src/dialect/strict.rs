@@ -273,8 +273,18 @@ impl<'de> Visitor<'de> for WalkVisitor {
         f.write_str("a JSON value")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
-        object(map, |_, _| Ok(false))
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        // `object` without a reader, written out: this loop is where a large body spends its
+        // walk, and through the shared helper the compiler inlines less of it (0.5% more
+        // instructions per request at 32 KB).
+        let mut seen = BTreeSet::new();
+        while let Some(key) = map.next_key_seed(KeySeed)? {
+            map.next_value_seed(WalkSeed)?;
+            if !seen.insert(key) {
+                return Err(de::Error::custom(DUPLICATE_KEY));
+            }
+        }
+        Ok(())
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
