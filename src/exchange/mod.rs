@@ -1,8 +1,8 @@
 //! One request/response exchange: the state machine the host layer drives, callback by callback.
 //!
 //! Request side: recognise an LLM API call from method and path, hold its headers and body until
-//! the body is complete, read `model` and `stream`, and reject what cannot be read with an error
-//! in the client's dialect. Response side: streams pass through chunk by chunk while their usage
+//! the body is complete, read it into its canonical request (and, when a consumer needs it, its
+//! text), and reject what cannot be read with an error in the client's dialect. Response side: streams pass through chunk by chunk while their usage
 //! is read event by event; a non-streaming JSON answer is held until complete so its usage can
 //! be priced and reported in response headers (only possible while the headers are still held).
 //! Every exchange ends with one usage record, exported to the proxy's logs.

@@ -5,12 +5,15 @@
 //! can be in `shadow` mode (decide and record, change nothing). Decisions record the check, the
 //! detector, the action and a count, never the matched text.
 //!
-//! Pure: the exchange hands in bytes and gets back a verdict, new bytes and decisions.
+//! Pure: the exchange hands in what it read (the canonical request, the request's text with its
+//! byte spans) and gets back a verdict, new bytes and decisions. Decisions on parameters and
+//! tool definitions read the canonical request; masks and clamps rewrite the bytes.
 //!
 //! Integration, per request (see also the README's Guardrails section):
 //! 1. At load: [`config::RawGuardrails`] is the `guardrails` field of the configuration;
 //!    [`config::compile`] builds a [`Guardrails`] (keep it in an `Rc`).
-//! 2. Request body complete: [`Guardrails::check_request`] → [`RequestOutcome`]: send
+//! 2. Request body complete and read (`dialect::parse_request`, then its text once a policy
+//!    applies: [`Guardrails::applies_to`]): [`Guardrails::check_request`] → [`RequestOutcome`]: send
 //!    `block` as an error in the client's dialect (status, code, message), else forward `body`
 //!    if rewritten; keep `response` (a [`ResponseGuard`]) for the response.
 //! 3. Non-streaming response body: [`ResponseGuard::check_body`].
