@@ -8,7 +8,7 @@
 use std::rc::Rc;
 use std::time::Instant;
 
-use tollgate::dialect::Api;
+use tollgate::dialect::{self, Api};
 use tollgate::guardrails::scan::{Found, Matcher};
 use tollgate::guardrails::stream::TextGuard;
 use tollgate::guardrails::{parse, Guardrails, RequestInput};
@@ -125,31 +125,19 @@ fn main() {
         })
         .collect();
     let body = serde_json::json!({"model": "gpt-4o", "messages": messages}).to_string().into_bytes();
+    let request = dialect::parse_request(Api::OpenAiChat, &body).unwrap();
     let rate = measure(body.len(), || {
-        let out = default.check_request(&RequestInput {
-            api: Api::OpenAiChat,
-            body: &body,
-            route: None,
-            model: None,
-            prompt_tokens: 0,
-            model_allowed: None,
-        });
+        let text = request.text(&body).ok();
+        let out = default.check_request(&RequestInput::new(&request, text.as_ref()));
         out.body.map_or(0, |b| b.len())
     });
     println!("check_request, 1 MB chat body, mask pii+secrets: {rate:.0} MB/s");
 
     // Streaming: the same detectors over 16-byte deltas.
-    let response = default
-        .check_request(&RequestInput {
-            api: Api::OpenAiChat,
-            body: br#"{"messages":[]}"#,
-            route: None,
-            model: None,
-            prompt_tokens: 0,
-            model_allowed: None,
-        })
-        .response
-        .unwrap();
+    let empty = br#"{"messages":[]}"#;
+    let request = dialect::parse_request(Api::OpenAiChat, empty).unwrap();
+    let text = request.text(empty).ok();
+    let response = default.check_request(&RequestInput::new(&request, text.as_ref())).response.unwrap();
     let stream_text = &english[..1 << 20];
     let deltas: Vec<&str> = std::str::from_utf8(stream_text)
         .unwrap()

@@ -58,7 +58,7 @@ struct Case {
 const CASES: &[Case] = &[
     Case {
         name: "parse_request",
-        what: "parse the chat request JSON (model, stream)",
+        what: "read the chat request into its canonical request (model, stream, parameters, tool names)",
         run: parse_request,
         per_body: true,
     },
@@ -174,7 +174,8 @@ fn shared_policy() -> Rc<Policy> {
 }
 
 fn parse_request(body: &[u8]) -> usize {
-    let parsed = dialect::parse_request(black_box(body)).expect("bench bodies are valid chat requests");
+    let parsed =
+        dialect::parse_request(Api::OpenAiChat, black_box(body)).expect("bench bodies are valid chat requests");
     black_box(parsed);
     1
 }

@@ -129,9 +129,9 @@ impl Attempt {
         query: Option<&str>,
     ) -> Result<(), String> {
         // The body always arrives as the client sent it, so its model is the client's.
-        let facts = crate::dialect::parse_request(body).ok();
-        let requested = facts.as_ref().and_then(|f| f.model.clone());
-        self.include_usage = facts.is_some_and(|f| f.include_usage);
+        let request = crate::dialect::parse_request(api, body).ok();
+        let requested = request.as_ref().and_then(|r| r.model.clone());
+        self.include_usage = request.is_some_and(|r| r.include_usage);
         let max_tokens = self.policy.default_max_tokens;
         let planned =
             provider_request::plan(api, provider, Some(&step.model), requested.as_deref(), body, query, max_tokens)

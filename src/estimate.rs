@@ -5,6 +5,7 @@
 
 use serde_json::Value;
 
+use crate::dialect::text::RequestText;
 use crate::dialect::Api;
 use crate::tokenizer;
 
@@ -25,19 +26,40 @@ pub fn text_tokens(model: &str, kept: &str, total_bytes: u64) -> u64 {
     counted.saturating_mul(total_bytes).div_ceil(kept_bytes)
 }
 
-/// Prompt tokens of a request body for `model`: OpenAI's counting rules for Chat Completions
-/// (messages, tools, images); the model's tokenizer over the whole body for other APIs, which
-/// counts JSON syntax too and so leans high.
-pub fn request_tokens(api: Api, model: &str, body: &[u8]) -> u64 {
-    if api == Api::OpenAiChat {
+/// Whether [`request_tokens`] counts `api`'s request by its text segments (every API but Chat
+/// Completions, whose published rules need the messages' structure), so a caller that reads the
+/// text anyway can hand it in.
+pub fn counts_text(api: Api) -> bool {
+    api != Api::OpenAiChat
+}
+
+/// Prompt tokens of a request body for `model`. Chat Completions: OpenAI's counting rules
+/// (messages, tools, images). Other APIs: the text segments (system prompt, messages, tool calls
+/// and results, the strings of tool definitions; embeddings inputs), each counted with the
+/// model's tokenizer, and embeddings token ids as they are; JSON syntax, object keys, images and
+/// per-message framing are not counted, so it leans a little low where tools or images weigh.
+/// `text` is the request's text when the caller has read it (shared with the guardrails); it is
+/// read here otherwise. A body that cannot be read is counted whole.
+pub fn request_tokens(api: Api, model: &str, body: &[u8], text: Option<&RequestText<'_>>) -> u64 {
+    if !counts_text(api) {
         if let Ok(mut request) = serde_json::from_slice::<Value>(body) {
             if let Some(fields) = request.as_object_mut() {
                 fields.insert("model".into(), Value::String(model.to_string()));
             }
             return tokenizer::estimate_chat_request(&request).total;
         }
+    } else if let Some(text) = text {
+        return text_segment_tokens(model, text);
+    } else if let Ok(text) = RequestText::read(api, body) {
+        return text_segment_tokens(model, &text);
     }
     tokenizer::for_model(model).count(&String::from_utf8_lossy(body))
+}
+
+fn text_segment_tokens(model: &str, text: &RequestText<'_>) -> u64 {
+    let counter = tokenizer::for_model(model);
+    let counted: u64 = text.segments().iter().filter_map(|s| text.text(s)).map(|t| counter.count(&t)).sum();
+    counted + text.layout().token_ids
 }
 
 #[cfg(test)]
@@ -61,7 +83,37 @@ mod tests {
     fn chat_requests_follow_openais_counting_rules() {
         let body = br#"{"model":"x","messages":[{"role":"user","content":"Hello world"}]}"#;
         // 3 per message + 1 for the role + 2 for the text + 3 reply priming.
-        assert_eq!(request_tokens(Api::OpenAiChat, "gpt-4o", body), 3 + 1 + 2 + 3);
-        assert!(request_tokens(Api::AnthropicMessages, "claude-haiku-4-5", body) > 0);
+        assert_eq!(request_tokens(Api::OpenAiChat, "gpt-4o", body, None), 3 + 1 + 2 + 3);
+    }
+
+    #[test]
+    fn other_apis_count_their_text_not_the_json_around_it() {
+        let body = br#"{"model": "claude-haiku-4-5", "max_tokens": 1024, "system": "Hello world",
+            "messages": [{"role": "user", "content": [{"type": "text", "text": "Hello world"}]},
+                         {"role": "assistant", "content": "Hello world"}]}"#;
+        // Three texts of two tokens each (o200k, counted with gpt-4o to be exact).
+        assert_eq!(request_tokens(Api::AnthropicMessages, "gpt-4o", body, None), 6);
+        // The whole body, JSON syntax and all, is 52 tokens: what this used to count.
+        let whole = tokenizer::for_model("gpt-4o").count(std::str::from_utf8(body).unwrap());
+        assert!(whole > 40, "{whole}");
+        // With Claude's approximation the text is still a few tokens, not the body's dozens.
+        let claude = request_tokens(Api::AnthropicMessages, "claude-haiku-4-5", body, None);
+        assert!((3..=12).contains(&claude), "{claude}");
+        let responses = br#"{"model": "m", "instructions": "Hello world", "input": "Hello world"}"#;
+        assert_eq!(request_tokens(Api::OpenAiResponses, "gpt-4o", responses, None), 4);
+    }
+
+    #[test]
+    fn text_read_by_the_caller_is_counted_as_it_is() {
+        let body = br#"{"input": ["Hello world", "Hello"]}"#;
+        let text = RequestText::read(Api::OpenAiEmbeddings, body).unwrap();
+        assert_eq!(request_tokens(Api::OpenAiEmbeddings, "gpt-4o", body, Some(&text)), 3);
+        let ids = br#"{"input": [[9906, 1917], [9906]]}"#;
+        assert_eq!(
+            request_tokens(Api::OpenAiEmbeddings, "text-embedding-3-small", ids, None),
+            3,
+            "token ids are tokens"
+        );
+        assert!(counts_text(Api::AnthropicMessages) && !counts_text(Api::OpenAiChat));
     }
 }

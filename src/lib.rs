@@ -16,6 +16,7 @@ pub mod filter;
 pub mod guardrails;
 pub mod host_io;
 pub mod json_edit;
+pub mod json_tree;
 pub mod metrics;
 pub mod names;
 pub mod pricing;

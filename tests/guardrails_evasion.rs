@@ -6,8 +6,8 @@
 use std::rc::Rc;
 
 use serde_json::{json, Value};
-use tollgate::dialect::Api;
-use tollgate::guardrails::{self, Guardrails, RequestInput};
+use tollgate::dialect::{self, Api};
+use tollgate::guardrails::{self, Guardrails, RequestInput, RequestOutcome};
 
 const KEY: &str = "sk-proj-Zq8xV3mN7bR2tY6uK1wP4sL9dF5gH0jA";
 
@@ -21,16 +21,16 @@ fn privacy() -> Rc<Guardrails> {
     )
 }
 
+/// A chat request's body checked as the exchange checks it.
+fn check(g: &Rc<Guardrails>, body: &[u8]) -> RequestOutcome {
+    let request = dialect::parse_request(Api::OpenAiChat, body).unwrap();
+    let text = request.text(body).unwrap();
+    g.check_request(&RequestInput::new(&request, Some(&text)))
+}
+
 fn blocked_by(g: &Rc<Guardrails>, messages: Value) -> Option<String> {
     let body = json!({"model": "gpt-4o", "messages": messages}).to_string().into_bytes();
-    let outcome = g.check_request(&RequestInput {
-        api: Api::OpenAiChat,
-        body: &body,
-        route: None,
-        model: None,
-        prompt_tokens: 0,
-        model_allowed: None,
-    });
+    let outcome = check(g, &body);
     outcome.block.map(|_| outcome.decisions.iter().map(|d| d.detector.clone()).collect::<Vec<_>>().join(","))
 }
 
@@ -51,14 +51,7 @@ fn case_and_json_escapes_do_not_hide_a_value() {
     let g = privacy();
     // The body's JSON escapes are decoded before scanning: \u0040 is '@', \u002d is '-'.
     let body = r#"{"model":"m","messages":[{"role":"user","content":"jane.doe\u0040example.com and sk\u002dproj-Zq8xV3mN7bR2tY6uK1wP4sL9dF5gH0jA"}]}"#;
-    let outcome = g.check_request(&RequestInput {
-        api: Api::OpenAiChat,
-        body: body.as_bytes(),
-        route: None,
-        model: None,
-        prompt_tokens: 0,
-        model_allowed: None,
-    });
+    let outcome = check(&g, body.as_bytes());
     assert!(outcome.block.is_some());
     let detectors: Vec<&str> = outcome.decisions.iter().map(|d| d.detector.as_str()).collect();
     assert!(detectors.contains(&"email") && detectors.contains(&"openai_key"), "{detectors:?}");

@@ -59,7 +59,7 @@ fn the_filter_is_shown_cumulative_sizes_while_it_holds_the_body() {
     let first = chunks[0].len();
     let second = first + chunks[1].len();
     assert_eq!(host.request_body_calls, vec![(first, false), (second, false), (CHAT_REQUEST.len(), true)]);
-    assert_eq!(ex.request_facts().and_then(|c| c.model.as_deref()), Some("gpt-4o-mini"));
+    assert_eq!(ex.canonical_request().and_then(|c| c.model.as_deref()), Some("gpt-4o-mini"));
 }
 
 #[test]
@@ -81,7 +81,7 @@ fn every_split_of_the_request_body_reads_the_same_request() {
         host.request(&mut ex, CHAT_HEADERS, &[head, tail]);
         assert_clean(&host);
         assert_eq!(host.upstream_body, CHAT_REQUEST, "split at {at}");
-        assert_eq!(ex.request_facts().and_then(|c| c.model.as_deref()), Some("gpt-4o-mini"), "split at {at}");
+        assert_eq!(ex.canonical_request().and_then(|c| c.model.as_deref()), Some("gpt-4o-mini"), "split at {at}");
     }
 }
 
@@ -92,7 +92,7 @@ fn request_trailers_end_the_body_when_no_body_call_does() {
     host.request_with_trailers(&mut ex, CHAT_HEADERS, &split_in(CHAT_REQUEST, 2));
     assert_clean(&host);
     assert_eq!(host.upstream_body, CHAT_REQUEST);
-    assert!(ex.request_facts().is_some());
+    assert!(ex.canonical_request().is_some());
 }
 
 #[test]
@@ -151,6 +151,37 @@ fn invalid_json_is_answered_with_an_openai_error_and_never_forwarded() {
         assert_eq!(host.counter(Counter::RequestsRejectedInvalidBody), 1);
         // The local reply comes back through the response callbacks and is left alone.
         assert_eq!(host.client_header("x-tollgate-cost-usd"), None);
+    }
+}
+
+#[test]
+fn a_member_of_the_wrong_type_is_a_400_naming_it_in_the_clients_dialect_and_never_forwarded() {
+    type Headers<'a> = &'a [(&'a str, &'a str)];
+    let messages_headers: Headers = &[(":method", "POST"), (":path", "/v1/messages")];
+    let cases: [(Headers, &[u8], &str); 3] = [
+        (CHAT_HEADERS, br#"{"model": "gpt-4o", "messages": [], "stop": ["a", 5]}"#, "stop"),
+        (
+            CHAT_HEADERS,
+            br#"{"model": "gpt-4o", "messages": [], "tools": [{"type": "function", "function": 1}]}"#,
+            "tools",
+        ),
+        (messages_headers, br#"{"model": "claude-haiku-4-5", "max_tokens": 5, "tool_choice": "auto"}"#, "tool_choice"),
+    ];
+    for (headers, body, param) in cases {
+        let mut host = FakeHost::new(Profile::Envoy);
+        let mut ex = exchange();
+        host.request(&mut ex, headers, &[body]);
+        assert_clean(&host);
+        let reply = host.reply.clone().expect("a local reply");
+        assert_eq!(reply.status, 400, "{param}");
+        let error = &reply.json()["error"];
+        assert_eq!(error["type"], "invalid_request_error");
+        assert!(error["message"].as_str().unwrap().contains(&format!("`{param}")), "{error}");
+        if param != "tool_choice" {
+            assert_eq!((error["code"].as_str(), error["param"].as_str()), (Some("invalid_type"), Some(param)));
+        }
+        assert!(host.upstream_body.is_empty() && !host.upstream_headers_released);
+        assert_eq!(host.counter(Counter::RequestsRejectedInvalidBody), 1);
     }
 }
 

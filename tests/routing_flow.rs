@@ -187,6 +187,26 @@ fn a_prompt_too_large_moves_to_the_overflow_model() {
 }
 
 #[test]
+fn an_anthropic_prompt_is_measured_by_its_text_not_by_its_json() {
+    let policy = policy(json!({"rules": [{"match": {"model": "fast"}, "targets": ["mini"], "overflow": ["big"]}]}));
+    // Twelve turns of "hi": a dozen tokens of text in some 700 bytes of JSON, which counted whole
+    // would be well past the 50-token window.
+    let turns: Vec<Value> = (0..12)
+        .map(|i| json!({"role": if i % 2 == 0 { "user" } else { "assistant" }, "content": [{"type": "text", "text": "hi"}]}))
+        .collect();
+    let short = json!({"model": "fast", "max_tokens": 16, "messages": turns}).to_string();
+    assert!(short.len() > 600);
+    let (host, _) = send(Profile::Envoy, policy.clone(), &request_headers("/v1/messages", &[]), short.as_bytes());
+    let sent: Value = serde_json::from_slice(&host.upstream_body).unwrap();
+    assert_eq!(sent["model"], "gpt-4o-mini", "fits the window");
+    let long =
+        json!({"model": "fast", "max_tokens": 16, "messages": [{"role": "user", "content": "word ".repeat(100)}]});
+    let (host, _) = send(Profile::Envoy, policy, &request_headers("/v1/messages", &[]), long.to_string().as_bytes());
+    let sent: Value = serde_json::from_slice(&host.upstream_body).unwrap();
+    assert_eq!(sent["model"], "gpt-4.1", "a hundred words do not");
+}
+
+#[test]
 fn an_api_the_provider_cannot_serve_is_refused_clearly() {
     let policy = policy(json!({"rules": [{"match": {"model": "*"}, "targets": ["haiku"]}]}));
     let (host, _) =

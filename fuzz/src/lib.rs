@@ -18,7 +18,7 @@ use std::rc::Rc;
 use serde_json::Value;
 use support::{FakeHost, Profile};
 use tollgate::config::{self, Policy};
-use tollgate::dialect::{self, Api};
+use tollgate::dialect::{self, Api, CanonicalRequest};
 use tollgate::exchange::Exchange;
 use tollgate::filter::Filter;
 use tollgate::guardrails::{self, Guardrails, RequestInput};
@@ -107,19 +107,48 @@ fn split<'b>(bytes: &'b [u8], cuts: &[u8]) -> Vec<&'b [u8]> {
 
 const APIS: [Api; 4] = [Api::OpenAiChat, Api::OpenAiResponses, Api::OpenAiEmbeddings, Api::AnthropicMessages];
 
-/// `dialect::parse_request` (the strict walk included) agrees with serde_json: what it accepts
-/// parses as a JSON object and its `model` and `stream` are that object's.
+/// `dialect::parse_request` (the strict walk included) agrees with serde_json, for every API: what
+/// it accepts parses as a JSON object and its canonical fields are that object's; a type error
+/// names a member the object has.
 pub fn parse_request(data: &[u8]) {
-    let parsed = dialect::parse_request(data);
     let value = serde_json::from_slice::<Value>(data);
-    match (parsed, value) {
-        (Ok(facts), Ok(value)) => {
-            assert!(value.is_object(), "accepted a non-object");
-            assert_eq!(facts.model.as_deref(), value.get("model").and_then(Value::as_str));
-            assert_eq!(facts.stream, value.get("stream").and_then(Value::as_bool).unwrap_or(false));
+    for api in APIS {
+        match (dialect::parse_request(api, data), &value) {
+            (Ok(request), Ok(value)) => {
+                assert!(value.is_object(), "accepted a non-object");
+                assert_eq!(request.api, api);
+                assert_eq!(request.model.as_deref(), value.get("model").and_then(Value::as_str));
+                assert_eq!(request.stream, value.get("stream").and_then(Value::as_bool).unwrap_or(false));
+                if let Some(limit) = request.max_output_tokens {
+                    let written = &value[limit.field];
+                    assert!(written.as_u64() == Some(limit.tokens) || written.as_f64() == Some(limit.tokens as f64));
+                }
+                if let Some(temperature) = request.sampling.temperature {
+                    assert_eq!(value["temperature"].as_f64(), Some(temperature));
+                }
+                let mut strings = Vec::new();
+                strings_in(&value["tools"], &mut strings);
+                for tool in &request.tools {
+                    let (dialect::Tool::Named(name) | dialect::Tool::BuiltIn(name)) = tool;
+                    assert!(strings.contains(&name.as_str()), "a tool named by a string of its definition");
+                }
+            }
+            (Ok(_), Err(err)) => panic!("accepted what serde_json refuses: {err}"),
+            (Err(err), Ok(value)) if err.param.is_some() => {
+                let param = err.param.unwrap_or_default();
+                assert!(value.get(param).is_some_and(|v| !v.is_null()), "a type error names a member it has");
+            }
+            (Err(err), _) => assert!(!err.message.is_empty()),
         }
-        (Ok(_), Err(err)) => panic!("accepted what serde_json refuses: {err}"),
-        (Err(err), _) => assert!(!err.message.is_empty()),
+    }
+}
+
+fn strings_in<'v>(value: &'v Value, out: &mut Vec<&'v str>) {
+    match value {
+        Value::String(s) => out.push(s),
+        Value::Array(items) => items.iter().for_each(|item| strings_in(item, out)),
+        Value::Object(fields) => fields.values().for_each(|item| strings_in(item, out)),
+        _ => {}
     }
 }
 
@@ -296,10 +325,10 @@ pub fn config_compile(data: &[u8]) {
 /// The byte-preserving JSON editor, on bodies the strict parser accepted (as in the filter):
 /// the edit lands on the member the parser read, and the rest is unchanged.
 pub fn json_edit(data: &[u8]) {
-    let Ok(facts) = dialect::parse_request(data) else { return };
+    let Ok(request) = dialect::parse_request(Api::OpenAiChat, data) else { return };
     let before: Value = serde_json::from_slice(data).expect("accepted bodies are JSON");
     if let Some(edited) = json_edit::replace_value(data, "model", "\"fuzz-model\"") {
-        assert!(facts.model.is_some() || before.get("model").is_some());
+        assert!(request.model.is_some() || before.get("model").is_some());
         let after: Value = serde_json::from_slice(&edited).expect("an edited body is JSON");
         assert_eq!(after["model"], "fuzz-model");
         let (mut a, mut b) = (before.clone(), after);
@@ -316,8 +345,9 @@ pub fn json_edit(data: &[u8]) {
         assert_eq!(after["stream_options"]["include_usage"], true);
     }
     if let Some(with_usage) = dialect::openai::with_include_usage(data) {
-        let facts = dialect::parse_request(&with_usage).expect("the body with usage is still accepted");
-        assert!(facts.include_usage);
+        let request =
+            dialect::parse_request(Api::OpenAiChat, &with_usage).expect("the body with usage is still accepted");
+        assert!(request.include_usage);
     }
 }
 
@@ -591,12 +621,16 @@ pub fn guardrails_request(data: &[u8]) {
     let body = input.rest();
     let g = GUARDRAIL_CACHE.with(Rc::clone);
     let allowed = |model: &str| !model.contains("realtime");
+    // As the exchange reads it, except that a body the exchange refuses is checked too, with an
+    // empty canonical request (and no text when it is not JSON at all).
+    let mut request = dialect::parse_request(api, body).unwrap_or_else(|_| CanonicalRequest::new(api));
+    request.model = Some("gpt-4o".into());
+    let text = request.text(body).ok();
     let check = || {
         g.check_request(&RequestInput {
-            api,
-            body,
+            request: &request,
+            text: text.as_ref(),
             route: None,
-            model: Some("gpt-4o"),
             prompt_tokens: body.len() as u64 / 4,
             model_allowed: Some(&allowed),
         })
@@ -627,14 +661,9 @@ pub fn guardrails_stream(data: &[u8]) {
         Api::OpenAiResponses => br#"{"model":"m","input":"mail jane.doe@example.com"}"#.to_vec(),
         _ => br#"{"model":"m","messages":[{"role":"user","content":"mail jane.doe@example.com"}]}"#.to_vec(),
     };
-    let outcome = g.check_request(&RequestInput {
-        api,
-        body: &request,
-        route: None,
-        model: None,
-        prompt_tokens: 0,
-        model_allowed: None,
-    });
+    let canonical = dialect::parse_request(api, &request).expect("a valid request");
+    let text = canonical.text(&request).expect("a valid request");
+    let outcome = g.check_request(&RequestInput::new(&canonical, Some(&text)));
     let Some(response) = outcome.response else { panic!("the request masked an email: a response guard follows") };
     let run = |chunks: &[&[u8]]| {
         let mut guard = response.stream();

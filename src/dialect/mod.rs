@@ -1,13 +1,15 @@
-//! LLM API dialects: which API a request speaks, and what the filter reads from its requests,
-//! responses and stream events. Only what a decision needs is deserialised; the original bytes
-//! go upstream untouched unless a feature rewrites them.
+//! LLM API dialects: which API a request speaks, and what the filter reads from its requests
+//! (the [`CanonicalRequest`], and on demand their [`text`]), responses and stream events. Only
+//! what a decision needs is deserialised; the original bytes go upstream untouched unless a
+//! feature rewrites them.
 
 pub mod anthropic;
+mod canonical;
 pub mod openai;
-mod request;
 mod strict;
+pub mod text;
 
-pub use request::{parse_request, BodyError, RequestFacts};
+pub use canonical::{parse_request, BodyError, CanonicalRequest, OutputLimit, Sampling, Tool, ToolChoice};
 
 use serde::Deserialize;
 

@@ -5,42 +5,45 @@
 use std::rc::Rc;
 
 use super::{Exchange, RequestPhase};
-use crate::dialect::{Api, RequestFacts};
+use crate::dialect::text::RequestText;
+use crate::dialect::{Api, CanonicalRequest};
 use crate::guardrails::stream::StreamGuard;
 use crate::guardrails::{Action, Block, Decision, Phase, RequestInput};
 use crate::host_io::{Flow, HostIo};
 use crate::names::{self, Counter};
 use crate::usage::BlockedBy;
 
-/// The request body after the guardrails: the bytes to go on with, and whether they differ from
-/// what the client sent (then they must replace it, or the request must not go on).
-pub(super) struct Guarded {
-    pub body: Vec<u8>,
-    pub changed: bool,
-}
-
 impl Exchange {
-    /// Runs the request checks. `Err` carries the flow of the reply that refused the request.
+    /// Whether a guardrail policy applies to this request (then its text is read for the checks).
+    pub(super) fn guarding(&self, io: &mut dyn HostIo) -> Option<Guarding> {
+        let guardrails = &self.policy.guardrails;
+        if guardrails.is_empty() {
+            return None;
+        }
+        let route = if guardrails.needs_route_name() { io.route_name() } else { None };
+        guardrails.applies_to(route.as_deref()).then_some(Guarding { route })
+    }
+
+    /// Runs the request checks on the request's text (read by the caller, shared with the token
+    /// estimate). Returns the body the guardrails rewrote (masked, clamped), if they did; `Err`
+    /// carries the flow of the reply that refused the request.
     pub(super) fn guard_request(
         &mut self,
         io: &mut dyn HostIo,
-        api: Api,
-        facts: &RequestFacts,
-        body: Vec<u8>,
+        request: &CanonicalRequest,
+        guarding: Option<Guarding>,
+        text: Option<&RequestText<'_>>,
         prompt_tokens: u64,
-    ) -> Result<Guarded, Flow> {
+    ) -> Result<Option<Vec<u8>>, Flow> {
+        let Some(Guarding { route }) = guarding else { return Ok(None) };
         let guardrails = Rc::clone(&self.policy.guardrails);
-        if guardrails.is_empty() {
-            return Ok(Guarded { body, changed: false });
-        }
-        let route = if guardrails.needs_route_name() { io.route_name() } else { None };
+        let api = request.api;
         let routing = &self.policy.routing;
         let model_allowed = |model: &str| routing.model_allowed(model);
         let outcome = guardrails.check_request(&RequestInput {
-            api,
-            body: &body,
+            request,
+            text,
             route: route.as_deref(),
-            model: facts.model.as_deref(),
             prompt_tokens,
             model_allowed: Some(&model_allowed),
         });
@@ -54,10 +57,7 @@ impl Exchange {
         }
         self.flag_upstream(io);
         self.guard = outcome.response;
-        Ok(match outcome.body {
-            Some(body) => Guarded { body, changed: true },
-            None => Guarded { body, changed: false },
-        })
+        Ok(outcome.body)
     }
 
     /// `flag` findings travel to the upstream as one header naming the policies and checks
@@ -123,6 +123,12 @@ impl Exchange {
             self.guardrails.decisions.extend(decisions);
         }
     }
+}
+
+/// A request some guardrail policy applies to, and the route name that was decided on (read
+/// only when a policy is limited to routes).
+pub(super) struct Guarding {
+    route: Option<String>,
 }
 
 /// A response body to send instead of the provider's, and the status to send it with.

@@ -1,8 +1,8 @@
 //! One request/response exchange: the state machine the host layer drives, callback by callback.
 //!
 //! Request side: recognise an LLM API call from method and path, hold its headers and body until
-//! the body is complete, read `model` and `stream`, and reject what cannot be read with an error
-//! in the client's dialect. Response side: streams pass through chunk by chunk while their usage
+//! the body is complete, read it into its canonical request (and, when a consumer needs it, its
+//! text), and reject what cannot be read with an error in the client's dialect. Response side: streams pass through chunk by chunk while their usage
 //! is read event by event; a non-streaming JSON answer is held until complete so its usage can
 //! be priced and reported in response headers (only possible while the headers are still held).
 //! Every exchange ends with one usage record, exported to the proxy's logs.
@@ -15,7 +15,7 @@ use std::rc::Rc;
 
 use crate::chain::ChainPlan;
 use crate::config::Policy;
-use crate::dialect::{Api, RequestFacts};
+use crate::dialect::{Api, CanonicalRequest};
 use crate::guardrails::stream::StreamGuard;
 use crate::guardrails::ResponseGuard;
 use crate::host_io::{Flow, HostIo, HostKind};
@@ -81,7 +81,8 @@ pub struct Exchange {
     api: Option<Api>,
     request: RequestPhase,
     response: ResponsePhase,
-    facts: Option<RequestFacts>,
+    /// What the request asks for, once its body has been read.
+    canonical: Option<CanonicalRequest>,
     request_bytes: usize,
     /// Tollgate added `stream_options.include_usage`: the client did not ask for the usage chunk.
     strip_usage_chunk: bool,
@@ -114,7 +115,7 @@ impl Exchange {
             api: None,
             request: RequestPhase::AwaitingHeaders,
             response: ResponsePhase::AwaitingHeaders,
-            facts: None,
+            canonical: None,
             request_bytes: 0,
             strip_usage_chunk: false,
             replied_locally: false,
@@ -132,9 +133,9 @@ impl Exchange {
         }
     }
 
-    /// The parsed request, once its body has been read.
-    pub fn request_facts(&self) -> Option<&RequestFacts> {
-        self.facts.as_ref()
+    /// The canonical request, once its body has been read.
+    pub fn canonical_request(&self) -> Option<&CanonicalRequest> {
+        self.canonical.as_ref()
     }
 
     pub fn on_request_headers(&mut self, io: &mut dyn HostIo, end_of_stream: bool) -> Flow {
@@ -277,7 +278,7 @@ impl Exchange {
                 self.collect_stream_decisions(streaming.guard.as_ref());
                 self.record_stream(io, &streaming.meter);
             }
-            _ if self.api.is_some() && self.facts.is_some() => {
+            _ if self.api.is_some() && self.canonical.is_some() => {
                 self.record(io, TokenCounts::default(), None, Outcome::Truncated);
             }
             _ => {}

@@ -6,7 +6,7 @@ use std::rc::Rc;
 use super::{Exchange, RequestPhase, ServedBy};
 use crate::chain::{ChainPlan, ChainStep};
 use crate::config::FailureMode;
-use crate::dialect::{self, Api, RequestFacts};
+use crate::dialect::{self, Api, CanonicalRequest};
 use crate::estimate;
 use crate::host_io::{Flow, HostIo, HostKind};
 use crate::names::{self, Counter};
@@ -31,8 +31,8 @@ impl Exchange {
             }
             return self.fail(io, api, "request_body_unreadable");
         };
-        let facts = match dialect::parse_request(&body) {
-            Ok(facts) => facts,
+        let request = match dialect::parse_request(api, &body) {
+            Ok(request) => request,
             Err(err) => {
                 io.increment(Counter::RequestsRejectedInvalidBody);
                 log::debug!("#{} request_rejected reason=invalid_body bytes={}", self.id, body.len());
@@ -45,25 +45,38 @@ impl Exchange {
             "#{} request api={} model={} stream={} bytes={}",
             self.id,
             api.name(),
-            facts.model.as_deref().unwrap_or("-"),
-            facts.stream,
+            request.model.as_deref().unwrap_or("-"),
+            request.stream,
             body.len()
         );
-        self.facts = Some(facts.clone());
+        self.canonical = Some(request.clone());
         self.attribute(io);
-        let prompt_tokens = self.prompt_tokens(api, &facts, &body);
         let held = body.len();
-        let guarded = match self.guard_request(io, api, &facts, body, prompt_tokens) {
-            Ok(guarded) => guarded,
-            Err(refused) => return refused,
+        let (prompt_tokens, guarded) = {
+            // The request's text, read once and only for a consumer that needs it: the guardrails,
+            // or a prompt estimate that counts it. Model selection alone never walks the text.
+            let counting = self.counts_prompt_tokens();
+            let guarding = self.guarding(io);
+            let needs_text = guarding.is_some() || (counting && estimate::counts_text(api));
+            let text = if needs_text { request.text(&body).ok() } else { None };
+            let prompt_tokens = if counting {
+                estimate::request_tokens(api, request.model.as_deref().unwrap_or(""), &body, text.as_ref())
+            } else {
+                0
+            };
+            match self.guard_request(io, &request, guarding, text.as_ref(), prompt_tokens) {
+                Ok(guarded) => (prompt_tokens, guarded),
+                Err(refused) => return refused,
+            }
         };
         // From here on the body is what the guardrails let through (masked, clamped).
-        let body = guarded.body;
-        if facts.stream {
+        let guarded_changed = guarded.is_some();
+        let body = guarded.unwrap_or(body);
+        if request.stream {
             self.kept_request = Some(body.clone());
         }
         let mut rewritten: Option<Vec<u8>> = None;
-        match self.decide_route(io, &facts, prompt_tokens) {
+        match self.decide_route(io, &request, prompt_tokens) {
             Decision::Untouched => {}
             Decision::Refuse(refusal) => {
                 io.increment(Counter::RequestsRefusedByPolicy);
@@ -71,7 +84,7 @@ impl Exchange {
                 return self.send(io, api.error_reply(refusal.status, refusal.code, Some("model"), &refusal.message));
             }
             Decision::Route { chain, rule, fallback_cluster } => {
-                let incoming = Incoming { api, facts: &facts, body: &body };
+                let incoming = Incoming { request: &request, body: &body };
                 let routed = match fallback_cluster {
                     Some(cluster) if chain.len() > 1 && io.host_kind() == HostKind::Envoy => {
                         self.apply_chain(io, &incoming, &chain, &cluster, &rule).map(|()| None)
@@ -88,7 +101,12 @@ impl Exchange {
             }
         }
         let same_dialect = self.translation.is_none();
-        if api == Api::OpenAiChat && same_dialect && facts.stream && !facts.include_usage && self.policy.include_usage {
+        if api == Api::OpenAiChat
+            && same_dialect
+            && request.stream
+            && !request.include_usage
+            && self.policy.include_usage
+        {
             let current = rewritten.as_deref().unwrap_or(&body);
             if let Some(with_usage) = dialect::openai::with_include_usage(current) {
                 rewritten = Some(with_usage);
@@ -97,11 +115,11 @@ impl Exchange {
         }
         let new_body = match rewritten {
             Some(new_body) => Some(new_body),
-            None if guarded.changed => Some(body),
+            None if guarded_changed => Some(body),
             None => None,
         };
         if let Some(new_body) = new_body {
-            let required = self.served_by.is_some() || self.translation.is_some() || guarded.changed;
+            let required = self.served_by.is_some() || self.translation.is_some() || guarded_changed;
             if !self.replace_request_body(io, held, &new_body) && required {
                 // The routed model, translation or masking is not in the body: the provider would
                 // get a request it was not meant to get.
@@ -111,14 +129,10 @@ impl Exchange {
         Flow::Continue
     }
 
-    /// The prompt's estimated tokens, counted once, only when a context window or a guardrail
-    /// limit needs them (counting costs time).
-    fn prompt_tokens(&self, api: Api, facts: &RequestFacts, body: &[u8]) -> u64 {
-        if self.policy.routing.needs_prompt_tokens() || self.policy.guardrails.needs_prompt_tokens() {
-            estimate::request_tokens(api, facts.model.as_deref().unwrap_or(""), body)
-        } else {
-            0
-        }
+    /// Whether the prompt's tokens are estimated: only when a context window or a guardrail limit
+    /// needs them (counting costs time), and then once.
+    fn counts_prompt_tokens(&self) -> bool {
+        self.policy.routing.needs_prompt_tokens() || self.policy.guardrails.needs_prompt_tokens()
     }
 
     /// The failure mode of this request's route.
@@ -187,7 +201,7 @@ impl Exchange {
         }
     }
 
-    pub(super) fn decide_route(&self, io: &mut dyn HostIo, facts: &RequestFacts, prompt_tokens: u64) -> Decision {
+    pub(super) fn decide_route(&self, io: &mut dyn HostIo, request: &CanonicalRequest, prompt_tokens: u64) -> Decision {
         let routing = &self.policy.routing;
         if routing.is_empty() {
             return Decision::Untouched;
@@ -198,7 +212,7 @@ impl Exchange {
         let io: &dyn HostIo = io;
         let header = |name: &str| io.request_header(name);
         routing.decide(&RoutingInput {
-            model: facts.model.as_deref(),
+            model: request.model.as_deref(),
             route: route.as_deref(),
             header: &header,
             tenant: self.attribution.tenant.as_deref(),
@@ -212,11 +226,12 @@ impl Exchange {
     pub(super) fn apply_route(
         &mut self,
         io: &mut dyn HostIo,
-        request: &Incoming,
+        incoming: &Incoming,
         chain: &[usize],
         rule: &str,
     ) -> Result<Option<Vec<u8>>, Refusal> {
-        let Incoming { api, facts, body } = *request;
+        let Incoming { request, body } = *incoming;
+        let api = request.api;
         let policy = Rc::clone(&self.policy);
         let routing = &policy.routing;
         let (target, provider) = chain
@@ -229,7 +244,7 @@ impl Exchange {
             api,
             provider,
             target.model.as_deref(),
-            facts.model.as_deref(),
+            request.model.as_deref(),
             body,
             query.as_deref(),
             policy.default_max_tokens,
@@ -259,12 +274,13 @@ impl Exchange {
     pub(super) fn apply_chain(
         &mut self,
         io: &mut dyn HostIo,
-        request: &Incoming,
+        incoming: &Incoming,
         chain: &[usize],
         cluster: &str,
         rule: &str,
     ) -> Result<(), Refusal> {
-        let Incoming { api, facts, body } = *request;
+        let Incoming { request, body } = *incoming;
+        let api = request.api;
         let policy = Rc::clone(&self.policy);
         let routing = &policy.routing;
         let mut steps = Vec::new();
@@ -276,12 +292,12 @@ impl Exchange {
                 api,
                 provider,
                 target.model.as_deref(),
-                facts.model.as_deref(),
+                request.model.as_deref(),
                 body,
                 None,
                 max_tokens,
             )?;
-            let model = target.model.clone().or_else(|| facts.model.clone()).unwrap_or_default();
+            let model = target.model.clone().or_else(|| request.model.clone()).unwrap_or_default();
             steps.push(ChainStep { provider: provider.name.clone(), model });
         }
         let plan = ChainPlan { api: api.name().to_string(), query: client_query(io), steps };
@@ -362,11 +378,10 @@ impl Exchange {
     }
 }
 
-/// The request as read: its API, what it asks for, and its bytes.
+/// The request as read: what it asks for (its API included), and its bytes.
 #[derive(Clone, Copy)]
 pub(super) struct Incoming<'a> {
-    api: Api,
-    facts: &'a RequestFacts,
+    request: &'a CanonicalRequest,
     body: &'a [u8],
 }
 

@@ -21,10 +21,10 @@ impl Exchange {
         if self.replied_locally {
             return ResponsePhase::Ignored;
         }
-        let (Some(facts), Some(api)) = (&self.facts, self.api) else {
+        let (Some(request), Some(api)) = (&self.canonical, self.api) else {
             return ResponsePhase::Ignored;
         };
-        let stream_requested = facts.stream;
+        let stream_requested = request.stream;
         if let Some(plan) = &self.chain {
             // Only the final attempt's answer reaches this filter: credit the provider that gave it.
             if let Some(provider) = io.upstream_provider() {
@@ -36,7 +36,7 @@ impl Exchange {
         self.status = status;
         let translation = self.translation;
         let upstream_api = translation.map_or(api, Translation::upstream_api);
-        let include_usage = facts.include_usage;
+        let include_usage = request.include_usage;
         let held_on_this_host = io.host_kind() == HostKind::Envoy;
         if !status.is_some_and(|s| (200..300).contains(&s)) {
             self.record(io, TokenCounts::default(), None, Outcome::UpstreamError);
@@ -168,7 +168,10 @@ impl Exchange {
     /// The model whose tokenizer counts what the provider did not: the one routed to, else the
     /// one asked for.
     pub(super) fn counting_model(&self) -> Option<String> {
-        self.served_by.as_ref().map(|s| s.model.clone()).or_else(|| self.facts.as_ref().and_then(|f| f.model.clone()))
+        self.served_by
+            .as_ref()
+            .map(|s| s.model.clone())
+            .or_else(|| self.canonical.as_ref().and_then(|r| r.model.clone()))
     }
 
     /// HTTP/2 clients of Envoy also get the cost as response trailers; elsewhere the proxy
@@ -290,14 +293,14 @@ impl Exchange {
         served: Option<String>,
         outcome: Outcome,
     ) -> UsageRecord {
-        let requested = self.facts.as_ref().and_then(|f| f.model.clone());
+        let requested = self.canonical.as_ref().and_then(|r| r.model.clone());
         let routed = self.served_by.as_ref().map(|s| s.model.clone());
         let served = served.or(routed).or_else(|| requested.clone());
         if outcome == Outcome::Truncated && tokens.input.is_none() {
             // The prompt was never reported: count what the client sent, with the model's tokenizer.
             if let (Some(api), Some(body)) = (self.api, self.kept_request.as_deref()) {
                 let model = served.clone().or_else(|| self.counting_model()).unwrap_or_default();
-                tokens.input = Some(Count::estimated(estimate::request_tokens(api, &model, body)));
+                tokens.input = Some(Count::estimated(estimate::request_tokens(api, &model, body, None)));
             }
         }
         let cost = served.as_deref().and_then(|m| self.policy.prices.cost(m, &tokens));
@@ -311,7 +314,7 @@ impl Exchange {
             tenant: self.attribution.tenant.clone(),
             team: self.attribution.team.clone(),
             project: self.attribution.project.clone(),
-            streaming: self.facts.as_ref().is_some_and(|f| f.stream),
+            streaming: self.canonical.as_ref().is_some_and(|r| r.stream),
             status: self.status,
             outcome,
             tokens,

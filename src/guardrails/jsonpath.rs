@@ -4,7 +4,7 @@
 //! be edited in place. (The full `jsonpath-rust` crate was measured and not taken: see the
 //! README's dependency notes.)
 
-use super::json::{Kind, NodeId, Tree};
+use crate::json_tree::{Kind, NodeId, Tree};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Step {

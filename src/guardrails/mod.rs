@@ -5,12 +5,15 @@
 //! can be in `shadow` mode (decide and record, change nothing). Decisions record the check, the
 //! detector, the action and a count, never the matched text.
 //!
-//! Pure: the exchange hands in bytes and gets back a verdict, new bytes and decisions.
+//! Pure: the exchange hands in what it read (the canonical request, the request's text with its
+//! byte spans) and gets back a verdict, new bytes and decisions. Decisions on parameters and
+//! tool definitions read the canonical request; masks and clamps rewrite the bytes.
 //!
 //! Integration, per request (see also the README's Guardrails section):
 //! 1. At load: [`config::RawGuardrails`] is the `guardrails` field of the configuration;
 //!    [`config::compile`] builds a [`Guardrails`] (keep it in an `Rc`).
-//! 2. Request body complete: [`Guardrails::check_request`] → [`RequestOutcome`]: send
+//! 2. Request body complete and read (`dialect::parse_request`, then its text once a policy
+//!    applies: [`Guardrails::applies_to`]): [`Guardrails::check_request`] → [`RequestOutcome`]: send
 //!    `block` as an error in the client's dialect (status, code, message), else forward `body`
 //!    if rewritten; keep `response` (a [`ResponseGuard`]) for the response.
 //! 3. Non-streaming response body: [`ResponseGuard::check_body`].
@@ -19,21 +22,22 @@
 
 pub mod config;
 pub mod detect;
-pub mod json;
 pub mod jsonpath;
 pub mod scan;
 pub mod stream;
 pub mod validate;
-pub mod walk;
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use json::{Kind, Tree};
+use crate::json_tree::{self, Kind, Tree};
 use jsonpath::JsonPath;
 use scan::{Found, Matcher};
 
-use crate::dialect::Api;
+use crate::dialect::text::{self, RequestText, TextSegment};
+pub use crate::dialect::text::{Part, Role};
+use crate::dialect::{Api, CanonicalRequest, OutputLimit, Tool};
 use crate::routing::glob::Glob;
 
 pub use config::{compile, parse, RawGuardrails};
@@ -81,52 +85,6 @@ impl Phase {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Part {
-    Messages,
-    System,
-    Tools,
-    ToolCalls,
-    ToolResults,
-    /// Selected by a JSONPath.
-    Custom,
-}
-
-impl Part {
-    pub fn parse(name: &str) -> Option<Part> {
-        Some(match name {
-            "messages" => Part::Messages,
-            "system" => Part::System,
-            "tools" => Part::Tools,
-            "tool_calls" => Part::ToolCalls,
-            "tool_results" => Part::ToolResults,
-            _ => return None,
-        })
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    System,
-    Developer,
-    User,
-    Assistant,
-    Tool,
-}
-
-impl Role {
-    pub fn parse(name: &str) -> Option<Role> {
-        Some(match name {
-            "system" => Role::System,
-            "developer" => Role::Developer,
-            "user" => Role::User,
-            "assistant" | "model" => Role::Assistant,
-            "tool" | "function" => Role::Tool,
-            _ => return None,
-        })
-    }
-}
-
 /// Which texts a check reads: parts and roles (absent: all), plus JSONPath-selected fields.
 #[derive(Debug, Clone, Default)]
 pub struct Scope {
@@ -136,7 +94,7 @@ pub struct Scope {
 }
 
 impl Scope {
-    fn admits(&self, unit: &walk::TextUnit) -> bool {
+    fn admits(&self, unit: &TextSegment) -> bool {
         let part_ok = self.parts.as_ref().is_none_or(|p| p.contains(&unit.part));
         // Roles filter the texts that have one; tool definitions have none and pass.
         let role_ok = match (&self.roles, unit.role) {
@@ -263,18 +221,26 @@ pub struct Block {
     pub check: String,
 }
 
-/// What the request side needs besides the body.
+/// The request as the request side reads it.
 pub struct RequestInput<'a> {
-    pub api: Api,
-    pub body: &'a [u8],
+    /// What the request asks for (its API and model included).
+    pub request: &'a CanonicalRequest,
+    /// The request's text and body, read once by the caller (the token estimate shares it);
+    /// `None` when the body could not be read, which refuses it when a policy applies.
+    pub text: Option<&'a RequestText<'a>>,
     /// The proxy's route name (for policies with `routes`).
     pub route: Option<&'a str>,
-    /// The requested model.
-    pub model: Option<&'a str>,
     /// Estimated prompt tokens (for `limits.max_prompt_tokens`).
     pub prompt_tokens: u64,
     /// The model selection's allow/deny decision, for `model: "routing"` checks.
     pub model_allowed: Option<&'a dyn Fn(&str) -> bool>,
+}
+
+impl<'a> RequestInput<'a> {
+    /// A request checked without a route, a prompt estimate or a model decision.
+    pub fn new(request: &'a CanonicalRequest, text: Option<&'a RequestText<'a>>) -> RequestInput<'a> {
+        RequestInput { request, text, route: None, prompt_tokens: 0, model_allowed: None }
+    }
 }
 
 #[derive(Debug)]
@@ -335,7 +301,7 @@ impl Vault {
                 Some(value) => {
                     out.push_str(text.get(at..open).unwrap_or_default());
                     if json_text {
-                        out.push_str(&json::escape_inner(value));
+                        out.push_str(&json_tree::escape_inner(value));
                     } else {
                         out.push_str(value);
                     }
@@ -446,6 +412,11 @@ impl Guardrails {
         self.policies.iter().flat_map(|p| &p.checks).any(limited)
     }
 
+    /// Whether a policy applies on `route` (the exchange reads the request's text only then).
+    pub fn applies_to(&self, route: Option<&str>) -> bool {
+        self.policies.iter().any(|p| p.applies_to(route))
+    }
+
     fn active(&self, route: Option<&str>) -> Vec<usize> {
         self.policies.iter().enumerate().filter(|(_, p)| p.applies_to(route)).map(|(i, _)| i).collect()
     }
@@ -480,9 +451,9 @@ impl Guardrails {
         if active.is_empty() {
             return outcome;
         }
-        let tree = match Tree::parse(input.body) {
-            Ok(tree) => tree,
-            Err(_) => {
+        let text = match input.text {
+            Some(text) => text,
+            None => {
                 outcome.block = Some(Block {
                     status: 400,
                     code: "invalid_json".into(),
@@ -493,12 +464,12 @@ impl Guardrails {
                 return outcome;
             }
         };
-        let shape = walk::request(input.api, &tree);
+        let (tree, layout) = (text.tree(), text.layout());
         let mut tally = Tally::default();
         let mut block: Option<Block> = None;
         let mut vault = Vault::default();
         let mut edits: Vec<(usize, usize, Vec<u8>)> = Vec::new();
-        let mut clamps: Vec<(&'static str, String)> = Vec::new();
+        let mut clamps: Vec<(&'static str, ParameterClamp)> = Vec::new();
         let note_block = |block: &mut Option<Block>, policy: &Policy, check: &Check, detector: &str| {
             if block.is_none() && check.action == Action::Block && !check.shadow {
                 *block = Some(block_for(policy, check, Phase::Request, detector));
@@ -516,10 +487,14 @@ impl Guardrails {
                 match &check.kind {
                     CheckKind::Text(_) => text_checks.push((p, c)),
                     CheckKind::Limits(limits) => {
-                        let chars: u64 =
-                            shape.texts.iter().filter_map(|u| tree.str(u.node)).map(|s| s.chars().count() as u64).sum();
+                        let chars: u64 = layout
+                            .segments
+                            .iter()
+                            .filter_map(|u| tree.str(u.node))
+                            .map(|s| s.chars().count() as u64)
+                            .sum();
                         let over = [
-                            ("max_messages", limits.max_messages, shape.messages),
+                            ("max_messages", limits.max_messages, layout.messages),
                             ("max_chars", limits.max_chars, chars),
                             ("max_prompt_tokens", limits.max_prompt_tokens, input.prompt_tokens),
                         ];
@@ -531,49 +506,44 @@ impl Guardrails {
                         }
                     }
                     CheckKind::Clamp(clamp) => {
-                        let mut fields: Vec<(&'static str, Option<f64>, Option<f64>)> = Vec::new();
-                        if let Some(max) = clamp.max_tokens {
-                            for field in ["max_tokens", "max_completion_tokens", "max_output_tokens"] {
-                                fields.push((field, None, Some(max as f64)));
+                        // Decided on the canonical request; the bytes are rewritten at the end.
+                        let request = input.request;
+                        let mut over: Vec<(&'static str, ParameterClamp)> = Vec::new();
+                        if let (Some(max), Some(limit)) = (clamp.max_tokens, request.max_output_tokens) {
+                            if limit.tokens > max {
+                                over.push((limit.field, ParameterClamp::OutputLimit(max)));
                             }
                         }
-                        if let Some([low, high]) = clamp.temperature {
-                            fields.push(("temperature", Some(low), Some(high)));
-                        }
-                        for (field, low, high) in fields {
-                            let Some(value) = tree.get(Tree::ROOT, field).and_then(|n| number(&tree, n)) else {
-                                continue;
-                            };
-                            let clamped = value.max(low.unwrap_or(f64::MIN)).min(high.unwrap_or(f64::MAX));
+                        if let (Some([low, high]), Some(value)) = (clamp.temperature, request.sampling.temperature) {
+                            let clamped = value.max(low).min(high);
                             if clamped != value {
-                                tally.add(policy, check, field, Phase::Request, 1);
-                                note_block(&mut block, policy, check, field);
-                                if check.action == Action::Clamp && !check.shadow {
-                                    let text = if field == "temperature" {
-                                        serde_json::Number::from_f64(clamped).map(|n| n.to_string()).unwrap_or_default()
-                                    } else {
-                                        format!("{}", clamped as u64)
-                                    };
-                                    clamps.retain(|(f, _)| *f != field);
-                                    clamps.push((field, text));
-                                }
+                                let text = serde_json::Number::from_f64(clamped).map(|n| n.to_string());
+                                over.push(("temperature", ParameterClamp::Temperature(text.unwrap_or_default())));
+                            }
+                        }
+                        for (field, rewrite) in over {
+                            tally.add(policy, check, field, Phase::Request, 1);
+                            note_block(&mut block, policy, check, field);
+                            if check.action == Action::Clamp && !check.shadow {
+                                clamps.retain(|(f, _)| *f != field);
+                                clamps.push((field, rewrite));
                             }
                         }
                     }
                     CheckKind::Tools { allow, deny } => {
-                        let refused = shape
-                            .tool_names
-                            .iter()
-                            .filter_map(|n| tree.str(*n))
-                            .filter(|name| tool_refused(name, allow.as_deref(), deny))
-                            .count() as u32;
+                        // Tools defined (the canonical request) and called (the history's text).
+                        let defined = input.request.tools.iter().filter_map(Tool::name).map(Cow::Borrowed);
+                        let called = layout.tool_names.iter().filter_map(|n| tree.str(*n));
+                        let refused =
+                            defined.chain(called).filter(|name| tool_refused(name, allow.as_deref(), deny)).count()
+                                as u32;
                         tally.add(policy, check, "tool_name", Phase::Request, refused);
                         if refused > 0 {
                             note_block(&mut block, policy, check, "tool_name");
                         }
                     }
                     CheckKind::ToolArgumentsJson => {
-                        let bad = shape
+                        let bad = layout
                             .arguments
                             .iter()
                             .filter(|n| {
@@ -586,7 +556,7 @@ impl Guardrails {
                         }
                     }
                     CheckKind::Model => {
-                        if let (Some(allowed), Some(model)) = (input.model_allowed, input.model) {
+                        if let (Some(allowed), Some(model)) = (input.model_allowed, input.request.model.as_deref()) {
                             if !allowed(model) {
                                 tally.add(policy, check, "model", Phase::Request, 1);
                                 note_block(&mut block, policy, check, "model");
@@ -597,18 +567,19 @@ impl Guardrails {
             }
         }
 
-        // Text checks: each unit once, with the checks whose scope admits it.
-        let mut units: Vec<(usize, walk::TextUnit)> = shape.texts.iter().map(|u| (u.node, *u)).collect();
+        // Text checks: each unit once, with the checks whose scope admits it. A unit is a segment
+        // of the dialect's text, or (`None`) a string only a check's JSONPath selects.
+        let mut units: Vec<(usize, Option<TextSegment>)> = layout.segments.iter().map(|u| (u.node, Some(*u))).collect();
         for &(p, c) in &text_checks {
             let Some((_, check)) = self.check_at(p, c) else { continue };
             for path in &check.scope.jsonpath {
                 let mut selected = Vec::new();
-                for node in path.select(&tree) {
+                for node in path.select(tree) {
                     tree.strings_under(node, &mut selected);
                 }
                 for node in selected {
                     if !units.iter().any(|(n, _)| *n == node) {
-                        units.push((node, walk::TextUnit { node, part: Part::Custom, role: None, json_text: false }));
+                        units.push((node, None));
                     }
                 }
             }
@@ -620,12 +591,11 @@ impl Guardrails {
                 .iter()
                 .copied()
                 .filter(|&(p, c)| {
-                    self.check_at(p, c).is_some_and(|(_, check)| {
-                        if unit.part == Part::Custom {
-                            !check.scope.jsonpath.is_empty()
-                        } else {
-                            check.scope.admits(unit)
-                                || check.scope.jsonpath.iter().any(|path| selects(path, &tree, *node))
+                    self.check_at(p, c).is_some_and(|(_, check)| match unit {
+                        None => !check.scope.jsonpath.is_empty(),
+                        Some(segment) => {
+                            check.scope.admits(segment)
+                                || check.scope.jsonpath.iter().any(|path| selects(path, tree, *node))
                         }
                     })
                 })
@@ -666,7 +636,7 @@ impl Guardrails {
             }
             if let Some(new_text) = self.apply_masks(&hits, &text, Some(&mut vault)) {
                 if let Some(n) = tree.node(*node) {
-                    edits.push((n.start, n.end, json::encode_string(&new_text).into_bytes()));
+                    edits.push((n.start, n.end, json_tree::encode_string(&new_text).into_bytes()));
                 }
             }
         }
@@ -676,10 +646,25 @@ impl Guardrails {
             return outcome;
         }
         if !edits.is_empty() || !clamps.is_empty() {
-            let mut body = json::splice(input.body, &edits);
-            for (field, value) in &clamps {
-                if let Some(new_body) = crate::json_edit::replace_value(&body, field, value) {
-                    body = new_body;
+            let mut body = json_tree::splice(text.body(), &edits);
+            for (_, rewrite) in &clamps {
+                let (members, value) = match rewrite {
+                    ParameterClamp::Temperature(value) => (&["temperature"][..], value.clone()),
+                    ParameterClamp::OutputLimit(max) => (OutputLimit::members(input.request.api), max.to_string()),
+                };
+                for member in members {
+                    // Every member the API limits the output with, when above the bound (Chat's
+                    // legacy `max_tokens` next to `max_completion_tokens` too): never raised.
+                    if let ParameterClamp::OutputLimit(max) = rewrite {
+                        let above =
+                            tree.get(Tree::ROOT, member).and_then(|n| number(tree, n)).is_some_and(|n| n > *max as f64);
+                        if !above {
+                            continue;
+                        }
+                    }
+                    if let Some(new_body) = crate::json_edit::replace_value(&body, member, &value) {
+                        body = new_body;
+                    }
                 }
             }
             outcome.body = Some(body);
@@ -696,8 +681,12 @@ impl Guardrails {
             .map(|(p, c, _)| (p, c))
             .collect();
         if !vault.is_empty() || !response_checks.is_empty() {
-            outcome.response =
-                Some(ResponseGuard { guardrails: Rc::clone(self), api: input.api, checks: response_checks, vault });
+            outcome.response = Some(ResponseGuard {
+                guardrails: Rc::clone(self),
+                api: input.request.api,
+                checks: response_checks,
+                vault,
+            });
         }
         outcome
     }
@@ -759,6 +748,15 @@ fn ceil_boundary(text: &str, mut i: usize) -> usize {
     i.min(text.len())
 }
 
+/// What a `clamp` rewrites.
+#[derive(Debug)]
+enum ParameterClamp {
+    /// `temperature`, to this number.
+    Temperature(String),
+    /// The output limit's members, to this many tokens.
+    OutputLimit(u64),
+}
+
 fn number(tree: &Tree<'_>, node: usize) -> Option<f64> {
     if tree.kind(node)? != Kind::Number {
         return None;
@@ -804,7 +802,7 @@ impl ResponseGuard {
     pub fn check_body(&self, body: &[u8]) -> ResponseOutcome {
         let mut outcome = ResponseOutcome::default();
         let Ok(tree) = Tree::parse(body) else { return outcome };
-        let shape = walk::response(self.api, &tree);
+        let layout = text::response_layout(self.api, &tree);
         let g = &self.guardrails;
         let mut tally = Tally::default();
         let mut block = None;
@@ -813,13 +811,13 @@ impl ResponseGuard {
         for &(p, c) in &self.checks {
             let Some((policy, check)) = g.check_at(p, c) else { continue };
             let found = match &check.kind {
-                CheckKind::Tools { allow, deny } => shape
+                CheckKind::Tools { allow, deny } => layout
                     .tool_names
                     .iter()
                     .filter_map(|n| tree.str(*n))
                     .filter(|name| tool_refused(name, allow.as_deref(), deny))
                     .count() as u32,
-                CheckKind::ToolArgumentsJson => shape
+                CheckKind::ToolArgumentsJson => layout
                     .arguments
                     .iter()
                     .filter(|n| {
@@ -834,7 +832,7 @@ impl ResponseGuard {
                 block = Some(block_for(policy, check, Phase::Response, detector));
             }
         }
-        for unit in &shape.texts {
+        for unit in &layout.segments {
             let checks: Vec<(usize, usize)> = self
                 .checks
                 .iter()
@@ -868,7 +866,7 @@ impl ResponseGuard {
             let restored = self.vault.restore(current, unit.json_text);
             if let Some(new_text) = restored.or(masked) {
                 if let Some(n) = tree.node(unit.node) {
-                    edits.push((n.start, n.end, json::encode_string(&new_text).into_bytes()));
+                    edits.push((n.start, n.end, json_tree::encode_string(&new_text).into_bytes()));
                 }
             }
         }
@@ -879,7 +877,7 @@ impl ResponseGuard {
         }
         if !edits.is_empty() {
             edits.sort_by_key(|e| e.0);
-            outcome.body = Some(json::splice(body, &edits));
+            outcome.body = Some(json_tree::splice(body, &edits));
         }
         outcome
     }

@@ -21,9 +21,9 @@ use regex_automata::hybrid::LazyStateID;
 use regex_automata::util::start;
 use regex_automata::Anchored;
 
-use super::json::{self, Kind, Tree};
 use super::{block_for, tool_refused, Action, Block, CheckKind, Decision, Guardrails, Hit, Phase, Tally, Vault};
 use crate::dialect::Api;
+use crate::json_tree::{self, Kind, Tree};
 use crate::sse::{SseEvent, SseFramer};
 
 /// Original bytes kept before the held text, for `\b` and validators.
@@ -702,7 +702,7 @@ impl StreamGuard {
             return None;
         }
         let n = tree.node(node)?;
-        Some((n.start, n.end, json::encode_string(&released).into_bytes()))
+        Some((n.start, n.end, json_tree::encode_string(&released).into_bytes()))
     }
 
     fn emit(out: &mut Vec<u8>, event: &SseEvent, raw: &[u8], edits: &mut [(usize, usize, Vec<u8>)]) {
@@ -710,7 +710,7 @@ impl StreamGuard {
             out.extend_from_slice(raw);
         } else {
             edits.sort_by_key(|e| e.0);
-            write_event(out, &event.event, &json::splice(&event.data, edits));
+            write_event(out, &event.event, &json_tree::splice(&event.data, edits));
         }
     }
 
@@ -854,7 +854,7 @@ impl StreamGuard {
             let (Some(node), Some(text)) = (string_node(&tree, node), this.channel_text(key)) else { return };
             if tree.str(node).is_some_and(|current| *current != text) {
                 if let Some(n) = tree.node(node) {
-                    edits.push((n.start, n.end, json::encode_string(&text).into_bytes()));
+                    edits.push((n.start, n.end, json_tree::encode_string(&text).into_bytes()));
                 }
             }
         };
@@ -933,7 +933,7 @@ impl StreamGuard {
             let Some(text) = self.channel_text(key) else { continue };
             if tree.str(node).is_some_and(|current| *current != text) {
                 if let Some(n) = tree.node(node) {
-                    edits.push((n.start, n.end, json::encode_string(&text).into_bytes()));
+                    edits.push((n.start, n.end, json_tree::encode_string(&text).into_bytes()));
                 }
             }
         }

@@ -14,15 +14,21 @@ fn one_check(check: Value) -> Rc<Guardrails> {
 }
 
 fn request(g: &Rc<Guardrails>, api: Api, body: &Value) -> RequestOutcome {
-    let bytes = body.to_string().into_bytes();
-    g.check_request(&RequestInput {
-        api,
-        body: &bytes,
-        route: None,
-        model: None,
-        prompt_tokens: 0,
-        model_allowed: None,
-    })
+    check(g, api, &body.to_string().into_bytes(), None, None)
+}
+
+/// `body` checked as the exchange checks it: with its canonical request (an empty one when the
+/// body cannot be read) and its text.
+fn check(
+    g: &Rc<Guardrails>,
+    api: Api,
+    body: &[u8],
+    route: Option<&str>,
+    model_allowed: Option<&dyn Fn(&str) -> bool>,
+) -> RequestOutcome {
+    let request = crate::dialect::parse_request(api, body).unwrap_or_else(|_| CanonicalRequest::new(api));
+    let text = request.text(body).ok();
+    g.check_request(&RequestInput { request: &request, text: text.as_ref(), route, prompt_tokens: 0, model_allowed })
 }
 
 fn body_of(outcome: &RequestOutcome) -> Value {
@@ -39,14 +45,7 @@ use crate::config::ConfigError;
 fn masks_email_in_user_messages_and_keeps_every_other_byte() {
     let g = one_check(json!({"name": "pii", "detectors": ["email"], "action": "mask"}));
     let body = br#"{"model":"gpt-4o",  "messages":[{"role":"system","content":"be nice"},{"role":"user","content":"mail jane@example.com now"}], "temperature": 0.5}"#;
-    let out = g.check_request(&RequestInput {
-        api: Api::OpenAiChat,
-        body,
-        route: None,
-        model: None,
-        prompt_tokens: 0,
-        model_allowed: None,
-    });
+    let out = check(&g, Api::OpenAiChat, body, None, None);
     assert_eq!(
         String::from_utf8(out.body.unwrap()).unwrap(),
         r#"{"model":"gpt-4o",  "messages":[{"role":"system","content":"be nice"},{"role":"user","content":"mail [EMAIL] now"}], "temperature": 0.5}"#
@@ -271,14 +270,7 @@ fn limits_clamps_tools_arguments_and_model() {
         "tools": [{"type": "function", "function": {"name": "shell_exec"}}, {"type": "function", "function": {"name": "search"}}]});
     let bytes = body.to_string().into_bytes();
     let deny_all = |_: &str| false;
-    let out = g.check_request(&RequestInput {
-        api: Api::OpenAiChat,
-        body: &bytes,
-        route: None,
-        model: Some("gpt-x"),
-        prompt_tokens: 0,
-        model_allowed: Some(&deny_all),
-    });
+    let out = check(&g, Api::OpenAiChat, &bytes, None, Some(&deny_all));
     let found: Vec<(String, u32)> = out.decisions.iter().map(|d| (d.detector.clone(), d.count)).collect();
     assert_eq!(
         found,
@@ -298,22 +290,64 @@ fn limits_clamps_tools_arguments_and_model() {
 }
 
 #[test]
+fn clamps_decide_on_the_canonical_request_and_rewrite_each_apis_own_members() {
+    let g =
+        one_check(json!({"name": "params", "clamp": {"max_tokens": 100, "temperature": [0, 1]}, "action": "clamp"}));
+    let detectors = |out: &RequestOutcome| out.decisions.iter().map(|d| d.detector.clone()).collect::<Vec<_>>();
+
+    let anthropic =
+        json!({"model": "claude", "max_tokens": 5000, "temperature": 1.5, "max_output_tokens": 9000, "messages": []});
+    let out = request(&g, Api::AnthropicMessages, &anthropic);
+    assert_eq!(detectors(&out), ["max_tokens", "temperature"]);
+    let sent = body_of(&out);
+    assert_eq!((sent["max_tokens"].clone(), sent["temperature"].clone()), (json!(100), json!(1.0)));
+    assert_eq!(sent["max_output_tokens"], 9000, "not an Anthropic member: left alone");
+
+    let responses = json!({"model": "gpt-4o", "max_output_tokens": 5000, "input": "hi"});
+    let out = request(&g, Api::OpenAiResponses, &responses);
+    assert_eq!(detectors(&out), ["max_output_tokens"]);
+    assert_eq!(body_of(&out)["max_output_tokens"], 100);
+
+    // Chat: the limit is `max_completion_tokens`, else the legacy `max_tokens`; both are bounded
+    // when above the bound, and a member below it is never raised.
+    let both = json!({"model": "gpt-4o", "max_completion_tokens": 5000, "max_tokens": 7000, "messages": []});
+    let out = request(&g, Api::OpenAiChat, &both);
+    assert_eq!(detectors(&out), ["max_completion_tokens"]);
+    let sent = body_of(&out);
+    assert_eq!((sent["max_completion_tokens"].clone(), sent["max_tokens"].clone()), (json!(100), json!(100)));
+    let legacy_low = json!({"model": "gpt-4o", "max_completion_tokens": 5000, "max_tokens": 10, "messages": []});
+    let sent = body_of(&request(&g, Api::OpenAiChat, &legacy_low));
+    assert_eq!((sent["max_completion_tokens"].clone(), sent["max_tokens"].clone()), (json!(100), json!(10)));
+    let within = json!({"model": "gpt-4o", "max_completion_tokens": 50, "temperature": 0.2, "messages": []});
+    let out = request(&g, Api::OpenAiChat, &within);
+    assert!(out.decisions.is_empty() && out.body.is_none());
+}
+
+#[test]
+fn tool_names_come_from_each_apis_definitions_and_the_calls_in_the_history() {
+    let g = one_check(json!({"name": "tools", "tools": {"deny": ["shell*", "web_search*"]}, "action": "flag"}));
+    let count = |out: &RequestOutcome| out.decisions.first().map_or(0, |d| d.count);
+    let chat = json!({"messages": [{"role": "assistant", "tool_calls": [
+            {"id": "1", "type": "function", "function": {"name": "shell_run", "arguments": "{}"}}]}],
+        "tools": [{"type": "function", "function": {"name": "shell_run"}}, {"type": "custom", "custom": {"name": "shell_2"}},
+                  {"type": "function", "function": {"name": "search"}}]});
+    assert_eq!(count(&request(&g, Api::OpenAiChat, &chat)), 3, "two definitions and one call");
+    let responses =
+        json!({"input": "hi", "tools": [{"type": "web_search_preview"}, {"type": "function", "name": "shell"}]});
+    assert_eq!(count(&request(&g, Api::OpenAiResponses, &responses)), 1, "built-in tools have no name");
+    let anthropic = json!({"messages": [], "tools": [{"type": "web_search_20250305", "name": "web_search"}]});
+    assert_eq!(count(&request(&g, Api::AnthropicMessages, &anthropic)), 1, "Anthropic's server tools are named");
+}
+
+#[test]
 fn policies_apply_per_route() {
     let g = guardrails(json!({"policies": [
         {"name": "public", "routes": ["public*"], "checks": [{"name": "pii", "detectors": ["email"], "action": "block"}]},
         {"name": "all", "checks": [{"name": "pii", "detectors": ["email"], "action": "flag"}]}]}));
     let bytes = json!({"messages": [{"role": "user", "content": "a@example.com"}]}).to_string().into_bytes();
-    let input = |route| RequestInput {
-        api: Api::OpenAiChat,
-        body: &bytes,
-        route,
-        model: None,
-        prompt_tokens: 0,
-        model_allowed: None,
-    };
-    assert!(g.check_request(&input(Some("public-eu"))).block.is_some());
-    assert!(g.check_request(&input(Some("team-a"))).block.is_none());
-    assert!(g.check_request(&input(None)).block.is_none());
+    assert!(check(&g, Api::OpenAiChat, &bytes, Some("public-eu"), None).block.is_some());
+    assert!(check(&g, Api::OpenAiChat, &bytes, Some("team-a"), None).block.is_none());
+    assert!(check(&g, Api::OpenAiChat, &bytes, None, None).block.is_none());
     assert!(g.needs_route_name());
 }
 
@@ -408,35 +442,14 @@ fn catastrophic_patterns_run_in_linear_time() {
 fn bad_bodies_are_refused_not_panicked_on() {
     let g = one_check(json!({"name": "pii", "detectors": ["email"], "action": "mask"}));
     for body in [&b"{not json"[..], b"\xff\xfe", b"", b"[1,2"] {
-        let out = g.check_request(&RequestInput {
-            api: Api::OpenAiChat,
-            body,
-            route: None,
-            model: None,
-            prompt_tokens: 0,
-            model_allowed: None,
-        });
+        let out = check(&g, Api::OpenAiChat, body, None, None);
         assert_eq!(out.block.unwrap().code, "invalid_json");
     }
     let deep = format!("{{\"messages\": {}{}}}", "[".repeat(1000), "]".repeat(1000));
-    let out = g.check_request(&RequestInput {
-        api: Api::OpenAiChat,
-        body: deep.as_bytes(),
-        route: None,
-        model: None,
-        prompt_tokens: 0,
-        model_allowed: None,
-    });
+    let out = check(&g, Api::OpenAiChat, deep.as_bytes(), None, None);
     assert_eq!(out.block.unwrap().code, "invalid_json");
     let invalid_utf8 = b"{\"messages\":[{\"role\":\"user\",\"content\":\"\xff a@example.com\"}]}";
-    let out = g.check_request(&RequestInput {
-        api: Api::OpenAiChat,
-        body: invalid_utf8,
-        route: None,
-        model: None,
-        prompt_tokens: 0,
-        model_allowed: None,
-    });
+    let out = check(&g, Api::OpenAiChat, invalid_utf8, None, None);
     assert_eq!(out.block.unwrap().code, "invalid_json");
     // Response bodies that are not JSON pass unchanged.
     let out = request(&g, Api::OpenAiChat, &json!({"messages": []}));

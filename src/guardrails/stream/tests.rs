@@ -13,14 +13,9 @@ fn response_guard(checks: Value, request_text: &str) -> ResponseGuard {
 fn guard_for(api: Api, checks: Value, request_text: &str) -> ResponseGuard {
     let g = Rc::new(parse(json!({"policies": [{"name": "p", "checks": checks}]})).unwrap());
     let body = json!({"messages": [{"role": "user", "content": request_text}]}).to_string();
-    let outcome = g.check_request(&RequestInput {
-        api,
-        body: body.as_bytes(),
-        route: None,
-        model: None,
-        prompt_tokens: 0,
-        model_allowed: None,
-    });
+    let request = crate::dialect::parse_request(api, body.as_bytes()).unwrap();
+    let text = request.text(body.as_bytes()).unwrap();
+    let outcome = g.check_request(&RequestInput::new(&request, Some(&text)));
     outcome.response.expect("response side")
 }
 

@@ -1,6 +1,7 @@
-//! A JSON reader that remembers where every value lies in the original bytes, so that the
-//! guardrails can read a body's structure (roles, parts) and rewrite single strings in place,
-//! leaving every other byte exactly as the client sent it.
+//! A JSON reader that remembers where every value lies in the original bytes, so that readers
+//! can find a body's text by structure (roles, parts: `dialect::text`) and rewriters (the
+//! guardrails' masks) can replace single strings in place, leaving every other byte exactly as
+//! the client sent it.
 //!
 //! The tree is an arena of nodes; building it is one pass, iterative (no recursion, so deep
 //! nesting cannot overflow the stack), bounded by [`MAX_DEPTH`]. It is a reader, not a full
