@@ -33,9 +33,9 @@ pub struct CanonicalRequest {
     pub stream: bool,
     /// The client asked for OpenAI's final usage chunk (Chat's `stream_options.include_usage`).
     pub include_usage: bool,
-    /// The most tokens the answer may have: Chat `max_completion_tokens` (else the legacy
-    /// `max_tokens`), Responses `max_output_tokens`, Anthropic `max_tokens`. Read by the
-    /// guardrails' `clamp`.
+    /// The most tokens the answer may have: Chat `max_completion_tokens` or the legacy
+    /// `max_tokens` (the larger, when both are there), Responses `max_output_tokens`, Anthropic
+    /// `max_tokens`. Read by the guardrails' `clamp`.
     pub max_output_tokens: Option<OutputLimit>,
     pub sampling: Sampling,
     /// The tools the request defines, in order. Read by the guardrails' `tools` check.
@@ -182,8 +182,13 @@ pub fn parse_request(api: Api, body: &[u8]) -> Result<CanonicalRequest, BodyErro
         return Err(BodyError { message: error.message(), param: Some(error.param) });
     }
     let mut request = reading.request;
-    if request.max_output_tokens.is_none() {
-        request.max_output_tokens = reading.legacy_max_tokens.map(|tokens| OutputLimit { tokens, field: "max_tokens" });
+    // Chat's two limits: the larger stands. A provider may read either (OpenAI-compatible
+    // servers that predate `max_completion_tokens` read only `max_tokens`), so a bound, such as
+    // a guardrail clamp, must hold for the larger.
+    if let Some(tokens) = reading.legacy_max_tokens {
+        if request.max_output_tokens.is_none_or(|limit| tokens > limit.tokens) {
+            request.max_output_tokens = Some(OutputLimit { tokens, field: "max_tokens" });
+        }
     }
     Ok(request)
 }
@@ -727,11 +732,13 @@ mod tests {
         let limit = |api, body| read(api, body).max_output_tokens.map(|l| (l.tokens, l.field));
         assert_eq!(limit(Api::OpenAiChat, r#"{"max_completion_tokens":100}"#), Some((100, "max_completion_tokens")));
         assert_eq!(limit(Api::OpenAiChat, r#"{"max_tokens":50}"#), Some((50, "max_tokens")));
-        // The current member wins over the deprecated one, whatever their order.
+        // With both, the larger stands, whatever their order: a provider may read either.
         let both = r#"{"max_tokens":50,"max_completion_tokens":100}"#;
         assert_eq!(limit(Api::OpenAiChat, both), Some((100, "max_completion_tokens")));
         let both = r#"{"max_completion_tokens":100,"max_tokens":50}"#;
         assert_eq!(limit(Api::OpenAiChat, both), Some((100, "max_completion_tokens")));
+        let both = r#"{"max_completion_tokens":50,"max_tokens":5000}"#;
+        assert_eq!(limit(Api::OpenAiChat, both), Some((5000, "max_tokens")));
         assert_eq!(limit(Api::OpenAiResponses, r#"{"max_output_tokens":7}"#), Some((7, "max_output_tokens")));
         assert_eq!(limit(Api::OpenAiResponses, r#"{"max_tokens":7}"#), None, "not a Responses member");
         assert_eq!(limit(Api::AnthropicMessages, r#"{"max_tokens":1024}"#), Some((1024, "max_tokens")));

@@ -308,16 +308,22 @@ fn clamps_decide_on_the_canonical_request_and_rewrite_each_apis_own_members() {
     assert_eq!(detectors(&out), ["max_output_tokens"]);
     assert_eq!(body_of(&out)["max_output_tokens"], 100);
 
-    // Chat: the limit is `max_completion_tokens`, else the legacy `max_tokens`; both are bounded
-    // when above the bound, and a member below it is never raised.
+    // Chat: the limit is the larger of `max_completion_tokens` and the legacy `max_tokens` (a
+    // provider may read either); both are bounded when above the bound, and a member below it is
+    // never raised.
     let both = json!({"model": "gpt-4o", "max_completion_tokens": 5000, "max_tokens": 7000, "messages": []});
     let out = request(&g, Api::OpenAiChat, &both);
-    assert_eq!(detectors(&out), ["max_completion_tokens"]);
+    assert_eq!(detectors(&out), ["max_tokens"]);
     let sent = body_of(&out);
     assert_eq!((sent["max_completion_tokens"].clone(), sent["max_tokens"].clone()), (json!(100), json!(100)));
     let legacy_low = json!({"model": "gpt-4o", "max_completion_tokens": 5000, "max_tokens": 10, "messages": []});
     let sent = body_of(&request(&g, Api::OpenAiChat, &legacy_low));
     assert_eq!((sent["max_completion_tokens"].clone(), sent["max_tokens"].clone()), (json!(100), json!(10)));
+    let legacy_high = json!({"model": "gpt-4o", "max_completion_tokens": 50, "max_tokens": 5000, "messages": []});
+    let out = request(&g, Api::OpenAiChat, &legacy_high);
+    assert_eq!(detectors(&out), ["max_tokens"], "a small current limit does not hide a large legacy one");
+    let sent = body_of(&out);
+    assert_eq!((sent["max_completion_tokens"].clone(), sent["max_tokens"].clone()), (json!(50), json!(100)));
     let within = json!({"model": "gpt-4o", "max_completion_tokens": 50, "temperature": 0.2, "messages": []});
     let out = request(&g, Api::OpenAiChat, &within);
     assert!(out.decisions.is_empty() && out.body.is_none());
