@@ -74,6 +74,9 @@ pub struct ProxyIo {
     /// was a third of the filter's hostcalls per request.
     request_headers: RefCell<Snapshot>,
     response_headers: RefCell<Snapshot>,
+    /// The route's name as last read: routing, guardrails and the failure mode may each ask.
+    /// Forgotten when the filter edits a request header, since Envoy then matches the route again.
+    route_name: RefCell<Option<Option<String>>>,
 }
 
 #[derive(Default)]
@@ -87,7 +90,12 @@ enum Snapshot {
 
 impl ProxyIo {
     pub fn new(host: Rc<HostState>) -> Self {
-        ProxyIo { host, request_headers: RefCell::default(), response_headers: RefCell::default() }
+        ProxyIo {
+            host,
+            request_headers: RefCell::default(),
+            response_headers: RefCell::default(),
+            route_name: RefCell::default(),
+        }
     }
 
     fn snapshot(&self, map_type: u32) -> &RefCell<Snapshot> {
@@ -107,8 +115,12 @@ impl ProxyIo {
         }
     }
 
-    /// Keeps a held snapshot in step with an edit the host accepted.
+    /// Keeps a held snapshot in step with an edit the host accepted; a request edit also forgets
+    /// the route name.
     fn edited(&self, map_type: u32, name: &str, value: Option<&str>) {
+        if map_type == abi::MAP_HTTP_REQUEST_HEADERS {
+            self.route_name.replace(None);
+        }
         if let Snapshot::Held(headers) = &mut *self.snapshot(map_type).borrow_mut() {
             match value {
                 Some(value) => headers.set(name, value),
@@ -272,12 +284,16 @@ impl HostIo for ProxyIo {
     }
 
     fn route_name(&mut self) -> Option<String> {
+        if let Some(known) = self.route_name.borrow().as_ref() {
+            return known.clone();
+        }
         let path: &[&str] = match self.host_kind() {
             HostKind::Envoy => &["xds", "route_name"],
             HostKind::Kong => &["kong", "route_name"],
         };
-        let value = abi::get_property(path).ok().flatten()?;
-        String::from_utf8(value).ok()
+        let name = abi::get_property(path).ok().flatten().and_then(|value| String::from_utf8(value).ok());
+        self.route_name.replace(Some(name.clone()));
+        name
     }
 
     fn route_to(&mut self, header: &str, cluster: &str) -> Result<(), HostError> {
