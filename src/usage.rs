@@ -189,11 +189,6 @@ impl UsageRecord {
         serde_json::to_string(&json).unwrap_or_default()
     }
 
-    /// The record as a JSON value (tests and tools; the filter writes [`Self::to_json_string`]).
-    pub fn to_json(&self) -> Value {
-        serde_json::from_str(&self.to_json_string()).unwrap_or(Value::Null)
-    }
-
     /// The value of the record field at `pointer` (one of [`crate::names::EXPORT_SCALARS`]) as
     /// the scalar export writes it: strings as they are, numbers in decimal, `None` when absent.
     pub fn scalar(&self, pointer: &str) -> Option<String> {
@@ -315,7 +310,7 @@ mod tests {
             duration_ms: Some(40),
             guardrails: GuardrailSummary::default(),
         };
-        let value = record.to_json();
+        let value: Value = serde_json::from_str(&record.to_json_string()).unwrap();
         assert_eq!(value["tokens"]["input"], json!({"tokens": 10, "source": "provider"}));
         assert_eq!(value["tokens"]["output"], json!({"tokens": 3, "source": "estimated"}));
         assert_eq!(value["outcome"], "truncated");
