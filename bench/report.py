@@ -82,6 +82,11 @@ def added(results: dict, workload: str, target: str, key: str = "p50") -> float 
     return None if value is None or base is None else value - base
 
 
+def in_envoy(target: str) -> bool:
+    """A filter inside the bare Envoy: Tollgate's profiles and the floor filter."""
+    return target.startswith("tollgate") or target == "floor"
+
+
 def over_envoy(results: dict, workload: str, target: str, key: str = "p50") -> float | None:
     value, base = pct(results, workload, target, key), pct(results, workload, "envoy", key)
     return None if value is None or base is None else value - base
@@ -114,9 +119,11 @@ def headline(results: dict) -> list[str]:
     value = over_envoy(results, "chat-1k", name, "p50") if name else None
     p99 = over_envoy(results, "chat-1k", name, "p99") if name else None
     spread = round_spread(results, "chat-1k", name) if name else ""
+    floor = over_envoy(results, "chat-1k", "floor")
     lines.append(
         f"| {TARGETS['selection_cost']} | `{name}`: **{signed(value, 1)}** median, {signed(p99)} p99 over bare Envoy"
-        f"{' (' + spread + ')' if spread else ''} | "
+        f"{' (' + spread + ')' if spread else ''}"
+        f"{f'; the floor filter (holding and copying the bodies, one header) {signed(floor, 1)}' if floor is not None else ''} | "
         f"{verdict(None if value is None else value <= 35, f'by {us((value or 0) - 35, 1)}')} |"
     )
     name = judged(results, "all_features")
@@ -130,6 +137,9 @@ def headline(results: dict) -> list[str]:
             capacity = (f"; Envoy CPU per request there {mine_best['cpu_us_per_request']:.0f} vs "
                         f"{bare_best['cpu_us_per_request']:.0f} µs, a capacity ratio of "
                         f"{bare_best['cpu_us_per_request'] / mine_best['cpu_us_per_request']:.0%}")
+    floor_rps = best_rps(results, "chat-1k", "floor")
+    if floor_rps and bare:
+        capacity += f"; the floor filter {floor_rps / bare:.0%}"
     lines.append(
         f"| {TARGETS['all_features']} | `{name}`: {mine or 0:,.0f} vs {bare or 0:,.0f} req/s = **{(share or 0):.0%}**"
         f"{capacity} | "
@@ -145,9 +155,12 @@ def headline(results: dict) -> list[str]:
         diffs = [a - b for a, b in zip(chunks[name].get("rounds", []), chunks["envoy"].get("rounds", []))]
         if len(diffs) > 1:
             spread = f" (per round {min(diffs):+.2f} … {max(diffs):+.2f} µs)"
+    floor_chunk = (chunks["floor"]["cpu_us_per_chunk"] - chunks["envoy"]["cpu_us_per_chunk"]
+                   if "floor" in chunks and "envoy" in chunks else None)
     lines.append(
         f"| {TARGETS['stream_chunk']} | `{name}`: **{signed(per_chunk, 2)}** of Envoy CPU per chunk over bare "
-        f"Envoy{spread} | "
+        f"Envoy{spread}"
+        f"{f'; the floor filter (copying each event) {signed(floor_chunk, 2)}' if floor_chunk is not None else ''} | "
         f"{verdict(None if per_chunk is None else per_chunk <= 5, f'by {us((per_chunk or 0) - 5, 2)}')} |"
     )
     name = judged(results, "peers")
@@ -213,7 +226,7 @@ def latency_tables(results: dict) -> list[str]:
                 f"| {target} | {us(row.get('p50'))} | {us(row.get('p99'))} | "
                 f"{'–' if is_ref else signed(added(results, workload, target))} | "
                 f"{'–' if is_ref else signed(added(results, workload, target, 'p99'))} | "
-                f"{signed(over_envoy(results, workload, target), 1) if target.startswith('tollgate') else '–'} | "
+                f"{signed(over_envoy(results, workload, target), 1) if in_envoy(target) else '–'} | "
                 f"{'–' if is_ref else us(row.get('cpu_us_per_request'), 1)} | {row.get('n', 0):,}"
                 f"{' (over ' + base + ')' if base != 'direct' and not is_ref else ''}"
                 f"{', ' + str(row['errors']) + ' errors' if row.get('errors') else ''} |"
@@ -273,7 +286,7 @@ def stream_tables(results: dict) -> list[str]:
         a99 = None if target in ("direct", "direct-ns") or t99 is None else t99 - base["ttft"].get("p99", 0)
         chunk = chunks.get(target, {}).get("cpu_us_per_chunk")
         extra = (chunk - chunks["envoy"]["cpu_us_per_chunk"]
-                 if chunk is not None and target.startswith("tollgate") and "envoy" in chunks else None)
+                 if chunk is not None and in_envoy(target) and "envoy" in chunks else None)
         if target.startswith("direct"):
             chunk = None
         out.append(f"| {target} | {us(t50)} | {us(t99)} | {signed(a50)} | {signed(a99)} | "
@@ -381,19 +394,32 @@ def profile_section(results: dict) -> list[str]:
     micro = {(r["case"], r["body"]): r["ns_best"] / 1000 for r in micro_results.get(engine, {}).get("results", [])}
     pure = micro.get(("exchange", "chat-1k.json"))
     parse = micro.get(("parse_request", "chat-1k.json"))
+    body_floor = over_envoy(results, "chat-1k", "floor")
+    cold = {(r["case"], r["body"]): r.get("ns_cold_median") for r in micro_results.get(engine, {}).get("results", [])}
+    cold_exchange = cold.get(("exchange", "chat-1k.json"))
+    engine_name = "V8" if engine == "v8" else "Wasmtime"
     if name and floor is not None and whole is not None:
         out += [f"Latency added by `{name}` over bare Envoy at 1 KB, one request at a time, taken apart by "
                 "difference (same run):", "",
                 "| part | µs | from |", "|---|---|---|",
                 f"| being in the filter chain at all (VM context, callbacks, no body read) | {floor:.1f} | "
-                "`GET /v1/models` through Tollgate minus bare Envoy |",
-                f"| holding and reading the bodies, the work on them, the response headers | {whole - floor:.1f} | "
-                "1 KB chat minus the line above |",
-                f"| of which Tollgate's own code, in Wasm outside a proxy | {pure:.1f} | micro-benchmark `exchange` "
-                f"under {'V8' if engine == 'v8' else 'Wasmtime'}, "
-                f"1 KB (`parse_request` alone {parse:.1f}) |" if pure is not None and parse is not None else
-                "| of which Tollgate's own code | – | micro-benchmarks not run |",
-                ""]
+                "`GET /v1/models` through Tollgate minus bare Envoy |"]
+        if body_floor is not None:
+            out += [f"| the least a body-reading filter does: hold and copy both bodies, set one header | "
+                    f"{body_floor:.1f} | the `floor` target (examples/floor_filter.rs) minus bare Envoy |",
+                    f"| Tollgate's own work above that floor: its code and its other hostcalls | "
+                    f"{whole - body_floor:.1f} | 1 KB chat through Tollgate minus the line above |"]
+        else:
+            out.append(f"| holding and reading the bodies, the work on them, the response headers | {whole - floor:.1f} | "
+                       "1 KB chat minus the line above (the floor filter was not measured) |")
+        out += [f"| of which Tollgate's own code, in Wasm outside a proxy, caches warm | {pure:.1f} | micro-benchmark "
+                f"`exchange` under {engine_name}, 1 KB (`parse_request` alone {parse:.1f}) |"
+                if pure is not None and parse is not None else
+                "| of which Tollgate's own code | – | micro-benchmarks not run |"]
+        if cold_exchange is not None:
+            out.append(f"| the same code with the caches evicted before each request | {cold_exchange / 1000:.1f} | "
+                       f"`exchange` under {engine_name}, 1 KB, after writing 64 MB (median) |")
+        out.append("")
     out += hostcall_table(results)
     profile = results.get("profile")
     if not profile:

@@ -74,7 +74,7 @@ QUICK = Plan(latency_rounds=3, latency_requests=400, latency_seconds=0.4, throug
 @dataclass
 class Target:
     name: str
-    kind: str  # direct | envoy | tollgate | peer
+    kind: str  # direct | envoy | floor | tollgate | peer
     url: str
     pid: int  # the process whose CPU time is charged to this target
     headers: list[str] = field(default_factory=list)
@@ -170,6 +170,7 @@ class Bench:
         self.stoppers.append(bare.stop)
         self.targets.append(Target("envoy", "envoy", f"{bare.base_url}/v1/chat/completions", bare.process.pid,
                                    note="envoy/envoy.yaml without the Tollgate filter"))
+        self.start_floor(mock.port)
         for profile in profiles:
             envoy = Envoy(mock.port, filter_config=profile["config"], prefix=pinned(PROXY_CPU))
             self.stoppers.append(envoy.stop)
@@ -178,6 +179,24 @@ class Bench:
                                        expect_header="x-tollgate-cost-usd", note=profile["what"]))
         self.start_litellm(mock.port)
         self.start_portkey()
+
+    def start_floor(self, mock_port: int) -> None:
+        """The same Envoy with examples/floor_filter.rs in Tollgate's place: the least a
+        body-reading filter costs, so Tollgate's figures can be split into the platform's share
+        and its own."""
+        built = subprocess.run([str(REPO / "scripts/build-wasm.sh"), "--example", "floor_filter"], cwd=REPO,
+                               capture_output=True, text=True)
+        if built.returncode != 0:
+            self.notes.append(f"floor filter not built, so not measured: {built.stderr.strip()[-300:]}")
+            return
+        module = REPO / built.stdout.strip().splitlines()[-1]
+        floor = Envoy(mock_port, wasm=module, prefix=pinned(PROXY_CPU))
+        self.stoppers.append(floor.stop)
+        self.targets.append(Target("floor", "floor", f"{floor.base_url}/v1/chat/completions", floor.process.pid,
+                                   expect_header="x-tollgate-cost-usd",
+                                   note="examples/floor_filter.rs in Tollgate's place: holds and copies the request "
+                                        "body, and a non-streamed answer's body before setting one header; copies "
+                                        "each streamed event; nothing else"))
 
     def start_litellm(self, mock_port: int) -> None:
         if os.environ.get("BENCH_SKIP_LITELLM") == "1":
@@ -303,7 +322,7 @@ class Bench:
         workloads = [(name, bodies[name], None, self.targets) for name in ("chat-1k", "chat-32k", "chat-1m")]
         # The Wasm boundary floor: a request Tollgate lets through untouched (it inspects only
         # POST …/chat/completions), so only the per-stream VM callbacks remain.
-        envoys = [t for t in self.targets if t.kind in ("envoy", "tollgate")]
+        envoys = [t for t in self.targets if t.kind in ("envoy", "floor", "tollgate")]
         workloads.append(("get-models", None, "/v1/models", envoys))
         for name, body, path, targets in workloads:
             log(f"latency, c=1, {name}: {plan.latency_rounds} rounds x {len(targets)} targets")
@@ -459,11 +478,12 @@ class Bench:
             return
         target = next((t for t in self.targets if t.kind == "tollgate"), None)
         bare = next((t for t in self.targets if t.kind == "envoy"), None)
+        floor = [t for t in self.targets if t.kind == "floor"]
         if not target or not bare:
             return
         log("profiling Envoy with Tollgate and bare Envoy under load (perf, cpu-clock)")
         self.results["profile"] = {}
-        for t in (bare, target):
+        for t in (bare, *floor, target):
             data = OUT_DIR / f"perf-{t.name}.data"
             seconds = 2.0 if not self.quick else 1.0
             recorder = subprocess.Popen(["perf", "record", "-q", "-e", "cpu-clock", "-F", "4999", "-g",

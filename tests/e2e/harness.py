@@ -96,6 +96,7 @@ def render_envoy_config(
     filter_config: dict | None = None,
     tollgate: bool = True,
     vm_env: dict[str, str] | None = None,
+    wasm: Path | None = None,
 ) -> dict:
     """The shipped config with test ports, an absolute .wasm path and optionally another
     filter configuration. Everything else stays as shipped, so tests exercise the real file.
@@ -104,7 +105,11 @@ def render_envoy_config(
     endpoints of their own, such as aggregate clusters, are left alone). The .wasm path is also
     replaced in clusters' upstream HTTP filters; `filter_config` applies to the listener's filter.
     With `tollgate=False` the Wasm filter is removed: the same Envoy without Tollgate, which
-    the benchmarks compare against."""
+    the benchmarks compare against; `wasm` loads another module in its place (the benchmarks'
+    floor filter)."""
+    def module() -> str:
+        return str(wasm or wasm_module())
+
     config = copy.deepcopy(yaml.safe_load(template.read_text()))
     config["admin"]["address"]["socket_address"]["port_value"] = admin_port
     for listener in config["static_resources"]["listeners"]:
@@ -115,19 +120,19 @@ def render_envoy_config(
                 if not tollgate:
                     http_filters[:] = [f for f in http_filters if not _is_wasm(f)]
                 for http_filter in http_filters:
-                    wasm = http_filter["typed_config"].get("config")
-                    if not wasm:
+                    plugin = http_filter["typed_config"].get("config")
+                    if not plugin:
                         continue
-                    wasm["vm_config"]["code"]["local"]["filename"] = str(wasm_module())
+                    plugin["vm_config"]["code"]["local"]["filename"] = module()
                     if filter_config is not None:
-                        wasm["configuration"]["value"] = json.dumps(filter_config)
+                        plugin["configuration"]["value"] = json.dumps(filter_config)
                     if vm_env:
-                        variables = wasm["vm_config"].setdefault("environment_variables", {})
+                        variables = plugin["vm_config"].setdefault("environment_variables", {})
                         variables.setdefault("key_values", {}).update(vm_env)
     for cluster in config["static_resources"]["clusters"]:
         for options in cluster.get("typed_extension_protocol_options", {}).values():
-            for wasm in _wasm_configs(options.get("http_filters", [])):
-                wasm["vm_config"]["code"]["local"]["filename"] = str(wasm_module())
+            for plugin in _wasm_configs(options.get("http_filters", [])):
+                plugin["vm_config"]["code"]["local"]["filename"] = module()
         if "load_assignment" not in cluster:
             continue
         port = upstream_port if isinstance(upstream_port, int) else upstream_port[cluster["name"]]
@@ -166,12 +171,13 @@ class Envoy:
         prefix: Sequence[str] = (),
         vm_env: dict[str, str] | None = None,
         concurrency: int = 1,
+        wasm: Path | None = None,
     ):
         self.port = listen_port or free_port()
         self.admin_port = admin_port or free_port()
         self.workdir = Path(tempfile.mkdtemp(prefix="tollgate-envoy-"))
         config = render_envoy_config(
-            template, self.port, self.admin_port, upstream_port, filter_config, tollgate, vm_env
+            template, self.port, self.admin_port, upstream_port, filter_config, tollgate, vm_env, wasm
         )
         config_path = self.workdir / "envoy.yaml"
         config_path.write_text(yaml.safe_dump(config))
