@@ -8,6 +8,10 @@
 //! `valgrind --tool=callgrind`: instruction counts are the benchmark's regression gate
 //! (bench/gate.py), because wall-clock time on a shared machine is too noisy to gate on.
 //!
+//! `per_request cold CASE N BODY.json` is `count` with the caches evicted before each run (a
+//! 64 MB write, `EVICT_MB` to change it): under `valgrind --tool=callgrind --cache-sim=yes` it
+//! shows which code and data a request brings in from memory, which is what a proxy pays.
+//!
 //! `per_request check` checks that the feature cases' policies do what they are there to
 //! measure (`time` does too, first; bench/gate.py runs it once, outside callgrind).
 //!
@@ -408,23 +412,40 @@ fn time_case(case: &Case, body: &[u8], budget: Duration) -> serde_json::Value {
 /// own work, which evicts it from the caches, so a hot loop flatters it.
 const COLD_CASES: [&str; 2] = ["exchange", "select_model"];
 
-/// Median of single runs, each after writing 64 MB (more than this machine's caches), so the
-/// code and data come from memory as in a proxy between requests.
+/// Median of single runs, each after evicting the caches, so the code and data come from memory
+/// as in a proxy between requests.
 fn time_cold(case: &Case, body: &[u8]) -> f64 {
-    let mut evictor = vec![0u8; 64 << 20];
-    let mut samples: Vec<f64> = (0..101u8)
-        .map(|round| {
-            for byte in evictor.iter_mut().step_by(64) {
-                *byte = byte.wrapping_add(round);
-            }
+    let mut evictor = Evictor::new(64);
+    let mut samples: Vec<f64> = (0..101)
+        .map(|_| {
+            evictor.evict();
             let start = Instant::now();
             (case.run)(body);
             start.elapsed().as_nanos() as f64
         })
         .collect();
-    std::hint::black_box(&evictor);
     samples.sort_by(f64::total_cmp);
     samples[samples.len() / 2]
+}
+
+/// Writes one byte per cache line of a buffer larger than the caches.
+struct Evictor {
+    buffer: Vec<u8>,
+    round: u8,
+}
+
+impl Evictor {
+    fn new(megabytes: usize) -> Self {
+        Evictor { buffer: vec![0; megabytes << 20], round: 0 }
+    }
+
+    fn evict(&mut self) {
+        self.round = self.round.wrapping_add(1);
+        for byte in self.buffer.iter_mut().step_by(64) {
+            *byte = byte.wrapping_add(self.round);
+        }
+        black_box(&self.buffer);
+    }
 }
 
 fn main() {
@@ -474,10 +495,23 @@ fn main() {
             }
             println!("{units}");
         }
+        Some("cold") if args.len() == 4 => {
+            let case = CASES.iter().find(|c| c.name == args[1]).unwrap_or_else(|| panic!("no case {}", args[1]));
+            let n: u64 = args[2].parse().expect("N is a number");
+            let body = std::fs::read(&args[3]).expect("body file");
+            let megabytes = std::env::var("EVICT_MB").ok().and_then(|v| v.parse().ok()).unwrap_or(64);
+            let mut evictor = Evictor::new(megabytes);
+            let mut units = 0;
+            for _ in 0..n {
+                evictor.evict();
+                units = black_box((case.run)(&body));
+            }
+            println!("{units}");
+        }
         _ => {
             eprintln!(
                 "usage: per_request time BODY.json... | per_request count CASE N BODY.json | per_request check \
-                 | per_request hostcalls BODY.json"
+                 | per_request hostcalls BODY.json | per_request cold CASE N BODY.json"
             );
             std::process::exit(2);
         }
