@@ -417,8 +417,14 @@ def profile_section(results: dict) -> list[str]:
                 if pure is not None and parse is not None else
                 "| of which Tollgate's own code | – | micro-benchmarks not run |"]
         if cold_exchange is not None:
+            others = []
+            for key, label in (("native", "natively"), ("wasm", "under Wasmtime")):
+                for r in micro_results.get(key, {}).get("results", []) if key != engine else []:
+                    if (r["case"], r["body"]) == ("exchange", "chat-1k.json") and r.get("ns_cold_median"):
+                        others.append(f"{label} {r['ns_best'] / 1000:.1f} warm, {r['ns_cold_median'] / 1000:.1f} cold")
             out.append(f"| the same code with the caches evicted before each request | {cold_exchange / 1000:.1f} | "
-                       f"`exchange` under {engine_name}, 1 KB, after writing 64 MB (median) |")
+                       f"`exchange` under {engine_name}, 1 KB, after writing 64 MB (median of 101)"
+                       f"{'; ' + '; '.join(others) if others else ''} |")
         out.append("")
     out += hostcall_table(results)
     profile = results.get("profile")
@@ -495,7 +501,7 @@ def render(results: dict) -> str:
         f"| Wasmtime | {results.get('micro', {}).get('wasmtime', '–')} (PyPI `wasmtime`, Cranelift) |",
         f"| valgrind | {versions.get('valgrind')} |",
         "",
-        "Reproduce: `make bench` (about 12 minutes; installs LiteLLM and Portkey project-locally on first use), "
+        "Reproduce: `make bench` (about 25 minutes; installs LiteLLM and Portkey project-locally on first use), "
         "`BENCH_QUICK=1 make bench` (about 3 minutes), `make bench-gate` (instruction counts only).",
         "",
         "## Method",
