@@ -5,6 +5,7 @@
 
 pub mod anthropic;
 mod canonical;
+mod chat_usage;
 pub mod openai;
 mod strict;
 pub mod text;
@@ -17,6 +18,7 @@ use crate::reply::{self, Reply};
 use crate::routing::Dialect;
 use crate::sse::SseEvent;
 use crate::usage::TokenCounts;
+use chat_usage::ChatUsage;
 
 /// An LLM API the filter understands, detected from the method and path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,15 +106,20 @@ impl Api {
     /// Model and usage of a complete (non-streaming) response body; `None` when the body is not
     /// a JSON object at all.
     pub fn read_response(self, body: &[u8]) -> Option<ResponseFacts> {
-        let head = ResponseHead::read(body)?;
-        let model = head.model.as_ref().and_then(|m| m.as_str()).map(str::to_string);
+        if matches!(self, Api::OpenAiChat | Api::OpenAiEmbeddings) {
+            if let Some(head) = ResponseHead::<ChatUsage>::read_typed(body) {
+                let tokens = head.usage.map(|usage| usage.tokens()).unwrap_or_default();
+                return Some(ResponseFacts { model: head.model_name(), tokens });
+            }
+        }
+        let head = ResponseHead::<serde_json::Value>::read(body)?;
         let tokens = match (self, head.usage.as_ref()) {
             (_, None) => TokenCounts::default(),
             (Api::AnthropicMessages, Some(usage)) => anthropic::usage(usage),
             (Api::OpenAiResponses, Some(usage)) => openai::responses_usage(usage),
             (Api::OpenAiChat | Api::OpenAiEmbeddings, Some(usage)) => openai::chat_usage(usage),
         };
-        Some(ResponseFacts { model, tokens })
+        Some(ResponseFacts { model: head.model_name(), tokens })
     }
 
     /// What one stream event says about model, usage, generated text and the end of the stream.
@@ -128,23 +135,36 @@ impl Api {
 /// The two members of a response body the filter reads. Everything else (the answer itself) is
 /// skipped without being built: a tree of the whole answer cost more than the rest of the
 /// response side together.
+/// `usage` is read as `U`: the Chat Completions counts directly ([`ChatUsage`]), the other
+/// APIs' usage as a tree.
 #[derive(Deserialize)]
-struct ResponseHead {
+struct ResponseHead<U> {
     #[serde(default)]
     model: Option<serde_json::Value>,
-    #[serde(default)]
-    usage: Option<serde_json::Value>,
+    #[serde(default = "Option::default")]
+    usage: Option<U>,
 }
 
-impl ResponseHead {
-    /// `None` when the body is not a JSON object. A body the typed read refuses (a member
-    /// repeated) is read as a tree, which keeps the last copy, as it always has.
-    fn read(body: &[u8]) -> Option<ResponseHead> {
+impl<U: serde::de::DeserializeOwned> ResponseHead<U> {
+    /// `None` when the body is not a JSON object, or repeats `model` or `usage`.
+    fn read_typed(body: &[u8]) -> Option<ResponseHead<U>> {
         let first = body.iter().find(|b| !b.is_ascii_whitespace())?;
         if *first != b'{' {
             return None;
         }
-        serde_json::from_slice(body).ok().or_else(|| {
+        serde_json::from_slice(body).ok()
+    }
+
+    fn model_name(&self) -> Option<String> {
+        self.model.as_ref().and_then(|m| m.as_str()).map(str::to_string)
+    }
+}
+
+impl ResponseHead<serde_json::Value> {
+    /// `None` when the body is not a JSON object. A body the typed read refuses (a member
+    /// repeated) is read as a tree, which keeps the last copy, as it always has.
+    fn read(body: &[u8]) -> Option<ResponseHead<serde_json::Value>> {
+        Self::read_typed(body).or_else(|| {
             let mut value: serde_json::Value = serde_json::from_slice(body).ok()?;
             let object = value.as_object_mut()?;
             Some(ResponseHead { model: object.remove("model"), usage: object.remove("usage") })

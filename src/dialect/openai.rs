@@ -5,6 +5,7 @@ use std::borrow::Cow;
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::chat_usage::ChatUsage;
 use super::EventFacts;
 use crate::json_edit;
 use crate::sse::SseEvent;
@@ -64,8 +65,8 @@ pub fn read_chat_event(event: &SseEvent) -> EventFacts {
         return EventFacts::default();
     };
     let mut facts = EventFacts { model: chunk.model.map(Cow::into_owned), ..EventFacts::default() };
-    if let Some(usage) = chunk.usage.filter(Value::is_object) {
-        facts.tokens = chat_usage(&usage);
+    if let Some(usage) = chunk.usage.filter(|usage| usage.object) {
+        facts.tokens = usage.tokens();
         facts.usage_only = chunk.choices.as_ref().is_some_and(Vec::is_empty);
     }
     for delta in chunk.choices.iter().flatten().filter_map(|c| c.delta.as_ref()) {
@@ -88,7 +89,7 @@ struct ChatChunk<'a> {
     #[serde(borrow, default)]
     choices: Option<Vec<ChunkChoice<'a>>>,
     #[serde(default)]
-    usage: Option<Value>,
+    usage: Option<ChatUsage>,
 }
 
 #[derive(Deserialize)]
