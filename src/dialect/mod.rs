@@ -106,20 +106,22 @@ impl Api {
     /// Model and usage of a complete (non-streaming) response body; `None` when the body is not
     /// a JSON object at all.
     pub fn read_response(self, body: &[u8]) -> Option<ResponseFacts> {
-        if matches!(self, Api::OpenAiChat | Api::OpenAiEmbeddings) {
-            if let Some(head) = ResponseHead::<ChatUsage>::read_typed(body) {
-                let tokens = head.usage.map(|usage| usage.tokens()).unwrap_or_default();
-                return Some(ResponseFacts { model: head.model_name(), tokens });
+        let (model, tokens) = match self {
+            Api::OpenAiChat | Api::OpenAiEmbeddings => {
+                let head = ResponseHead::<ChatUsage>::read(body)?;
+                (head.model_name(), head.usage.map(|usage| usage.tokens()).unwrap_or_default())
             }
-        }
-        let head = ResponseHead::<serde_json::Value>::read(body)?;
-        let tokens = match (self, head.usage.as_ref()) {
-            (_, None) => TokenCounts::default(),
-            (Api::AnthropicMessages, Some(usage)) => anthropic::usage(usage),
-            (Api::OpenAiResponses, Some(usage)) => openai::responses_usage(usage),
-            (Api::OpenAiChat | Api::OpenAiEmbeddings, Some(usage)) => openai::chat_usage(usage),
+            Api::AnthropicMessages | Api::OpenAiResponses => {
+                let head = ResponseHead::<serde_json::Value>::read(body)?;
+                let tokens = match (self, head.usage.as_ref()) {
+                    (_, None) => TokenCounts::default(),
+                    (Api::AnthropicMessages, Some(usage)) => anthropic::usage(usage),
+                    (_, Some(usage)) => openai::responses_usage(usage),
+                };
+                (head.model_name(), tokens)
+            }
         };
-        Some(ResponseFacts { model: head.model_name(), tokens })
+        Some(ResponseFacts { model, tokens })
     }
 
     /// What one stream event says about model, usage, generated text and the end of the stream.
@@ -135,40 +137,33 @@ impl Api {
 /// The two members of a response body the filter reads. Everything else (the answer itself) is
 /// skipped without being built: a tree of the whole answer cost more than the rest of the
 /// response side together.
+///
 /// `usage` is read as `U`: the Chat Completions counts directly ([`ChatUsage`]), the other
 /// APIs' usage as a tree.
 #[derive(Deserialize)]
 struct ResponseHead<U> {
-    #[serde(default)]
     model: Option<serde_json::Value>,
-    #[serde(default = "Option::default")]
     usage: Option<U>,
 }
 
 impl<U: serde::de::DeserializeOwned> ResponseHead<U> {
-    /// `None` when the body is not a JSON object, or repeats `model` or `usage`.
-    fn read_typed(body: &[u8]) -> Option<ResponseHead<U>> {
+    /// `None` when the body is not a JSON object. A body the typed read refuses (a member
+    /// repeated) is read as a tree, which keeps the last copy, as it always has.
+    fn read(body: &[u8]) -> Option<ResponseHead<U>> {
         let first = body.iter().find(|b| !b.is_ascii_whitespace())?;
         if *first != b'{' {
             return None;
         }
-        serde_json::from_slice(body).ok()
+        serde_json::from_slice(body).ok().or_else(|| {
+            let mut value: serde_json::Value = serde_json::from_slice(body).ok()?;
+            let object = value.as_object_mut()?;
+            let usage = object.remove("usage").map(U::deserialize).transpose().ok()?;
+            Some(ResponseHead { model: object.remove("model"), usage })
+        })
     }
 
     fn model_name(&self) -> Option<String> {
         self.model.as_ref().and_then(|m| m.as_str()).map(str::to_string)
-    }
-}
-
-impl ResponseHead<serde_json::Value> {
-    /// `None` when the body is not a JSON object. A body the typed read refuses (a member
-    /// repeated) is read as a tree, which keeps the last copy, as it always has.
-    fn read(body: &[u8]) -> Option<ResponseHead<serde_json::Value>> {
-        Self::read_typed(body).or_else(|| {
-            let mut value: serde_json::Value = serde_json::from_slice(body).ok()?;
-            let object = value.as_object_mut()?;
-            Some(ResponseHead { model: object.remove("model"), usage: object.remove("usage") })
-        })
     }
 }
 

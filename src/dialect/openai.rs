@@ -16,7 +16,8 @@ fn provider(usage: &Value, path: &[&str]) -> Option<Count> {
 }
 
 /// Chat Completions and Embeddings `usage`: `prompt_tokens` include cached and audio tokens,
-/// `completion_tokens` include reasoning and audio tokens.
+/// `completion_tokens` include reasoning and audio tokens. Read from a tree: the reference that
+/// the filter's direct reader (`dialect::chat_usage`) is tested and fuzzed against.
 pub fn chat_usage(usage: &Value) -> TokenCounts {
     TokenCounts {
         input: provider(usage, &["prompt_tokens"]),
