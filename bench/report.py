@@ -419,9 +419,10 @@ def profile_section(results: dict) -> list[str]:
         if cold_exchange is not None:
             others = []
             for key, label in (("native", "natively"), ("wasm", "under Wasmtime")):
-                for r in micro_results.get(key, {}).get("results", []) if key != engine else []:
-                    if (r["case"], r["body"]) == ("exchange", "chat-1k.json") and r.get("ns_cold_median"):
-                        others.append(f"{label} {r['ns_best'] / 1000:.1f} warm, {r['ns_cold_median'] / 1000:.1f} cold")
+                row = next((r for r in micro_results.get(key, {}).get("results", [])
+                            if (r["case"], r["body"]) == ("exchange", "chat-1k.json")), None)
+                if key != engine and row and row.get("ns_cold_median"):
+                    others.append(f"{label} {row['ns_best'] / 1000:.1f} warm, {row['ns_cold_median'] / 1000:.1f} cold")
             out.append(f"| the same code with the caches evicted before each request | {cold_exchange / 1000:.1f} | "
                        f"`exchange` under {engine_name}, 1 KB, after writing 64 MB (median of 101)"
                        f"{'; ' + '; '.join(others) if others else ''} |")

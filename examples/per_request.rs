@@ -485,25 +485,17 @@ fn main() {
             let name = args[1].rsplit('/').next().unwrap_or(&args[1]);
             println!("{}", hostcalls(&body, name));
         }
-        Some("count") if args.len() == 4 => {
-            let case = CASES.iter().find(|c| c.name == args[1]).unwrap_or_else(|| panic!("no case {}", args[1]));
-            let n: u64 = args[2].parse().expect("N is a number");
-            let body = std::fs::read(&args[3]).expect("body file");
-            let mut units = 0;
-            for _ in 0..n {
-                units = black_box((case.run)(&body));
-            }
-            println!("{units}");
-        }
-        Some("cold") if args.len() == 4 => {
+        Some(mode @ ("count" | "cold")) if args.len() == 4 => {
             let case = CASES.iter().find(|c| c.name == args[1]).unwrap_or_else(|| panic!("no case {}", args[1]));
             let n: u64 = args[2].parse().expect("N is a number");
             let body = std::fs::read(&args[3]).expect("body file");
             let megabytes = std::env::var("EVICT_MB").ok().and_then(|v| v.parse().ok()).unwrap_or(64);
-            let mut evictor = Evictor::new(megabytes);
+            let mut evictor = (mode == "cold").then(|| Evictor::new(megabytes));
             let mut units = 0;
             for _ in 0..n {
-                evictor.evict();
+                if let Some(evictor) = evictor.as_mut() {
+                    evictor.evict();
+                }
                 units = black_box((case.run)(&body));
             }
             println!("{units}");
