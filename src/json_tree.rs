@@ -94,10 +94,13 @@ impl<'a> Tree<'a> {
     fn key_is(&self, id: NodeId, key: &str) -> bool {
         let Some((start, end)) = self.nodes.get(id).and_then(|n| n.key) else { return false };
         let Some(raw) = self.src.get(start + 1..end.saturating_sub(1)) else { return false };
-        if !raw.contains(&b'\\') {
-            return raw == key.as_bytes();
+        // An escape is longer than what it stands for, so a key as long as `key` is `key` only
+        // byte for byte, and a shorter one never is: most keys are told apart by length.
+        match raw.len().cmp(&key.len()) {
+            std::cmp::Ordering::Less => false,
+            std::cmp::Ordering::Equal => raw == key.as_bytes() && !key.contains('\\'),
+            std::cmp::Ordering::Greater => raw.contains(&b'\\') && self.key(id).is_some_and(|k| k == key),
         }
-        self.key(id).is_some_and(|k| k == key)
     }
 
     /// The decoded value of a string node.
@@ -158,12 +161,74 @@ impl Iterator for Children<'_, '_> {
 }
 
 /// Decodes a JSON string literal (quotes included). Borrowed when it has no escapes.
+///
+/// The escapes decode as serde_json decodes them into a `String` (the reference a test compares
+/// against): a surrogate pair is one character, and a lone surrogate, an unknown escape or
+/// invalid UTF-8 is `None`. Like the rest of this reader it does not re-check what serde_json
+/// has already checked on the way in (a raw control character is taken as it is).
 pub fn decode_string(raw: &[u8]) -> Option<Cow<'_, str>> {
     let inner = raw.get(1..raw.len().checked_sub(1)?)?;
-    if !inner.contains(&b'\\') {
+    let Some(first) = memchr::memchr(b'\\', inner) else {
         return std::str::from_utf8(inner).ok().map(Cow::Borrowed);
+    };
+    // Copies the plain stretches whole and validates UTF-8 once, at the end: half the work of a
+    // general-purpose deserializer, and the guardrails decode every message that has a newline.
+    let mut out = Vec::with_capacity(inner.len());
+    out.extend_from_slice(inner.get(..first)?);
+    let mut rest = inner.get(first..)?;
+    while let Some((&escape, after)) = rest.get(1..).and_then(<[u8]>::split_first) {
+        rest = after;
+        if escape == b'u' {
+            let (c, after) = unicode_escape(rest)?;
+            rest = after;
+            out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes());
+        } else {
+            out.push(match escape {
+                b'"' | b'\\' | b'/' => escape,
+                b'b' => 0x08,
+                b'f' => 0x0c,
+                b'n' => b'\n',
+                b'r' => b'\r',
+                b't' => b'\t',
+                _ => return None,
+            });
+        }
+        let plain = memchr::memchr(b'\\', rest).unwrap_or(rest.len());
+        out.extend_from_slice(rest.get(..plain)?);
+        rest = rest.get(plain..)?;
     }
-    serde_json::from_slice::<String>(raw).ok().map(Cow::Owned)
+    if !rest.is_empty() {
+        return None; // a backslash at the very end
+    }
+    String::from_utf8(out).ok().map(Cow::Owned)
+}
+
+/// The character of a `\u` escape (`rest` starts after the `u`), joining a surrogate pair, and
+/// what follows it.
+fn unicode_escape(rest: &[u8]) -> Option<(char, &[u8])> {
+    let (high, rest) = hex4(rest)?;
+    match high {
+        0xD800..=0xDBFF => {
+            let rest = rest.strip_prefix(b"\\u")?;
+            let (low, rest) = hex4(rest)?;
+            if !(0xDC00..=0xDFFF).contains(&low) {
+                return None;
+            }
+            let code = 0x10000 + ((u32::from(high) - 0xD800) << 10) + (u32::from(low) - 0xDC00);
+            Some((char::from_u32(code)?, rest))
+        }
+        0xDC00..=0xDFFF => None,
+        _ => Some((char::from_u32(u32::from(high))?, rest)),
+    }
+}
+
+fn hex4(rest: &[u8]) -> Option<(u16, &[u8])> {
+    let (digits, rest) = rest.split_at_checked(4)?;
+    let mut value = 0u16;
+    for digit in digits {
+        value = value << 4 | u16::from(char::from(*digit).to_digit(16)? as u8);
+    }
+    Some((value, rest))
 }
 
 /// A JSON string literal (with quotes) for `text`.
@@ -418,5 +483,71 @@ mod tests {
     #[test]
     fn splice_replaces_ranges() {
         assert_eq!(splice(b"abcdef", &[(1, 2, b"XX".to_vec()), (4, 6, Vec::new())]), b"aXXcd");
+    }
+
+    /// serde_json's answer for a literal: the reference for [`decode_string`].
+    fn reference(raw: &[u8]) -> Option<String> {
+        serde_json::from_slice::<String>(raw).ok()
+    }
+
+    #[test]
+    fn strings_decode_as_serde_json_decodes_them() {
+        let cases: [&[u8]; 16] = [
+            br#""plain""#,
+            br#""a\nb\t\"c\"\\d\/e\bf\fg\rh""#,
+            br#""caf\u00e9 \u65e5 \uD83D\uDE00 end""#,
+            br#""\ud83d\ude00""#,
+            br#""lone \uD83D high""#,
+            br#""lone \uDE00 low""#,
+            br#""high then other \uD83D\u0041""#,
+            br#""high at end \uD83D""#,
+            br#""short \u12""#,
+            br#""bad hex \u12G4""#,
+            br#""unknown \x escape""#,
+            br#""trailing backslash \""#,
+            "\"naïve \\n 😀\"".as_bytes(),
+            b"\"bad utf-8 \xff \\n\"",
+            b"\"bad utf-8 \xc3\"",
+            br#""\u0000 nul""#,
+        ];
+        for raw in cases {
+            assert_eq!(decode_string(raw).map(Cow::into_owned), reference(raw), "{}", String::from_utf8_lossy(raw));
+        }
+        // Every mix of pieces, some of them broken, up to three long.
+        let pieces: [&[u8]; 14] = [
+            b"a",
+            b"\xc3\xa9",
+            b"\xe6\x97\xa5",
+            b"\xff",
+            b"\\n",
+            b"\\\"",
+            b"\\\\",
+            b"\\u0041",
+            b"\\uD83D",
+            b"\\uDE00",
+            b"\\u00",
+            b"\\q",
+            b"\\",
+            b"\\/",
+        ];
+        let mut checked = 0;
+        for a in pieces {
+            for b in pieces {
+                for c in pieces {
+                    let raw = [&b"\""[..], a, b, c, b"\""].concat();
+                    if string_end(&raw, 0) != Some(raw.len()) {
+                        continue; // the literal would end elsewhere: not a string node
+                    }
+                    assert_eq!(
+                        decode_string(&raw).map(Cow::into_owned),
+                        reference(&raw),
+                        "{}",
+                        String::from_utf8_lossy(&raw)
+                    );
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked > 2000);
     }
 }

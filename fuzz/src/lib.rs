@@ -340,6 +340,13 @@ pub fn config_compile(data: &[u8]) {
 /// The byte-preserving JSON editor, on bodies the strict parser accepted (as in the filter):
 /// the edit lands on the member the parser read, and the rest is unchanged.
 pub fn json_edit(data: &[u8]) {
+    // The tree's string decoder against serde_json, on the bytes as a string literal.
+    let literal = [&b"\""[..], data, b"\""].concat();
+    let reference = serde_json::from_slice::<String>(&literal).ok();
+    let decoded = tollgate::json_tree::decode_string(&literal).map(std::borrow::Cow::into_owned);
+    if reference.is_some() || !data.iter().any(|b| *b < 0x20 || *b == b'"') {
+        assert_eq!(decoded, reference, "a string the tree decodes unlike serde_json");
+    }
     let Ok(request) = dialect::parse_request(Api::OpenAiChat, data) else { return };
     let before: Value = serde_json::from_slice(data).expect("accepted bodies are JSON");
     if let Some(edited) = json_edit::replace_value(data, "model", "\"fuzz-model\"") {
