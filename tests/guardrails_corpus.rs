@@ -9,8 +9,8 @@
 
 use std::path::Path;
 
-use tollgate::guardrails::detect::BUILTINS;
-use tollgate::guardrails::scan::{Detectors, Found, Matcher};
+use tollgate::guardrails::detect::{self, BUILTINS};
+use tollgate::guardrails::scan::{Detectors, Found, Matcher, Words};
 
 struct Case {
     text: String,
@@ -112,6 +112,45 @@ fn the_prefilter_loses_nothing() {
         let reference = slow.find_all_without_prefilter(text.as_bytes());
         let reference: Vec<(usize, usize)> = reference.iter().map(|f| (f.start, f.end)).collect();
         assert_eq!(fast, reference, "{text:?}");
+    }
+}
+
+/// The guardrails split a text once for all the checks that scan it: a PII set, which needs no
+/// weak starts, then a secrets set, which does, share one split made with them. Each must find
+/// what its own reference finds, on the corpus and on words of the corpus shuffled together.
+#[test]
+fn a_shared_split_loses_nothing() {
+    let sets: Vec<Vec<&str>> = ["pii", "secrets"].iter().map(|g| detect::expand(g).unwrap()).collect();
+    let fast: Vec<Matcher> = sets.iter().map(|names| Matcher::Detectors(Detectors::new(names).unwrap())).collect();
+    let slow: Vec<Detectors> = sets.iter().map(|names| Detectors::new(names).unwrap()).collect();
+    assert!(!fast[0].needs_weak_starts() && fast[1].needs_weak_starts());
+    let mut texts: Vec<String> = Vec::new();
+    for builtin in BUILTINS {
+        texts.extend(load(builtin.name).into_iter().map(|c| c.text));
+    }
+    texts.extend(load("common").into_iter().map(|c| c.text));
+    let words: Vec<String> = texts.iter().flat_map(|t| t.split(' ')).map(str::to_string).collect();
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    for _ in 0..400 {
+        let mut mixed = Vec::new();
+        for _ in 0..24 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            mixed.push(words[(seed % words.len() as u64) as usize].as_str());
+        }
+        texts.push(mixed.join(if seed & 1 == 0 { " " } else { "\n" }));
+    }
+    for text in &texts {
+        let mut shared = Words::new(true);
+        for (matcher, reference) in fast.iter().zip(&slow) {
+            let mut found: Vec<Found> = Vec::new();
+            matcher.find_all_in(text.as_bytes(), 0, &mut found, &mut shared);
+            let found: Vec<(usize, usize)> = found.iter().map(|f| (f.start, f.end)).collect();
+            let expected: Vec<(usize, usize)> =
+                reference.find_all_without_prefilter(text.as_bytes()).iter().map(|f| (f.start, f.end)).collect();
+            assert_eq!(found, expected, "{text:?}");
+        }
     }
 }
 

@@ -428,12 +428,15 @@ impl Guardrails {
 
     /// Finds every text-check hit in `text[from..]` for the given checks.
     pub(crate) fn hits(&self, checks: &[(usize, usize)], text: &[u8], from: usize, out: &mut Vec<Hit>) {
+        let text_checks = || checks.iter().filter_map(|&(p, c)| Some((p, c, self.check_at(p, c)?.1.text()?)));
+        // One split of the text into words for every check that scans it.
+        let weak_starts = text_checks().any(|(_, _, t)| t.matchers.iter().any(scan::Matcher::needs_weak_starts));
+        let mut words = scan::Words::new(weak_starts);
         let mut found = Vec::new();
-        for &(policy, check) in checks {
-            let Some(text_check) = self.check_at(policy, check).and_then(|(_, c)| c.text()) else { continue };
+        for (policy, check, text_check) in text_checks() {
             for (matcher_index, matcher) in text_check.matchers.iter().enumerate() {
                 found.clear();
-                matcher.find_all(text, from, &mut found);
+                matcher.find_all_in(text, from, &mut found, &mut words);
                 out.extend(found.iter().map(|f| Hit { policy, check, matcher: matcher_index, found: *f }));
             }
         }

@@ -12,6 +12,8 @@
 use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use std::cell::RefCell;
 
+use memchr::memmem;
+
 use regex_automata::hybrid;
 use regex_automata::nfa::thompson;
 use regex_automata::util::syntax;
@@ -95,7 +97,14 @@ struct Detector {
     regex: Pattern,
     /// Literal prefixes one of which a run must hold (`NEEDLE_*` bits; 0: none needed).
     needles: u32,
+    /// The searcher for a [`Window::FromLiteral`] literal, built once: building one costs more
+    /// than searching a message.
+    literal: Option<memmem::Finder<'static>>,
 }
+
+/// The most detectors a set holds: every built-in once (a run's `mask` has a bit for each).
+const MAX_DETECTORS: usize = 16;
+const _: () = assert!(detect::BUILTINS.len() <= MAX_DETECTORS);
 
 /// A set of built-in detectors, compiled.
 #[derive(Debug)]
@@ -104,6 +113,8 @@ pub struct Detectors {
     labels: Vec<Label>,
     /// Some detector can match without a strong byte (look for its literal prefixes).
     weak_starts: bool,
+    /// Some detector needs one of the literal prefixes in a run (or can start at one).
+    literals: bool,
 }
 
 #[derive(Debug)]
@@ -148,7 +159,11 @@ impl Detectors {
         // Keep the built-in priority order whatever order the configuration lists them in.
         for builtin in detect::BUILTINS.iter().filter(|b| names.contains(&b.name)) {
             let regex = build_regexes(&[builtin.pattern.to_string()])?;
-            list.push(Detector { builtin, regex: *regex, needles: needle_bits(builtin) });
+            let literal = match builtin.window {
+                Window::FromLiteral(literal) => Some(memmem::Finder::new(literal)),
+                Window::Runs { .. } => None,
+            };
+            list.push(Detector { builtin, regex: *regex, needles: needle_bits(builtin), literal });
         }
         let labels = list
             .iter()
@@ -156,75 +171,31 @@ impl Detectors {
             .collect();
         let weak_starts =
             list.iter().any(|d| matches!(d.builtin.name, "aws_access_key" | "google_api_key" | "jwt" | "bearer_token"));
-        Ok(Detectors { list, labels, weak_starts })
+        let literals = weak_starts || list.iter().any(|d| d.needles != 0);
+        Ok(Detectors { list, labels, weak_starts, literals })
     }
 
     pub fn patterns(&self) -> Vec<String> {
         self.list.iter().map(|d| d.builtin.pattern.to_string()).collect()
     }
 
-    /// Splits `hay[from..]` into runs of interesting words and notes which detectors each may
-    /// hold. Runs no detector can use are dropped.
-    ///
-    /// A run starts at a word with a "strong" byte (a digit or one of `@:-_+/=`), found eight
-    /// bytes at a time, or at one of the few literal prefixes of findings that need none
-    /// (`AKIA`, `AIza`, `eyJ`, `Bearer`: found with memchr/memmem). It goes on over the following
-    /// words while they are interesting (upper-case letters count there: IBAN groups).
-    fn runs(&self, hay: &[u8], from: usize) -> Vec<Run> {
+    /// Whether the text must also be split at the literal prefixes of findings that need no
+    /// strong byte (see [`split_runs`]).
+    pub fn needs_weak_starts(&self) -> bool {
+        self.weak_starts
+    }
+
+    /// The runs of `hay[from..]` some detector of this set may use, and which.
+    fn runs(&self, hay: &[u8], from: usize, words: &mut Words) -> Vec<Run> {
+        let (split, literals) = words.prepare(hay, from, self.weak_starts, self.literals);
         let mut runs = Vec::new();
-        let n = hay.len();
-        let extras = if self.weak_starts { weak_starts(hay, from) } else { Vec::new() };
-        let mut extra = extras.into_iter().peekable();
-        let mut i = from;
-        loop {
-            while extra.next_if(|p| *p < i).is_some() {}
-            let strong = next_strong(hay, i);
-            let p = match (strong, extra.peek().copied()) {
-                (Some(s), Some(e)) => s.min(e),
-                (Some(s), None) => s,
-                (None, Some(e)) => e,
-                (None, None) => break,
-            };
-            // The word holding `p` starts after the last whitespace before it (not before `i`).
-            let mut start = p;
-            while start > i && !is_ws(hay, start - 1) {
-                start -= 1;
-            }
-            let mut run = RunStats { start, end: start, flags: 0, digits: 0, streak: 0 };
-            let mut streak = 0u32;
-            let mut j = start;
-            let mut first = true;
-            loop {
-                let (end, flags, digits) = scan_word(hay, j);
-                if flags & INTERESTING == 0 && !first {
-                    i = end;
-                    break;
-                }
-                first = false;
-                run.end = end;
-                run.flags |= flags | detect::word_marks(flags);
-                run.digits += digits;
-                streak = if digits > 0 { streak + digits } else { 0 };
-                run.streak = run.streak.max(streak);
-                let mut k = end;
-                while k < n && is_ws(hay, k) {
-                    k += 1;
-                }
-                j = k;
-                if k >= n {
-                    i = n;
-                    break;
-                }
-            }
-            self.close_run(hay, &mut runs, run);
-            if i >= n {
-                break;
-            }
+        for stats in split {
+            self.close_run(&mut runs, *stats, literals);
         }
         runs
     }
 
-    fn close_run(&self, hay: &[u8], runs: &mut Vec<Run>, stats: RunStats) {
+    fn close_run(&self, runs: &mut Vec<Run>, stats: RunStats, literals: &[Literal]) {
         let RunStats { start, end, flags, digits, streak } = stats;
         let mut mask = 0u32;
         let len = end - start;
@@ -240,11 +211,11 @@ impl Detectors {
                 continue;
             }
             if detector.needles != 0 {
-                // One pass over the run (and the `Bearer` look-back) finds every literal prefix.
+                // The literal prefixes that begin in the run or the `Bearer` look-back before it.
                 let found = *present.get_or_insert_with(|| {
-                    needles_present(
-                        hay.get(start.saturating_sub(lookback.max(BEARER_LOOKBACK))..end).unwrap_or_default(),
-                    )
+                    let from = start.saturating_sub(lookback.max(BEARER_LOOKBACK));
+                    let first = literals.partition_point(|(at, _)| *at < from);
+                    literals.iter().skip(first).take_while(|(at, _)| *at < end).fold(0, |bits, (_, b)| bits | b)
                 });
                 if found & detector.needles == 0 {
                     continue;
@@ -283,11 +254,12 @@ impl Detectors {
         None
     }
 
-    fn next_from_literal(&self, k: usize, literal: &[u8], hay: &[u8], pos: usize) -> Option<Found> {
+    fn next_from_literal(&self, k: usize, hay: &[u8], pos: usize) -> Option<Found> {
         let detector = self.list.get(k)?;
+        let literal = detector.literal.as_ref()?;
         let mut at = pos;
         loop {
-            let offset = memchr::memmem::find(hay.get(at..)?, literal)?;
+            let offset = literal.find(hay.get(at..)?)?;
             let p = at + offset;
             let input = Input::new(hay).span(p..hay.len()).anchored(Anchored::Yes);
             if let Some(m) = detector.regex.search(&input) {
@@ -302,36 +274,34 @@ impl Detectors {
         }
     }
 
-    fn find_all(&self, hay: &[u8], from: usize, out: &mut Vec<Found>) {
-        let runs = self.runs(hay, from);
+    fn find_all(&self, hay: &[u8], from: usize, out: &mut Vec<Found>, words: &mut Words) {
+        let runs = self.runs(hay, from, words);
         let any_literal = self.list.iter().any(|d| matches!(d.builtin.window, Window::FromLiteral(_)));
         if runs.is_empty() && !any_literal {
             return;
         }
-        // Per detector: index of the next run to search, and its pending finding.
-        let mut cursor = vec![0usize; self.list.len()];
-        let mut next: Vec<Option<Found>> = vec![None; self.list.len()];
-        let mut done = vec![false; self.list.len()];
+        // Per detector: index of the next run to search, its pending finding, and whether it
+        // has no more (from the start when no run triggers it). Arrays, not vectors: this runs
+        // for every message, and most messages hold no finding.
+        let triggered = runs.iter().fold(0u32, |mask, run| mask | run.mask);
+        let mut cursor = [0usize; MAX_DETECTORS];
+        let mut next: [Option<Found>; MAX_DETECTORS] = [None; MAX_DETECTORS];
+        let mut done = [true; MAX_DETECTORS];
+        for ((k, detector), done) in self.list.iter().enumerate().zip(done.iter_mut()) {
+            *done = matches!(detector.builtin.window, Window::Runs { .. }) && triggered & (1 << k) == 0;
+        }
         let mut pos = from;
         loop {
             let mut best: Option<Found> = None;
-            for k in 0..self.list.len() {
-                if done.get(k).copied().unwrap_or(true) {
+            for (k, ((cursor, next), done)) in cursor.iter_mut().zip(next.iter_mut()).zip(done.iter_mut()).enumerate() {
+                if *done {
                     continue;
                 }
-                let stale = next.get(k).copied().flatten().is_none_or(|f| f.order < pos);
-                if stale {
-                    let found = self.next_for(k, hay, from, pos, &runs, cursor.get_mut(k));
-                    if found.is_none() {
-                        if let Some(d) = done.get_mut(k) {
-                            *d = true;
-                        }
-                    }
-                    if let Some(slot) = next.get_mut(k) {
-                        *slot = found;
-                    }
+                if next.is_none_or(|f| f.order < pos) {
+                    *next = self.next_for(k, hay, from, pos, &runs, cursor);
+                    *done = next.is_none();
                 }
-                let Some(candidate) = next.get(k).copied().flatten() else { continue };
+                let Some(candidate) = *next else { continue };
                 best = match best {
                     None => Some(candidate),
                     Some(b) => Some(if better(&candidate, &b) { candidate } else { b }),
@@ -350,13 +320,12 @@ impl Detectors {
         from: usize,
         pos: usize,
         runs: &[Run],
-        cursor: Option<&mut usize>,
+        cursor: &mut usize,
     ) -> Option<Found> {
         let detector = self.list.get(k)?;
         match detector.builtin.window {
-            Window::FromLiteral(literal) => self.next_from_literal(k, literal, hay, pos),
+            Window::FromLiteral(_) => self.next_from_literal(k, hay, pos),
             Window::Runs { lookback } => {
-                let cursor = cursor?;
                 while let Some(run) = runs.get(*cursor) {
                     if run.mask & (1 << k) == 0 || run.end <= pos {
                         *cursor += 1;
@@ -402,30 +371,186 @@ impl Detectors {
     }
 }
 
+/// The split of one text into runs of interesting words and the literal prefixes in it, made
+/// once and shared by every detector set that scans the text (a policy's PII check and its
+/// secrets check each used to split it).
+#[derive(Debug, Default)]
+pub struct Words {
+    /// Split at weak starts too: some set that will use this split needs them.
+    weak_starts: bool,
+    /// The text (address, length) and `from` the split is for.
+    made_for: Option<(usize, usize, usize)>,
+    literals: Option<Vec<Literal>>,
+    runs: Option<Vec<RunStats>>,
+}
+
+impl Words {
+    /// `weak_starts`: whether any detector set that will use the split needs them. A set that
+    /// does not is served as well by a split that has them (see [`split_runs`]).
+    pub fn new(weak_starts: bool) -> Words {
+        Words { weak_starts, ..Words::default() }
+    }
+
+    /// The runs of `hay[from..]` and, when asked for (or needed for weak starts), its literal
+    /// prefixes.
+    fn prepare(&mut self, hay: &[u8], from: usize, weak_starts: bool, literals: bool) -> (&[RunStats], &[Literal]) {
+        let key = (hay.as_ptr() as usize, hay.len(), from);
+        if self.made_for != Some(key) {
+            *self = Words { weak_starts: self.weak_starts, made_for: Some(key), ..Words::default() };
+        }
+        if weak_starts && !self.weak_starts {
+            self.weak_starts = true;
+            self.runs = None;
+        }
+        if (literals || self.weak_starts) && self.literals.is_none() {
+            self.literals = Some(find_literals(hay, from));
+        }
+        let found = self.literals.as_deref().unwrap_or_default();
+        if self.runs.is_none() {
+            let starts: Vec<usize> = if self.weak_starts {
+                found.iter().filter(|(_, bits)| bits & WEAK_STARTS != 0).map(|(at, _)| *at).collect()
+            } else {
+                Vec::new()
+            };
+            self.runs = Some(split_runs(hay, from, &starts));
+        }
+        (self.runs.as_deref().unwrap_or_default(), found)
+    }
+}
+
+/// Splits `hay[from..]` into runs of interesting words.
+///
+/// A run starts at a word with a "strong" byte (a digit or one of `@:-_+/=`), found eight bytes
+/// at a time, or at one of `weak_starts` (sorted): the few literal prefixes of findings that
+/// need none (`AKIA`, `AIza`, `eyJ`, `Bearer`). It goes on over the following words while they
+/// are interesting (upper-case letters count there: IBAN groups).
+///
+/// Weak starts only add runs or lengthen them to the left (a run they start runs on over any
+/// strong word after it), so every run of a split without them lies inside a run of the split
+/// with them. Triggers only ask a run for at least something, and a window that holds a match
+/// finds it, so a detector set that needs no weak starts finds the same with either split.
+fn split_runs(hay: &[u8], from: usize, weak_starts: &[usize]) -> Vec<RunStats> {
+    let mut runs = Vec::new();
+    let n = hay.len();
+    let mut extra = weak_starts.iter().copied().peekable();
+    let mut i = from;
+    loop {
+        while extra.next_if(|p| *p < i).is_some() {}
+        let strong = next_strong(hay, i);
+        let p = match (strong, extra.peek().copied()) {
+            (Some(s), Some(e)) => s.min(e),
+            (Some(s), None) => s,
+            (None, Some(e)) => e,
+            (None, None) => break,
+        };
+        // The word holding `p` starts after the last whitespace before it (not before `i`).
+        let mut start = p;
+        while start > i && !is_ws(hay, start - 1) {
+            start -= 1;
+        }
+        let mut run = RunStats { start, end: start, flags: 0, digits: 0, streak: 0 };
+        let mut streak = 0u32;
+        let mut j = start;
+        let mut first = true;
+        loop {
+            let (end, flags, digits) = scan_word(hay, j);
+            if flags & INTERESTING == 0 && !first {
+                i = end;
+                break;
+            }
+            first = false;
+            run.end = end;
+            run.flags |= flags | detect::word_marks(flags);
+            run.digits += digits;
+            streak = if digits > 0 { streak + digits } else { 0 };
+            run.streak = run.streak.max(streak);
+            let mut k = end;
+            while k < n && is_ws(hay, k) {
+                k += 1;
+            }
+            j = k;
+            if k >= n {
+                i = n;
+                break;
+            }
+        }
+        runs.push(run);
+        if i >= n {
+            break;
+        }
+    }
+    runs
+}
+
 /// Classes that start a run on their own: everything interesting but upper-case letters.
 const STRONG: u16 = INTERESTING & !detect::UPPER;
 
-/// Positions of the literal prefixes that begin findings without a strong byte: `AKIA`,
-/// `ASIA`, `ABIA`, `ACCA`, `AIza` (AWS, Google), `eyJ` (JWT, at its `J`), `earer`/`EARER`
-/// (`Bearer`, `bearer`, `BEARER`).
-fn weak_starts(hay: &[u8], from: usize) -> Vec<usize> {
-    let tail = hay.get(from..).unwrap_or_default();
+/// A literal prefix in a text: where it begins and which it is (`NEEDLE_*`).
+type Literal = (usize, u32);
+
+/// The literal prefixes of `hay[from..]` and of the `Bearer` look-back before it, in order.
+/// Each has a byte memchr finds quickly: `-` (`sk-`, `xoxb-`), `_` (`ghp_`, `github_pat_`), `A`
+/// (`AKIA`, `AIza`), `J` (`eyJ`), `B`/`b` (`Bearer`, `bearer`, `BEARER`). Lower-case `b` is
+/// common: it gets its own search, so the others stay on rare bytes.
+fn find_literals(hay: &[u8], from: usize) -> Vec<Literal> {
+    let start = from.saturating_sub(BEARER_LOOKBACK);
+    let tail = hay.get(start..).unwrap_or_default();
+    let before = |at: usize, n: usize| at.checked_sub(n).and_then(|from| hay.get(from..at)).unwrap_or_default();
     let mut out = Vec::new();
-    for at in memchr::memchr2_iter(b'A', b'J', tail) {
-        let rest = tail.get(at..).unwrap_or_default();
-        let hit = match rest.first() {
-            Some(b'A') => [&b"AKIA"[..], b"ASIA", b"ABIA", b"ACCA", b"AIza"].iter().any(|p| rest.starts_with(p)),
-            _ => at >= 2 && tail.get(at - 2..at) == Some(b"ey"),
-        };
-        if hit {
-            out.push(from + at);
+    let mut note = |at: Option<usize>, bits: u32| {
+        if let (Some(at), true) = (at, bits != 0) {
+            out.push((at, bits));
+        }
+    };
+    for at in memchr::memchr3_iter(b'-', b'_', b'A', tail).map(|at| start + at) {
+        let rest = hay.get(at..).unwrap_or_default();
+        match rest.first() {
+            Some(b'-') => {
+                if before(at, 2) == b"sk" {
+                    let ant = if rest.starts_with(b"-ant-") { NEEDLE_SK_ANT } else { 0 };
+                    note(at.checked_sub(2), NEEDLE_SK | ant);
+                }
+                if before(at, 4).starts_with(b"xox") {
+                    note(at.checked_sub(4), NEEDLE_XOX);
+                }
+            }
+            Some(b'_') => {
+                let gh = before(at, 3);
+                if gh.starts_with(b"gh") && gh.get(2).is_some_and(|c| b"opusr".contains(c)) {
+                    note(at.checked_sub(3), NEEDLE_GITHUB);
+                } else if before(at, 6) == b"github" {
+                    note(at.checked_sub(6), NEEDLE_GITHUB);
+                }
+            }
+            _ => match rest.get(1..4) {
+                Some(b"Iza") => note(Some(at), NEEDLE_AIZA),
+                Some(b"KIA" | b"SIA" | b"BIA" | b"CCA") => note(Some(at), NEEDLE_AWS),
+                _ => {}
+            },
         }
     }
-    for needle in [&b"earer"[..], b"EARER"] {
-        out.extend(memchr::memmem::find_iter(tail, needle).map(|at| from + at));
+    for at in memchr::memchr2_iter(b'J', b'B', tail).map(|at| start + at) {
+        let rest = hay.get(at..).unwrap_or_default();
+        if rest.first() == Some(&b'J') {
+            if before(at, 2) == b"ey" {
+                note(at.checked_sub(2), NEEDLE_EYJ);
+            }
+        } else if bearer_after(rest) {
+            note(Some(at), NEEDLE_BEARER);
+        }
+    }
+    for at in memchr::memchr_iter(b'b', tail).map(|at| start + at) {
+        if bearer_after(hay.get(at..).unwrap_or_default()) {
+            note(Some(at), NEEDLE_BEARER);
+        }
     }
     out.sort_unstable();
     out
+}
+
+/// Whether `text` (at a `B` or `b`) goes on with `earer` or `EARER`.
+fn bearer_after(text: &[u8]) -> bool {
+    matches!(text.get(1..6), Some(b"earer" | b"EARER"))
 }
 
 fn class(hay: &[u8], i: usize) -> u16 {
@@ -478,6 +603,8 @@ const NEEDLE_AIZA: u32 = 32;
 const NEEDLE_EYJ: u32 = 64;
 const NEEDLE_BEARER: u32 = 128;
 const BEARER_LOOKBACK: usize = 14;
+/// The literal prefixes that begin findings without a strong byte: runs also start there.
+const WEAK_STARTS: u32 = NEEDLE_AWS | NEEDLE_AIZA | NEEDLE_EYJ | NEEDLE_BEARER;
 
 /// The `NEEDLE_*` bits of a detector's literal prefixes.
 fn needle_bits(builtin: &Builtin) -> u32 {
@@ -496,59 +623,6 @@ fn needle_bits(builtin: &Builtin) -> u32 {
             _ => 0,
         }
     })
-}
-
-/// Which literal prefixes occur in `text` (a superset is fine: it only decides whether a
-/// detector's regex runs). Every prefix has a byte memchr finds quickly: `-` (`sk-`, `xoxb-`),
-/// `_` (`ghp_`, `github_pat_`), `A` (`AKIA`, `AIza`), `J` (`eyJ`), `earer`/`EARER` (`Bearer`).
-fn needles_present(text: &[u8]) -> u32 {
-    let mut found = 0;
-    let before = |at: usize, n: usize| at.checked_sub(n).and_then(|from| text.get(from..at)).unwrap_or_default();
-    for at in memchr::memchr3_iter(b'-', b'_', b'A', text) {
-        let rest = text.get(at..).unwrap_or_default();
-        found |= match rest.first() {
-            Some(b'-') => {
-                let mut bits = 0;
-                if before(at, 2) == b"sk" {
-                    bits |= NEEDLE_SK;
-                    if rest.starts_with(b"-ant-") {
-                        bits |= NEEDLE_SK_ANT;
-                    }
-                }
-                if before(at, 4).starts_with(b"xox") {
-                    bits |= NEEDLE_XOX;
-                }
-                bits
-            }
-            Some(b'_') => {
-                let gh = before(at, 3);
-                let short = gh.starts_with(b"gh") && gh.get(2).is_some_and(|c| b"opusr".contains(c));
-                if short || before(at, 6) == b"github" {
-                    NEEDLE_GITHUB
-                } else {
-                    0
-                }
-            }
-            _ => match rest.get(1..4) {
-                Some(b"Iza") => NEEDLE_AIZA,
-                Some(b"KIA" | b"SIA" | b"BIA" | b"CCA") => NEEDLE_AWS,
-                _ => 0,
-            },
-        };
-    }
-    for at in memchr::memchr_iter(b'J', text) {
-        if before(at, 2) == b"ey" {
-            found |= NEEDLE_EYJ;
-        }
-    }
-    for needle in [&b"earer"[..], b"EARER"] {
-        if memchr::memmem::find_iter(text, needle)
-            .any(|at| before(at, 1).first().is_some_and(|b| *b == b'b' || *b == b'B'))
-        {
-            found |= NEEDLE_BEARER;
-        }
-    }
-    found
 }
 
 /// Precedence between two findings: earlier start, then longer, then the higher priority
@@ -573,6 +647,11 @@ impl Matcher {
         Ok(Matcher::Keywords { ac, whole_words, labels: vec![label] })
     }
 
+    /// Whether scanning needs the text split at weak starts (see [`split_runs`]).
+    pub fn needs_weak_starts(&self) -> bool {
+        matches!(self, Matcher::Detectors(d) if d.needs_weak_starts())
+    }
+
     pub fn labels(&self) -> &[Label] {
         match self {
             Matcher::Detectors(d) => &d.labels,
@@ -582,8 +661,14 @@ impl Matcher {
 
     /// Every finding in `hay[from..]` (bytes before `from` are context only).
     pub fn find_all(&self, hay: &[u8], from: usize, out: &mut Vec<Found>) {
+        self.find_all_in(hay, from, out, &mut Words::new(self.needs_weak_starts()));
+    }
+
+    /// [`Matcher::find_all`] with the text's split into words shared with the other matchers
+    /// that scan the same text.
+    pub fn find_all_in(&self, hay: &[u8], from: usize, out: &mut Vec<Found>, words: &mut Words) {
         match self {
-            Matcher::Detectors(d) => d.find_all(hay, from, out),
+            Matcher::Detectors(d) => d.find_all(hay, from, out, words),
             Matcher::Patterns { regex, .. } => {
                 let mut at = from;
                 while at <= hay.len() {
