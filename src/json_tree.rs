@@ -32,6 +32,10 @@ pub struct Node {
     pub end: usize,
     /// Byte range of the member's key (quotes included) when the node is an object member.
     key: Option<(usize, usize)>,
+    /// Whether the key, or the value of a string node, has an escape (found while parsing, so
+    /// that reading a plain one never looks for one again).
+    key_escaped: bool,
+    escaped: bool,
     first_child: Option<usize>,
     next_sibling: Option<usize>,
 }
@@ -85,22 +89,41 @@ impl<'a> Tree<'a> {
         found
     }
 
+    /// Members `keys` of object `id` in one pass over its members (each the last one when a key
+    /// repeats, as [`Tree::get`]).
+    pub fn members<const N: usize>(&self, id: NodeId, keys: [&str; N]) -> [Option<NodeId>; N] {
+        let mut found = [None; N];
+        if self.kind(id) != Some(Kind::Object) {
+            return found;
+        }
+        for child in self.children(id) {
+            let Some(node) = self.nodes.get(child) else { continue };
+            let Some((start, end)) = node.key else { continue };
+            let raw = self.src.get(start + 1..end.saturating_sub(1)).unwrap_or_default();
+            for (key, slot) in keys.iter().zip(found.iter_mut()) {
+                let same = if node.key_escaped { self.key_is(child, key) } else { raw == key.as_bytes() };
+                if same {
+                    *slot = Some(child);
+                }
+            }
+        }
+        found
+    }
+
     /// The member's key, decoded.
     pub fn key(&self, id: NodeId) -> Option<Cow<'a, str>> {
         let (start, end) = self.nodes.get(id)?.key?;
         decode_string(self.src.get(start..end)?)
     }
 
+    #[inline]
     fn key_is(&self, id: NodeId, key: &str) -> bool {
-        let Some((start, end)) = self.nodes.get(id).and_then(|n| n.key) else { return false };
-        let Some(raw) = self.src.get(start + 1..end.saturating_sub(1)) else { return false };
-        // An escape is longer than what it stands for, so a key as long as `key` is `key` only
-        // byte for byte, and a shorter one never is: most keys are told apart by length.
-        match raw.len().cmp(&key.len()) {
-            std::cmp::Ordering::Less => false,
-            std::cmp::Ordering::Equal => raw == key.as_bytes() && !key.contains('\\'),
-            std::cmp::Ordering::Greater => raw.contains(&b'\\') && self.key(id).is_some_and(|k| k == key),
+        let Some(node) = self.nodes.get(id) else { return false };
+        let Some((start, end)) = node.key else { return false };
+        if node.key_escaped {
+            return self.key(id).is_some_and(|k| k == key);
         }
+        self.src.get(start + 1..end.saturating_sub(1)) == Some(key.as_bytes())
     }
 
     /// The decoded value of a string node.
@@ -109,7 +132,11 @@ impl<'a> Tree<'a> {
         if node.kind != Kind::String {
             return None;
         }
-        decode_string(self.src.get(node.start..node.end)?)
+        let raw = self.src.get(node.start..node.end)?;
+        if !node.escaped {
+            return std::str::from_utf8(raw.get(1..raw.len().checked_sub(1)?)?).ok().map(Cow::Borrowed);
+        }
+        decode_string(raw)
     }
 
     /// `member` of object `id`, as a string.
@@ -276,7 +303,7 @@ impl<'a> Parser<'a> {
     fn run(mut self) -> Result<Tree<'a>, JsonError> {
         let mut stack: Vec<Open> = Vec::new();
         self.skip_ws();
-        let mut pending_key: Option<(usize, usize)> = None;
+        let mut pending_key: Option<(usize, usize, bool)> = None;
         loop {
             // Parse one value at `self.at`.
             self.skip_ws();
@@ -296,7 +323,9 @@ impl<'a> Parser<'a> {
                 kind,
                 start,
                 end: start,
-                key: pending_key.take(),
+                key: pending_key.map(|(start, end, _)| (start, end)),
+                key_escaped: pending_key.take().is_some_and(|(_, _, escaped)| escaped),
+                escaped: false,
                 first_child: None,
                 next_sibling: None,
             });
@@ -336,8 +365,12 @@ impl<'a> Parser<'a> {
                     }
                 }
                 Kind::String => {
-                    self.at = string_end(self.src, start).ok_or(JsonError::Syntax)?;
+                    let (end, escaped) = string_end(self.src, start).ok_or(JsonError::Syntax)?;
+                    self.at = end;
                     self.set_end(id);
+                    if let Some(node) = self.nodes.get_mut(id) {
+                        node.escaped = escaped;
+                    }
                 }
                 Kind::Bool | Kind::Null | Kind::Number => {
                     while self.src.get(self.at).is_some_and(|b| !matches!(b, b',' | b'}' | b']') && !is_ws(*b)) {
@@ -398,19 +431,19 @@ impl<'a> Parser<'a> {
     }
 
     /// A member key and its colon; leaves `at` on the value.
-    fn key(&mut self) -> Result<(usize, usize), JsonError> {
+    fn key(&mut self) -> Result<(usize, usize, bool), JsonError> {
         let start = self.at;
         if self.src.get(start) != Some(&b'"') {
             return Err(JsonError::Syntax);
         }
-        let end = string_end(self.src, start).ok_or(JsonError::Syntax)?;
+        let (end, escaped) = string_end(self.src, start).ok_or(JsonError::Syntax)?;
         self.at = end;
         self.skip_ws();
         if self.src.get(self.at) != Some(&b':') {
             return Err(JsonError::Syntax);
         }
         self.at += 1;
-        Ok((start, end))
+        Ok((start, end, escaped))
     }
 
     fn skip_ws(&mut self) {
@@ -424,16 +457,19 @@ fn is_ws(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | b'\r')
 }
 
-/// `at` is on an opening quote; the index just past the closing quote.
-fn string_end(src: &[u8], at: usize) -> Option<usize> {
+/// `at` is on an opening quote; the index just past the closing quote, and whether the string
+/// has an escape.
+fn string_end(src: &[u8], at: usize) -> Option<(usize, bool)> {
     let mut i = at + 1;
+    let mut escaped = false;
     loop {
         let rest = src.get(i..)?;
         let found = memchr::memchr2(b'"', b'\\', rest)?;
         i += found;
         if src.get(i) == Some(&b'"') {
-            return Some(i + 1);
+            return Some((i + 1, escaped));
         }
+        escaped = true;
         i += 2;
     }
 }
@@ -453,6 +489,9 @@ mod tests {
         assert_eq!(tree.raw(items[1]).unwrap(), br#""x\"y""#);
         assert_eq!(tree.kind(tree.get(items[2], "b").unwrap()), Some(Kind::Null));
         assert_eq!(tree.get_str(Tree::ROOT, "ab").unwrap(), "z");
+        let [a_member, ab, missing] = tree.members(Tree::ROOT, ["a", "ab", "x"]);
+        assert_eq!((a_member, ab, missing), (Some(a), tree.get(Tree::ROOT, "ab"), None));
+        assert_eq!(tree.members(a, ["a"]), [None], "an array has no members");
         let mut strings = Vec::new();
         tree.strings_under(a, &mut strings);
         assert_eq!(strings, vec![items[1]]);
@@ -535,7 +574,7 @@ mod tests {
             for b in pieces {
                 for c in pieces {
                     let raw = [&b"\""[..], a, b, c, b"\""].concat();
-                    if string_end(&raw, 0) != Some(raw.len()) {
+                    if string_end(&raw, 0).map(|(end, _)| end) != Some(raw.len()) {
                         continue; // the literal would end elsewhere: not a string node
                     }
                     assert_eq!(
