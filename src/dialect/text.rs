@@ -289,14 +289,16 @@ fn embeddings_input(tree: &Tree<'_>, layout: &mut TextLayout, input: NodeId) {
 }
 
 fn chat_message(tree: &Tree<'_>, layout: &mut TextLayout, message: NodeId) {
-    let role = role_of(tree, message);
-    if let Some(c) = tree.get(message, "content") {
+    let [role, content_node, refusal, tool_calls, function_call] =
+        tree.members(message, ["role", "content", "refusal", "tool_calls", "function_call"]);
+    let role = role.and_then(|r| tree.str(r)).and_then(|r| Role::parse(&r));
+    if let Some(c) = content_node {
         content(tree, layout, c, part_for(role), role);
     }
-    if let Some(refusal) = is_string(tree, tree.get(message, "refusal")) {
+    if let Some(refusal) = is_string(tree, refusal) {
         layout.text(refusal, Part::Messages, role);
     }
-    if let Some(calls) = tree.get(message, "tool_calls") {
+    if let Some(calls) = tool_calls {
         for call in tree.children(calls) {
             let function = tree.get(call, "function");
             if let Some(name) = is_string(tree, function.and_then(|f| tree.get(f, "name"))) {
@@ -308,7 +310,7 @@ fn chat_message(tree: &Tree<'_>, layout: &mut TextLayout, message: NodeId) {
         }
     }
     // Legacy `function_call` on assistant messages.
-    if let Some(call) = tree.get(message, "function_call") {
+    if let Some(call) = function_call {
         if let Some(args) = is_string(tree, tree.get(call, "arguments")) {
             layout.arguments(args);
         }

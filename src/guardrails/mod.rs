@@ -589,20 +589,18 @@ impl Guardrails {
         }
         units.sort_by_key(|(n, _)| *n);
         let mut hits = Vec::new();
+        let mut checks: Vec<(usize, usize)> = Vec::new();
         for (node, unit) in &units {
-            let checks: Vec<(usize, usize)> = text_checks
-                .iter()
-                .copied()
-                .filter(|&(p, c)| {
-                    self.check_at(p, c).is_some_and(|(_, check)| match unit {
-                        None => !check.scope.jsonpath.is_empty(),
-                        Some(segment) => {
-                            check.scope.admits(segment)
-                                || check.scope.jsonpath.iter().any(|path| selects(path, tree, *node))
-                        }
-                    })
+            checks.clear();
+            checks.extend(text_checks.iter().copied().filter(|&(p, c)| {
+                self.check_at(p, c).is_some_and(|(_, check)| match unit {
+                    None => !check.scope.jsonpath.is_empty(),
+                    Some(segment) => {
+                        check.scope.admits(segment)
+                            || check.scope.jsonpath.iter().any(|path| selects(path, tree, *node))
+                    }
                 })
-                .collect();
+            }));
             if checks.is_empty() {
                 continue;
             }
@@ -634,7 +632,7 @@ impl Guardrails {
                 tally.add(policy, check, &detector, Phase::Request, 1);
                 note_block(&mut block, policy, check, &detector);
             }
-            if block.is_some() {
+            if block.is_some() || hits.is_empty() {
                 continue;
             }
             if let Some(new_text) = self.apply_masks(&hits, &text, Some(&mut vault)) {

@@ -115,6 +115,8 @@ pub struct Detectors {
     weak_starts: bool,
     /// Some detector needs one of the literal prefixes in a run (or can start at one).
     literals: bool,
+    /// The detectors whose window starts at a literal: index and `NEEDLE_*` bits.
+    literal_windows: Vec<(usize, u32)>,
 }
 
 #[derive(Debug)]
@@ -172,7 +174,13 @@ impl Detectors {
         let weak_starts =
             list.iter().any(|d| matches!(d.builtin.name, "aws_access_key" | "google_api_key" | "jwt" | "bearer_token"));
         let literals = weak_starts || list.iter().any(|d| d.needles != 0);
-        Ok(Detectors { list, labels, weak_starts, literals })
+        let literal_windows = list
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| matches!(d.builtin.window, Window::FromLiteral(_)))
+            .map(|(k, d)| (k, d.needles))
+            .collect();
+        Ok(Detectors { list, labels, weak_starts, literals, literal_windows })
     }
 
     pub fn patterns(&self) -> Vec<String> {
@@ -186,13 +194,16 @@ impl Detectors {
     }
 
     /// The runs of `hay[from..]` some detector of this set may use, and which.
-    fn runs(&self, hay: &[u8], from: usize, words: &mut Words) -> Vec<Run> {
+    /// The runs some detector of this set may use, and the literal prefixes (`NEEDLE_*`) that
+    /// begin at or after `from`.
+    fn runs(&self, hay: &[u8], from: usize, words: &mut Words) -> (Vec<Run>, u32) {
         let (split, literals) = words.prepare(hay, from, self.weak_starts, self.literals);
         let mut runs = Vec::new();
         for stats in split {
             self.close_run(&mut runs, *stats, literals);
         }
-        runs
+        let present = literals.iter().filter(|(at, _)| *at >= from).fold(0, |bits, (_, b)| bits | b);
+        (runs, present)
     }
 
     fn close_run(&self, runs: &mut Vec<Run>, stats: RunStats, literals: &[Literal]) {
@@ -275,21 +286,26 @@ impl Detectors {
     }
 
     fn find_all(&self, hay: &[u8], from: usize, out: &mut Vec<Found>, words: &mut Words) {
-        let runs = self.runs(hay, from, words);
-        let any_literal = self.list.iter().any(|d| matches!(d.builtin.window, Window::FromLiteral(_)));
-        if runs.is_empty() && !any_literal {
-            return;
-        }
+        let (runs, present) = self.runs(hay, from, words);
         // Per detector: index of the next run to search, its pending finding, and whether it
         // has no more (from the start when no run triggers it). Arrays, not vectors: this runs
         // for every message, and most messages hold no finding.
-        let triggered = runs.iter().fold(0u32, |mask, run| mask | run.mask);
+        // The detectors a run triggers, and those whose window starts at a literal found here.
+        let mut live = runs.iter().fold(0u32, |mask, run| mask | run.mask);
+        for &(k, needles) in &self.literal_windows {
+            if present & needles != 0 {
+                live |= 1 << k;
+            }
+        }
+        if live == 0 {
+            return;
+        }
+        let mut done = [true; MAX_DETECTORS];
+        for (k, done) in done.iter_mut().enumerate() {
+            *done = live & (1 << k) == 0;
+        }
         let mut cursor = [0usize; MAX_DETECTORS];
         let mut next: [Option<Found>; MAX_DETECTORS] = [None; MAX_DETECTORS];
-        let mut done = [true; MAX_DETECTORS];
-        for ((k, detector), done) in self.list.iter().enumerate().zip(done.iter_mut()) {
-            *done = matches!(detector.builtin.window, Window::Runs { .. }) && triggered & (1 << k) == 0;
-        }
         let mut pos = from;
         loop {
             let mut best: Option<Found> = None;
@@ -506,6 +522,9 @@ fn find_literals(hay: &[u8], from: usize) -> Vec<Literal> {
         let rest = hay.get(at..).unwrap_or_default();
         match rest.first() {
             Some(b'-') => {
+                if rest.starts_with(b"-----BEGIN ") {
+                    note(Some(at), NEEDLE_PEM);
+                }
                 if before(at, 2) == b"sk" {
                     let ant = if rest.starts_with(b"-ant-") { NEEDLE_SK_ANT } else { 0 };
                     note(at.checked_sub(2), NEEDLE_SK | ant);
@@ -602,6 +621,8 @@ const NEEDLE_XOX: u32 = 16;
 const NEEDLE_AIZA: u32 = 32;
 const NEEDLE_EYJ: u32 = 64;
 const NEEDLE_BEARER: u32 = 128;
+/// `-----BEGIN ` (a PEM block: the private-key window starts there).
+const NEEDLE_PEM: u32 = 256;
 const BEARER_LOOKBACK: usize = 14;
 /// The literal prefixes that begin findings without a strong byte: runs also start there.
 const WEAK_STARTS: u32 = NEEDLE_AWS | NEEDLE_AIZA | NEEDLE_EYJ | NEEDLE_BEARER;
@@ -620,6 +641,7 @@ fn needle_bits(builtin: &Builtin) -> u32 {
             Some(b'g') => NEEDLE_GITHUB,
             Some(b'x') => NEEDLE_XOX,
             Some(b'e') => NEEDLE_EYJ,
+            Some(b'-') if needle.starts_with(b"-----BEGIN ") => NEEDLE_PEM,
             _ => 0,
         }
     })
@@ -794,6 +816,28 @@ mod tests {
         let m = detectors(&["private_key", "email"]);
         let block = "-----BEGIN RSA PRIVATE KEY-----\nMIIEow IBAAKCAQEA\nabc\n-----END RSA PRIVATE KEY-----";
         assert_eq!(found(&m, &format!("x {block} y")), [("private_key".to_string(), block.to_string())]);
+    }
+
+    #[test]
+    fn every_literal_prefix_is_found_where_it_begins() {
+        // A detector looks only where its literal prefixes were found: each must be noted.
+        for builtin in detect::BUILTINS {
+            let bits = needle_bits(builtin);
+            let has_prefix = !builtin.trigger.needles.is_empty() || builtin.name == "bearer_token";
+            assert_eq!(bits != 0, has_prefix, "{}", builtin.name);
+            let prefixes: Vec<&[u8]> = match builtin.window {
+                Window::FromLiteral(literal) => vec![literal],
+                Window::Runs { .. } if builtin.name == "bearer_token" => vec![b"Bearer", b"bearer", b"BEARER"],
+                Window::Runs { .. } => builtin.trigger.needles.to_vec(),
+            };
+            for prefix in prefixes {
+                // Slack's prefix is known by the dash after its type letter (`xoxb-`).
+                let rest: &[u8] = if prefix == b"xox" { b"b-Z" } else { b"Z" };
+                let text = [&b"x "[..], prefix, rest].concat();
+                let found = find_literals(&text, 0);
+                assert!(found.iter().any(|(at, b)| *at == 2 && b & bits != 0), "{}: {found:?}", builtin.name);
+            }
+        }
     }
 
     #[test]
