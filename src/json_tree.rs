@@ -51,6 +51,9 @@ pub enum JsonError {
 pub struct Tree<'a> {
     pub src: &'a [u8],
     nodes: Vec<Node>,
+    /// The whole document as text (`None` when it is not UTF-8), checked once: a string is a
+    /// slice of it, not checked again on its own. Every reader of a tree reads its strings.
+    text: Option<&'a str>,
 }
 
 pub type NodeId = usize;
@@ -132,11 +135,17 @@ impl<'a> Tree<'a> {
         if node.kind != Kind::String {
             return None;
         }
-        let raw = self.src.get(node.start..node.end)?;
-        if !node.escaped {
-            return std::str::from_utf8(raw.get(1..raw.len().checked_sub(1)?)?).ok().map(Cow::Borrowed);
+        let Some(text) = self.text else {
+            // Not UTF-8 somewhere: each string is checked on its own.
+            return decode_string(self.src.get(node.start..node.end)?);
+        };
+        // The quotes are ASCII, so the slice between them is whole characters.
+        let inner = text.get(node.start + 1..node.end.checked_sub(1)?)?;
+        if node.escaped {
+            unescape(inner).map(Cow::Owned)
+        } else {
+            Some(Cow::Borrowed(inner))
         }
-        decode_string(raw)
     }
 
     /// `member` of object `id`, as a string.
@@ -194,49 +203,50 @@ impl Iterator for Children<'_, '_> {
 /// invalid UTF-8 is `None`. Like the rest of this reader it does not re-check what serde_json
 /// has already checked on the way in (a raw control character is taken as it is).
 pub fn decode_string(raw: &[u8]) -> Option<Cow<'_, str>> {
-    let inner = raw.get(1..raw.len().checked_sub(1)?)?;
-    let Some(first) = memchr::memchr(b'\\', inner) else {
-        return std::str::from_utf8(inner).ok().map(Cow::Borrowed);
-    };
-    // Copies the plain stretches whole and validates UTF-8 once, at the end: half the work of a
-    // general-purpose deserializer, and the guardrails decode every message that has a newline.
-    let mut out = Vec::with_capacity(inner.len());
-    out.extend_from_slice(inner.get(..first)?);
-    let mut rest = inner.get(first..)?;
-    while let Some((&escape, after)) = rest.get(1..).and_then(<[u8]>::split_first) {
-        rest = after;
-        if escape == b'u' {
-            let (c, after) = unicode_escape(rest)?;
-            rest = after;
-            out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes());
-        } else {
-            out.push(match escape {
-                b'"' | b'\\' | b'/' => escape,
-                b'b' => 0x08,
-                b'f' => 0x0c,
-                b'n' => b'\n',
-                b'r' => b'\r',
-                b't' => b'\t',
-                _ => return None,
-            });
-        }
-        let plain = memchr::memchr(b'\\', rest).unwrap_or(rest.len());
-        out.extend_from_slice(rest.get(..plain)?);
-        rest = rest.get(plain..)?;
+    let inner = std::str::from_utf8(raw.get(1..raw.len().checked_sub(1)?)?).ok()?;
+    if memchr::memchr(b'\\', inner.as_bytes()).is_none() {
+        return Some(Cow::Borrowed(inner));
     }
-    if !rest.is_empty() {
-        return None; // a backslash at the very end
+    unescape(inner).map(Cow::Owned)
+}
+
+/// The text of a string literal's inside (valid UTF-8: escapes are ASCII, so what they leave
+/// between them is whole characters). The plain stretches are copied whole.
+fn unescape(inner: &str) -> Option<String> {
+    let mut out = String::with_capacity(inner.len());
+    let mut rest = inner;
+    loop {
+        let plain = memchr::memchr(b'\\', rest.as_bytes()).unwrap_or(rest.len());
+        out.push_str(rest.get(..plain)?);
+        let Some(escape) = rest.get(plain..)?.strip_prefix('\\') else { return Some(out) };
+        let mut chars = escape.chars();
+        let decoded = match chars.next()? {
+            'u' => {
+                let (c, after) = unicode_escape(chars.as_str())?;
+                out.push(c);
+                rest = after;
+                continue;
+            }
+            c @ ('"' | '\\' | '/') => c,
+            'b' => '\u{8}',
+            'f' => '\u{c}',
+            'n' => '\n',
+            'r' => '\r',
+            't' => '\t',
+            _ => return None,
+        };
+        out.push(decoded);
+        rest = chars.as_str();
     }
-    String::from_utf8(out).ok().map(Cow::Owned)
 }
 
 /// The character of a `\u` escape (`rest` starts after the `u`), joining a surrogate pair, and
 /// what follows it.
-fn unicode_escape(rest: &[u8]) -> Option<(char, &[u8])> {
+fn unicode_escape(rest: &str) -> Option<(char, &str)> {
     let (high, rest) = hex4(rest)?;
     match high {
         0xD800..=0xDBFF => {
-            let rest = rest.strip_prefix(b"\\u")?;
+            let rest = rest.strip_prefix("\\u")?;
             let (low, rest) = hex4(rest)?;
             if !(0xDC00..=0xDFFF).contains(&low) {
                 return None;
@@ -249,11 +259,11 @@ fn unicode_escape(rest: &[u8]) -> Option<(char, &[u8])> {
     }
 }
 
-fn hex4(rest: &[u8]) -> Option<(u16, &[u8])> {
+fn hex4(rest: &str) -> Option<(u16, &str)> {
     let (digits, rest) = rest.split_at_checked(4)?;
     let mut value = 0u16;
-    for digit in digits {
-        value = value << 4 | u16::from(char::from(*digit).to_digit(16)? as u8);
+    for digit in digits.chars() {
+        value = value << 4 | u16::try_from(digit.to_digit(16)?).ok()?;
     }
     Some((value, rest))
 }
@@ -387,7 +397,7 @@ impl<'a> Parser<'a> {
                 self.skip_ws();
                 let Some(top) = stack.last() else {
                     return if self.at == self.src.len() {
-                        Ok(Tree { src: self.src, nodes: self.nodes })
+                        Ok(Tree { src: self.src, nodes: self.nodes, text: std::str::from_utf8(self.src).ok() })
                     } else {
                         Err(JsonError::Syntax)
                     };
@@ -522,6 +532,18 @@ mod tests {
     #[test]
     fn splice_replaces_ranges() {
         assert_eq!(splice(b"abcdef", &[(1, 2, b"XX".to_vec()), (4, 6, Vec::new())]), b"aXXcd");
+    }
+
+    #[test]
+    fn one_string_that_is_not_utf8_spoils_only_itself() {
+        let src = b"{\"bad\": \"a\xffb\", \"good\": \"caf\xc3\xa9\\n\", \"plain\": \"x\"}";
+        let tree = Tree::parse(src).unwrap();
+        assert_eq!(tree.get_str(Tree::ROOT, "bad"), None);
+        assert_eq!(tree.get_str(Tree::ROOT, "good").unwrap(), "caf\u{e9}\n");
+        assert_eq!(tree.get_str(Tree::ROOT, "plain").unwrap(), "x");
+        let valid = Tree::parse(br#"{"good": "caf\u00e9\n", "lone": "\ud800"}"#).unwrap();
+        assert_eq!(valid.get_str(Tree::ROOT, "good").unwrap(), "caf\u{e9}\n");
+        assert_eq!(valid.get_str(Tree::ROOT, "lone"), None);
     }
 
     /// serde_json's answer for a literal: the reference for [`decode_string`].
