@@ -460,10 +460,7 @@ fn split_runs(hay: &[u8], from: usize, weak_starts: &[usize]) -> Vec<RunStats> {
             (None, None) => break,
         };
         // The word holding `p` starts after the last whitespace before it (not before `i`).
-        let mut start = p;
-        while start > i && !is_ws(hay, start - 1) {
-            start -= 1;
-        }
+        let start = hay.get(i..p).and_then(|before| before.iter().rposition(is_ws_byte)).map_or(i, |ws| i + ws + 1);
         let mut run = RunStats { start, end: start, flags: 0, digits: 0, streak: 0 };
         let mut streak = 0u32;
         let mut j = start;
@@ -480,10 +477,8 @@ fn split_runs(hay: &[u8], from: usize, weak_starts: &[usize]) -> Vec<RunStats> {
             run.digits += digits;
             streak = if digits > 0 { streak + digits } else { 0 };
             run.streak = run.streak.max(streak);
-            let mut k = end;
-            while k < n && is_ws(hay, k) {
-                k += 1;
-            }
+            let gap = hay.get(end..).unwrap_or_default();
+            let k = end + gap.iter().position(|b| !is_ws_byte(b)).unwrap_or(gap.len());
             j = k;
             if k >= n {
                 i = n;
@@ -506,8 +501,7 @@ type Literal = (usize, u32);
 
 /// The literal prefixes of `hay[from..]` and of the `Bearer` look-back before it, in order.
 /// Each has a byte memchr finds quickly: `-` (`sk-`, `xoxb-`), `_` (`ghp_`, `github_pat_`), `A`
-/// (`AKIA`, `AIza`), `J` (`eyJ`), `B`/`b` (`Bearer`, `bearer`, `BEARER`). Lower-case `b` is
-/// common: it gets its own search, so the others stay on rare bytes.
+/// (`AKIA`, `AIza`), `J` (`eyJ`), `B`/`b` (`Bearer`, `bearer`, `BEARER`).
 fn find_literals(hay: &[u8], from: usize) -> Vec<Literal> {
     let start = from.saturating_sub(BEARER_LOOKBACK);
     let tail = hay.get(start..).unwrap_or_default();
@@ -548,18 +542,13 @@ fn find_literals(hay: &[u8], from: usize) -> Vec<Literal> {
             },
         }
     }
-    for at in memchr::memchr2_iter(b'J', b'B', tail).map(|at| start + at) {
+    for at in memchr::memchr3_iter(b'J', b'B', b'b', tail).map(|at| start + at) {
         let rest = hay.get(at..).unwrap_or_default();
         if rest.first() == Some(&b'J') {
             if before(at, 2) == b"ey" {
                 note(at.checked_sub(2), NEEDLE_EYJ);
             }
         } else if bearer_after(rest) {
-            note(Some(at), NEEDLE_BEARER);
-        }
-    }
-    for at in memchr::memchr_iter(b'b', tail).map(|at| start + at) {
-        if bearer_after(hay.get(at..).unwrap_or_default()) {
             note(Some(at), NEEDLE_BEARER);
         }
     }
@@ -572,12 +561,8 @@ fn bearer_after(text: &[u8]) -> bool {
     matches!(text.get(1..6), Some(b"earer" | b"EARER"))
 }
 
-fn class(hay: &[u8], i: usize) -> u16 {
-    hay.get(i).and_then(|b| CLASS.get(usize::from(*b))).copied().unwrap_or(0)
-}
-
-fn is_ws(hay: &[u8], i: usize) -> bool {
-    class(hay, i) == WS
+fn is_ws_byte(b: &u8) -> bool {
+    CLASS.get(usize::from(*b)).is_some_and(|c| *c == WS)
 }
 
 /// One word from `at`: its end (first whitespace or the end), its classes and digit count.
