@@ -117,6 +117,23 @@ pub struct Detectors {
     literals: bool,
     /// The detectors whose window starts at a literal: index and `NEEDLE_*` bits.
     literal_windows: Vec<(usize, u32)>,
+    /// The run-window detectors' triggers, side by side (a detector itself is large: its
+    /// regex), and the shortest run any of them takes.
+    gates: Vec<Gate>,
+    shortest_run: usize,
+}
+
+/// What a run must hold for detector `bit` to search it: [`Trigger`] and its literal prefixes.
+#[derive(Debug, Clone, Copy)]
+struct Gate {
+    bit: u32,
+    classes: u16,
+    any_of: u16,
+    min_digits: u32,
+    digits_in_a_row: bool,
+    min_len: usize,
+    needles: u32,
+    lookback: usize,
 }
 
 #[derive(Debug)]
@@ -180,7 +197,26 @@ impl Detectors {
             .filter(|(_, d)| matches!(d.builtin.window, Window::FromLiteral(_)))
             .map(|(k, d)| (k, d.needles))
             .collect();
-        Ok(Detectors { list, labels, weak_starts, literals, literal_windows })
+        let gates: Vec<Gate> = list
+            .iter()
+            .enumerate()
+            .filter_map(|(k, d)| {
+                let Window::Runs { lookback } = d.builtin.window else { return None };
+                let t = &d.builtin.trigger;
+                Some(Gate {
+                    bit: 1 << k,
+                    classes: t.classes,
+                    any_of: t.any_of,
+                    min_digits: t.min_digits,
+                    digits_in_a_row: t.digits_in_a_row,
+                    min_len: t.min_len,
+                    needles: d.needles,
+                    lookback,
+                })
+            })
+            .collect();
+        let shortest_run = gates.iter().map(|g| g.min_len).min().unwrap_or(usize::MAX);
+        Ok(Detectors { list, labels, weak_starts, literals, literal_windows, gates, shortest_run })
     }
 
     pub fn patterns(&self) -> Vec<String> {
@@ -208,31 +244,32 @@ impl Detectors {
 
     fn close_run(&self, runs: &mut Vec<Run>, stats: RunStats, literals: &[Literal]) {
         let RunStats { start, end, flags, digits, streak } = stats;
-        let mut mask = 0u32;
         let len = end - start;
+        if len < self.shortest_run {
+            return;
+        }
+        let mut mask = 0u32;
         let mut present: Option<u32> = None;
-        for (bit, detector) in self.list.iter().enumerate() {
-            let trigger = &detector.builtin.trigger;
-            let Window::Runs { lookback } = detector.builtin.window else { continue };
-            if flags & trigger.classes != trigger.classes
-                || (trigger.any_of != 0 && flags & trigger.any_of == 0)
-                || (if trigger.digits_in_a_row { streak } else { digits }) < trigger.min_digits
-                || len < trigger.min_len
+        for gate in &self.gates {
+            if flags & gate.classes != gate.classes
+                || (gate.any_of != 0 && flags & gate.any_of == 0)
+                || (if gate.digits_in_a_row { streak } else { digits }) < gate.min_digits
+                || len < gate.min_len
             {
                 continue;
             }
-            if detector.needles != 0 {
+            if gate.needles != 0 {
                 // The literal prefixes that begin in the run or the `Bearer` look-back before it.
                 let found = *present.get_or_insert_with(|| {
-                    let from = start.saturating_sub(lookback.max(BEARER_LOOKBACK));
+                    let from = start.saturating_sub(gate.lookback.max(BEARER_LOOKBACK));
                     let first = literals.partition_point(|(at, _)| *at < from);
                     literals.iter().skip(first).take_while(|(at, _)| *at < end).fold(0, |bits, (_, b)| bits | b)
                 });
-                if found & detector.needles == 0 {
+                if found & gate.needles == 0 {
                     continue;
                 }
             }
-            mask |= 1 << bit;
+            mask |= gate.bit;
         }
         if mask != 0 {
             runs.push(Run { start, end, mask });
