@@ -322,9 +322,11 @@ def micro_tables(results: dict) -> list[str]:
         out.append(row + " |")
     if has_ratio:
         engine = next(label for key, label in engines if key == wasm_key)
+        runs = micro.get(f"{wasm_key}_runs", 1)
+        best = f"best times of {runs} whole runs" if runs > 1 else "best times"
         out += ["", f"\"Wasm throughput\": request body bytes over the whole case's time, under {engine}. \"feature MB/s "
                 f"(by difference)\": the feature cases are whole exchanges, so a feature's own rate is request body "
-                f"bytes over the time the case adds to the case it builds on (under {engine}, best times, same body): "
+                f"bytes over the time the case adds to the case it builds on (under {engine}, {best}, same body): "
                 + ", ".join(f"`{c}` − `{b}`" for c, b in FEATURE_BASE.items())
                 + ". On the 1 KB body that difference is mostly fixed per-request work, not throughput; on the "
                 "32 KB and 1 MB bodies it is the feature's rate."]

@@ -61,14 +61,17 @@ class Plan:
     chunk_seconds: float
     chunk_connections: int
     micro_budget_ms: int
+    v8_runs: int
 
 
 FULL = Plan(latency_rounds=10, latency_requests=2000, latency_seconds=1.0, throughput_rounds=3,
             throughput_seconds=2.0, concurrency=(1, 2, 4, 8, 16, 32, 64), stream_rounds=6, stream_requests=300,
-            stream_seconds=1.0, chunk_rounds=3, chunk_seconds=3.0, chunk_connections=8, micro_budget_ms=300)
+            stream_seconds=1.0, chunk_rounds=3, chunk_seconds=3.0, chunk_connections=8, micro_budget_ms=300,
+            v8_runs=3)
 QUICK = Plan(latency_rounds=3, latency_requests=400, latency_seconds=0.4, throughput_rounds=1,
              throughput_seconds=1.0, concurrency=(1, 4, 16), stream_rounds=2, stream_requests=60,
-             stream_seconds=0.5, chunk_rounds=1, chunk_seconds=1.5, chunk_connections=8, micro_budget_ms=60)
+             stream_seconds=0.5, chunk_rounds=1, chunk_seconds=1.5, chunk_connections=8, micro_budget_ms=60,
+             v8_runs=1)
 
 
 @dataclass
@@ -451,20 +454,30 @@ class Bench:
                 self.notes.append(f"wasm micro-benchmarks failed: {run.stderr.strip()[-300:]}")
         if wasm.returncode == 0 and shutil.which("node"):
             module = REPO / wasm.stdout.strip().splitlines()[-1]
-            run = subprocess.run([*pinned(LOAD_CPU), "node", "--no-warnings", str(REPO / "bench/wasm_micro_v8.mjs"),
-                                  str(module), str(bodies["chat-1k"].parent), *files],
-                                 capture_output=True, text=True, env=env)
-            printed = complete_json(run.stdout)
-            if run.returncode != 0 and printed:
-                # Seen with Node 20's WASI: a segfault after the module printed every result and
-                # returned (only after the many cold runs). The figures are the module's own.
-                self.notes.append(f"node exited with status {run.returncode} after printing complete V8 results "
-                                  "(a crash at exit, after the cold runs; the figures are the module's own output).")
-            if printed:
-                out["v8"] = printed
+            # The headline's feature rates are differences of two best times in V8, so one
+            # disturbed case moves them a lot on this shared machine: the best of a few whole runs.
+            runs = []
+            for _ in range(self.plan.v8_runs):
+                run = subprocess.run([*pinned(LOAD_CPU), "node", "--no-warnings",
+                                      str(REPO / "bench/wasm_micro_v8.mjs"), str(module),
+                                      str(bodies["chat-1k"].parent), *files],
+                                     capture_output=True, text=True, env=env)
+                printed = complete_json(run.stdout)
+                if run.returncode != 0 and printed:
+                    # Seen with Node 20's WASI: a segfault after the module printed every result
+                    # and returned (only after the many cold runs). The figures are its own.
+                    self.notes.append(f"node exited with status {run.returncode} after printing complete V8 "
+                                      "results (a crash at exit, after the cold runs; the figures are the "
+                                      "module's own output).")
+                if printed:
+                    runs.append(printed)
+                else:
+                    self.notes.append(f"a V8 micro-benchmark run failed (status {run.returncode}): "
+                                      f"{run.stderr.strip()[-300:]}")
+            if runs:
+                out["v8"] = best_of(runs)
+                out["v8_runs"] = len(runs)
                 out["v8_version"] = first_line(["node", "-p", "process.versions.v8"])
-            else:
-                self.notes.append(f"V8 micro-benchmarks failed (status {run.returncode}): {run.stderr.strip()[-300:]}")
         self.results["micro"] = out
 
     def gate(self) -> None:
@@ -611,6 +624,20 @@ def summarize_throughput(points: list[dict]) -> dict:
 
 
 # ---- machine and versions --------------------------------------------------------------
+
+
+def best_of(runs: list[dict]) -> dict:
+    """One micro-benchmark result from several runs: per case and body, the run with the lowest
+    best time (its whole record, cold time included)."""
+    merged = dict(runs[0])
+    best: dict[tuple[str, str], dict] = {}
+    for run in runs:
+        for result in run["results"]:
+            key = (result["case"], result["body"])
+            if key not in best or result["ns_best"] < best[key]["ns_best"]:
+                best[key] = result
+    merged["results"] = [best[(r["case"], r["body"])] for r in runs[0]["results"]]
+    return merged
 
 
 def complete_json(stdout: str) -> dict | None:
