@@ -80,15 +80,7 @@ impl<'a> Tree<'a> {
 
     /// Member `key` of an object (the last one when a key repeats, as serde_json does).
     pub fn get(&self, id: NodeId, key: &str) -> Option<NodeId> {
-        if self.kind(id)? != Kind::Object {
-            return None;
-        }
-        let mut found = None;
-        for child in self.children(id) {
-            if self.key_is(child, key) {
-                found = Some(child);
-            }
-        }
+        let [found] = self.members(id, [key]);
         found
     }
 
@@ -104,7 +96,9 @@ impl<'a> Tree<'a> {
             let Some((start, end)) = node.key else { continue };
             let raw = self.src.get(start + 1..end.saturating_sub(1)).unwrap_or_default();
             for (key, slot) in keys.iter().zip(found.iter_mut()) {
-                let same = if node.key_escaped { self.key_is(child, key) } else { raw == key.as_bytes() };
+                // A key without escapes is its bytes; one with escapes is decoded first.
+                let same =
+                    if node.key_escaped { self.key(child).is_some_and(|k| k == *key) } else { raw == key.as_bytes() };
                 if same {
                     *slot = Some(child);
                 }
@@ -117,16 +111,6 @@ impl<'a> Tree<'a> {
     pub fn key(&self, id: NodeId) -> Option<Cow<'a, str>> {
         let (start, end) = self.nodes.get(id)?.key?;
         decode_string(self.src.get(start..end)?)
-    }
-
-    #[inline]
-    fn key_is(&self, id: NodeId, key: &str) -> bool {
-        let Some(node) = self.nodes.get(id) else { return false };
-        let Some((start, end)) = node.key else { return false };
-        if node.key_escaped {
-            return self.key(id).is_some_and(|k| k == key);
-        }
-        self.src.get(start + 1..end.saturating_sub(1)) == Some(key.as_bytes())
     }
 
     /// The decoded value of a string node.

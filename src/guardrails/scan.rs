@@ -123,15 +123,11 @@ pub struct Detectors {
     shortest_run: usize,
 }
 
-/// What a run must hold for detector `bit` to search it: [`Trigger`] and its literal prefixes.
+/// What a run must hold for detector `bit` to search it: its [`detect::Trigger`] and literal prefixes.
 #[derive(Debug, Clone, Copy)]
 struct Gate {
     bit: u32,
-    classes: u16,
-    any_of: u16,
-    min_digits: u32,
-    digits_in_a_row: bool,
-    min_len: usize,
+    trigger: detect::Trigger,
     needles: u32,
     lookback: usize,
 }
@@ -202,20 +198,10 @@ impl Detectors {
             .enumerate()
             .filter_map(|(k, d)| {
                 let Window::Runs { lookback } = d.builtin.window else { return None };
-                let t = &d.builtin.trigger;
-                Some(Gate {
-                    bit: 1 << k,
-                    classes: t.classes,
-                    any_of: t.any_of,
-                    min_digits: t.min_digits,
-                    digits_in_a_row: t.digits_in_a_row,
-                    min_len: t.min_len,
-                    needles: d.needles,
-                    lookback,
-                })
+                Some(Gate { bit: 1 << k, trigger: d.builtin.trigger, needles: d.needles, lookback })
             })
             .collect();
-        let shortest_run = gates.iter().map(|g| g.min_len).min().unwrap_or(usize::MAX);
+        let shortest_run = gates.iter().map(|g| g.trigger.min_len).min().unwrap_or(usize::MAX);
         Ok(Detectors { list, labels, weak_starts, literals, literal_windows, gates, shortest_run })
     }
 
@@ -251,10 +237,11 @@ impl Detectors {
         let mut mask = 0u32;
         let mut present: Option<u32> = None;
         for gate in &self.gates {
-            if flags & gate.classes != gate.classes
-                || (gate.any_of != 0 && flags & gate.any_of == 0)
-                || (if gate.digits_in_a_row { streak } else { digits }) < gate.min_digits
-                || len < gate.min_len
+            let trigger = &gate.trigger;
+            if flags & trigger.classes != trigger.classes
+                || (trigger.any_of != 0 && flags & trigger.any_of == 0)
+                || (if trigger.digits_in_a_row { streak } else { digits }) < trigger.min_digits
+                || len < trigger.min_len
             {
                 continue;
             }
