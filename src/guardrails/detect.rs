@@ -87,6 +87,59 @@ pub struct Trigger {
     pub min_len: usize,
     /// One of these literals must occur in the run (empty: no condition).
     pub needles: &'static [&'static [u8]],
+    /// A byte-level test of the run, made only when everything above holds.
+    pub shape: Shape,
+}
+
+/// What the bytes of a run must show, beyond counts of classes: a closer look, made only on runs
+/// that already meet the rest of their trigger, so that text which looks like a number to the
+/// counts (a log timestamp `2026-11-21T10:00:00Z` has 14 digits in one word) is not searched
+/// by each digit detector's regular expression.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// No closer look.
+    Any,
+    /// At least this many digits in one stretch of digits, spaces and dashes (card numbers and
+    /// SSNs are written with nothing else between their groups).
+    GroupedDigits(u32),
+    /// Two upper-case letters then two digits at the start of a word: an IBAN's country code
+    /// and check digits.
+    IbanStart,
+}
+
+impl Shape {
+    /// Whether `run` (a run of words of `hay`, starting at `start`) can hold a match.
+    pub fn holds(self, hay: &[u8], start: usize, run: &[u8]) -> bool {
+        match self {
+            Shape::Any => true,
+            Shape::GroupedDigits(min) => grouped_digits(run) >= min,
+            Shape::IbanStart => iban_start(hay, start, run),
+        }
+    }
+}
+
+/// The most digits in one stretch of digits, spaces and dashes.
+pub fn grouped_digits(run: &[u8]) -> u32 {
+    let (mut best, mut current) = (0u32, 0u32);
+    for &b in run {
+        if b.is_ascii_digit() {
+            current += 1;
+            best = best.max(current);
+        } else if b != b' ' && b != b'-' {
+            current = 0;
+        }
+    }
+    best
+}
+
+/// Whether some `[A-Z]{2}[0-9]{2}` in `run` follows a word boundary (`\b` in ASCII mode;
+/// `hay` gives the byte before the run).
+fn iban_start(hay: &[u8], start: usize, run: &[u8]) -> bool {
+    let is_word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    run.windows(4).enumerate().any(|(i, w)| {
+        matches!(w, [a, b, c, d] if a.is_ascii_uppercase() && b.is_ascii_uppercase() && c.is_ascii_digit() && d.is_ascii_digit())
+            && (start + i).checked_sub(1).and_then(|before| hay.get(before)).is_none_or(|b| !is_word(*b))
+    })
 }
 
 /// How a detector finds the stretches of text to search.
@@ -115,12 +168,17 @@ pub struct Builtin {
 }
 
 const fn t(classes: u16, min_digits: u32, min_len: usize, needles: &'static [&'static [u8]]) -> Trigger {
-    Trigger { classes, any_of: 0, min_digits, digits_in_a_row: false, min_len, needles }
+    Trigger { classes, any_of: 0, min_digits, digits_in_a_row: false, min_len, needles, shape: Shape::Any }
 }
 
 /// A trigger on digits in consecutive digit-bearing words.
 const fn digits(classes: u16, min_digits: u32, min_len: usize) -> Trigger {
-    Trigger { classes, any_of: 0, min_digits, digits_in_a_row: true, min_len, needles: &[] }
+    Trigger { classes, any_of: 0, min_digits, digits_in_a_row: true, min_len, needles: &[], shape: Shape::Any }
+}
+
+/// [`digits`], and the digits must be grouped by nothing but spaces and dashes.
+const fn grouped(min_digits: u32, min_len: usize) -> Trigger {
+    Trigger { shape: Shape::GroupedDigits(min_digits), ..digits(DIGIT, min_digits, min_len) }
 }
 
 const RUNS: Window = Window::Runs { lookback: 0 };
@@ -212,6 +270,7 @@ pub static BUILTINS: &[Builtin] = &[
             digits_in_a_row: false,
             min_len: 20,
             needles: &[],
+            shape: Shape::Any,
         },
         window: Window::Runs { lookback: 14 },
         value_after_space: true,
@@ -221,7 +280,7 @@ pub static BUILTINS: &[Builtin] = &[
         label: "IBAN",
         pattern: r"\b[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b",
         validate: validate::iban,
-        trigger: t(UPPER | DIGIT, 2, 15, &[]),
+        trigger: Trigger { shape: Shape::IbanStart, ..t(UPPER | DIGIT, 2, 15, &[]) },
         window: RUNS,
         value_after_space: false,
     },
@@ -230,7 +289,7 @@ pub static BUILTINS: &[Builtin] = &[
         label: "CARD",
         pattern: r"\b(?:[0-9]{4}[ -]?){3}[0-9]{4}\b|\b[0-9]{4}[ -]?[0-9]{6}[ -]?[0-9]{4,5}\b|\b[0-9]{12,19}\b",
         validate: validate::card,
-        trigger: digits(DIGIT, 12, 12),
+        trigger: grouped(12, 12),
         window: RUNS,
         value_after_space: false,
     },
@@ -239,7 +298,7 @@ pub static BUILTINS: &[Builtin] = &[
         label: "SSN",
         pattern: r"\b[0-9]{3}[- ][0-9]{2}[- ][0-9]{4}\b",
         validate: validate::ssn,
-        trigger: digits(DIGIT, 9, 11),
+        trigger: grouped(9, 11),
         window: RUNS,
         value_after_space: false,
     },

@@ -222,13 +222,13 @@ impl Detectors {
         let (split, literals) = words.prepare(hay, from, self.weak_starts, self.literals);
         let mut runs = Vec::new();
         for stats in split {
-            self.close_run(&mut runs, *stats, literals);
+            self.close_run(&mut runs, hay, *stats, literals);
         }
         let present = literals.iter().filter(|(at, _)| *at >= from).fold(0, |bits, (_, b)| bits | b);
         (runs, present)
     }
 
-    fn close_run(&self, runs: &mut Vec<Run>, stats: RunStats, literals: &[Literal]) {
+    fn close_run(&self, runs: &mut Vec<Run>, hay: &[u8], stats: RunStats, literals: &[Literal]) {
         let RunStats { start, end, flags, digits, streak } = stats;
         let len = end - start;
         if len < self.shortest_run {
@@ -242,6 +242,7 @@ impl Detectors {
                 || (trigger.any_of != 0 && flags & trigger.any_of == 0)
                 || (if trigger.digits_in_a_row { streak } else { digits }) < trigger.min_digits
                 || len < trigger.min_len
+                || !trigger.shape.holds(hay, start, hay.get(start..end).unwrap_or_default())
             {
                 continue;
             }
@@ -847,6 +848,50 @@ mod tests {
                 assert!(found.iter().any(|(at, b)| *at == 2 && b & bits != 0), "{}: {found:?}", builtin.name);
             }
         }
+    }
+
+    #[test]
+    fn every_match_has_its_detectors_shape() {
+        // A shape skips a run only where the detector's expression cannot match, valid or not.
+        let tokens: [&[u8]; 20] = [
+            b"DE", b"GB82", b"4111 ", b"1111-", b"0532", b"123-", b"45-", b"6789", b"12", b"7", b"-", b" ", b" ", b"T",
+            b":", b"\n", b"Z", b".", b"x", b"3704 ",
+        ];
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for builtin in detect::BUILTINS.iter().filter(|b| b.trigger.shape != detect::Shape::Any) {
+            let regex = build_regexes(&[builtin.pattern.to_string()]).unwrap();
+            let mut matches = 0;
+            for _ in 0..100_000 {
+                let count = 4 + next() % 16;
+                let text: Vec<u8> = (0..count).flat_map(|_| tokens[(next() % 20) as usize].iter().copied()).collect();
+                let mut at = 0;
+                while let Some(m) = regex.search(&Input::new(&text).span(at..text.len())) {
+                    let run = &text[m.start()..m.end()];
+                    let shown = String::from_utf8_lossy(&text);
+                    assert!(builtin.trigger.shape.holds(&text, m.start(), run), "{}: {shown:?}", builtin.name);
+                    matches += 1;
+                    at = m.start() + 1;
+                }
+            }
+            assert!(matches > 200, "{}: only {matches} matches to check", builtin.name);
+        }
+    }
+
+    #[test]
+    fn a_timestamp_is_not_a_card_an_ssn_or_an_iban() {
+        let d = Detectors::new(&["card", "ssn", "iban"]).unwrap();
+        let text = b"gateway:\n2026-11-21T10:00:00Z level=warn upstream=\"api.example\" latency_ms=30012";
+        let (runs, _) = d.runs(text, 0, &mut Words::new(false));
+        assert!(runs.is_empty(), "{runs:?}");
+        let (runs, _) =
+            d.runs(b"card 4111 1111 1111 1111, SSN 123-45-6789, IBAN DE89 3704 0044", 0, &mut Words::new(false));
+        assert_eq!(runs.iter().fold(0, |mask, run| mask | run.mask), 0b111, "{runs:?}");
     }
 
     #[test]
