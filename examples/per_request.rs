@@ -102,8 +102,9 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "count_tokens",
-        what: "`select_model` with context windows on the targets (128k, overflow to 1M), so the prompt is \
-               counted exactly (o200k, OpenAI's chat rules) for the context-window rule",
+        what: "`select_model` with a context window of 64 tokens on the target (overflow to 1M), so every \
+               bench prompt is counted exactly (o200k, OpenAI's chat rules) for the context-window rule (a \
+               prompt whose bytes are within the smallest window is not counted)",
         run: count_tokens,
         per_body: true,
     },
@@ -143,12 +144,13 @@ const TRANSLATION: &str = r#"{
   "rules": [{"name": "claude", "match": {"model": "*"}, "targets": ["claude"]}]
 }"#;
 
-/// `count_tokens`: the same alias with the shipped `fast` rule's windows (envoy/envoy.yaml); a
-/// context window makes the exchange count the prompt. The 1 MB body overflows to the big one.
+/// `count_tokens`: the same alias with a context window. A prompt whose bytes fit in the smallest
+/// window is not counted (a token is at least a byte), so the window is small enough that every
+/// bench body's bytes pass it: each is counted exactly, and each overflows to the big target.
 const CONTEXT_WINDOW: &str = r#"{
   "providers": {"openai": {"dialect": "openai", "cluster": "openai", "api_key": {"value": "sk-bench"}}},
   "targets": {
-    "mini": {"provider": "openai", "model": "gpt-4o-mini-2024-07-18", "context_window": 128000},
+    "mini": {"provider": "openai", "model": "gpt-4o-mini-2024-07-18", "context_window": 64},
     "big": {"provider": "openai", "model": "gpt-4.1", "context_window": 1047576}
   },
   "rules": [{"name": "pin", "match": {"model": "gpt-4o-mini"}, "targets": ["mini"], "overflow": ["big"]}]
@@ -353,10 +355,14 @@ fn check_policies() {
     let answer: serde_json::Value = serde_json::from_slice(&host.client_body()).expect("the answer is JSON");
     assert_eq!(answer["object"], "chat.completion", "translate answers the client in its own dialect");
 
-    // A prompt over the 128k window of the first target goes to the overflow target: it was counted.
-    let long = body(&"word ".repeat(130_000));
+    // 20 words, 100 bytes: more than the 64-token window by their bytes, within it by their count,
+    // which is what keeps them on the first target.
+    let near = body(&"word ".repeat(20));
+    let host = exchange_with(CONTEXT_WINDOW_POLICY.with(Rc::clone), near.as_bytes());
+    assert_eq!(upstream_model(&host), "gpt-4o-mini-2024-07-18", "count_tokens counts the prompt");
+    let long = body(&"word ".repeat(100));
     let host = exchange_with(CONTEXT_WINDOW_POLICY.with(Rc::clone), long.as_bytes());
-    assert_eq!(upstream_model(&host), "gpt-4.1", "count_tokens counts the prompt against the context window");
+    assert_eq!(upstream_model(&host), "gpt-4.1", "count_tokens holds the prompt against the window");
 
     let host = exchange_with(GUARDRAILS_POLICY.with(Rc::clone), body("write to jane.doe@example.com").as_bytes());
     let sent = String::from_utf8_lossy(&host.upstream_body).into_owned();

@@ -41,25 +41,57 @@ pub fn counts_text(api: Api) -> bool {
 /// `text` is the request's text when the caller has read it (shared with the guardrails); it is
 /// read here otherwise. A body that cannot be read is counted whole.
 pub fn request_tokens(api: Api, model: &str, body: &[u8], text: Option<&RequestText<'_>>) -> u64 {
+    prompt_tokens(api, model, body, text, None)
+}
+
+/// [`request_tokens`] for decisions that only compare the count with limits of at least
+/// `smallest_limit` (context windows, a guardrail's `max_prompt_tokens`). First the most the
+/// count can be, by the same rules with each text's bytes for its tokens (no tokenizer runs);
+/// when that is within `smallest_limit`, every decision comes out as with the exact count, and
+/// the bound is returned. Only a prompt that may be near a limit is counted.
+pub fn prompt_tokens_for_limits(
+    api: Api,
+    model: &str,
+    body: &[u8],
+    text: Option<&RequestText<'_>>,
+    smallest_limit: u64,
+) -> u64 {
+    prompt_tokens(api, model, body, text, Some(smallest_limit))
+}
+
+fn prompt_tokens(api: Api, model: &str, body: &[u8], text: Option<&RequestText<'_>>, limit: Option<u64>) -> u64 {
+    let counter = tokenizer::for_model(model);
     if !counts_text(api) {
         if let Ok(mut request) = serde_json::from_slice::<Value>(body) {
             if let Some(fields) = request.as_object_mut() {
                 fields.insert("model".into(), Value::String(model.to_string()));
             }
-            return tokenizer::estimate_chat_request(&request).total;
+            let at_most = || tokenizer::chat_request_at_most(&request);
+            return bounded(limit, at_most, || tokenizer::estimate_chat_request(&request).total);
         }
-    } else if let Some(text) = text {
-        return text_segment_tokens(model, text);
-    } else if let Ok(text) = RequestText::read(api, body) {
-        return text_segment_tokens(model, &text);
+    } else {
+        let read = if text.is_none() { RequestText::read(api, body).ok() } else { None };
+        if let Some(text) = text.or(read.as_ref()) {
+            let segments = || text.segments().iter().filter_map(|s| text.text(s));
+            let at_most = || segments().map(|t| counter.at_most(t.len())).sum::<u64>() + text.layout().token_ids;
+            return bounded(limit, at_most, || {
+                segments().map(|t| counter.count(&t)).sum::<u64>() + text.layout().token_ids
+            });
+        }
     }
-    tokenizer::for_model(model).count(&String::from_utf8_lossy(body))
+    let whole = String::from_utf8_lossy(body);
+    bounded(limit, || counter.at_most(whole.len()), || counter.count(&whole))
 }
 
-fn text_segment_tokens(model: &str, text: &RequestText<'_>) -> u64 {
-    let counter = tokenizer::for_model(model);
-    let counted: u64 = text.segments().iter().filter_map(|s| text.text(s)).map(|t| counter.count(&t)).sum();
-    counted + text.layout().token_ids
+/// The bound when there is a limit it is within, the count otherwise.
+fn bounded(limit: Option<u64>, at_most: impl FnOnce() -> u64, count: impl FnOnce() -> u64) -> u64 {
+    if let Some(limit) = limit {
+        let bound = at_most();
+        if bound <= limit {
+            return bound;
+        }
+    }
+    count()
 }
 
 #[cfg(test)]
@@ -77,6 +109,44 @@ mod tests {
         let kept = "Hello world";
         assert_eq!(text_tokens("gpt-4o", kept, 110), 20);
         assert_eq!(text_tokens("gpt-4o", "", 40), 10, "nothing kept: four bytes per token");
+    }
+
+    /// Each API's body with text, tools, names, an image and a tool call, and one that is no JSON.
+    const BODIES: [(Api, &[u8]); 5] = [
+        (
+            Api::OpenAiChat,
+            r#"{"model":"x","messages":[{"role":"system","content":"Be brief.","name":"ops"},
+            {"role":"user","content":[{"type":"text","text":"¿Qué es esto? 日本語 🙂"},
+              {"type":"image_url","image_url":{"url":"https://example.com/a.png","detail":"low"}}]},
+            {"role":"assistant","content":null,"tool_calls":[{"id":"c1","type":"function",
+              "function":{"name":"get_weather","arguments":"{\"city\":\"Paris\"}"}}]}],
+            "tools":[{"type":"function","function":{"name":"get_weather","description":"Weather now.",
+              "parameters":{"type":"object","properties":{"unit":{"type":"string","enum":["c","f"]}}}}}]}"#
+                .as_bytes(),
+        ),
+        (
+            Api::AnthropicMessages,
+            br#"{"model":"m","max_tokens":9,"system":"Hello world","messages":[{"role":"user","content":"\u00e9t\u00e9 \n ok"}]}"#,
+        ),
+        (Api::OpenAiResponses, br#"{"model":"m","instructions":"Hello world","input":"Hello world"}"#),
+        (Api::OpenAiEmbeddings, br#"{"model":"m","input":[[1,2,3],[4,5]]}"#),
+        (Api::OpenAiChat, b"not json at all, \xff bytes"),
+    ];
+
+    #[test]
+    fn a_limit_the_bound_is_within_is_answered_without_counting_and_any_other_by_the_count() {
+        for model in ["gpt-4o", "claude-haiku-4-5", "mistral-large-latest"] {
+            for (api, body) in BODIES {
+                let exact = request_tokens(api, model, body, None);
+                let bound = prompt_tokens_for_limits(api, model, body, None, u64::MAX);
+                let shown = String::from_utf8_lossy(body);
+                assert!(bound >= exact, "{model} {api:?}: bound {bound} under the count {exact}: {shown}");
+                assert_eq!(prompt_tokens_for_limits(api, model, body, None, bound), bound);
+                // Anything under the bound may be a limit the prompt is near or over: counted.
+                assert_eq!(prompt_tokens_for_limits(api, model, body, None, bound - 1), exact, "{shown}");
+                assert_eq!(prompt_tokens_for_limits(api, model, body, None, 0), exact, "{shown}");
+            }
+        }
     }
 
     #[test]

@@ -187,6 +187,17 @@ fn a_prompt_too_large_moves_to_the_overflow_model() {
 }
 
 #[test]
+fn a_prompt_that_fits_in_tokens_but_not_in_bytes_is_counted_and_stays() {
+    // Prompts are counted only when their bytes (an upper bound on their tokens) pass a window:
+    // then the count, not the bound, decides. 60 bytes of text are 12 tokens, well within 50.
+    let policy = policy(json!({"rules": [{"match": {"model": "fast"}, "targets": ["mini"], "overflow": ["big"]}]}));
+    let near = format!(r#"{{"model": "fast", "messages": [{{"role": "user", "content": "{}"}}]}}"#, "word ".repeat(12));
+    let (host, _) = send(Profile::Envoy, policy, &request_headers("/v1/chat/completions", &[]), near.as_bytes());
+    let sent: Value = serde_json::from_slice(&host.upstream_body).unwrap();
+    assert_eq!(sent["model"], "gpt-4o-mini");
+}
+
+#[test]
 fn an_anthropic_prompt_is_measured_by_its_text_not_by_its_json() {
     let policy = policy(json!({"rules": [{"match": {"model": "fast"}, "targets": ["mini"], "overflow": ["big"]}]}));
     // Twelve turns of "hi": a dozen tokens of text in some 700 bytes of JSON, which counted whole

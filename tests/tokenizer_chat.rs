@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use serde_json::{json, Value};
-use tollgate::tokenizer::{estimate_chat_request, Exactness};
+use tollgate::tokenizer::{chat_request_at_most, estimate_chat_request, Exactness};
 
 fn samples() -> Vec<Value> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tokenizer/openai_prompt_tokens.json");
@@ -26,6 +26,21 @@ fn estimates_match_the_prompt_tokens_openai_reported_for_published_requests() {
         }
     }
     assert!(misses.is_empty(), "{misses:?}");
+}
+
+/// The context-window rule counts a prompt only when this bound is over a window, so it must
+/// never be under the count, whatever the request holds.
+#[test]
+fn the_bound_without_counting_is_never_under_the_estimate() {
+    for sample in samples() {
+        for model in ["gpt-4o", "gpt-4", "claude-sonnet-4-5", "mistral-large-latest"] {
+            let mut request = sample["request"].clone();
+            request["model"] = json!(model);
+            let (bound, estimate) = (chat_request_at_most(&request), estimate_chat_request(&request).total);
+            assert!(bound >= estimate, "{model}: {bound} < {estimate}: {request}");
+            assert!(bound > 0);
+        }
+    }
 }
 
 #[test]

@@ -55,15 +55,13 @@ impl Exchange {
         let (prompt_tokens, guarded) = {
             // The request's text, read once and only for a consumer that needs it: the guardrails,
             // or a prompt estimate that counts it. Model selection alone never walks the text.
-            let counting = self.counts_prompt_tokens();
+            let token_limit = self.prompt_token_limit();
             let guarding = self.guarding(io);
-            let needs_text = guarding.is_some() || (counting && estimate::counts_text(api));
+            let needs_text = guarding.is_some() || (token_limit.is_some() && estimate::counts_text(api));
             let text = if needs_text { request.text(&body).ok() } else { None };
-            let prompt_tokens = if counting {
-                estimate::request_tokens(api, request.model.as_deref().unwrap_or(""), &body, text.as_ref())
-            } else {
-                0
-            };
+            let model = request.model.as_deref().unwrap_or("");
+            let prompt_tokens = token_limit
+                .map_or(0, |limit| estimate::prompt_tokens_for_limits(api, model, &body, text.as_ref(), limit));
             match self.guard_request(io, &request, guarding, text.as_ref(), prompt_tokens) {
                 Ok(guarded) => (prompt_tokens, guarded),
                 Err(refused) => return refused,
@@ -129,10 +127,13 @@ impl Exchange {
         Flow::Continue
     }
 
-    /// Whether the prompt's tokens are estimated: only when a context window or a guardrail limit
-    /// needs them (counting costs time), and then once.
-    fn counts_prompt_tokens(&self) -> bool {
-        self.policy.routing.needs_prompt_tokens() || self.policy.guardrails.needs_prompt_tokens()
+    /// The smallest limit the prompt's tokens are compared with (a context window, a guardrail's
+    /// `max_prompt_tokens`); `None` when nothing compares them, and then they are not estimated.
+    /// A prompt whose upper bound is within it is not counted (counting costs time).
+    fn prompt_token_limit(&self) -> Option<u64> {
+        let routing = self.policy.routing.smallest_context_window();
+        let guardrails = self.policy.guardrails.smallest_prompt_token_limit();
+        routing.into_iter().chain(guardrails).min()
     }
 
     /// The failure mode of this request's route.

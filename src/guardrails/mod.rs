@@ -407,9 +407,12 @@ impl Guardrails {
     }
 
     /// Whether any check limits the estimated prompt tokens (the exchange then counts them).
-    pub fn needs_prompt_tokens(&self) -> bool {
-        let limited = |check: &Check| matches!(check.kind, CheckKind::Limits(l) if l.max_prompt_tokens.is_some());
-        self.policies.iter().flat_map(|p| &p.checks).any(limited)
+    pub fn smallest_prompt_token_limit(&self) -> Option<u64> {
+        let limit = |check: &Check| match &check.kind {
+            CheckKind::Limits(limits) => limits.max_prompt_tokens,
+            _ => None,
+        };
+        self.policies.iter().flat_map(|p| &p.checks).filter_map(limit).min()
     }
 
     /// Whether a policy applies on `route` (the exchange reads the request's text only then).

@@ -155,9 +155,10 @@ impl Routing {
         self.rules.is_empty() && self.allow.is_empty() && self.deny.is_empty()
     }
 
-    /// Whether any target has a context window, so the prompt must be counted.
-    pub fn needs_prompt_tokens(&self) -> bool {
-        self.targets.iter().any(|t| t.context_window.is_some())
+    /// The smallest context window of any target (`None`: no target has one, so the prompt is
+    /// never counted for routing).
+    pub fn smallest_context_window(&self) -> Option<u64> {
+        self.targets.iter().filter_map(|t| t.context_window).min()
     }
 
     /// Whether any rule looks at the route name (reading it costs a hostcall).

@@ -42,10 +42,15 @@ impl Family {
 
     /// The estimate: o200k tokens × factor, rounded to nearest, and never 0 for a non-empty text.
     pub fn count(self, text: &str) -> u64 {
-        let tokens = Encoding::O200k.count(text);
-        if tokens == 0 {
+        self.scale(Encoding::O200k.count(text))
+    }
+
+    /// An o200k count as this family's: × factor, rounded to nearest, never 0 unless it is.
+    /// Never smaller for a larger count, so it scales an upper bound into one.
+    pub fn scale(self, o200k_tokens: u64) -> u64 {
+        if o200k_tokens == 0 {
             return 0;
         }
-        ((tokens * self.per_mille() + 500) / 1000).max(1)
+        (o200k_tokens.saturating_mul(self.per_mille()).saturating_add(500) / 1000).max(1)
     }
 }

@@ -34,9 +34,25 @@ pub struct ChatEstimate {
 /// Estimates the prompt tokens of a Chat Completions request body. The model is read from the
 /// body (an unknown or missing model gets the unknown-model approximation).
 pub fn estimate_chat_request(request: &Value) -> ChatEstimate {
+    estimate(request, Counting::Tokens)
+}
+
+/// The most prompt tokens [`estimate_chat_request`] can find in `request`, without counting:
+/// the same rules, with every text's bytes for its tokens (see [`TokenCounter::at_most`]).
+pub fn chat_request_at_most(request: &Value) -> u64 {
+    estimate(request, Counting::AtMost).total
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Counting {
+    Tokens,
+    AtMost,
+}
+
+fn estimate(request: &Value, counting: Counting) -> ChatEstimate {
     let model = request.get("model").and_then(Value::as_str).unwrap_or("");
     let counter = for_model(model);
-    let mut estimate = Estimator { counter, exact: counter.exactness() == Exactness::Exact, images: 0 };
+    let mut estimate = Estimator { counter, counting, exact: counter.exactness() == Exactness::Exact, images: 0 };
     let messages = match request.get("messages").and_then(Value::as_array) {
         Some(messages) => messages.iter().map(|m| estimate.message(m, tile_cost(model))).sum::<u64>() + REPLY_PRIMING,
         None => 0,
@@ -70,13 +86,21 @@ fn tile_cost(model: &str) -> TileCost {
 
 struct Estimator {
     counter: TokenCounter,
+    counting: Counting,
     exact: bool,
     images: u64,
 }
 
 impl Estimator {
+    fn count(&self, text: &str) -> u64 {
+        match self.counting {
+            Counting::Tokens => self.counter.count(text),
+            Counting::AtMost => self.counter.at_most(text.len()),
+        }
+    }
+
     fn text(&self, value: &Value) -> u64 {
-        value.as_str().map_or(0, |text| self.counter.count(text))
+        value.as_str().map_or(0, |text| self.count(text))
     }
 
     /// One message: overhead, every string field (role, content, name…) and content parts.
@@ -88,7 +112,7 @@ impl Estimator {
         let mut tokens = TOKENS_PER_MESSAGE;
         for (key, value) in fields {
             tokens += match (key.as_str(), value) {
-                (_, Value::String(text)) => self.counter.count(text) + u64::from(key == "name") * TOKENS_PER_NAME,
+                (_, Value::String(text)) => self.count(text) + u64::from(key == "name") * TOKENS_PER_NAME,
                 ("content", Value::Array(parts)) => parts.iter().map(|part| self.part(part, cost)).sum(),
                 (_, Value::Null) => 0,
                 // tool_calls, function_call, audio: rendered in a format OpenAI does not publish.
@@ -125,7 +149,7 @@ impl Estimator {
     /// Every string inside `value`, counted as text: the fallback for parts without a rule.
     fn strings(&self, value: &Value) -> u64 {
         match value {
-            Value::String(text) => self.counter.count(text),
+            Value::String(text) => self.count(text),
             Value::Array(items) => items.iter().map(|item| self.strings(item)).sum(),
             Value::Object(fields) => fields.values().map(|item| self.strings(item)).sum(),
             _ => 0,
@@ -155,7 +179,7 @@ impl Estimator {
             let description = str_of(function.get("description"));
             let line =
                 format!("{}:{}", str_of(function.get("name")), description.strip_suffix('.').unwrap_or(&description));
-            tokens += func_init + self.counter.count(&line);
+            tokens += func_init + self.count(&line);
             let Some(properties) =
                 function.get("parameters").and_then(|p| p.get("properties")).and_then(Value::as_object)
             else {
@@ -173,7 +197,7 @@ impl Estimator {
                 let description = str_of(property.get("description"));
                 let kind = str_of(property.get("type"));
                 let line = format!("{name}:{kind}:{}", description.strip_suffix('.').unwrap_or(&description));
-                tokens += self.counter.count(&line);
+                tokens += self.count(&line);
             }
         }
         tokens

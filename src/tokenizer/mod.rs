@@ -14,7 +14,7 @@ mod pretokenize;
 mod vocab;
 
 pub use approx::Family;
-pub use chat::{estimate_chat_request, ChatEstimate};
+pub use chat::{chat_request_at_most, estimate_chat_request, ChatEstimate};
 pub use encoding::Encoding;
 
 use models::Tokenizer;
@@ -72,6 +72,16 @@ impl TokenCounter {
         match self.tokenizer {
             Tokenizer::Exact(encoding) => encoding.count(text),
             Tokenizer::Approximate(family) => family.count(text),
+        }
+    }
+
+    /// The most tokens a text of `bytes` bytes can be for this counter, without counting: a
+    /// token of every encoding here is at least one byte, and an approximation scales such a count.
+    pub fn at_most(&self, bytes: usize) -> u64 {
+        let bytes = bytes as u64;
+        match self.tokenizer {
+            Tokenizer::Exact(_) => bytes,
+            Tokenizer::Approximate(family) => family.scale(bytes),
         }
     }
 
