@@ -495,14 +495,17 @@ class Bench:
         if not shutil.which("perf"):
             self.notes.append("no profile: `perf` is not installed.")
             return
-        target = next((t for t in self.targets if t.kind == "tollgate"), None)
+        tollgate = [t for t in self.targets if t.kind == "tollgate"]
         bare = next((t for t in self.targets if t.kind == "envoy"), None)
         floor = [t for t in self.targets if t.kind == "floor"]
-        if not target or not bare:
+        if not tollgate or not bare:
             return
+        # The first profile (the least Tollgate does) and the one judged with every feature on.
+        judged = {f"tollgate-{p['name']}" for p in self.results.get("profiles", []) if "all_features" in p.get("judged_for", [])}
+        profiled = [tollgate[0], *(t for t in tollgate[1:] if t.name in judged)]
         log("profiling Envoy with Tollgate and bare Envoy under load (perf, cpu-clock)")
         self.results["profile"] = {}
-        for t in (bare, *floor, target):
+        for t in (bare, *floor, *profiled):
             data = OUT_DIR / f"perf-{t.name}.data"
             seconds = 2.0 if not self.quick else 1.0
             recorder = subprocess.Popen(["perf", "record", "-q", "-e", "cpu-clock", "-F", "4999", "-g",
