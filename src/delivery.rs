@@ -10,7 +10,7 @@ use crate::usage::UsageRecord;
 
 /// `(header suffix, value)` pairs, the configured prefix goes in front of each suffix.
 pub fn cost_fields(record: &UsageRecord, price_table: &str) -> Vec<(&'static str, String)> {
-    let mut fields = Vec::new();
+    let mut fields = Vec::with_capacity(10);
     let model = record.model_served.as_deref().or(record.model_requested.as_deref()).unwrap_or("unknown");
     fields.push((names::HEADER_MODEL, model.to_string()));
     if let Some(provider) = &record.provider {
@@ -46,9 +46,16 @@ pub fn cost_fields(record: &UsageRecord, price_table: &str) -> Vec<(&'static str
                 ("output", b.output + b.audio_output),
                 ("reasoning", b.reasoning),
             ];
-            let breakdown: Vec<String> =
-                parts.iter().map(|(name, pico)| format!("{name}={}", usd_string(*pico))).collect();
-            fields.push((names::HEADER_COST_BREAKDOWN, breakdown.join("; ")));
+            let mut breakdown = String::with_capacity(96);
+            for (name, pico) in parts {
+                if !breakdown.is_empty() {
+                    breakdown.push_str("; ");
+                }
+                breakdown.push_str(name);
+                breakdown.push('=');
+                breakdown.push_str(&usd_string(pico));
+            }
+            fields.push((names::HEADER_COST_BREAKDOWN, breakdown));
             fields.push((names::HEADER_PRICE_TABLE, price_table.to_string()));
         }
     }

@@ -368,12 +368,12 @@ impl HostIo for ProxyIo {
             Kind::Counter => abi::METRIC_COUNTER,
             Kind::Histogram => abi::METRIC_HISTOGRAM,
         };
-        let id = *self
-            .host
-            .labelled
-            .borrow_mut()
-            .entry(update.name.clone())
-            .or_insert_with(|| abi::define_metric(metric_type, &update.name).ok());
+        let known = self.host.labelled.borrow().get(&update.name).copied();
+        let id = known.unwrap_or_else(|| {
+            let id = abi::define_metric(metric_type, &update.name).ok();
+            self.host.labelled.borrow_mut().insert(update.name.clone(), id);
+            id
+        });
         match (id, update.kind) {
             (Some(id), Kind::Counter) => abi::increment_metric(id, i64::try_from(update.value).unwrap_or(i64::MAX)),
             (Some(id), Kind::Histogram) => abi::record_metric(id, update.value),
