@@ -17,6 +17,7 @@ pub mod guardrails;
 pub mod host_io;
 pub mod json_edit;
 pub mod json_tree;
+pub mod json_write;
 pub mod metrics;
 pub mod names;
 pub mod pricing;

@@ -10,7 +10,7 @@
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::usage::{Outcome, UsageRecord};
+use crate::usage::UsageRecord;
 
 pub const MAX_VALUES_PER_LABEL: usize = 100;
 const MAX_VALUE_CHARS: usize = 64;
@@ -79,15 +79,6 @@ fn sanitize(raw: &str) -> String {
     }
 }
 
-fn outcome_name(outcome: Outcome) -> &'static str {
-    match outcome {
-        Outcome::Complete => "complete",
-        Outcome::UpstreamError => "upstream_error",
-        Outcome::Truncated => "truncated",
-        Outcome::Rejected => "rejected",
-    }
-}
-
 /// Everything one finished request adds to the metrics.
 pub fn updates(record: &UsageRecord, labels: &LabelRegistry) -> Vec<Update> {
     let provider = labels.label("provider", record.provider.as_deref(), "unknown");
@@ -97,7 +88,7 @@ pub fn updates(record: &UsageRecord, labels: &LabelRegistry) -> Vec<Update> {
     let with_tenant = concat(&[&base, ".tenant.", &tenant]);
     let counter = |name: String, value: u64| Update { name, kind: Kind::Counter, value };
     let mut updates = Vec::with_capacity(8);
-    updates.push(counter(concat(&["tollgate.requests.", &with_tenant, ".outcome.", outcome_name(record.outcome)]), 1));
+    updates.push(counter(concat(&["tollgate.requests.", &with_tenant, ".outcome.", record.outcome.name()]), 1));
     let tokens = record.tokens;
     let cache_write = match (tokens.cache_write_5m, tokens.cache_write_1h) {
         (None, None) => None,
@@ -171,7 +162,7 @@ fn guardrail_updates(record: &UsageRecord, labels: &LabelRegistry) -> Vec<Update
 mod tests {
     use super::*;
     use crate::pricing::Cost;
-    use crate::usage::{Count, TokenCounts};
+    use crate::usage::{Count, Outcome, TokenCounts};
 
     fn record() -> UsageRecord {
         UsageRecord {

@@ -5,14 +5,15 @@
 //! provider processed and the cache figures are parts of it; `output` is every generated token
 //! and `reasoning` a part of it. Each number says where it came from.
 
-use serde::Serialize;
+use std::borrow::Cow;
+
 use serde_json::{json, Value};
 
 use crate::guardrails::Decision;
+use crate::json_write::{push_u64, ObjectWriter};
 use crate::pricing::Cost;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
     /// Reported by the provider in the response.
     Provider,
@@ -24,6 +25,15 @@ pub enum Source {
 pub struct Count {
     pub tokens: u64,
     pub source: Source,
+}
+
+impl Source {
+    pub fn name(self) -> &'static str {
+        match self {
+            Source::Provider => "provider",
+            Source::Estimated => "estimated",
+        }
+    }
 }
 
 impl Count {
@@ -94,11 +104,19 @@ impl TokenCounts {
     pub fn is_empty(&self) -> bool {
         *self == TokenCounts::default()
     }
+
+    /// The reported kinds by name in alphabetical order (how the record lists them).
+    fn sorted(mut self) -> impl Iterator<Item = (&'static str, Count)> {
+        // TOKEN_KINDS positions of audio_input, audio_output, cache_read, cache_write_1h,
+        // cache_write_5m, input, output, reasoning (a test checks the record's key order).
+        const ALPHABETICAL: [usize; 8] = [4, 7, 1, 3, 2, 0, 5, 6];
+        let counts: [Option<Count>; 8] = self.slots().map(|slot| *slot);
+        ALPHABETICAL.into_iter().filter_map(move |k| Some((*TOKEN_KINDS.get(k)?, (*counts.get(k)?)?)))
+    }
 }
 
 /// How the exchange ended, as far as the filter could see.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     /// The provider's answer arrived whole.
     Complete,
@@ -108,6 +126,18 @@ pub enum Outcome {
     Truncated,
     /// Tollgate answered itself (a 4xx for a request it would not forward).
     Rejected,
+}
+
+impl Outcome {
+    /// The name records and metrics give it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Outcome::Complete => "complete",
+            Outcome::UpstreamError => "upstream_error",
+            Outcome::Truncated => "truncated",
+            Outcome::Rejected => "rejected",
+        }
+    }
 }
 
 /// One record per request: what was asked, what served it, what it used and cost.
@@ -166,86 +196,61 @@ impl GuardrailSummary {
 impl UsageRecord {
     /// The record as one JSON object, for access logs and Kong's log plugins. Never contains
     /// prompt or completion text. `guardrails` is there only when a guardrail found something.
-    /// Written straight from the record (building a `serde_json::Value` first was half of the
-    /// filter's own work per request); keys come in sorted order, as a `Value` would write them.
+    /// Written field by field ([`ObjectWriter`]; building a `serde_json::Value` first was half of
+    /// the filter's own work per request, and serde's serializer more code than this needs); keys
+    /// come in sorted order, the bytes a `Value` would write (a test compares them).
     pub fn to_json_string(&self) -> String {
-        let json = RecordJson {
-            api: self.api,
-            cost_usd: self.cost.map(|c| c.usd_string()),
-            duration_ms: self.duration_ms,
-            guardrails: (!self.guardrails.is_empty()).then(|| self.guardrails.to_json()),
-            model_requested: self.model_requested.as_deref(),
-            model_served: self.model_served.as_deref(),
-            outcome: self.outcome,
-            project: self.project.as_deref(),
-            provider: self.provider.as_deref(),
-            status: self.status,
-            streaming: self.streaming,
-            team: self.team.as_deref(),
-            tenant: self.tenant.as_deref(),
-            time_to_first_token_ms: self.time_to_first_token_ms,
-            tokens: SortedTokens(self.tokens),
-        };
-        serde_json::to_string(&json).unwrap_or_default()
+        let mut record = ObjectWriter::new(512);
+        record.str("api", self.api);
+        match self.cost {
+            Some(cost) => record.str("cost_usd", &cost.usd_string()),
+            None => record.raw("cost_usd", "null"),
+        }
+        record.opt_u64("duration_ms", self.duration_ms);
+        if !self.guardrails.is_empty() {
+            record.raw("guardrails", &self.guardrails.to_json().to_string());
+        }
+        record.opt_str("model_requested", self.model_requested.as_deref());
+        record.opt_str("model_served", self.model_served.as_deref());
+        record.str("outcome", self.outcome.name());
+        record.opt_str("project", self.project.as_deref());
+        record.opt_str("provider", self.provider.as_deref());
+        record.opt_u64("status", self.status.map(u64::from));
+        record.bool("streaming", self.streaming);
+        record.opt_str("team", self.team.as_deref());
+        record.opt_str("tenant", self.tenant.as_deref());
+        record.opt_u64("time_to_first_token_ms", self.time_to_first_token_ms);
+        record.object("tokens", |tokens| {
+            for (name, count) in self.tokens.sorted() {
+                tokens.object(name, |one| {
+                    one.str("source", count.source.name());
+                    one.u64("tokens", count.tokens);
+                });
+            }
+        });
+        record.finish()
     }
 
     /// The value of the record field at `pointer` (one of [`crate::names::EXPORT_SCALARS`]) as
     /// the scalar export writes it: strings as they are, numbers in decimal, `None` when absent.
-    pub fn scalar(&self, pointer: &str) -> Option<String> {
+    pub fn scalar(&self, pointer: &str) -> Option<Cow<'_, str>> {
+        let number = |count: Option<Count>| {
+            count.map(|c| {
+                let mut text = String::new();
+                push_u64(&mut text, c.tokens);
+                Cow::Owned(text)
+            })
+        };
         match pointer {
-            "/provider" => self.provider.clone(),
-            "/model_requested" => self.model_requested.clone(),
-            "/model_served" => self.model_served.clone(),
-            "/tenant" => self.tenant.clone(),
-            "/tokens/input/tokens" => self.tokens.input.map(|c| c.tokens.to_string()),
-            "/tokens/output/tokens" => self.tokens.output.map(|c| c.tokens.to_string()),
-            "/cost_usd" => self.cost.map(|c| c.usd_string()),
+            "/provider" => self.provider.as_deref().map(Cow::Borrowed),
+            "/model_requested" => self.model_requested.as_deref().map(Cow::Borrowed),
+            "/model_served" => self.model_served.as_deref().map(Cow::Borrowed),
+            "/tenant" => self.tenant.as_deref().map(Cow::Borrowed),
+            "/tokens/input/tokens" => number(self.tokens.input),
+            "/tokens/output/tokens" => number(self.tokens.output),
+            "/cost_usd" => self.cost.map(|c| Cow::Owned(c.usd_string())),
             _ => None,
         }
-    }
-}
-
-/// The usage record's JSON shape, fields in sorted order.
-#[derive(Serialize)]
-struct RecordJson<'a> {
-    api: &'a str,
-    cost_usd: Option<String>,
-    duration_ms: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    guardrails: Option<Value>,
-    model_requested: Option<&'a str>,
-    model_served: Option<&'a str>,
-    outcome: Outcome,
-    project: Option<&'a str>,
-    provider: Option<&'a str>,
-    status: Option<u16>,
-    streaming: bool,
-    team: Option<&'a str>,
-    tenant: Option<&'a str>,
-    time_to_first_token_ms: Option<u64>,
-    tokens: SortedTokens,
-}
-
-/// `{"input": {"source": "provider", "tokens": 7}, …}`: reported kinds only, in sorted order.
-struct SortedTokens(TokenCounts);
-
-#[derive(Serialize)]
-struct CountJson {
-    source: Source,
-    tokens: u64,
-}
-
-impl Serialize for SortedTokens {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let mut kinds: Vec<(&str, Count)> =
-            self.0.fields().filter_map(|(name, count)| count.map(|count| (name, count))).collect();
-        kinds.sort_unstable_by_key(|(name, _)| *name);
-        let mut map = serializer.serialize_map(Some(kinds.len()))?;
-        for (name, count) in kinds {
-            map.serialize_entry(name, &CountJson { source: count.source, tokens: count.tokens })?;
-        }
-        map.end()
     }
 }
 
@@ -369,7 +374,7 @@ mod tests {
                     Some(Value::Number(number)) => Some(number.to_string()),
                     _ => None,
                 };
-                assert_eq!(record.scalar(pointer), expected, "{pointer}");
+                assert_eq!(record.scalar(pointer).map(Cow::into_owned), expected, "{pointer}");
             }
         }
     }
