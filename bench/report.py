@@ -264,7 +264,7 @@ def missed_section(results: dict) -> list[str]:
                     * data["cpu_us_per_request"]
             jit = (f" The perf profile of `{name}` against the floor's, per request: {share(name, True) - share('floor', True):+.0f} µs "
                    f"in V8-compiled code (the filter's Wasm), {share(name, False) - share('floor', False):+.0f} µs in "
-                   "Envoy's binary (Envoy, the V8 runtime and the hostcalls) and the kernel.")
+                   "everything else (Envoy's binary: Envoy, the V8 runtime and the hostcalls; the kernel; libc).")
         out.append(
             f"- **Every feature on, {mine / bare:.0%} of bare Envoy's throughput, missed by {0.70 - mine / bare:.0%} points.** "
             f"{bottleneck}: 70% allows {budget:.0f} µs where bare Envoy uses {bare_cpu:.0f}. The floor filter alone "
