@@ -196,18 +196,33 @@ def test_flags_reach_the_provider_as_a_header(dlp_envoy, mock):
 
 
 def test_decisions_reach_the_access_log_and_prometheus(envoy):
-    blocked = wait_until(lambda: [r for r in usage_records(envoy) if r.get("guardrails", {}).get("blocked_by")])
-    assert blocked, "blocked requests are in the access log"
-    assert blocked[0]["guardrails"]["blocked_by"] == {"policy": "privacy", "check": "secrets", "phase": "request"}
-    assert blocked[0]["outcome"] == "rejected"
-    masked = [r for r in usage_records(envoy) if any(d["action"] == "mask_and_restore" for d in r.get("guardrails", {}).get("decisions", []))]
-    assert masked and all(r["outcome"] == "complete" for r in masked)
-    samples = prometheus_samples(envoy)
+    # Its own blocked and masked requests, counted from where the counters stand (the module's
+    # other tests add theirs before it in a full run, none when it runs alone).
     findings = (
         'tollgate_guardrail_findings{policy="privacy",check="pii",detector="email",'
         'action="mask_and_restore",phase="request",mode="enforced"}'
     )
-    assert samples.get(findings, 0) >= 5, samples
-    assert samples.get('tollgate_guardrail_blocks{policy="privacy",check="secrets",phase="request"}', 0) >= 3, samples
+    blocks = 'tollgate_guardrail_blocks{policy="privacy",check="secrets",phase="request"}'
+    before = prometheus_samples(envoy)
+    blocked_before = envoy.stats().get("wasmcustom.tollgate.requests_blocked_by_guardrails", 0)
+    chat = "/v1/chat/completions"
+    for _ in range(3):
+        refused = post(envoy.port, chat, {"model": "gpt-4o-mini", "messages": user(f"key {SECRET}")})
+        assert refused.status == 422
+    emails = " ".join(f"{n}.{EMAIL}" for n in range(5))
+    assert post(envoy.port, chat, {"model": "gpt-4o-mini", "messages": user(f"write to {emails}")}).status == 200
+    blocked = wait_until(lambda: [r for r in usage_records(envoy) if r.get("guardrails", {}).get("blocked_by")])
+    assert blocked, "blocked requests are in the access log"
+    assert blocked[0]["guardrails"]["blocked_by"] == {"policy": "privacy", "check": "secrets", "phase": "request"}
+    assert blocked[0]["outcome"] == "rejected"
+    def masked():
+        records = usage_records(envoy)
+        return [r for r in records if any(d["action"] == "mask_and_restore" for d in r.get("guardrails", {}).get("decisions", []))]
+
+    masked = wait_until(masked)
+    assert masked and all(r["outcome"] == "complete" for r in masked)
+    samples = prometheus_samples(envoy)
+    assert samples.get(findings, 0) >= before.get(findings, 0) + 5, samples
+    assert samples.get(blocks, 0) >= before.get(blocks, 0) + 3, samples
     stats = envoy.stats()
-    assert stats.get("wasmcustom.tollgate.requests_blocked_by_guardrails", 0) >= 3
+    assert stats.get("wasmcustom.tollgate.requests_blocked_by_guardrails", 0) >= blocked_before + 3
