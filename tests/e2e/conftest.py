@@ -3,6 +3,7 @@ for tests that need their own configuration."""
 
 import http.client
 import json
+import shutil
 import time
 
 import pytest
@@ -16,6 +17,14 @@ RESPONSES: list = []
 # Values a guardrail matched (and redacted or refused), appended by the guardrails' tests: the
 # secrets scan (test_zz_no_secrets.py) fails if any of them shows up in what Envoy produced.
 GUARDRAIL_MATCHES: list = []
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """A passing run removes its Envoys' working folders (config, log, final stats) from /tmp; a
+    failing one keeps them to read. The secrets scan reads them before this, at the run's end."""
+    if exitstatus == 0:
+        for proxy in STARTED:
+            shutil.rmtree(proxy.workdir, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
