@@ -170,13 +170,13 @@ class Bench:
         self.targets.append(Target("direct", "direct", f"http://127.0.0.1:{mock.port}/v1/chat/completions",
                                    mock.process.pid, note="the mock provider itself; CPU is the mock's"))
         bare = Envoy(mock.port, tollgate=False, prefix=pinned(PROXY_CPU))
-        self.stoppers.append(bare.stop)
+        self.stoppers.append(stopped_and_removed(bare))
         self.targets.append(Target("envoy", "envoy", f"{bare.base_url}/v1/chat/completions", bare.process.pid,
                                    note="envoy/envoy.yaml without the Tollgate filter"))
         self.start_floor(mock.port)
         for profile in profiles:
             envoy = Envoy(mock.port, filter_config=profile["config"], prefix=pinned(PROXY_CPU))
-            self.stoppers.append(envoy.stop)
+            self.stoppers.append(stopped_and_removed(envoy))
             self.targets.append(Target(f"tollgate-{profile['name']}", "tollgate",
                                        f"{envoy.base_url}/v1/chat/completions", envoy.process.pid,
                                        expect_header="x-tollgate-cost-usd", note=profile["what"]))
@@ -194,7 +194,7 @@ class Bench:
             return
         module = REPO / built.stdout.strip().splitlines()[-1]
         floor = Envoy(mock_port, wasm=module, prefix=pinned(PROXY_CPU))
-        self.stoppers.append(floor.stop)
+        self.stoppers.append(stopped_and_removed(floor))
         self.targets.append(Target("floor", "floor", f"{floor.base_url}/v1/chat/completions", floor.process.pid,
                                    expect_header="x-tollgate-cost-usd",
                                    note="examples/floor_filter.rs in Tollgate's place: holds and copies the request "
@@ -583,6 +583,14 @@ class Bench:
 
 
 # ---- statistics ------------------------------------------------------------------------
+
+
+def stopped_and_removed(envoy: Envoy):
+    """Stops `envoy`, then removes its working folder (config, log) from /tmp."""
+    def stop() -> None:
+        envoy.stop()
+        shutil.rmtree(envoy.workdir, ignore_errors=True)
+    return stop
 
 
 def percentiles(samples: list[float]) -> dict:
