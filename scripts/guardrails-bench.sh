@@ -8,7 +8,16 @@ cd "$(dirname "$0")/.."
 out=target/bench
 mkdir -p "$out"
 cat /usr/share/common-licenses/* > "$out/english.txt"
-cat $(find src -name '*.rs' | sort) > "$out/code.txt"
+# The code corpus is this repository's Rust sources as of a fixed commit, so that the row means the
+# same text from run to run (today's src/ keeps growing, and denser in candidates).
+CODE_REV=055e91f
+if git cat-file -e "$CODE_REV^{commit}" 2>/dev/null; then
+  git ls-tree -r --name-only "$CODE_REV" src | grep '\.rs$' | while read -r file; do git show "$CODE_REV:$file"; done \
+    > "$out/code.txt"
+else
+  echo "guardrails-bench: commit $CODE_REV not here (no git history?): the code row reads today's src/" >&2
+  cat $(find src -name '*.rs' | sort) > "$out/code.txt"
+fi
 
 cargo build --release --quiet --example guardrails_bench
 RUSTFLAGS="-C target-feature=+simd128" cargo build --release --quiet --example guardrails_bench --target wasm32-wasip1
