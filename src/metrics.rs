@@ -84,11 +84,11 @@ pub fn updates(record: &UsageRecord, labels: &LabelRegistry) -> Vec<Update> {
     let provider = labels.label("provider", record.provider.as_deref(), "unknown");
     let model = labels.label("model", record.model_served.as_deref().or(record.model_requested.as_deref()), "unknown");
     let tenant = labels.label("tenant", record.tenant.as_deref(), "none");
-    let base = concat(&["provider.", &provider, ".model.", &model]);
-    let with_tenant = concat(&[&base, ".tenant.", &tenant]);
+    let base = ["provider.", &provider, ".model.", &model].concat();
+    let with_tenant = [&base, ".tenant.", &tenant].concat();
     let counter = |name: String, value: u64| Update { name, kind: Kind::Counter, value };
     let mut updates = Vec::with_capacity(8);
-    updates.push(counter(concat(&["tollgate.requests.", &with_tenant, ".outcome.", record.outcome.name()]), 1));
+    updates.push(counter(["tollgate.requests.", &with_tenant, ".outcome.", record.outcome.name()].concat(), 1));
     let tokens = record.tokens;
     let cache_write = match (tokens.cache_write_5m, tokens.cache_write_1h) {
         (None, None) => None,
@@ -103,32 +103,23 @@ pub fn updates(record: &UsageRecord, labels: &LabelRegistry) -> Vec<Update> {
     ];
     for (kind, count) in by_type {
         if let Some(count) = count.filter(|c| *c > 0) {
-            updates.push(counter(concat(&["tollgate.tokens.", &with_tenant, ".type.", kind]), count));
+            updates.push(counter(["tollgate.tokens.", &with_tenant, ".type.", kind].concat(), count));
         }
     }
     if let Some(cost) = record.cost {
-        updates.push(counter(concat(&["tollgate.cost_nano_usd.", &with_tenant]), cost.pico_usd / 1000));
+        updates.push(counter(["tollgate.cost_nano_usd.", &with_tenant].concat(), cost.pico_usd / 1000));
     }
     if !record.guardrails.is_empty() {
         updates.extend(guardrail_updates(record, labels));
     }
     let histogram = |name: String, value: u64| Update { name, kind: Kind::Histogram, value };
     if let Some(duration) = record.duration_ms {
-        updates.push(histogram(concat(&["tollgate.duration_ms.", &base]), duration));
+        updates.push(histogram(["tollgate.duration_ms.", &base].concat(), duration));
     }
     if let Some(ttft) = record.time_to_first_token_ms {
-        updates.push(histogram(concat(&["tollgate.ttft_ms.", &base]), ttft));
+        updates.push(histogram(["tollgate.ttft_ms.", &base].concat(), ttft));
     }
     updates
-}
-
-/// The pieces as one name (every request builds its metric names: no formatting machinery).
-fn concat(pieces: &[&str]) -> String {
-    let mut name = String::with_capacity(pieces.iter().map(|p| p.len()).sum());
-    for piece in pieces {
-        name.push_str(piece);
-    }
-    name
 }
 
 /// Guardrail outcomes: findings by policy, check, detector, action, phase and mode (`enforced` or

@@ -116,12 +116,3 @@ impl Counter {
         }
     }
 }
-
-/// `prefix` then `suffix`, as one header name (without the formatting machinery: this runs for
-/// every header of every answer).
-pub fn prefixed(prefix: &str, suffix: &str) -> String {
-    let mut name = String::with_capacity(prefix.len() + suffix.len());
-    name.push_str(prefix);
-    name.push_str(suffix);
-    name
-}

@@ -179,7 +179,7 @@ impl Exchange {
     fn add_cost_trailers(&self, io: &mut dyn HostIo, record: &UsageRecord) {
         let prefix = &self.policy.headers.prefix;
         for (suffix, value) in delivery::cost_fields(record, self.policy.prices.version()) {
-            if io.add_response_trailer(&names::prefixed(prefix, suffix), &value).is_err() {
+            if io.add_response_trailer(&[prefix.as_str(), suffix].concat(), &value).is_err() {
                 log::debug!("#{} trailers_not_supported", self.id);
                 return;
             }
@@ -275,7 +275,7 @@ impl Exchange {
     pub(super) fn set_cost_headers(&self, io: &mut dyn HostIo, record: &UsageRecord) {
         let prefix = &self.policy.headers.prefix;
         for (suffix, value) in delivery::cost_fields(record, self.policy.prices.version()) {
-            set_header(self.id, io, &names::prefixed(prefix, suffix), &value);
+            set_header(self.id, io, &[prefix.as_str(), suffix].concat(), &value);
         }
     }
 
