@@ -106,12 +106,13 @@ impl TokenCounts {
     }
 
     /// The reported kinds by name in alphabetical order (how the record lists them).
-    fn sorted(mut self) -> impl Iterator<Item = (&'static str, Count)> {
-        // TOKEN_KINDS positions of audio_input, audio_output, cache_read, cache_write_1h,
-        // cache_write_5m, input, output, reasoning (a test checks the record's key order).
-        const ALPHABETICAL: [usize; 8] = [4, 7, 1, 3, 2, 0, 5, 6];
-        let counts: [Option<Count>; 8] = self.slots().map(|slot| *slot);
-        ALPHABETICAL.into_iter().filter_map(move |k| Some((*TOKEN_KINDS.get(k)?, (*counts.get(k)?)?)))
+    fn sorted(self) -> impl Iterator<Item = (&'static str, Count)> {
+        let mut kinds: [(&'static str, Option<Count>); 8] = [("", None); 8];
+        for (slot, field) in kinds.iter_mut().zip(self.fields()) {
+            *slot = field;
+        }
+        kinds.sort_unstable_by_key(|(name, _)| *name);
+        kinds.into_iter().filter_map(|(name, count)| Some((name, count?)))
     }
 }
 

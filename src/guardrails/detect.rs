@@ -2,6 +2,8 @@
 //! shape (ASCII mode: linear time and fast, see the README's speed section), a validator for
 //! the content, and a cheap trigger that says which stretches of text can hold one at all.
 
+use std::ops::Range;
+
 use super::validate;
 
 /// Byte classes for the prefilter. A byte is "interesting" when it has any of the low seven
@@ -108,12 +110,12 @@ pub enum Shape {
 }
 
 impl Shape {
-    /// Whether `run` (a run of words of `hay`, starting at `start`) can hold a match.
-    pub fn holds(self, hay: &[u8], start: usize, run: &[u8]) -> bool {
+    /// Whether the run `hay[span]` can hold a match.
+    pub fn holds(self, hay: &[u8], span: Range<usize>) -> bool {
         match self {
             Shape::Any => true,
-            Shape::GroupedDigits(min) => grouped_digits(run) >= min,
-            Shape::IbanStart => iban_start(hay, start, run),
+            Shape::GroupedDigits(min) => grouped_digits(hay.get(span).unwrap_or_default()) >= min,
+            Shape::IbanStart => iban_start(hay, span),
         }
     }
 }
@@ -132,11 +134,12 @@ pub fn grouped_digits(run: &[u8]) -> u32 {
     best
 }
 
-/// Whether some `[A-Z]{2}[0-9]{2}` in `run` follows a word boundary (`\b` in ASCII mode;
-/// `hay` gives the byte before the run).
-fn iban_start(hay: &[u8], start: usize, run: &[u8]) -> bool {
+/// Whether some `[A-Z]{2}[0-9]{2}` in `hay[span]` follows a word boundary (`\b` in ASCII mode,
+/// which looks at the byte before the span too).
+fn iban_start(hay: &[u8], span: Range<usize>) -> bool {
     let is_word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
-    run.windows(4).enumerate().any(|(i, w)| {
+    let start = span.start;
+    hay.get(span).unwrap_or_default().windows(4).enumerate().any(|(i, w)| {
         matches!(w, [a, b, c, d] if a.is_ascii_uppercase() && b.is_ascii_uppercase() && c.is_ascii_digit() && d.is_ascii_digit())
             && (start + i).checked_sub(1).and_then(|before| hay.get(before)).is_none_or(|b| !is_word(*b))
     })
