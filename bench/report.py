@@ -147,16 +147,13 @@ def headline(results: dict) -> list[str]:
     )
     name = judged(results, "stream_chunk")
     chunks = results.get("chunks", {})
-    per_chunk = None
-    if name and name in chunks and "envoy" in chunks:
-        per_chunk = chunks[name]["cpu_us_per_chunk"] - chunks["envoy"]["cpu_us_per_chunk"]
+    per_chunk = chunk_over_envoy(results, name)
     spread = ""
     if name and name in chunks and "envoy" in chunks:
         diffs = [a - b for a, b in zip(chunks[name].get("rounds", []), chunks["envoy"].get("rounds", []))]
         if len(diffs) > 1:
             spread = f" (per round {min(diffs):+.2f} … {max(diffs):+.2f} µs)"
-    floor_chunk = (chunks["floor"]["cpu_us_per_chunk"] - chunks["envoy"]["cpu_us_per_chunk"]
-                   if "floor" in chunks and "envoy" in chunks else None)
+    floor_chunk = chunk_over_envoy(results, "floor")
     lines.append(
         f"| {TARGETS['stream_chunk']} | `{name}`: **{signed(per_chunk, 2)}** of Envoy CPU per chunk over bare "
         f"Envoy{spread}"
@@ -197,12 +194,31 @@ def headline(results: dict) -> list[str]:
     return lines
 
 
-def micro_us(results: dict, case: str, body: str) -> float | None:
-    """Best time of a micro-benchmark case under V8 (the engine Envoy embeds), in µs."""
+def micro_row(results: dict, case: str, body: str) -> dict | None:
+    """A micro-benchmark case's result under V8 (the engine Envoy embeds; Wasmtime without it)."""
     micro = results.get("micro", {})
     engine = "v8" if micro.get("v8") else "wasm"
-    row = next((r for r in micro.get(engine, {}).get("results", []) if (r["case"], r["body"]) == (case, body)), None)
+    return next((r for r in micro.get(engine, {}).get("results", []) if (r["case"], r["body"]) == (case, body)), None)
+
+
+def micro_us(results: dict, case: str, body: str) -> float | None:
+    """Best time of a micro-benchmark case, in µs."""
+    row = micro_row(results, case, body)
     return row["ns_best"] / 1000 if row else None
+
+
+def micro_cold_us(results: dict, case: str, body: str) -> float | None:
+    """Median time of a case with caches evicted first, in µs (1 KB cold cases only)."""
+    row = micro_row(results, case, body)
+    return row["ns_cold_median"] / 1000 if row and row.get("ns_cold_median") else None
+
+
+def chunk_over_envoy(results: dict, target: str | None) -> float | None:
+    """Envoy CPU per streamed chunk of `target` over bare Envoy's, in µs."""
+    chunks = results.get("chunks", {})
+    if target not in chunks or "envoy" not in chunks:
+        return None
+    return chunks[target]["cpu_us_per_chunk"] - chunks["envoy"]["cpu_us_per_chunk"]
 
 
 def cpu_at_best(results: dict, target: str) -> float | None:
@@ -225,10 +241,7 @@ def missed_section(results: dict) -> list[str]:
     name = judged(results, "selection_cost")
     value = over_envoy(results, "chat-1k", name) if name else None
     if value is not None and value > 35 and floor_latency is not None:
-        pure, cold = micro_us(results, "select_model", "chat-1k.json"), None
-        for row in results.get("micro", {}).get("v8", {}).get("results", []):
-            if (row["case"], row["body"]) == ("select_model", "chat-1k.json") and row.get("ns_cold_median"):
-                cold = row["ns_cold_median"] / 1000
+        pure, cold = micro_us(results, "select_model", "chat-1k.json"), micro_cold_us(results, "select_model", "chat-1k.json")
         calls = hostcalls_of(results, "select_model")
         verdict_floor = ("over the 35 µs target by itself: no filter that holds the bodies in Wasm meets it on this "
                          "Envoy and machine" if floor_latency > 35 else f"{35 - floor_latency:.1f} µs under the target")
@@ -273,23 +286,20 @@ def missed_section(results: dict) -> list[str]:
             f"the guardrail scan takes {warm:.0f} µs on a 1 KB request in the micro-benchmark with warm caches "
             f"(`select_model`, plus what `scan_guardrails` adds to `exchange`), {compared} before any hostcall or "
             f"cache miss.{jit}")
-    chunks = results.get("chunks", {})
     name = judged(results, "stream_chunk")
-    if name in chunks and "envoy" in chunks:
-        per_chunk = chunks[name]["cpu_us_per_chunk"] - chunks["envoy"]["cpu_us_per_chunk"]
-        floor_chunk = chunks["floor"]["cpu_us_per_chunk"] - chunks["envoy"]["cpu_us_per_chunk"] if "floor" in chunks else None
-        if per_chunk > 5 and floor_chunk is not None:
-            code = micro_us(results, "stream_chunk", "fixture")
-            guard = micro_us(results, "scan_guardrails_stream", "fixture")
-            floor_says = ("over 5 µs by itself: the Wasm boundary per event (Envoy calls into V8, the event is copied in "
-                          "and out) decides this target" if floor_chunk > 5 else f"{5 - floor_chunk:.2f} µs under the target")
-            out.append(
-                f"- **Per streamed chunk, missed by {per_chunk - 5:.2f} µs.** The floor filter, which only copies each "
-                f"event through the filter, costs {floor_chunk:.2f} µs per chunk over bare Envoy, {floor_says}. Above "
-                f"it, `{name}` adds {per_chunk - floor_chunk:.2f} µs: its per-event code takes "
-                + (f"{code:.2f} µs (`stream_chunk`)" if code else "–")
-                + (f", {guard:.2f} µs with the privacy policy's stream guard (`scan_guardrails_stream`)" if guard else "")
-                + " in the micro-benchmark with warm caches, and one hostcall per event reads it.")
+    per_chunk, floor_chunk = chunk_over_envoy(results, name), chunk_over_envoy(results, "floor")
+    if per_chunk is not None and floor_chunk is not None and per_chunk > 5:
+        code = micro_us(results, "stream_chunk", "fixture")
+        guard = micro_us(results, "scan_guardrails_stream", "fixture")
+        floor_says = ("over 5 µs by itself: the Wasm boundary per event (Envoy calls into V8, the event is copied in "
+                      "and out) decides this target" if floor_chunk > 5 else f"{5 - floor_chunk:.2f} µs under the target")
+        out.append(
+            f"- **Per streamed chunk, missed by {per_chunk - 5:.2f} µs.** The floor filter, which only copies each "
+            f"event through the filter, costs {floor_chunk:.2f} µs per chunk over bare Envoy, {floor_says}. Above "
+            f"it, `{name}` adds {per_chunk - floor_chunk:.2f} µs: its per-event code takes "
+            + (f"{code:.2f} µs (`stream_chunk`)" if code else "–")
+            + (f", {guard:.2f} µs with the privacy policy's stream guard (`scan_guardrails_stream`)" if guard else "")
+            + " in the micro-benchmark with warm caches, and one hostcall per event reads it.")
     name = judged(results, "peers")
     hop = added(results, "chat-1k", "envoy")
     mine = added(results, "chat-1k", name) if name else None
@@ -512,12 +522,10 @@ def profile_section(results: dict) -> list[str]:
     whole = over_envoy(results, "chat-1k", name) if name else None
     micro_results = results.get("micro", {})
     engine = "v8" if micro_results.get("v8") else "wasm"
-    micro = {(r["case"], r["body"]): r["ns_best"] / 1000 for r in micro_results.get(engine, {}).get("results", [])}
-    pure = micro.get(("exchange", "chat-1k.json"))
-    parse = micro.get(("parse_request", "chat-1k.json"))
+    pure = micro_us(results, "exchange", "chat-1k.json")
+    parse = micro_us(results, "parse_request", "chat-1k.json")
     body_floor = over_envoy(results, "chat-1k", "floor")
-    cold = {(r["case"], r["body"]): r.get("ns_cold_median") for r in micro_results.get(engine, {}).get("results", [])}
-    cold_exchange = cold.get(("exchange", "chat-1k.json"))
+    cold_exchange = micro_cold_us(results, "exchange", "chat-1k.json")
     engine_name = "V8" if engine == "v8" else "Wasmtime"
     if name and floor is not None and whole is not None:
         out += [f"Latency added by `{name}` over bare Envoy at 1 KB, one request at a time, taken apart by "
@@ -544,7 +552,7 @@ def profile_section(results: dict) -> list[str]:
                             if (r["case"], r["body"]) == ("exchange", "chat-1k.json")), None)
                 if key != engine and row and row.get("ns_cold_median"):
                     others.append(f"{label} {row['ns_best'] / 1000:.1f} warm, {row['ns_cold_median'] / 1000:.1f} cold")
-            out.append(f"| the same code with the caches evicted before each request | {cold_exchange / 1000:.1f} | "
+            out.append(f"| the same code with the caches evicted before each request | {cold_exchange:.1f} | "
                        f"`exchange` under {engine_name}, 1 KB, after writing 64 MB (median of 101)"
                        f"{'; ' + '; '.join(others) if others else ''} |")
         out.append("")
