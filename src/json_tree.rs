@@ -10,6 +10,8 @@
 
 use std::borrow::Cow;
 
+use crate::json_write;
+
 /// Deeper documents are refused (serde_json refuses them too, at 128).
 pub const MAX_DEPTH: usize = 128;
 
@@ -252,9 +254,11 @@ fn hex4(rest: &str) -> Option<(u16, &str)> {
     Some((value, rest))
 }
 
-/// A JSON string literal (with quotes) for `text`.
+/// A JSON string literal (with quotes) for `text`, escaped as serde_json escapes.
 pub fn encode_string(text: &str) -> String {
-    serde_json::Value::String(text.to_string()).to_string()
+    let mut quoted = String::with_capacity(text.len() + 2);
+    json_write::push_escaped(&mut quoted, text);
+    quoted
 }
 
 /// `text` escaped for use inside a JSON string literal (without the quotes).

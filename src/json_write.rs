@@ -1,6 +1,7 @@
-//! A JSON object written field by field, for what every request writes (the usage record): no
-//! serializer machinery, the same bytes serde_json writes for the same values (its escaping, no
-//! spaces). Keys are written in the order given.
+//! JSON written by hand for what runs on every request: the usage record, object by object, and
+//! every string literal a rewrite puts in a body (`json_tree::encode_string`). No serializer
+//! machinery, the same bytes serde_json writes for the same values (its escaping, no spaces).
+//! Keys are written in the order given.
 
 /// An object being written; [`ObjectWriter::finish`] closes it.
 pub struct ObjectWriter {

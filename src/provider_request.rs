@@ -5,6 +5,7 @@
 use crate::dialect::Api;
 use crate::host_io::HostIo;
 use crate::json_edit;
+use crate::json_tree;
 use crate::routing::{AuthStyle, Dialect, Provider, Refusal};
 use crate::translate::{self, TranslateError, TranslateErrorKind};
 
@@ -61,7 +62,7 @@ pub fn plan(
             let body = if requested == Some(model.as_str()) || model.is_empty() {
                 None
             } else {
-                let quoted = serde_json::Value::String(model.clone()).to_string();
+                let quoted = json_tree::encode_string(&model);
                 json_edit::replace_value(body, "model", &quoted)
                     .or_else(|| json_edit::insert_first(body, "model", &quoted))
             };
