@@ -79,10 +79,17 @@ pub enum Counter {
     /// block, the usage chunk removed, the cost line) that the proxy refused to change: the
     /// provider's bytes went on as they were.
     ResponsesNotRewritten,
+    /// An answer's text the guardrails could not read (not UTF-8, a lone surrogate escape): the
+    /// answer failed closed (an error, or the stream ended), or went on as sent under
+    /// `failure_mode: open`.
+    ResponseTextsUnreadable,
+    /// A provider's stream event that could not be read for translation: the client's stream
+    /// ended there with an error event in its dialect.
+    StreamEventsUntranslatable,
 }
 
 impl Counter {
-    pub const ALL: [Counter; 13] = [
+    pub const ALL: [Counter; 15] = [
         Counter::RequestsInspected,
         Counter::RequestsRejectedInvalidBody,
         Counter::RequestsRejectedTooLarge,
@@ -96,6 +103,8 @@ impl Counter {
         Counter::RequestsBlockedByGuardrails,
         Counter::ResponsesBlockedByGuardrails,
         Counter::ResponsesNotRewritten,
+        Counter::ResponseTextsUnreadable,
+        Counter::StreamEventsUntranslatable,
     ];
 
     pub fn metric_name(self) -> &'static str {
@@ -113,6 +122,8 @@ impl Counter {
             Counter::RequestsBlockedByGuardrails => "tollgate.requests_blocked_by_guardrails",
             Counter::ResponsesBlockedByGuardrails => "tollgate.responses_blocked_by_guardrails",
             Counter::ResponsesNotRewritten => "tollgate.responses_not_rewritten",
+            Counter::ResponseTextsUnreadable => "tollgate.response_texts_unreadable",
+            Counter::StreamEventsUntranslatable => "tollgate.stream_events_untranslatable",
         }
     }
 }

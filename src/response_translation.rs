@@ -43,6 +43,14 @@ impl StreamTranslation {
             StreamTranslation::ToAnthropic(t) => t.finish(),
         }
     }
+
+    /// Provider events that could not be read: the first ended the client's stream with an error.
+    pub fn unreadable(&self) -> u32 {
+        match self {
+            StreamTranslation::ToOpenAi(t) => t.unreadable(),
+            StreamTranslation::ToAnthropic(t) => t.unreadable(),
+        }
+    }
 }
 
 /// A complete (non-streaming) provider answer in the client's dialect.

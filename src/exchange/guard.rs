@@ -5,6 +5,7 @@
 use std::rc::Rc;
 
 use super::{Exchange, RequestPhase};
+use crate::config::FailureMode;
 use crate::dialect::text::RequestText;
 use crate::dialect::{Api, CanonicalRequest};
 use crate::guardrails::stream::StreamGuard;
@@ -57,6 +58,12 @@ impl Exchange {
         }
         self.flag_upstream(io);
         self.guard = outcome.response;
+        if self.guard.is_some() {
+            let closed = self.failure_mode(io) == FailureMode::Closed;
+            if let Some(guard) = &mut self.guard {
+                guard.fail_closed(closed);
+            }
+        }
         Ok(outcome.body)
     }
 
@@ -97,6 +104,7 @@ impl Exchange {
         let guard = self.guard.as_ref()?;
         let outcome = guard.check_body(client_body);
         self.guardrails.decisions.extend(outcome.decisions);
+        self.note_unreadable_texts(io, outcome.unreadable, outcome.block.is_some());
         if let Some(block) = outcome.block {
             io.increment(Counter::ResponsesBlockedByGuardrails);
             log::debug!("#{} response_blocked policy={} check={}", self.id, block.policy, block.check);
@@ -116,11 +124,27 @@ impl Exchange {
         }
     }
 
-    /// A stream's decisions join the request's, once, when the stream is over.
-    pub(super) fn collect_stream_decisions(&mut self, guard: Option<&StreamGuard>) {
+    /// Answer texts the guardrails could not read: counted, and logged as the failure they are
+    /// (`failed_closed` when the answer was refused for it, `failed_open` when it went on).
+    pub(super) fn note_unreadable_texts(&self, io: &mut dyn HostIo, count: u32, refused: bool) {
+        if count == 0 {
+            return;
+        }
+        for _ in 0..count {
+            io.increment(Counter::ResponseTextsUnreadable);
+        }
+        let mode = if refused { "failed_closed" } else { "failed_open" };
+        log::error!("#{} {mode} reason=unreadable_answer_text count={count}", self.id);
+    }
+
+    /// A stream's decisions join the request's, once, when the stream is over; texts it could
+    /// not read are counted then.
+    pub(super) fn collect_stream_decisions(&mut self, io: &mut dyn HostIo, guard: Option<&StreamGuard>) {
         if let Some(guard) = guard {
             let decisions: Vec<Decision> = guard.decisions();
             self.guardrails.decisions.extend(decisions);
+            let refused = guard.block().is_some_and(|b| b.check == "unreadable_text");
+            self.note_unreadable_texts(io, guard.unreadable(), refused);
         }
     }
 }

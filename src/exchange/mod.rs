@@ -275,7 +275,8 @@ impl Exchange {
         }
         match std::mem::replace(&mut self.response, ResponsePhase::Done) {
             ResponsePhase::Streaming(streaming) => {
-                self.collect_stream_decisions(streaming.guard.as_ref());
+                self.collect_stream_decisions(io, streaming.guard.as_ref());
+                self.note_untranslatable(io, streaming.translator.as_ref());
                 self.record_stream(io, &streaming.meter);
             }
             _ if self.api.is_some() && self.canonical.is_some() => {

@@ -137,7 +137,7 @@ impl Exchange {
     }
 
     /// The failure mode of this request's route.
-    fn failure_mode(&self, io: &mut dyn HostIo) -> FailureMode {
+    pub(super) fn failure_mode(&self, io: &mut dyn HostIo) -> FailureMode {
         let failure = &self.policy.failure;
         let route = if failure.by_route() { io.route_name() } else { None };
         failure.mode_for(route.as_deref())

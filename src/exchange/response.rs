@@ -145,7 +145,8 @@ impl Exchange {
         }
         if end_of_stream {
             if let ResponsePhase::Streaming(streaming) = std::mem::replace(&mut self.response, ResponsePhase::Done) {
-                self.collect_stream_decisions(streaming.guard.as_ref());
+                self.collect_stream_decisions(io, streaming.guard.as_ref());
+                self.note_untranslatable(io, streaming.translator.as_ref());
                 let record = self.record_stream(io, &streaming.meter);
                 // The stream's cost, in-band at its very end: a comment line SSE parsers skip.
                 let mut out = match edit {
@@ -162,6 +163,16 @@ impl Exchange {
                 io.increment(Counter::ResponsesNotRewritten);
                 log::warn!("#{} replace_response_chunk_failed detail={}", self.id, err.detail);
             }
+        }
+    }
+
+    /// Provider events translation could not read: the client's stream was ended with an error
+    /// at the first (counted, logged once the stream is over).
+    pub(super) fn note_untranslatable(&self, io: &mut dyn HostIo, translator: Option<&StreamTranslation>) {
+        let count = translator.map_or(0, StreamTranslation::unreadable);
+        if count > 0 {
+            io.increment(Counter::StreamEventsUntranslatable);
+            log::warn!("#{} stream_event_untranslatable count={count}", self.id);
         }
     }
 

@@ -283,40 +283,64 @@ impl Vault {
         self.by_placeholder.get(placeholder).map(String::as_str)
     }
 
-    /// Replaces every known placeholder in `text`. `json_text`: the text is JSON (tool-call
-    /// arguments), so restored values are escaped for a JSON string.
-    pub fn restore(&self, text: &str, json_text: bool) -> Option<String> {
-        if self.is_empty() || !text.contains('[') {
-            return None;
+    /// The known placeholders in `text`, outside the `taken` spans (sorted, disjoint: the masks),
+    /// each as the rewrite that restores its original value. `json_text`: the text is JSON
+    /// (tool-call arguments), so restored values are escaped for a JSON string.
+    pub(crate) fn restores(&self, text: &str, json_text: bool, taken: &[Rewrite]) -> Vec<Rewrite> {
+        let mut out = Vec::new();
+        if self.is_empty() {
+            return out;
         }
-        let mut out = String::with_capacity(text.len());
-        let mut at = 0;
-        let mut changed = false;
         let bytes = text.as_bytes();
-        while let Some(offset) = memchr::memchr(b'[', bytes.get(at..).unwrap_or_default()) {
-            let open = at + offset;
-            let len = placeholder_len(bytes.get(open..).unwrap_or_default());
-            let candidate = text.get(open..open + len).unwrap_or_default();
-            match (len > 0).then(|| self.original(candidate)).flatten() {
-                Some(value) => {
-                    out.push_str(text.get(at..open).unwrap_or_default());
-                    if json_text {
-                        out.push_str(&json_tree::escape_inner(value));
-                    } else {
-                        out.push_str(value);
-                    }
-                    at = open + len;
-                    changed = true;
-                }
-                None => {
-                    out.push_str(text.get(at..=open).unwrap_or_default());
-                    at = open + 1;
-                }
+        let mut taken = taken.iter().peekable();
+        for open in memchr::memchr_iter(b'[', bytes) {
+            while taken.next_if(|t| t.end <= open).is_some() {}
+            if out.last().is_some_and(|r: &Rewrite| open < r.end) || taken.peek().is_some_and(|t| t.start <= open) {
+                continue;
             }
+            let len = placeholder_len(bytes.get(open..).unwrap_or_default());
+            let end = open + len;
+            if len == 0 || taken.peek().is_some_and(|t| t.start < end) {
+                continue;
+            }
+            let Some(value) = text.get(open..end).and_then(|candidate| self.original(candidate)) else { continue };
+            let with = if json_text { json_tree::escape_inner(value) } else { value.to_string() };
+            out.push(Rewrite { start: open, end, with });
         }
-        out.push_str(text.get(at..).unwrap_or_default());
-        changed.then_some(out)
+        out
     }
+}
+
+/// One change to a text: bytes `start..end` become `with`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Rewrite {
+    pub start: usize,
+    pub end: usize,
+    pub with: String,
+}
+
+/// `text` with `rewrites` (sorted, disjoint, on character boundaries) applied.
+pub(crate) fn rewritten(text: &str, rewrites: &[Rewrite]) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    for rewrite in rewrites {
+        out.push_str(text.get(at..rewrite.start).unwrap_or_default());
+        out.push_str(&rewrite.with);
+        at = at.max(rewrite.end);
+    }
+    out.push_str(text.get(at..).unwrap_or_default());
+    out
+}
+
+/// Masks and restored placeholders of one text, in order.
+pub(crate) fn merged(masks: Vec<Rewrite>, restores: Vec<Rewrite>) -> Vec<Rewrite> {
+    if restores.is_empty() {
+        return masks;
+    }
+    let mut all = masks;
+    all.extend(restores);
+    all.sort_by_key(|r| r.start);
+    all
 }
 
 /// Length of a complete `[LABEL_N]` at the start of `s`, else 0.
@@ -638,9 +662,10 @@ impl Guardrails {
             if block.is_some() || hits.is_empty() {
                 continue;
             }
-            if let Some(new_text) = self.apply_masks(&hits, &text, Some(&mut vault)) {
+            let masks = self.masks(&hits, &text, Some(&mut vault));
+            if !masks.is_empty() {
                 if let Some(n) = tree.node(*node) {
-                    edits.push((n.start, n.end, json_tree::encode_string(&new_text).into_bytes()));
+                    edits.push((n.start, n.end, json_tree::encode_string(&rewritten(&text, &masks)).into_bytes()));
                 }
             }
         }
@@ -690,14 +715,16 @@ impl Guardrails {
                 api: input.request.api,
                 checks: response_checks,
                 vault,
+                fail_closed: false,
             });
         }
         outcome
     }
 
-    /// The text with the enforcing mask hits replaced (overlaps: earliest, longest, first check
-    /// wins); `None` when nothing changes. `vault`: `mask_and_restore` placeholders are numbered.
-    pub(crate) fn apply_masks(&self, hits: &[Hit], text: &str, mut vault: Option<&mut Vault>) -> Option<String> {
+    /// The enforcing mask hits of `text` as rewrites (overlaps: earliest, longest, first check
+    /// wins), sorted and disjoint, on character boundaries. `vault`: `mask_and_restore`
+    /// placeholders are numbered.
+    pub(crate) fn masks(&self, hits: &[Hit], text: &str, mut vault: Option<&mut Vault>) -> Vec<Rewrite> {
         let mut masks: Vec<&Hit> = hits
             .iter()
             .filter(|h| {
@@ -705,11 +732,11 @@ impl Guardrails {
                     .is_some_and(|(_, c)| !c.shadow && matches!(c.action, Action::Mask | Action::MaskAndRestore))
             })
             .collect();
+        let mut out = Vec::new();
         if masks.is_empty() {
-            return None;
+            return out;
         }
         masks.sort_by_key(|h| (h.found.order, std::cmp::Reverse(h.found.end), h.policy, h.check));
-        let mut out = String::with_capacity(text.len());
         let mut at = 0;
         for hit in masks {
             // Custom ASCII-mode patterns may end inside a UTF-8 character: widen to whole ones.
@@ -720,21 +747,14 @@ impl Guardrails {
             }
             let Some(label) = self.label_of(hit) else { continue };
             let restore = self.check_at(hit.policy, hit.check).is_some_and(|(_, c)| c.action == Action::MaskAndRestore);
-            out.push_str(text.get(at..start).unwrap_or_default());
-            match (&mut vault, restore) {
-                (Some(v), true) => {
-                    out.push_str(&v.placeholder(&label.placeholder, text.get(start..end).unwrap_or_default()))
-                }
-                _ => {
-                    out.push('[');
-                    out.push_str(&label.placeholder);
-                    out.push(']');
-                }
-            }
+            let with = match (&mut vault, restore, text.get(start..end)) {
+                (Some(v), true, Some(value)) => v.placeholder(&label.placeholder, value),
+                _ => ["[", label.placeholder.as_str(), "]"].concat(),
+            };
+            out.push(Rewrite { start, end, with });
             at = end;
         }
-        out.push_str(text.get(at..).unwrap_or_default());
-        Some(out)
+        out
     }
 }
 
@@ -788,6 +808,8 @@ pub struct ResponseGuard {
     api: Api,
     checks: Vec<(usize, usize)>,
     vault: Vault,
+    /// An answer text the checks cannot read fails closed (`failure_mode: closed`).
+    fail_closed: bool,
 }
 
 #[derive(Debug, Default)]
@@ -795,11 +817,37 @@ pub struct ResponseOutcome {
     pub block: Option<Block>,
     pub body: Option<Vec<u8>>,
     pub decisions: Vec<Decision>,
+    /// Texts the checks could not read (not UTF-8, a lone surrogate escape).
+    pub unreadable: u32,
+}
+
+/// What an answer gets when a text the enforcing checks should read cannot be read, and the
+/// route fails closed: the guard cannot vouch for it.
+pub(crate) fn unreadable_block() -> Block {
+    Block {
+        status: 500,
+        code: "gateway_error".into(),
+        message: "The answer held text the gateway's guardrails could not read.".into(),
+        policy: String::new(),
+        check: "unreadable_text".into(),
+    }
 }
 
 impl ResponseGuard {
     pub fn vault(&self) -> &Vault {
         &self.vault
+    }
+
+    /// `closed`: an answer text the enforcing checks cannot read ends the answer with an error
+    /// (the route's `failure_mode: closed`); otherwise it goes on as sent. Counted either way.
+    pub fn fail_closed(&mut self, closed: bool) {
+        self.fail_closed = closed;
+    }
+
+    /// Whether a check can change the answer (mask, restore, block), not only record.
+    fn enforces(&self, checks: &[(usize, usize)]) -> bool {
+        !self.vault.is_empty()
+            || checks.iter().any(|&(p, c)| self.guardrails.check_at(p, c).is_some_and(|(_, check)| check.enforcing()))
     }
 
     /// A complete, non-streamed JSON response body. Bodies that are not JSON pass unchanged.
@@ -843,7 +891,16 @@ impl ResponseGuard {
                 .copied()
                 .filter(|&(p, c)| g.check_at(p, c).is_some_and(|(_, ch)| ch.text().is_some() && ch.scope.admits(unit)))
                 .collect();
-            let Some(text) = tree.str(unit.node) else { continue };
+            if checks.is_empty() && self.vault.is_empty() {
+                continue;
+            }
+            let Some(text) = tree.str(unit.node) else {
+                outcome.unreadable += 1;
+                if self.fail_closed && self.enforces(&checks) && block.is_none() {
+                    block = Some(unreadable_block());
+                }
+                continue;
+            };
             for &(p, c) in &checks {
                 let Some((policy, check)) = g.check_at(p, c) else { continue };
                 if let Some(allow) = check.text().and_then(|t| t.allow.as_ref()) {
@@ -865,12 +922,12 @@ impl ResponseGuard {
                     block = Some(block_for(policy, check, Phase::Response, &detector));
                 }
             }
-            let masked = g.apply_masks(&hits, &text, None);
-            let current = masked.as_deref().unwrap_or(&text);
-            let restored = self.vault.restore(current, unit.json_text);
-            if let Some(new_text) = restored.or(masked) {
+            let masks = g.masks(&hits, &text, None);
+            let restores = self.vault.restores(&text, unit.json_text, &masks);
+            let rewrites = merged(masks, restores);
+            if !rewrites.is_empty() {
                 if let Some(n) = tree.node(unit.node) {
-                    edits.push((n.start, n.end, json_tree::encode_string(&new_text).into_bytes()));
+                    edits.push((n.start, n.end, json_tree::encode_string(&rewritten(&text, &rewrites)).into_bytes()));
                 }
             }
         }
@@ -888,7 +945,10 @@ impl ResponseGuard {
 
     /// A guard for a streamed (SSE) response.
     pub fn stream(&self) -> stream::StreamGuard {
-        stream::StreamGuard::new(Rc::clone(&self.guardrails), self.api, self.checks.clone(), self.vault.clone())
+        let mut guard =
+            stream::StreamGuard::new(Rc::clone(&self.guardrails), self.api, self.checks.clone(), self.vault.clone());
+        guard.fail_closed = self.fail_closed;
+        guard
     }
 }
 

@@ -1,377 +1,38 @@
-//! Guardrails on streamed responses, with the least hold-back.
+//! Guardrails on streamed responses, with the least hold-back, and nothing else changed.
 //!
 //! Two layers:
-//! - [`TextStream`]: one stream of generated text (a choice's content, a tool call's arguments,
-//!   an Anthropic content block). Text deltas go in; the text that can be released now comes
-//!   out, masked and with placeholders restored. A byte is held only while it may still be part
-//!   of a finding: an anchored automaton of every pattern of the enforcing checks is run from
-//!   each position of the held text; a position whose automaton is not dead may begin a finding
-//!   that more text would complete, so it and what follows wait. Findings that are complete
-//!   (their automaton died) are released, masked. The output is exactly what scanning the whole
-//!   text at once gives (tests replay streams split at every byte offset).
-//! - [`StreamGuard`]: the SSE layer. Frames events, hands each text delta to its text stream,
-//!   writes the released text back into the event (only the string changes; every other byte of
-//!   the event is kept), adds an event carrying held text when its stream ends, and on a block
-//!   ends the stream with the events the client's SDK expects.
+//! - [`text::TextStream`]: one stream of generated text (a choice's content, a tool call's
+//!   arguments, an Anthropic content block). Text deltas go in; out comes how far the text is
+//!   decided and what changes inside it (masks, restored placeholders). A byte is undecided only
+//!   while it may still be part of a finding: an anchored automaton of every pattern of the
+//!   enforcing checks is run from each position of the undecided text ([`hold`]); a position
+//!   whose automaton is not dead may begin a finding that more text would complete. The
+//!   decisions are exactly those of scanning the whole text at once.
+//! - [`StreamGuard`]: the SSE layer. Frames events and hands each text delta to its text stream.
+//!   An event whose text is not decided yet is **held whole**, with everything after it, and
+//!   released as soon as its text is decided: unchanged events go out byte for byte (so a stream
+//!   in which nothing is found reaches the client exactly as the provider sent it, only later),
+//!   and only the strings a change falls in are rewritten (a change is written where it begins;
+//!   the events it spans into lose its text). A block ends the stream right before the finding,
+//!   with the events the client's SDK expects ([`ending`]).
 
+mod ending;
+mod events;
+mod hold;
+mod text;
+
+use std::collections::VecDeque;
 use std::rc::Rc;
 
-use regex_automata::hybrid::dfa::{Cache, DFA};
-use regex_automata::hybrid::LazyStateID;
-use regex_automata::util::start;
-use regex_automata::Anchored;
+pub use hold::Shape;
+use hold::ShapeCache;
+pub use text::Released;
+use text::{Change, Engine, TextStream};
 
-use super::{block_for, tool_refused, Action, Block, CheckKind, Decision, Guardrails, Hit, Phase, Tally, Vault};
+use super::{block_for, tool_refused, Action, Block, CheckKind, Decision, Guardrails, Phase, Tally, Vault};
 use crate::dialect::Api;
-use crate::json_tree::{self, Kind, Tree};
+use crate::json_tree::{self, Tree};
 use crate::sse::{SseEvent, SseFramer};
-
-/// Original bytes kept before the held text, for `\b` and validators.
-const CONTEXT: usize = 16;
-/// Cache of the lazy automaton per stream and shape.
-const CACHE_BYTES: usize = 256 * 1024;
-
-/// The hold-back automaton: every pattern of a check, anchored.
-#[derive(Debug, Clone)]
-pub struct Shape {
-    dfa: DFA,
-}
-
-impl Shape {
-    pub fn new(patterns: &[String]) -> Result<Shape, String> {
-        let dfa = DFA::builder()
-            .syntax(super::scan::syntax_config())
-            .thompson(regex_automata::nfa::thompson::Config::new().utf8(false).nfa_size_limit(Some(8 << 20)))
-            .configure(DFA::config().cache_capacity(CACHE_BYTES).skip_cache_capacity_check(true))
-            .build_many(patterns)
-            .map_err(|e| e.to_string())?;
-        Ok(Shape { dfa })
-    }
-
-    fn cache(&self) -> Cache {
-        self.dfa.create_cache()
-    }
-}
-
-/// Positions of one text stream from which one shape is still alive.
-#[derive(Debug, Default, Clone)]
-struct Alive {
-    clear_count: usize,
-    /// (absolute start, state after consuming everything up to `advanced_to`)
-    states: Vec<(u64, LazyStateID)>,
-    advanced_to: u64,
-}
-
-enum Step {
-    Alive(LazyStateID),
-    Dead,
-    /// The cache was cleared: every stored state is invalid.
-    Cleared,
-}
-
-/// A lazy automaton's cache for one stream, and which of its states are known to be final
-/// (nothing longer can match from them).
-pub(crate) struct ShapeCache {
-    cache: Cache,
-    finals: std::collections::HashMap<LazyStateID, bool>,
-    epoch: usize,
-}
-
-impl ShapeCache {
-    fn new(shape: &Shape) -> ShapeCache {
-        ShapeCache { cache: shape.cache(), finals: std::collections::HashMap::new(), epoch: 0 }
-    }
-
-    fn clear_count(&self) -> usize {
-        self.cache.clear_count()
-    }
-}
-
-fn advance(dfa: &DFA, shape_cache: &mut ShapeCache, mut sid: LazyStateID, bytes: &[u8]) -> Step {
-    let cache = &mut shape_cache.cache;
-    let clears = cache.clear_count();
-    for &b in bytes {
-        sid = match dfa.next_state(cache, sid, b) {
-            Ok(s) => s,
-            Err(_) => return Step::Alive(sid),
-        };
-        if cache.clear_count() != clears {
-            return Step::Cleared;
-        }
-        if sid.is_dead() {
-            return Step::Dead;
-        }
-    }
-    match is_final(dfa, shape_cache, sid) {
-        None => Step::Cleared,
-        Some(true) => Step::Dead,
-        Some(false) => Step::Alive(sid),
-    }
-}
-
-/// Whether no continuation can make a longer match from `sid`: every byte leads to the dead
-/// state, or to a (delayed) match state from which every byte leads to the dead state. `None`
-/// when the cache was cleared meanwhile.
-fn is_final(dfa: &DFA, shape_cache: &mut ShapeCache, sid: LazyStateID) -> Option<bool> {
-    if shape_cache.epoch != shape_cache.cache.clear_count() {
-        shape_cache.finals.clear();
-        shape_cache.epoch = shape_cache.cache.clear_count();
-    }
-    if let Some(known) = shape_cache.finals.get(&sid) {
-        return Some(*known);
-    }
-    let clears = shape_cache.cache.clear_count();
-    let cache = &mut shape_cache.cache;
-    let dead_after = |cache: &mut Cache, from: LazyStateID| -> Option<bool> {
-        for unit in dfa.byte_classes().representatives(..) {
-            let Some(b) = unit.as_u8() else { continue };
-            let next = dfa.next_state(cache, from, b).ok()?;
-            if cache.clear_count() != clears {
-                return None;
-            }
-            if !next.is_dead() {
-                return Some(false);
-            }
-        }
-        Some(true)
-    };
-    let mut result = true;
-    for unit in dfa.byte_classes().representatives(..) {
-        let Some(b) = unit.as_u8() else { continue };
-        let next = dfa.next_state(cache, sid, b).ok()?;
-        if cache.clear_count() != clears {
-            return None;
-        }
-        if next.is_dead() {
-            continue;
-        }
-        if !next.is_match() || !dead_after(cache, next)? {
-            result = false;
-            break;
-        }
-    }
-    if shape_cache.cache.clear_count() != clears {
-        return None;
-    }
-    shape_cache.finals.insert(sid, result);
-    Some(result)
-}
-
-/// What the checks of one text stream share.
-pub(crate) struct Engine<'g> {
-    pub guardrails: &'g Guardrails,
-    pub checks: &'g [(usize, usize)],
-    /// Shapes (index into `StreamGuard::shapes`) whose hold-back applies.
-    pub shapes: &'g [usize],
-    pub lookahead: usize,
-    /// Restore placeholders (enforcing streams only).
-    pub vault: Option<&'g Vault>,
-    pub max_hold: usize,
-}
-
-/// One stream of generated text.
-#[derive(Debug, Default, Clone)]
-pub(crate) struct TextStream {
-    pending: Vec<u8>,
-    context: Vec<u8>,
-    /// Absolute offset of `pending[0]` in this stream's text.
-    base: u64,
-    alive: Vec<Alive>,
-    json_text: bool,
-}
-
-/// What one push released.
-#[derive(Debug, Default)]
-pub struct Released {
-    pub text: String,
-    pub block: Option<Block>,
-}
-
-impl TextStream {
-    pub fn new(json_text: bool) -> Self {
-        TextStream { json_text, ..TextStream::default() }
-    }
-
-    pub fn held(&self) -> usize {
-        self.pending.len()
-    }
-
-    /// Adds `delta`; `finished`: the text is complete, release everything.
-    pub(crate) fn push(
-        &mut self,
-        engine: &Engine<'_>,
-        shapes: &[Shape],
-        caches: &mut [ShapeCache],
-        tally: &mut Tally,
-        delta: &str,
-        finished: bool,
-    ) -> Released {
-        self.pending.extend_from_slice(delta.as_bytes());
-        let hay: Vec<u8> = [self.context.as_slice(), self.pending.as_slice()].concat();
-        let from = self.context.len();
-        let len = hay.len();
-        let mut finished = finished;
-        let mut alive_at = if finished { len } else { self.first_alive(engine, shapes, caches, &hay, from) };
-        if !finished && len - from.max(alive_at.min(len)) > engine.max_hold {
-            // Held text would outgrow the cap: treat it as ended here (documented).
-            finished = true;
-            alive_at = len;
-        }
-        let mut hits: Vec<Hit> = Vec::new();
-        engine.guardrails.hits(engine.checks, &hay, from, &mut hits);
-        hits.sort_by_key(|h| (h.found.order, std::cmp::Reverse(h.found.end)));
-        let mut boundary = alive_at;
-        for hit in &hits {
-            if hit.found.order >= boundary {
-                break;
-            }
-            let settled = hit.found.order < alive_at && (finished || hit.found.end + engine.lookahead <= len);
-            if !settled {
-                boundary = hit.found.order;
-                break;
-            }
-            boundary = boundary.max(hit.found.end);
-        }
-        // A settled finding of a blocking check stops the text right before it.
-        let mut block = None;
-        for hit in hits.iter().filter(|h| h.found.order < boundary) {
-            let Some((policy, check)) = engine.guardrails.check_at(hit.policy, hit.check) else { continue };
-            if check.action == Action::Block && !check.shadow {
-                let detector = engine.guardrails.label_of(hit).map(|l| l.name.clone()).unwrap_or_default();
-                block = Some(block_for(policy, check, Phase::Response, &detector));
-                boundary = hit.found.order;
-                break;
-            }
-        }
-        let text = std::str::from_utf8(&hay).unwrap_or_default();
-        while boundary > from && !text.is_char_boundary(boundary) {
-            boundary -= 1;
-        }
-        let emitted_hits: Vec<Hit> = hits
-            .iter()
-            .filter(|h| h.found.order < boundary && h.found.end <= boundary)
-            .map(|h| Hit {
-                found: super::scan::Found {
-                    start: h.found.start - from,
-                    end: h.found.end - from,
-                    order: h.found.order - from,
-                    label: h.found.label,
-                },
-                ..*h
-            })
-            .collect();
-        let mut released = Released { block, ..Released::default() };
-        let counted =
-            hits.iter().filter(|h| h.found.order < boundary || (released.block.is_some() && h.found.order == boundary));
-        for hit in counted {
-            let Some((policy, check)) = engine.guardrails.check_at(hit.policy, hit.check) else { continue };
-            let detector = engine.guardrails.label_of(hit).map(|l| l.name.clone()).unwrap_or_default();
-            tally.add(policy, check, &detector, Phase::Response, 1);
-        }
-        let out = text.get(from..boundary).unwrap_or_default();
-        let masked = engine.guardrails.apply_masks(&emitted_hits, out, None);
-        let current = masked.as_deref().unwrap_or(out);
-        let restored = engine.vault.and_then(|v| v.restore(current, self.json_text));
-        released.text = restored.or(masked).unwrap_or_else(|| out.to_string());
-        // Keep the rest; remember the original bytes before it as context.
-        let context_from = boundary.saturating_sub(CONTEXT);
-        self.context = hay.get(context_from..boundary).unwrap_or_default().to_vec();
-        self.pending = hay.get(boundary..).unwrap_or_default().to_vec();
-        self.base += (boundary - from) as u64;
-        let base = self.base;
-        for alive in &mut self.alive {
-            alive.states.retain(|(start, _)| *start >= base);
-            alive.advanced_to = alive.advanced_to.max(base);
-        }
-        released
-    }
-
-    /// The earliest position of `hay[from..]` where some shape is alive (`len` if none).
-    fn first_alive(
-        &mut self,
-        engine: &Engine<'_>,
-        shapes: &[Shape],
-        caches: &mut [ShapeCache],
-        hay: &[u8],
-        from: usize,
-    ) -> usize {
-        if self.alive.len() < engine.shapes.len() {
-            self.alive.resize(engine.shapes.len(), Alive { advanced_to: self.base, ..Alive::default() });
-        }
-        let len = hay.len();
-        let to_index = |abs: u64, base: u64| from + (abs.saturating_sub(base)) as usize;
-        let mut earliest = len;
-        for (slot, &shape_index) in engine.shapes.iter().enumerate() {
-            let (Some(shape), Some(cache), Some(alive)) =
-                (shapes.get(shape_index), caches.get_mut(shape_index), self.alive.get_mut(slot))
-            else {
-                continue;
-            };
-            let mut attempts = 0;
-            loop {
-                attempts += 1;
-                if attempts > 3 {
-                    // The automaton keeps outgrowing its cache: hold everything (the cap still applies).
-                    return from;
-                }
-                if cache.clear_count() != alive.clear_count {
-                    alive.states.clear();
-                    alive.advanced_to = self.base;
-                    alive.clear_count = cache.clear_count();
-                }
-                let new_from = to_index(alive.advanced_to, self.base).min(len);
-                let new_bytes = hay.get(new_from..).unwrap_or_default();
-                let mut cleared = false;
-                let mut kept = Vec::with_capacity(alive.states.len());
-                for &(start, sid) in &alive.states {
-                    match advance(&shape.dfa, cache, sid, new_bytes) {
-                        Step::Alive(s) => kept.push((start, s)),
-                        Step::Dead => {}
-                        Step::Cleared => {
-                            cleared = true;
-                            break;
-                        }
-                    }
-                }
-                if !cleared {
-                    for p in new_from..len {
-                        let look_behind = p.checked_sub(1).and_then(|i| hay.get(i)).copied();
-                        let config = start::Config::new().anchored(Anchored::Yes).look_behind(look_behind);
-                        let clears = cache.clear_count();
-                        let Ok(sid) = shape.dfa.start_state(&mut cache.cache, &config) else {
-                            // Cannot start here (never happens in ASCII mode): hold from here.
-                            return p;
-                        };
-                        if cache.clear_count() != clears {
-                            cleared = true;
-                            break;
-                        }
-                        match advance(&shape.dfa, cache, sid, hay.get(p..).unwrap_or_default()) {
-                            Step::Alive(s) => kept.push((self.base + (p - from) as u64, s)),
-                            Step::Dead => {}
-                            Step::Cleared => {
-                                cleared = true;
-                                break;
-                            }
-                        }
-                    }
-                }
-                if cleared {
-                    alive.clear_count = usize::MAX; // force a restart from scratch
-                    continue;
-                }
-                alive.states = kept;
-                alive.advanced_to = self.base + (len - from) as u64;
-                alive.clear_count = cache.clear_count();
-                break;
-            }
-            if let Some(&(start, _)) = alive.states.iter().min_by_key(|(s, _)| *s) {
-                earliest = earliest.min(to_index(start, self.base));
-            }
-        }
-        earliest.max(from)
-    }
-}
 
 /// Which stream of text within a response an event's text belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -390,11 +51,54 @@ struct Channel {
     key: Key,
     enforce: TextStream,
     observe: TextStream,
-    /// Everything released so far (kept for Responses' `.done` events and tool-argument checks).
+    /// Everything decided so far, rewritten (kept for Responses' `.done` events and tool-argument
+    /// checks).
     all: String,
+    /// Changes to text of held events (dropped once every event they touch is released).
+    changes: Vec<Change>,
     released_bytes: u64,
     json_text: bool,
     ended: bool,
+    /// A delta of it could not be read: its later copies (Responses' `.done` events) are not
+    /// rewritten either, they pass as sent like that delta.
+    unreadable: bool,
+}
+
+/// A text string inside a held event: its node's bytes in the event's data, and where its text
+/// lies in its channel.
+#[derive(Debug)]
+struct Field {
+    channel: usize,
+    node: (usize, usize),
+    /// Offset of `text` in the channel's whole text.
+    start: u64,
+    text: String,
+}
+
+impl Field {
+    fn end(&self) -> u64 {
+        self.start + self.text.len() as u64
+    }
+}
+
+/// Stream bytes waiting behind an event whose text is not decided yet, in stream order.
+#[derive(Debug)]
+enum Pending {
+    /// Bytes outside events (comments, data-less blocks) and events the guard does not read.
+    Bytes(Vec<u8>),
+    Event(HeldEvent),
+}
+
+#[derive(Debug)]
+struct HeldEvent {
+    raw: Vec<u8>,
+    name: String,
+    data: Vec<u8>,
+    fields: Vec<Field>,
+    /// Other strings of the event to rewrite (Responses' `.done` events repeat the whole text).
+    edits: Vec<(usize, usize, Vec<u8>)>,
+    /// A block was decided while reading this event: it never goes out whole.
+    stop: bool,
 }
 
 /// The SSE layer: see the module documentation.
@@ -410,11 +114,22 @@ pub struct StreamGuard {
     caches: Vec<ShapeCache>,
     lookahead: usize,
     framer: SseFramer,
-    held: Vec<u8>,
-    held_start: u64,
+    /// Stream bytes from `raw_start` not yet released or queued.
+    raw: Vec<u8>,
+    raw_start: u64,
+    queue: VecDeque<Pending>,
+    /// Text fields of the event being read.
+    fields: Vec<Field>,
     channels: Vec<Channel>,
     tally: Tally,
     block: Option<Block>,
+    /// The text a finding ended the stream in (none for tool names and unreadable text).
+    blocked_channel: Option<usize>,
+    /// Text strings the guard could not read (invalid UTF-8, a lone surrogate escape).
+    unreadable: u32,
+    /// Such a string ends the stream (the route's `failure_mode: closed`) rather than going on
+    /// as sent.
+    pub(super) fail_closed: bool,
     /// Every response check (tool names and arguments are checked here too).
     checks: Vec<(usize, usize)>,
     /// The last OpenAI chunk (Chat) or the `response.created` response (Responses), raw.
@@ -490,11 +205,16 @@ impl StreamGuard {
             caches,
             lookahead,
             framer: SseFramer::new(MAX_EVENT),
-            held: Vec::new(),
-            held_start: 0,
+            raw: Vec::new(),
+            raw_start: 0,
+            queue: VecDeque::new(),
+            fields: Vec::new(),
             channels: Vec::new(),
             tally: Tally::default(),
             block: None,
+            blocked_channel: None,
+            unreadable: 0,
+            fail_closed: false,
             checks,
             template: None,
             item_ids: Vec::new(),
@@ -516,7 +236,13 @@ impl StreamGuard {
         self.tally.decisions.clone()
     }
 
-    /// Bytes of text currently held back (all text streams).
+    /// Text strings the guard could not read (not UTF-8, a lone surrogate escape): they ended
+    /// the stream (failing closed) or went to the client unchecked, as the provider sent them.
+    pub fn unreadable(&self) -> u32 {
+        self.unreadable
+    }
+
+    /// Bytes of text not decided yet (all text streams).
     pub fn held_text(&self) -> usize {
         self.channels.iter().map(|c| c.enforce.held()).sum()
     }
@@ -529,26 +255,25 @@ impl StreamGuard {
         let mut issues = Vec::new();
         self.events.clear();
         self.framer.feed(chunk, &mut self.events, &mut issues);
-        self.held.extend_from_slice(chunk);
+        self.raw.extend_from_slice(chunk);
         let events = std::mem::take(&mut self.events);
         let mut out = Vec::with_capacity(chunk.len() + 64);
         for event in &events {
-            // Bytes before the event (comments, data-less blocks) pass as they are.
-            self.release_raw(event.start, &mut out);
-            let raw = self.take_raw(event.end);
-            self.on_event(event, &raw, &mut out);
+            self.read_event(event, &mut out);
             if self.finished {
-                self.held.clear();
+                self.raw.clear();
                 return out;
             }
         }
+        // Bytes before the event still arriving (comments, data-less blocks) wait their turn.
         let until = self.framer.pending_start();
-        self.release_raw(until, &mut out);
+        self.queue_raw(until);
+        self.release(&mut out);
         self.events = events;
         out
     }
 
-    /// End of the response: held text is released (and checked), the rest of the bytes pass.
+    /// End of the response: every text is decided (and checked), the rest of the bytes pass.
     pub fn finish(&mut self) -> Vec<u8> {
         if self.finished {
             return Vec::new();
@@ -557,32 +282,149 @@ impl StreamGuard {
         let mut events = Vec::new();
         self.framer.finish(&mut events);
         for event in &events {
-            self.release_raw(event.start, &mut out);
-            let raw = self.take_raw(event.end);
-            self.on_event(event, &raw, &mut out);
+            self.read_event(event, &mut out);
             if self.finished {
                 return out;
             }
         }
-        // A stream cut before its end: flush every text stream in events of its own.
-        self.flush_all(&mut out);
-        if !self.finished {
-            out.append(&mut self.held);
-            self.finished = true;
+        // A stream cut before its end: every text ends where it was cut.
+        self.flush_all();
+        if self.block.is_some() {
+            self.end_blocked(&mut out);
+            return out;
         }
+        self.queue_raw(u64::MAX);
+        self.release(&mut out);
+        self.finished = true;
         out
     }
 
-    fn release_raw(&mut self, until: u64, out: &mut Vec<u8>) {
-        let n = usize::try_from(until.saturating_sub(self.held_start)).unwrap_or(usize::MAX).min(self.held.len());
-        out.extend(self.held.drain(..n));
-        self.held_start += n as u64;
+    /// Reads one complete event and queues it (with the bytes before it).
+    fn read_event(&mut self, event: &SseEvent, out: &mut Vec<u8>) {
+        self.queue_raw(event.start);
+        let raw = self.take_raw(event.end);
+        self.fields.clear();
+        let mut edits = Vec::new();
+        let blocked_before = self.block.is_some();
+        match self.api {
+            Api::OpenAiChat => self.chat_event(event),
+            Api::AnthropicMessages => self.anthropic_event(event),
+            Api::OpenAiResponses => self.responses_event(event, &mut edits),
+            Api::OpenAiEmbeddings => {}
+        }
+        let fields = std::mem::take(&mut self.fields);
+        let stop = self.block.is_some() && !blocked_before;
+        if stop {
+            let (name, data) = (event.event.clone(), event.data.clone());
+            self.queue.push_back(Pending::Event(HeldEvent { raw, name, data, fields, edits, stop }));
+            self.end_blocked(out);
+        } else if self.queue.is_empty() && self.decided(&fields) {
+            // The usual case: nothing is waiting and this event's text is decided.
+            self.write_parts(&raw, &event.event, &event.data, &fields, edits, out);
+            self.fields = fields;
+        } else if fields.is_empty() && edits.is_empty() {
+            self.queue.push_back(Pending::Bytes(raw));
+            self.release(out);
+        } else {
+            let (name, data) = (event.event.clone(), event.data.clone());
+            self.queue.push_back(Pending::Event(HeldEvent { raw, name, data, fields, edits, stop }));
+            self.release(out);
+        }
+    }
+
+    fn queue_raw(&mut self, until: u64) {
+        let bytes = self.take_raw(until);
+        if !bytes.is_empty() {
+            self.queue.push_back(Pending::Bytes(bytes));
+        }
     }
 
     fn take_raw(&mut self, until: u64) -> Vec<u8> {
-        let n = usize::try_from(until.saturating_sub(self.held_start)).unwrap_or(usize::MAX).min(self.held.len());
-        self.held_start += n as u64;
-        self.held.drain(..n).collect()
+        let n = usize::try_from(until.saturating_sub(self.raw_start)).unwrap_or(usize::MAX).min(self.raw.len());
+        self.raw_start += n as u64;
+        self.raw.drain(..n).collect()
+    }
+
+    /// Whether every one of these texts is decided.
+    fn decided(&self, fields: &[Field]) -> bool {
+        fields.iter().all(|f| self.channels.get(f.channel).is_some_and(|c| c.enforce.settled() >= f.end()))
+    }
+
+    /// Sends the queued bytes and events whose text is decided, in order, up to the first that
+    /// is not.
+    fn release(&mut self, out: &mut Vec<u8>) {
+        while let Some(front) = self.queue.front() {
+            if let Pending::Event(event) = front {
+                if !self.decided(&event.fields) {
+                    return;
+                }
+            }
+            match self.queue.pop_front() {
+                Some(Pending::Bytes(bytes)) => out.extend_from_slice(&bytes),
+                Some(Pending::Event(event)) => self.write_held(event, out),
+                None => return,
+            }
+        }
+    }
+
+    fn write_held(&mut self, event: HeldEvent, out: &mut Vec<u8>) {
+        self.write_parts(&event.raw, &event.name, &event.data, &event.fields, event.edits, out);
+    }
+
+    /// Writes a decided event: byte for byte when nothing in it changes.
+    fn write_parts(
+        &mut self,
+        raw: &[u8],
+        name: &str,
+        data: &[u8],
+        fields: &[Field],
+        mut edits: Vec<(usize, usize, Vec<u8>)>,
+        out: &mut Vec<u8>,
+    ) {
+        for field in fields {
+            let Some(channel) = self.channels.get_mut(field.channel) else { continue };
+            if channel.changes.is_empty() {
+                continue;
+            }
+            if let Some(text) = changed_text(&field.text, field.start, &channel.changes) {
+                edits.push((field.node.0, field.node.1, json_tree::encode_string(&text).into_bytes()));
+            }
+            // Later fields of this channel start at or after this one's end.
+            let end = field.end();
+            channel.changes.retain(|c| c.end > end);
+        }
+        if edits.is_empty() {
+            out.extend_from_slice(raw);
+        } else {
+            edits.sort_by_key(|e| e.0);
+            ending::write_event(out, name, &json_tree::splice(data, &edits));
+        }
+    }
+
+    /// A block was decided: what comes before the finding goes out, then the stream ends.
+    fn end_blocked(&mut self, out: &mut Vec<u8>) {
+        while let Some(front) = self.queue.pop_front() {
+            match front {
+                Pending::Bytes(bytes) => out.extend_from_slice(&bytes),
+                Pending::Event(event) if !event.stop && self.decided(&event.fields) => self.write_held(event, out),
+                Pending::Event(event) => {
+                    // The event the finding is in: the decided part of that text, on its own.
+                    for field in event.fields.iter().filter(|f| Some(f.channel) == self.blocked_channel) {
+                        let Some(channel) = self.channels.get(field.channel) else { continue };
+                        let decided = channel.enforce.settled().saturating_sub(field.start);
+                        let decided = usize::try_from(decided).unwrap_or(usize::MAX).min(field.text.len());
+                        let kept = changed_prefix(&field.text, field.start, decided, &channel.changes);
+                        if !kept.is_empty() {
+                            let (key, json_text) = (channel.key, channel.json_text);
+                            self.write_text_event(key, json_text, &kept, out);
+                        }
+                    }
+                    break;
+                }
+            }
+        }
+        self.queue.clear();
+        self.terminate(out);
     }
 
     fn channel_index(&mut self, key: Key, json_text: bool) -> usize {
@@ -594,17 +436,21 @@ impl StreamGuard {
             enforce: TextStream::new(json_text),
             observe: TextStream::new(json_text),
             all: String::new(),
+            changes: Vec::new(),
             released_bytes: 0,
             json_text,
             ended: false,
+            unreadable: false,
         });
         self.channels.len() - 1
     }
 
-    /// Pushes text into a channel; returns the text to send now.
-    fn push(&mut self, index: usize, delta: &str, finished: bool) -> String {
+    /// Pushes text into a channel; returns what was decided.
+    fn push(&mut self, index: usize, delta: &str, finished: bool) -> Released {
         let g = Rc::clone(&self.guardrails);
-        let Some(channel) = self.channels.get_mut(index) else { return delta.to_string() };
+        let Some(channel) = self.channels.get_mut(index) else {
+            return Released { text: delta.to_string(), ..Released::default() };
+        };
         let max_hold = g.max_hold;
         if !self.observe.is_empty() {
             let engine = Engine {
@@ -614,6 +460,7 @@ impl StreamGuard {
                 lookahead: self.lookahead,
                 vault: None,
                 max_hold,
+                want_text: false,
             };
             let _ = channel.observe.push(&engine, &self.shapes, &mut self.caches, &mut self.tally, delta, finished);
         }
@@ -624,9 +471,12 @@ impl StreamGuard {
             lookahead: self.lookahead,
             vault: (!self.vault.is_empty()).then_some(&self.vault),
             max_hold,
+            want_text: self.keep_all,
         };
-        let released = channel.enforce.push(&engine, &self.shapes, &mut self.caches, &mut self.tally, delta, finished);
-        channel.released_bytes += released.text.len() as u64;
+        let mut released =
+            channel.enforce.push(&engine, &self.shapes, &mut self.caches, &mut self.tally, delta, finished);
+        channel.released_bytes += released.len as u64;
+        channel.changes.append(&mut released.changes);
         if self.keep_all {
             channel.all.push_str(&released.text);
         }
@@ -637,12 +487,33 @@ impl StreamGuard {
                 self.check_arguments(&all);
             }
         }
-        if let Some(block) = released.block {
+        if let Some(block) = released.block.take() {
             if self.block.is_none() {
                 self.block = Some(block);
+                self.blocked_channel = Some(index);
             }
         }
-        released.text
+        released
+    }
+
+    /// Reads a text string of the event being read into its channel (`finished`: the event ends
+    /// that text).
+    fn text_field(&mut self, tree: &Tree<'_>, node: usize, key: Key, json_text: bool, finished: bool) {
+        let index = self.channel_index(key, json_text);
+        let (Some(text), Some(span)) = (tree.str(node), tree.node(node)) else {
+            self.unreadable += 1;
+            if let Some(channel) = self.channels.get_mut(index) {
+                channel.unreadable = true;
+            }
+            let enforcing = !self.enforce.is_empty() || !self.vault.is_empty();
+            if self.fail_closed && enforcing && self.block.is_none() {
+                self.block = Some(super::unreadable_block());
+            }
+            return;
+        };
+        let start = self.channels.get(index).map_or(0, |c| c.enforce.settled() + c.enforce.held() as u64);
+        self.push(index, &text, finished);
+        self.fields.push(Field { channel: index, node: (span.start, span.end), start, text: text.into_owned() });
     }
 
     fn check_arguments(&mut self, arguments: &str) {
@@ -677,413 +548,60 @@ impl StreamGuard {
         }
     }
 
-    fn template(&self) -> serde_json::Value {
-        self.template.as_deref().and_then(|t| serde_json::from_slice(t).ok()).unwrap_or_default()
-    }
-
-    /// Released text of the latest channel with this key.
+    /// Rewritten text of the latest channel with this key (`None` if part of it was unreadable).
     fn channel_text(&self, key: Key) -> Option<String> {
-        self.channels.iter().rev().find(|c| c.key == key).map(|c| c.all.clone())
+        self.channels.iter().rev().find(|c| c.key == key).filter(|c| !c.unreadable).map(|c| c.all.clone())
     }
 
-    /// Runs a text field of an event through its channel; returns the edit if the text changed.
-    fn text_field(
-        &mut self,
-        tree: &Tree<'_>,
-        node: usize,
-        key: Key,
-        json_text: bool,
-        finished: bool,
-    ) -> Option<(usize, usize, Vec<u8>)> {
-        let text = tree.str(node)?;
-        let index = self.channel_index(key, json_text);
-        let released = self.push(index, &text, finished);
-        if released == *text {
-            return None;
-        }
-        let n = tree.node(node)?;
-        Some((n.start, n.end, json_tree::encode_string(&released).into_bytes()))
-    }
-
-    fn emit(out: &mut Vec<u8>, event: &SseEvent, raw: &[u8], edits: &mut [(usize, usize, Vec<u8>)]) {
-        if edits.is_empty() {
-            out.extend_from_slice(raw);
-        } else {
-            edits.sort_by_key(|e| e.0);
-            write_event(out, &event.event, &json_tree::splice(&event.data, edits));
-        }
-    }
-
-    fn chat_event(&mut self, event: &SseEvent, raw: &[u8], out: &mut Vec<u8>) {
-        if event.data == b"[DONE]" {
-            self.flush_all(out);
-            if !self.finished {
-                out.extend_from_slice(raw);
-            }
-            return;
-        }
-        let Ok(tree) = Tree::parse(&event.data) else {
-            out.extend_from_slice(raw);
-            return;
-        };
-        let mut edits = Vec::new();
-        let mut before = Vec::new();
-        if let Some(choices) = tree.get(Tree::ROOT, "choices") {
-            self.template = Some(event.data.clone());
-            for (position, choice) in tree.children(choices).enumerate() {
-                let index = uint(&tree, tree.get(choice, "index")).unwrap_or(position as u64);
-                if !self.choices_seen.contains(&index) {
-                    self.choices_seen.push(index);
-                }
-                let finishing = string_node(&tree, tree.get(choice, "finish_reason")).is_some();
-                let mut present = Vec::new();
-                if let Some(delta) = tree.get(choice, "delta") {
-                    for (field, key) in
-                        [("content", Key::Chat(index, None)), ("refusal", Key::Chat(index, Some(u64::MAX)))]
-                    {
-                        if let Some(node) = string_node(&tree, tree.get(delta, field)) {
-                            present.push(key);
-                            edits.extend(self.text_field(&tree, node, key, false, finishing));
-                        }
-                    }
-                    if let Some(calls) = tree.get(delta, "tool_calls") {
-                        for (k, call) in tree.children(calls).enumerate() {
-                            let k = uint(&tree, tree.get(call, "index")).unwrap_or(k as u64);
-                            let function = tree.get(call, "function");
-                            if let Some(name) = function.and_then(|f| tree.get_str(f, "name")) {
-                                self.check_tool_name(&name);
-                            }
-                            if let Some(node) = string_node(&tree, function.and_then(|f| tree.get(f, "arguments"))) {
-                                let key = Key::Chat(index, Some(k));
-                                present.push(key);
-                                edits.extend(self.text_field(&tree, node, key, true, finishing));
-                            }
-                        }
-                    }
-                }
-                if finishing {
-                    let ending: Vec<usize> = (0..self.channels.len())
-                        .filter(|i| {
-                            self.channels.get(*i).is_some_and(|c| {
-                                !c.ended
-                                    && matches!(c.key, Key::Chat(ch, _) if ch == index)
-                                    && !present.contains(&c.key)
-                            })
-                        })
-                        .collect();
-                    for i in ending {
-                        self.flush_channel(i, &mut before);
-                    }
-                }
-                if self.block.is_some() {
-                    return;
-                }
-            }
-        }
-        out.append(&mut before);
-        Self::emit(out, event, raw, &mut edits);
-    }
-
-    fn anthropic_event(&mut self, event: &SseEvent, raw: &[u8], out: &mut Vec<u8>) {
-        let Ok(tree) = Tree::parse(&event.data) else {
-            out.extend_from_slice(raw);
-            return;
-        };
-        let kind = tree.get_str(Tree::ROOT, "type").map(|k| k.into_owned()).unwrap_or_else(|| event.event.clone());
-        let index = uint(&tree, tree.get(Tree::ROOT, "index"));
-        let mut edits = Vec::new();
-        match kind.as_str() {
-            "content_block_start" => {
-                if let Some(i) = index {
-                    self.open_blocks.push(i);
-                }
-                let block = tree.get(Tree::ROOT, "content_block");
-                if block
-                    .and_then(|b| tree.get_str(b, "type"))
-                    .is_some_and(|t| t == "tool_use" || t == "server_tool_use")
-                {
-                    if let Some(name) = block.and_then(|b| tree.get_str(b, "name")) {
-                        self.check_tool_name(&name);
-                    }
-                }
-            }
-            "content_block_delta" => {
-                let delta = tree.get(Tree::ROOT, "delta");
-                let delta_type = delta.and_then(|d| tree.get_str(d, "type"));
-                let field = match delta_type.as_deref() {
-                    Some("text_delta") => Some(("text", false)),
-                    Some("input_json_delta") => Some(("partial_json", true)),
-                    _ => None, // thinking and signatures pass untouched
-                };
-                if let (Some((field, json_text)), Some(i), Some(d)) = (field, index, delta) {
-                    if let Some(node) = string_node(&tree, tree.get(d, field)) {
-                        edits.extend(self.text_field(&tree, node, Key::Block(i), json_text, false));
-                    }
-                }
-            }
-            "content_block_stop" => {
-                if let Some(i) = index {
-                    self.open_blocks.retain(|b| *b != i);
-                    if let Some(c) = self.channels.iter().position(|c| c.key == Key::Block(i) && !c.ended) {
-                        self.flush_channel(c, out);
-                    }
-                }
-            }
-            "message_delta" | "message_stop" => self.flush_all(out),
-            _ => {}
-        }
-        if self.block.is_some() {
-            return;
-        }
-        Self::emit(out, event, raw, &mut edits);
-    }
-
-    fn responses_event(&mut self, event: &SseEvent, raw: &[u8], out: &mut Vec<u8>) {
-        let Ok(tree) = Tree::parse(&event.data) else {
-            out.extend_from_slice(raw);
-            return;
-        };
-        let kind = tree.get_str(Tree::ROOT, "type").map(|k| k.into_owned()).unwrap_or_else(|| event.event.clone());
-        if let Some(n) = uint(&tree, tree.get(Tree::ROOT, "sequence_number")) {
-            self.sequence = Some(n);
-        }
-        let output = uint(&tree, tree.get(Tree::ROOT, "output_index")).unwrap_or(0);
-        let content = uint(&tree, tree.get(Tree::ROOT, "content_index")).unwrap_or(0);
-        let mut edits = Vec::new();
-        let replace = |this: &Self, node: Option<usize>, key: Key, edits: &mut Vec<(usize, usize, Vec<u8>)>| {
-            let (Some(node), Some(text)) = (string_node(&tree, node), this.channel_text(key)) else { return };
-            if tree.str(node).is_some_and(|current| *current != text) {
-                if let Some(n) = tree.node(node) {
-                    edits.push((n.start, n.end, json_tree::encode_string(&text).into_bytes()));
-                }
-            }
-        };
-        match kind.as_str() {
-            "response.created" | "response.in_progress" => {
-                if let Some(response) = tree.get(Tree::ROOT, "response").and_then(|r| tree.raw(r)) {
-                    self.template = Some(response.to_vec());
-                }
-            }
-            "response.output_item.added" => {
-                let item = tree.get(Tree::ROOT, "item");
-                if let Some(id) = item.and_then(|i| tree.get_str(i, "id")) {
-                    self.item_ids.push((output, id.into_owned()));
-                }
-                if item.and_then(|i| tree.get_str(i, "type")).is_some_and(|t| t == "function_call") {
-                    if let Some(name) = item.and_then(|i| tree.get_str(i, "name")) {
-                        self.check_tool_name(&name);
-                    }
-                }
-            }
-            "response.output_text.delta" | "response.function_call_arguments.delta" => {
-                let json_text = kind == "response.function_call_arguments.delta";
-                let key = Key::Output(output, if json_text { u64::MAX } else { content });
-                if let Some(node) = string_node(&tree, tree.get(Tree::ROOT, "delta")) {
-                    edits.extend(self.text_field(&tree, node, key, json_text, false));
-                }
-            }
-            "response.output_text.done" | "response.function_call_arguments.done" => {
-                let json_text = kind == "response.function_call_arguments.done";
-                let key = Key::Output(output, if json_text { u64::MAX } else { content });
-                if let Some(c) = self.channels.iter().position(|c| c.key == key && !c.ended) {
-                    self.flush_channel(c, out);
-                }
-                let field = if json_text { "arguments" } else { "text" };
-                replace(self, tree.get(Tree::ROOT, field), key, &mut edits);
-            }
-            "response.content_part.done" => {
-                let part = tree.get(Tree::ROOT, "part");
-                replace(self, part.and_then(|p| tree.get(p, "text")), Key::Output(output, content), &mut edits);
-            }
-            "response.output_item.done" => {
-                if let Some(item) = tree.get(Tree::ROOT, "item") {
-                    self.replace_item(&tree, item, output, &mut edits);
-                }
-            }
-            "response.completed" | "response.incomplete" | "response.failed" => {
-                self.flush_all(out);
-                if let Some(items) = tree.get(Tree::ROOT, "response").and_then(|r| tree.get(r, "output")) {
-                    for (o, item) in tree.children(items).enumerate() {
-                        self.replace_item(&tree, item, o as u64, &mut edits);
-                    }
-                }
-            }
-            _ => {}
-        }
-        if self.block.is_some() {
-            return;
-        }
-        Self::emit(out, event, raw, &mut edits);
-    }
-
-    /// Rewrites a Responses output item's texts to what was released for them.
-    fn replace_item(&self, tree: &Tree<'_>, item: usize, output: u64, edits: &mut Vec<(usize, usize, Vec<u8>)>) {
-        let mut targets = Vec::new();
-        if let Some(node) = string_node(tree, tree.get(item, "arguments")) {
-            targets.push((node, Key::Output(output, u64::MAX)));
-        }
-        if let Some(parts) = tree.get(item, "content") {
-            for (j, part) in tree.children(parts).enumerate() {
-                if let Some(node) = string_node(tree, tree.get(part, "text")) {
-                    targets.push((node, Key::Output(output, j as u64)));
-                }
-            }
-        }
-        for (node, key) in targets {
-            let Some(text) = self.channel_text(key) else { continue };
-            if tree.str(node).is_some_and(|current| *current != text) {
-                if let Some(n) = tree.node(node) {
-                    edits.push((n.start, n.end, json_tree::encode_string(&text).into_bytes()));
-                }
-            }
-        }
-    }
-
-    fn on_event(&mut self, event: &SseEvent, raw: &[u8], out: &mut Vec<u8>) {
-        match self.api {
-            Api::OpenAiChat => self.chat_event(event, raw, out),
-            Api::AnthropicMessages => self.anthropic_event(event, raw, out),
-            Api::OpenAiResponses => self.responses_event(event, raw, out),
-            Api::OpenAiEmbeddings => out.extend_from_slice(raw),
-        }
-        if self.block.is_some() && !self.finished {
-            self.terminate(out);
-        }
-    }
-
-    /// Ends the stream after a block with the events the client's SDK expects.
-    fn terminate(&mut self, out: &mut Vec<u8>) {
-        self.finished = true;
-        match self.api {
-            Api::OpenAiChat => {
-                let template = self.template();
-                let mut choices = self.choices_seen.clone();
-                if choices.is_empty() {
-                    choices.push(0);
-                }
-                for index in choices {
-                    let chunk = serde_json::json!({
-                        "id": template.get("id").cloned().unwrap_or(serde_json::Value::from("chatcmpl-blocked")),
-                        "object": "chat.completion.chunk",
-                        "created": template.get("created").cloned().unwrap_or(serde_json::Value::from(0)),
-                        "model": template.get("model").cloned().unwrap_or(serde_json::Value::from("")),
-                        "choices": [{"index": index, "delta": {}, "logprobs": null, "finish_reason": "content_filter"}],
-                    });
-                    write_event(out, "", chunk.to_string().as_bytes());
-                }
-                write_event(out, "", b"[DONE]");
-            }
-            Api::AnthropicMessages => {
-                for index in std::mem::take(&mut self.open_blocks) {
-                    let stop = serde_json::json!({"type": "content_block_stop", "index": index});
-                    write_event(out, "content_block_stop", stop.to_string().as_bytes());
-                }
-                let released: u64 = self.channels.iter().map(|c| c.released_bytes).sum();
-                // Output tokens: four bytes per token of the text released (the provider's count never came).
-                let delta = serde_json::json!({
-                    "type": "message_delta",
-                    "delta": {"stop_reason": "refusal", "stop_sequence": null},
-                    "usage": {"output_tokens": released.div_ceil(4)},
-                });
-                write_event(out, "message_delta", delta.to_string().as_bytes());
-                write_event(out, "message_stop", br#"{"type":"message_stop"}"#);
-            }
-            Api::OpenAiResponses => {
-                let mut response = self.template();
-                if !response.is_object() {
-                    response = serde_json::json!({"id": "resp_blocked", "object": "response", "output": []});
-                }
-                if let Some(object) = response.as_object_mut() {
-                    object.insert("status".into(), "incomplete".into());
-                    object.insert("incomplete_details".into(), serde_json::json!({"reason": "content_filter"}));
-                }
-                let event = serde_json::json!({
-                    "type": "response.incomplete",
-                    "sequence_number": self.sequence.map_or(0, |n| n + 1),
-                    "response": response,
-                });
-                write_event(out, "response.incomplete", event.to_string().as_bytes());
-            }
-            Api::OpenAiEmbeddings => {}
-        }
-    }
-
-    fn flush_all(&mut self, out: &mut Vec<u8>) {
+    /// Ends every open text: all of it is decided (up to a block, if one is found).
+    fn flush_all(&mut self) {
         let open: Vec<usize> =
             (0..self.channels.len()).filter(|i| self.channels.get(*i).is_some_and(|c| !c.ended)).collect();
         for index in open {
-            self.flush_channel(index, out);
+            self.flush_channel(index);
             if self.block.is_some() {
-                self.terminate(out);
                 return;
             }
         }
     }
 
-    /// Ends a channel; held text goes out in an event of its own, before the one that ended it.
-    fn flush_channel(&mut self, index: usize, out: &mut Vec<u8>) {
-        let Some(key) = self.channels.get(index).map(|c| c.key) else { return };
-        let text = self.push(index, "", true);
-        if text.is_empty() || self.block.is_some() {
-            return;
-        }
-        match key {
-            Key::Chat(choice, field) => {
-                let template = self.template();
-                let delta = match field {
-                    None => serde_json::json!({"content": text}),
-                    Some(u64::MAX) => serde_json::json!({"refusal": text}),
-                    Some(k) => serde_json::json!({"tool_calls": [{"index": k, "function": {"arguments": text}}]}),
-                };
-                let mut chunk = serde_json::json!({
-                    "id": template.get("id").cloned().unwrap_or_default(),
-                    "object": "chat.completion.chunk",
-                    "created": template.get("created").cloned().unwrap_or_default(),
-                    "model": template.get("model").cloned().unwrap_or_default(),
-                    "choices": [{"index": choice, "delta": delta, "logprobs": null, "finish_reason": null}],
-                });
-                if let (Some(object), Some(fp)) = (chunk.as_object_mut(), template.get("system_fingerprint")) {
-                    object.insert("system_fingerprint".into(), fp.clone());
-                }
-                write_event(out, "", chunk.to_string().as_bytes());
-            }
-            Key::Block(block) => {
-                let json_text = self.channels.get(index).is_some_and(|c| c.json_text);
-                let delta = if json_text {
-                    serde_json::json!({"type": "input_json_delta", "partial_json": text})
-                } else {
-                    serde_json::json!({"type": "text_delta", "text": text})
-                };
-                let event = serde_json::json!({"type": "content_block_delta", "index": block, "delta": delta});
-                write_event(out, "content_block_delta", event.to_string().as_bytes());
-            }
-            Key::Output(output, content) => {
-                let (kind, mut event) = if content == u64::MAX {
-                    (
-                        "response.function_call_arguments.delta",
-                        serde_json::json!({"type": "response.function_call_arguments.delta", "output_index": output, "delta": text}),
-                    )
-                } else {
-                    (
-                        "response.output_text.delta",
-                        serde_json::json!({"type": "response.output_text.delta", "output_index": output, "content_index": content, "delta": text}),
-                    )
-                };
-                if let Some(object) = event.as_object_mut() {
-                    object.insert(
-                        "item_id".into(),
-                        self.item_ids
-                            .iter()
-                            .find(|(o, _)| *o == output)
-                            .map(|(_, id)| id.clone())
-                            .unwrap_or_default()
-                            .into(),
-                    );
-                }
-                write_event(out, kind, event.to_string().as_bytes());
-            }
-        }
+    /// Ends one text: what was held of it is decided, and goes out in the events that carried it.
+    fn flush_channel(&mut self, index: usize) {
+        self.push(index, "", true);
     }
+}
+
+/// `text` (at `start` of its channel) with the changes that fall in it applied; `None` when
+/// none does. A change is written where it begins; the text it spans into later fields is
+/// dropped there.
+fn changed_text(text: &str, start: u64, changes: &[Change]) -> Option<String> {
+    let end = start + text.len() as u64;
+    let mut out = String::new();
+    let mut at = 0usize;
+    let mut changed = false;
+    for change in changes.iter().filter(|c| c.end > start && c.start < end) {
+        let from = usize::try_from(change.start.saturating_sub(start)).unwrap_or(usize::MAX);
+        let to = usize::try_from(change.end.min(end) - start).unwrap_or(usize::MAX);
+        if change.start >= start {
+            out.push_str(text.get(at..from)?);
+            out.push_str(&change.with);
+        }
+        at = at.max(to);
+        changed = true;
+    }
+    if !changed {
+        return None;
+    }
+    out.push_str(text.get(at..)?);
+    Some(out)
+}
+
+/// The first `before` bytes of `text` (at `start` of its channel), with the changes that fall in
+/// them applied.
+fn changed_prefix(text: &str, start: u64, before: usize, changes: &[Change]) -> String {
+    let before = text::floor_char_boundary(text, before);
+    let head = text.get(..before).unwrap_or_default();
+    changed_text(head, start, changes).unwrap_or_else(|| head.to_string())
 }
 
 /// One stream of text on its own (the layer under [`StreamGuard`]): text deltas in, text to
@@ -1104,13 +622,13 @@ impl TextGuard {
 
     /// The next delta; returns the text to send now, and the block if one was decided.
     pub fn push(&mut self, delta: &str) -> (String, Option<Block>) {
-        let text = self.guard.push(self.index, delta, false);
+        let text = self.guard.push(self.index, delta, false).text;
         (text, self.guard.block.clone())
     }
 
     /// End of the text: everything still held, checked.
     pub fn finish(&mut self) -> (String, Option<Block>) {
-        let text = self.guard.push(self.index, "", true);
+        let text = self.guard.push(self.index, "", true).text;
         (text, self.guard.block.clone())
     }
 
@@ -1121,33 +639,6 @@ impl TextGuard {
     pub fn decisions(&self) -> Vec<Decision> {
         self.guard.decisions()
     }
-}
-
-/// Writes one SSE event: `event:` line when named, `data:` lines, blank line.
-fn write_event(out: &mut Vec<u8>, name: &str, data: &[u8]) {
-    if !name.is_empty() {
-        out.extend_from_slice(b"event: ");
-        out.extend_from_slice(name.as_bytes());
-        out.push(b'\n');
-    }
-    for line in data.split(|b| *b == b'\n') {
-        out.extend_from_slice(b"data: ");
-        out.extend_from_slice(line);
-        out.push(b'\n');
-    }
-    out.push(b'\n');
-}
-
-fn uint(tree: &Tree<'_>, node: Option<usize>) -> Option<u64> {
-    let node = node?;
-    if tree.kind(node)? != Kind::Number {
-        return None;
-    }
-    std::str::from_utf8(tree.raw(node)?).ok()?.parse().ok()
-}
-
-fn string_node(tree: &Tree<'_>, node: Option<usize>) -> Option<usize> {
-    node.filter(|n| tree.kind(*n) == Some(Kind::String))
 }
 
 #[cfg(test)]

@@ -80,10 +80,20 @@ impl std::fmt::Display for TranslateError {
 
 impl std::error::Error for TranslateError {}
 
+/// An upstream event that could not be read (its data is not JSON, or holds a string that is
+/// not UTF-8): nothing of it can be carried over faithfully.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unreadable;
+
+/// The message of the error event that ends a translated stream at an unreadable event.
+pub const UNREADABLE_EVENT: &str =
+    "An upstream stream event could not be read (not JSON, or not UTF-8) and could not be translated.";
+
 /// One direction of stream translation: each upstream event in, the client's SSE bytes out.
 pub trait EventTranslator {
     /// Translates one complete upstream event, appending what the client should get now.
-    fn on_event(&mut self, event: &SseEvent, out: &mut Vec<u8>);
+    /// `Err(Unreadable)`: the event could not be read; the caller ends the stream there.
+    fn on_event(&mut self, event: &SseEvent, out: &mut Vec<u8>) -> Result<(), Unreadable>;
     /// The upstream stream ended. Appends the closing events if the upstream's final event was
     /// seen, or an error event saying the stream was cut if it was not.
     fn finish(&mut self, out: &mut Vec<u8>);
@@ -110,6 +120,8 @@ pub trait EventTranslator {
 pub struct SseTranslator<T> {
     framer: SseFramer,
     max_event_bytes: usize,
+    /// Upstream events that could not be read (the stream was ended with an error at the first).
+    unreadable: u32,
     inner: T,
     events: Vec<SseEvent>,
     issues: Vec<SseIssue>,
@@ -121,6 +133,7 @@ impl<T: EventTranslator> SseTranslator<T> {
         SseTranslator {
             framer: SseFramer::new(max_event_bytes),
             max_event_bytes,
+            unreadable: 0,
             inner,
             events: Vec::new(),
             issues: Vec::new(),
@@ -148,6 +161,12 @@ impl<T: EventTranslator> SseTranslator<T> {
         &self.inner
     }
 
+    /// Upstream events that could not be read: the first ended the client's stream with an
+    /// error, rather than its text being dropped without a word.
+    pub fn unreadable(&self) -> u32 {
+        self.unreadable
+    }
+
     /// Translates the events just framed, in order, and ends the stream with an error where an
     /// oversized event was skipped: events before it are translated, events after it are not.
     fn drain(&mut self, out: &mut Vec<u8>) {
@@ -156,7 +175,13 @@ impl<T: EventTranslator> SseTranslator<T> {
             if oversized_at.is_some_and(|at| event.start >= at) {
                 break;
             }
-            self.inner.on_event(&event, out);
+            if self.inner.is_done() {
+                continue;
+            }
+            if self.inner.on_event(&event, out).is_err() {
+                self.unreadable += 1;
+                self.inner.end_with_error("api_error", UNREADABLE_EVENT, out);
+            }
         }
         self.events.clear();
         if oversized_at.is_some() {
@@ -177,10 +202,11 @@ mod tests {
     }
 
     impl EventTranslator for Recorder {
-        fn on_event(&mut self, event: &SseEvent, _: &mut Vec<u8>) {
+        fn on_event(&mut self, event: &SseEvent, _: &mut Vec<u8>) -> Result<(), Unreadable> {
             if self.ended.is_none() {
-                self.seen.push(String::from_utf8_lossy(&event.data).into_owned());
+                self.seen.push(String::from_utf8(event.data.clone()).map_err(|_| Unreadable)?);
             }
+            Ok(())
         }
         fn finish(&mut self, _: &mut Vec<u8>) {
             self.ended.get_or_insert_with(|| "finished".into());

@@ -23,7 +23,7 @@ use serde_json::{json, Value};
 
 use super::error::{anthropic_error_body, anthropic_type_for_openai_error};
 use super::shared::{anthropic_id, anthropic_usage, cut_short, stop_reason, write_anthropic_event, MID_STREAM_ERROR};
-use super::EventTranslator;
+use super::{EventTranslator, Unreadable};
 use crate::sse::SseEvent;
 
 /// Indexes given to tool calls that arrive without one, far above any real index.
@@ -210,20 +210,22 @@ impl OpenAiToAnthropicStream {
 }
 
 impl EventTranslator for OpenAiToAnthropicStream {
-    fn on_event(&mut self, event: &SseEvent, out: &mut Vec<u8>) {
+    fn on_event(&mut self, event: &SseEvent, out: &mut Vec<u8>) -> Result<(), Unreadable> {
         if self.done {
-            return;
+            return Ok(());
         }
         if event.data == b"[DONE]" {
-            return self.end_message(out);
+            self.end_message(out);
+            return Ok(());
         }
-        let Ok(chunk) = serde_json::from_slice::<Value>(&event.data) else { return };
+        let chunk = serde_json::from_slice::<Value>(&event.data).map_err(|_| Unreadable)?;
         if let Some(error) = chunk.get("error").filter(|e| !e.is_null()) {
             let message = match error {
                 Value::String(message) => message.as_str(),
                 _ => error.get("message").and_then(Value::as_str).unwrap_or(MID_STREAM_ERROR),
             };
-            return self.end_with_error(anthropic_type_for_openai_error(error), message, out);
+            self.end_with_error(anthropic_type_for_openai_error(error), message, out);
+            return Ok(());
         }
         self.start(Some(&chunk), &event.data, out);
         if let Some(usage) = chunk.get("usage").filter(|u| u.is_object()) {
@@ -235,6 +237,7 @@ impl EventTranslator for OpenAiToAnthropicStream {
         if let Some(choice) = first {
             self.choice(choice, out);
         }
+        Ok(())
     }
 
     /// An upstream that ended after its `finish_reason` but without `[DONE]` still gave a whole
@@ -270,10 +273,8 @@ mod tests {
         let mut translator = OpenAiToAnthropicStream::new(None);
         let mut out = Vec::new();
         for data in chunks {
-            translator.on_event(
-                &SseEvent { event: String::new(), data: data.as_bytes().to_vec(), start: 0, end: 0 },
-                &mut out,
-            );
+            let event = SseEvent { event: String::new(), data: data.as_bytes().to_vec(), start: 0, end: 0 };
+            let _ = translator.on_event(&event, &mut out);
         }
         if finish {
             translator.finish(&mut out);

@@ -21,7 +21,7 @@ use serde_json::{json, Map, Value};
 
 use super::error::openai_error_body;
 use super::shared::{cut_short, finish_reason, openai_id, openai_usage, write_openai_event, MID_STREAM_ERROR};
-use super::EventTranslator;
+use super::{EventTranslator, Unreadable};
 use crate::sse::SseEvent;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -179,11 +179,11 @@ impl AnthropicToOpenAiStream {
 }
 
 impl EventTranslator for AnthropicToOpenAiStream {
-    fn on_event(&mut self, event: &SseEvent, out: &mut Vec<u8>) {
+    fn on_event(&mut self, event: &SseEvent, out: &mut Vec<u8>) -> Result<(), Unreadable> {
         if self.done {
-            return;
+            return Ok(());
         }
-        let Ok(value) = serde_json::from_slice::<Value>(&event.data) else { return };
+        let value = serde_json::from_slice::<Value>(&event.data).map_err(|_| Unreadable)?;
         let kind = value.get("type").and_then(Value::as_str).unwrap_or(event.event.as_str());
         match kind {
             "message_start" => {
@@ -228,6 +228,7 @@ impl EventTranslator for AnthropicToOpenAiStream {
             }
             _ => {}
         }
+        Ok(())
     }
 
     fn finish(&mut self, out: &mut Vec<u8>) {
@@ -259,7 +260,7 @@ mod tests {
         for data in events {
             let kind = data["type"].as_str().unwrap_or_default().to_string();
             let event = SseEvent { event: kind, data: data.to_string().into_bytes(), start: 0, end: 0 };
-            translator.on_event(&event, &mut out);
+            translator.on_event(&event, &mut out).unwrap();
         }
         if finish {
             translator.finish(&mut out);
@@ -394,10 +395,14 @@ mod tests {
                 r#"{"type":"content_block_delta","index":9,"delta":{"type":"text_delta","text":"?"}}"#,
             ),
             ("mystery", r#"{"type":"mystery"}"#),
-            ("message_start", "{not json"),
         ] {
-            translator.on_event(&SseEvent { event: kind.into(), data: data.into(), start: 0, end: 0 }, &mut out);
+            let read =
+                translator.on_event(&SseEvent { event: kind.into(), data: data.into(), start: 0, end: 0 }, &mut out);
+            assert_eq!(read, Ok(()));
         }
+        // An event that cannot be read is said to be so: the caller ends the stream there.
+        let unreadable = SseEvent { event: "message_start".into(), data: b"{not json".to_vec(), start: 0, end: 0 };
+        assert_eq!(translator.on_event(&unreadable, &mut out), Err(Unreadable));
         // Only the role chunk that the first content event opened the stream with.
         let text = String::from_utf8(out).unwrap();
         assert_eq!(text.matches("data: ").count(), 1, "{text}");

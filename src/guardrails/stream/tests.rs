@@ -2,6 +2,7 @@ use std::rc::Rc;
 
 use serde_json::{json, Value};
 
+use super::ending::write_event;
 use super::*;
 use crate::guardrails::{parse, RequestInput, ResponseGuard};
 use crate::sse::SseFramer;

@@ -1,0 +1,225 @@
+//! Where each dialect's events carry generated text, and which events end a text.
+
+use super::{Key, StreamGuard};
+use crate::json_tree::{self, Kind, Tree};
+use crate::sse::SseEvent;
+
+impl StreamGuard {
+    /// OpenAI Chat: each choice's content, refusal and tool-call arguments; a `finish_reason`
+    /// or `[DONE]` ends them.
+    pub(super) fn chat_event(&mut self, event: &SseEvent) {
+        if event.data == b"[DONE]" {
+            self.flush_all();
+            return;
+        }
+        let Ok(tree) = Tree::parse(&event.data) else { return };
+        if let Some(choices) = tree.get(Tree::ROOT, "choices") {
+            self.template = Some(event.data.clone());
+            for (position, choice) in tree.children(choices).enumerate() {
+                let index = uint(&tree, tree.get(choice, "index")).unwrap_or(position as u64);
+                if !self.choices_seen.contains(&index) {
+                    self.choices_seen.push(index);
+                }
+                let finishing = string_node(&tree, tree.get(choice, "finish_reason")).is_some();
+                let mut present = Vec::new();
+                if let Some(delta) = tree.get(choice, "delta") {
+                    for (field, key) in
+                        [("content", Key::Chat(index, None)), ("refusal", Key::Chat(index, Some(u64::MAX)))]
+                    {
+                        if let Some(node) = string_node(&tree, tree.get(delta, field)) {
+                            present.push(key);
+                            self.text_field(&tree, node, key, false, finishing);
+                        }
+                    }
+                    if let Some(calls) = tree.get(delta, "tool_calls") {
+                        for (k, call) in tree.children(calls).enumerate() {
+                            let k = uint(&tree, tree.get(call, "index")).unwrap_or(k as u64);
+                            let function = tree.get(call, "function");
+                            if let Some(name) = function.and_then(|f| tree.get_str(f, "name")) {
+                                self.check_tool_name(&name);
+                            }
+                            if let Some(node) = string_node(&tree, function.and_then(|f| tree.get(f, "arguments"))) {
+                                let key = Key::Chat(index, Some(k));
+                                present.push(key);
+                                self.text_field(&tree, node, key, true, finishing);
+                            }
+                        }
+                    }
+                }
+                if finishing {
+                    let ending: Vec<usize> = (0..self.channels.len())
+                        .filter(|i| {
+                            self.channels.get(*i).is_some_and(|c| {
+                                !c.ended
+                                    && matches!(c.key, Key::Chat(ch, _) if ch == index)
+                                    && !present.contains(&c.key)
+                            })
+                        })
+                        .collect();
+                    for i in ending {
+                        self.flush_channel(i);
+                    }
+                }
+                if self.block.is_some() {
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Anthropic Messages: each content block's text or tool input; its `content_block_stop`
+    /// (or the message's end) ends it.
+    pub(super) fn anthropic_event(&mut self, event: &SseEvent) {
+        let Ok(tree) = Tree::parse(&event.data) else { return };
+        let kind = tree.get_str(Tree::ROOT, "type").map(|k| k.into_owned()).unwrap_or_else(|| event.event.clone());
+        let index = uint(&tree, tree.get(Tree::ROOT, "index"));
+        match kind.as_str() {
+            "content_block_start" => {
+                if let Some(i) = index {
+                    self.open_blocks.push(i);
+                }
+                let block = tree.get(Tree::ROOT, "content_block");
+                if block
+                    .and_then(|b| tree.get_str(b, "type"))
+                    .is_some_and(|t| t == "tool_use" || t == "server_tool_use")
+                {
+                    if let Some(name) = block.and_then(|b| tree.get_str(b, "name")) {
+                        self.check_tool_name(&name);
+                    }
+                }
+            }
+            "content_block_delta" => {
+                let delta = tree.get(Tree::ROOT, "delta");
+                let delta_type = delta.and_then(|d| tree.get_str(d, "type"));
+                let field = match delta_type.as_deref() {
+                    Some("text_delta") => Some(("text", false)),
+                    Some("input_json_delta") => Some(("partial_json", true)),
+                    _ => None, // thinking and signatures pass untouched
+                };
+                if let (Some((field, json_text)), Some(i), Some(d)) = (field, index, delta) {
+                    if let Some(node) = string_node(&tree, tree.get(d, field)) {
+                        self.text_field(&tree, node, Key::Block(i), json_text, false);
+                    }
+                }
+            }
+            "content_block_stop" => {
+                if let Some(i) = index {
+                    self.open_blocks.retain(|b| *b != i);
+                    if let Some(c) = self.channels.iter().position(|c| c.key == Key::Block(i) && !c.ended) {
+                        self.flush_channel(c);
+                    }
+                }
+            }
+            "message_delta" | "message_stop" => self.flush_all(),
+            _ => {}
+        }
+    }
+
+    /// OpenAI Responses: each output item's text parts and function-call arguments; their
+    /// `.done` events end them, and every later copy of a text (`.done`, `content_part.done`,
+    /// `output_item.done`, `response.completed`) is rewritten to what the deltas carried.
+    pub(super) fn responses_event(&mut self, event: &SseEvent, edits: &mut Vec<(usize, usize, Vec<u8>)>) {
+        let Ok(tree) = Tree::parse(&event.data) else { return };
+        let kind = tree.get_str(Tree::ROOT, "type").map(|k| k.into_owned()).unwrap_or_else(|| event.event.clone());
+        if let Some(n) = uint(&tree, tree.get(Tree::ROOT, "sequence_number")) {
+            self.sequence = Some(n);
+        }
+        let output = uint(&tree, tree.get(Tree::ROOT, "output_index")).unwrap_or(0);
+        let content = uint(&tree, tree.get(Tree::ROOT, "content_index")).unwrap_or(0);
+        let replace = |this: &Self, node: Option<usize>, key: Key, edits: &mut Vec<(usize, usize, Vec<u8>)>| {
+            let (Some(node), Some(text)) = (string_node(&tree, node), this.channel_text(key)) else { return };
+            if tree.str(node).is_some_and(|current| *current != text) {
+                if let Some(n) = tree.node(node) {
+                    edits.push((n.start, n.end, json_tree::encode_string(&text).into_bytes()));
+                }
+            }
+        };
+        match kind.as_str() {
+            "response.created" | "response.in_progress" => {
+                if let Some(response) = tree.get(Tree::ROOT, "response").and_then(|r| tree.raw(r)) {
+                    self.template = Some(response.to_vec());
+                }
+            }
+            "response.output_item.added" => {
+                let item = tree.get(Tree::ROOT, "item");
+                if let Some(id) = item.and_then(|i| tree.get_str(i, "id")) {
+                    self.item_ids.push((output, id.into_owned()));
+                }
+                if item.and_then(|i| tree.get_str(i, "type")).is_some_and(|t| t == "function_call") {
+                    if let Some(name) = item.and_then(|i| tree.get_str(i, "name")) {
+                        self.check_tool_name(&name);
+                    }
+                }
+            }
+            "response.output_text.delta" | "response.function_call_arguments.delta" => {
+                let json_text = kind == "response.function_call_arguments.delta";
+                let key = Key::Output(output, if json_text { u64::MAX } else { content });
+                if let Some(node) = string_node(&tree, tree.get(Tree::ROOT, "delta")) {
+                    self.text_field(&tree, node, key, json_text, false);
+                }
+            }
+            "response.output_text.done" | "response.function_call_arguments.done" => {
+                let json_text = kind == "response.function_call_arguments.done";
+                let key = Key::Output(output, if json_text { u64::MAX } else { content });
+                if let Some(c) = self.channels.iter().position(|c| c.key == key && !c.ended) {
+                    self.flush_channel(c);
+                }
+                let field = if json_text { "arguments" } else { "text" };
+                replace(self, tree.get(Tree::ROOT, field), key, edits);
+            }
+            "response.content_part.done" => {
+                let part = tree.get(Tree::ROOT, "part");
+                replace(self, part.and_then(|p| tree.get(p, "text")), Key::Output(output, content), edits);
+            }
+            "response.output_item.done" => {
+                if let Some(item) = tree.get(Tree::ROOT, "item") {
+                    self.replace_item(&tree, item, output, edits);
+                }
+            }
+            "response.completed" | "response.incomplete" | "response.failed" => {
+                self.flush_all();
+                if let Some(items) = tree.get(Tree::ROOT, "response").and_then(|r| tree.get(r, "output")) {
+                    for (o, item) in tree.children(items).enumerate() {
+                        self.replace_item(&tree, item, o as u64, edits);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Rewrites a Responses output item's texts to what was released for them.
+    fn replace_item(&self, tree: &Tree<'_>, item: usize, output: u64, edits: &mut Vec<(usize, usize, Vec<u8>)>) {
+        let mut targets = Vec::new();
+        if let Some(node) = string_node(tree, tree.get(item, "arguments")) {
+            targets.push((node, Key::Output(output, u64::MAX)));
+        }
+        if let Some(parts) = tree.get(item, "content") {
+            for (j, part) in tree.children(parts).enumerate() {
+                if let Some(node) = string_node(tree, tree.get(part, "text")) {
+                    targets.push((node, Key::Output(output, j as u64)));
+                }
+            }
+        }
+        for (node, key) in targets {
+            let Some(text) = self.channel_text(key) else { continue };
+            if tree.str(node).is_some_and(|current| *current != text) {
+                if let Some(n) = tree.node(node) {
+                    edits.push((n.start, n.end, json_tree::encode_string(&text).into_bytes()));
+                }
+            }
+        }
+    }
+}
+
+pub(super) fn uint(tree: &Tree<'_>, node: Option<usize>) -> Option<u64> {
+    let node = node?;
+    if tree.kind(node)? != Kind::Number {
+        return None;
+    }
+    std::str::from_utf8(tree.raw(node)?).ok()?.parse().ok()
+}
+
+fn string_node(tree: &Tree<'_>, node: Option<usize>) -> Option<usize> {
+    node.filter(|n| tree.kind(*n) == Some(Kind::String))
+}
