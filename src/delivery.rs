@@ -17,12 +17,18 @@ pub fn cost_fields(record: &UsageRecord, price_table: &str) -> Vec<(&'static str
         fields.push((names::HEADER_PROVIDER, provider.clone()));
     }
     let tokens = record.tokens;
-    let (Some(input), Some(output)) = (tokens.input, tokens.output) else {
+    // The same rule as pricing: one side is enough. An Embeddings answer reports input only
+    // (it generates nothing), and its cost is known all the same.
+    if tokens.input.is_none() && tokens.output.is_none() {
         fields.push((names::HEADER_COST_USD, names::COST_UNKNOWN.to_string()));
         return fields;
-    };
-    fields.push((names::HEADER_INPUT_TOKENS, input.tokens.to_string()));
-    fields.push((names::HEADER_OUTPUT_TOKENS, output.tokens.to_string()));
+    }
+    let reported = [(names::HEADER_INPUT_TOKENS, tokens.input), (names::HEADER_OUTPUT_TOKENS, tokens.output)];
+    for (suffix, count) in reported {
+        if let Some(count) = count {
+            fields.push((suffix, count.tokens.to_string()));
+        }
+    }
     let cache_write = tokens.cache_write_5m.map_or(0, |c| c.tokens) + tokens.cache_write_1h.map_or(0, |c| c.tokens);
     let optional = [
         (names::HEADER_CACHED_INPUT_TOKENS, tokens.cache_read.map_or(0, |c| c.tokens)),
@@ -139,6 +145,17 @@ mod tests {
         let mut no_usage = record(None);
         no_usage.tokens = TokenCounts::default();
         assert!(cost_fields(&no_usage, "v").contains(&("cost-usd", "unknown".to_string())));
+    }
+
+    #[test]
+    fn input_alone_is_enough_for_the_cost_and_its_token_header() {
+        let mut embeddings = record(Some(priced()));
+        embeddings.tokens = TokenCounts { input: Some(Count::provider(8000)), ..TokenCounts::default() };
+        let fields = cost_fields(&embeddings, "v");
+        let get = |suffix: &str| fields.iter().find(|(s, _)| *s == suffix).map(|(_, v)| v.as_str());
+        assert_eq!(get("input-tokens"), Some("8000"));
+        assert_eq!(get("output-tokens"), None, "nothing generated, nothing reported");
+        assert_eq!(get("cost-usd"), Some("0.000735"));
     }
 
     #[test]

@@ -786,3 +786,313 @@ fn mock_usage_tallies_the_echos_tokens() {
     assert_eq!(tally["answers"], 2);
     assert_eq!(tally["output_tokens"], 8);
 }
+
+// --- OpenAI Responses ---------------------------------------------------------------------------
+
+fn responses(extra: Value) -> Value {
+    let mut body = json!({
+        "model": "gpt-4o-mini",
+        "instructions": "Be brief.",
+        "input": [{"role": "user", "content": [{"type": "input_text", "text": "Say hello to the gateway."}]}]
+    });
+    body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    body
+}
+
+// The same 34 bytes of text as CHAT_PROMPT_TOKENS, in one input item plus the instructions.
+const RESPONSES_INPUT_TOKENS: u64 = 9 + 3 + 3;
+
+/// The data of each event, checked to name its SSE event and to be numbered from 0.
+fn responses_events(reply: &Reply) -> Vec<Value> {
+    let events = reply.events();
+    let data: Vec<Value> = events.iter().map(|(_, data)| serde_json::from_str(data).unwrap()).collect();
+    for (number, ((name, _), value)) in events.iter().zip(&data).enumerate() {
+        assert_eq!(value["type"], name.as_str());
+        assert_eq!(value["sequence_number"], number);
+    }
+    data
+}
+
+fn types(events: &[Value]) -> Vec<&str> {
+    events.iter().map(|e| e["type"].as_str().unwrap()).collect()
+}
+
+#[test]
+fn responses_answer_has_the_real_shape_and_openai_usage_subsets() {
+    let mock = Mock::start(&[]);
+    let headers = [("x-mock-cached-tokens", "7"), ("x-mock-reasoning-tokens", "10")];
+    let reply = mock.post("/v1/responses", &headers, &responses(json!({})));
+    assert_eq!(reply.status, 200);
+    assert!(reply.header("x-request-id").unwrap().starts_with("req_"));
+    let body = reply.json();
+    assert!(body["id"].as_str().unwrap().starts_with("resp_"));
+    assert_eq!(body["object"], "response");
+    assert_eq!(body["status"], "completed");
+    assert_eq!(body["model"], "gpt-4o-mini-2024-07-18");
+    assert_eq!(body["instructions"], "Be brief.");
+    let item = &body["output"][0];
+    assert_eq!(item["type"], "message");
+    assert!(item["id"].as_str().unwrap().starts_with("msg_"));
+    assert_eq!((item["role"].as_str(), item["status"].as_str()), (Some("assistant"), Some("completed")));
+    assert_eq!(item["content"][0]["type"], "output_text");
+    assert_eq!(item["content"][0]["text"].as_str().unwrap().split(' ').count(), 16);
+    let usage = &body["usage"];
+    assert_eq!(usage["input_tokens"], RESPONSES_INPUT_TOKENS);
+    assert_eq!(usage["input_tokens_details"]["cached_tokens"], 7);
+    assert_eq!(usage["output_tokens"], 16 + 10);
+    assert_eq!(usage["output_tokens_details"]["reasoning_tokens"], 10);
+    assert_eq!(usage["total_tokens"], RESPONSES_INPUT_TOKENS + 26);
+}
+
+#[test]
+fn responses_stream_sends_the_real_event_sequence_with_usage_in_response_completed() {
+    let mock = Mock::start(&[]);
+    let reply = mock.post("/v1/responses", &[], &responses(json!({"stream": true})));
+    assert_eq!(reply.header("content-type"), Some("text/event-stream; charset=utf-8"));
+    let events = responses_events(&reply);
+    let mut expected =
+        vec!["response.created", "response.in_progress", "response.output_item.added", "response.content_part.added"];
+    expected.extend(["response.output_text.delta"; 16]);
+    expected.extend([
+        "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "response.completed",
+    ]);
+    assert_eq!(types(&events), expected);
+    assert_eq!(events[0]["response"]["status"], "in_progress");
+    assert_eq!(events[0]["response"]["usage"], Value::Null);
+    let item_id = events[2]["item"]["id"].as_str().unwrap();
+    let deltas: String = events[4..20]
+        .iter()
+        .map(|e| {
+            assert_eq!(
+                (e["item_id"].as_str(), e["output_index"].as_u64(), e["content_index"].as_u64()),
+                (Some(item_id), Some(0), Some(0))
+            );
+            e["delta"].as_str().unwrap()
+        })
+        .collect();
+    assert_eq!(events[20]["text"], deltas.as_str());
+    assert_eq!(events[21]["part"]["text"], deltas.as_str());
+    assert_eq!(events[22]["item"]["content"][0]["text"], deltas.as_str());
+    let completed = &events[23]["response"];
+    assert_eq!(completed["status"], "completed");
+    assert_eq!(completed["output"][0]["content"][0]["text"], deltas.as_str());
+    assert_eq!(completed["usage"]["input_tokens"], RESPONSES_INPUT_TOKENS);
+    assert_eq!(completed["usage"]["output_tokens"], 16);
+    assert!(!reply.text().contains("[DONE]"), "the Responses API sends no [DONE]");
+}
+
+#[test]
+fn responses_cut_by_max_output_tokens_end_incomplete_whole_and_streamed() {
+    let mock = Mock::start(&[]);
+    let body = mock.post("/v1/responses", &[], &responses(json!({"max_output_tokens": 3}))).json();
+    assert_eq!(body["status"], "incomplete");
+    assert_eq!(body["incomplete_details"]["reason"], "max_output_tokens");
+    assert_eq!(body["output"][0]["content"][0]["text"], "This is a");
+    let events =
+        responses_events(&mock.post("/v1/responses", &[], &responses(json!({"stream": true, "max_output_tokens": 3}))));
+    let last = events.last().unwrap();
+    assert_eq!(last["type"], "response.incomplete");
+    assert_eq!(last["response"]["incomplete_details"]["reason"], "max_output_tokens");
+    assert_eq!(last["response"]["usage"]["output_tokens"], 3);
+}
+
+#[test]
+fn responses_call_function_tools_whole_and_streamed_as_argument_deltas() {
+    let mock = Mock::start(&[]);
+    let tools = json!([
+        {"type": "web_search"},
+        {"type": "function", "name": "get_weather", "parameters": weather_schema()},
+        {"type": "function", "name": "other", "parameters": {"type": "object"}}
+    ]);
+    let body = mock.post("/v1/responses", &[], &responses(json!({"tools": tools}))).json();
+    let item = &body["output"][0];
+    assert_eq!(item["type"], "function_call");
+    assert!(item["id"].as_str().unwrap().starts_with("fc_"));
+    assert!(item["call_id"].as_str().unwrap().starts_with("call_"));
+    assert_eq!(item["name"], "get_weather");
+    let arguments: Value = serde_json::from_str(item["arguments"].as_str().unwrap()).unwrap();
+    assert_eq!(arguments, json!({"city": "mock", "days": 1, "metric": true}));
+    let forced = json!({"tools": tools, "tool_choice": {"type": "function", "name": "other"}});
+    assert_eq!(mock.post("/v1/responses", &[], &responses(forced)).json()["output"][0]["name"], "other");
+
+    let events =
+        responses_events(&mock.post("/v1/responses", &[], &responses(json!({"tools": tools, "stream": true}))));
+    let kinds = types(&events);
+    assert_eq!(kinds[..3], ["response.created", "response.in_progress", "response.output_item.added"]);
+    assert_eq!(events[2]["item"]["arguments"], "");
+    let fragments: String = events
+        .iter()
+        .filter(|e| e["type"] == "response.function_call_arguments.delta")
+        .map(|e| e["delta"].as_str().unwrap())
+        .collect();
+    let done = events.iter().find(|e| e["type"] == "response.function_call_arguments.done").unwrap();
+    assert_eq!(done["arguments"], fragments.as_str());
+    assert_eq!(done["name"], "get_weather");
+    assert_eq!(kinds[kinds.len() - 2..], ["response.output_item.done", "response.completed"]);
+    assert_eq!(events.last().unwrap()["response"]["output"][0]["arguments"], fragments.as_str());
+}
+
+#[test]
+fn responses_echo_the_last_user_text_in_byte_bounded_deltas() {
+    let mock = Mock::start(&[]);
+    let headers = [("x-mock-reply", "echo"), ("x-mock-delta-bytes", "3")];
+    let input = json!([{"role": "user", "content": "first"}, {"role": "user", "content": [{"type": "input_text", "text": "héllo"}]}]);
+    let events =
+        responses_events(&mock.post("/v1/responses", &headers, &responses(json!({"stream": true, "input": input}))));
+    let deltas: Vec<&str> = events
+        .iter()
+        .filter(|e| e["type"] == "response.output_text.delta")
+        .map(|e| e["delta"].as_str().unwrap())
+        .collect();
+    assert_eq!(deltas, ["hé", "llo"]);
+    let body = mock.post("/v1/responses", &headers, &responses(json!({"input": "echo  me\nback"}))).json();
+    assert_eq!(body["output"][0]["content"][0]["text"], "echo  me\nback");
+    assert_eq!(body["usage"]["output_tokens"], 3);
+}
+
+#[test]
+fn responses_take_the_faults_and_usage_knobs() {
+    let mock = Mock::start(&[]);
+    let limited = mock.post("/v1/responses", &[("x-mock-status", "429")], &responses(json!({})));
+    assert_eq!((limited.status, limited.header("retry-after")), (429, Some("1")));
+    assert_eq!(limited.json()["error"]["code"], "rate_limit_exceeded");
+    let omitted = mock.post("/v1/responses", &[("x-mock-omit-usage", "1")], &responses(json!({"stream": true})));
+    assert_eq!(responses_events(&omitted).last().unwrap()["response"]["usage"], Value::Null);
+    let served = mock.post("/v1/responses", &[("x-mock-served-model", "gpt-x")], &responses(json!({}))).json();
+    assert_eq!(served["model"], "gpt-x");
+    let invalid = mock.post("/v1/responses", &[], &json!({"input": "no model"}));
+    assert_eq!(invalid.status, 400);
+    assert_eq!(invalid.json()["error"]["type"], "invalid_request_error");
+
+    let mut stream = mock.connect();
+    let body = responses(json!({"stream": true})).to_string();
+    stream.write_all(&request_bytes("POST", "/v1/responses", &[("x-mock-reset-after-events", "4")], &body)).unwrap();
+    let (received, was_reset) = read_until_end(&mut stream);
+    assert!(was_reset);
+    assert_eq!(String::from_utf8_lossy(&received).matches("event: response.").count(), 4);
+}
+
+// --- OpenAI Embeddings --------------------------------------------------------------------------
+
+/// Each `"embedding":[…]` array of the raw body, its numbers read with Rust's exact float parser
+/// (serde_json's default one may be off by one unit in the last place).
+fn raw_vectors(reply: &Reply) -> Vec<Vec<f64>> {
+    let text = reply.text();
+    text.split("\"embedding\":[")
+        .skip(1)
+        .map(|rest| rest.split(']').next().unwrap().split(',').map(|n| n.parse().unwrap()).collect())
+        .collect()
+}
+
+/// Standard base64 of little-endian float32 values, decoded (what the SDKs do).
+fn decode_base64_floats(text: &str) -> Vec<f64> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let digits: Vec<u32> =
+        text.bytes().filter(|b| *b != b'=').map(|b| ALPHABET.iter().position(|a| *a == b).unwrap() as u32).collect();
+    let mut bytes = Vec::new();
+    for group in digits.chunks(4) {
+        let bits = group.iter().enumerate().fold(0u32, |acc, (i, d)| acc | d << (18 - 6 * i));
+        bytes.extend_from_slice(&bits.to_be_bytes()[1..group.len()]);
+    }
+    bytes.chunks(4).map(|b| f64::from(f32::from_le_bytes(b.try_into().unwrap()))).collect()
+}
+
+#[test]
+fn embeddings_have_the_real_shape_unit_vectors_and_prompt_token_usage() {
+    let mock = Mock::start(&[]);
+    let body = json!({"model": "text-embedding-3-small", "input": ["Hello, gateway!", "abc", "Hello, gateway!"], "encoding_format": "float"});
+    let reply = mock.post("/v1/embeddings", &[], &body);
+    assert_eq!(reply.status, 200);
+    assert!(reply.header("x-request-id").is_some());
+    let list = reply.json();
+    assert_eq!(list["object"], "list");
+    assert_eq!(list["model"], "text-embedding-3-small");
+    let data = list["data"].as_array().unwrap();
+    assert_eq!(data.len(), 3);
+    for (index, (item, vector)) in data.iter().zip(raw_vectors(&reply)).enumerate() {
+        assert_eq!((item["object"].as_str(), item["index"].as_u64()), (Some("embedding"), Some(index as u64)));
+        assert_eq!(vector.len(), 1536);
+        assert!((vector.iter().map(|v| v * v).sum::<f64>() - 1.0).abs() < 1e-5);
+        assert!(vector.iter().all(|v| f64::from(*v as f32) == *v), "float32 values");
+    }
+    assert_eq!(data[0]["embedding"], data[2]["embedding"], "the same text, the same vector");
+    assert_ne!(data[0]["embedding"], data[1]["embedding"]);
+    // ceil(15 / 4) + ceil(3 / 4) + ceil(15 / 4)
+    assert_eq!(list["usage"], json!({"prompt_tokens": 4 + 1 + 4, "total_tokens": 9}));
+    assert_eq!(mock.post("/v1/embeddings", &[], &body).body, reply.body, "deterministic");
+}
+
+#[test]
+fn embeddings_in_base64_are_the_same_float32_values() {
+    let mock = Mock::start(&[]);
+    let request =
+        |format: &str| json!({"model": "text-embedding-3-small", "input": "same text", "encoding_format": format});
+    let float = mock.post("/v1/embeddings", &[], &request("float"));
+    let base64 = mock.post("/v1/embeddings", &[], &request("base64")).json();
+    let encoded = base64["data"][0]["embedding"].as_str().unwrap();
+    assert_eq!(decode_base64_floats(encoded), raw_vectors(&float)[0]);
+    assert_eq!(base64["usage"], float.json()["usage"]);
+}
+
+#[test]
+fn embeddings_honour_dimensions_and_take_token_arrays() {
+    let mock = Mock::start(&[]);
+    let body = json!({"model": "text-embedding-3-large", "input": [[1, 2, 3], [4, 5]], "dimensions": 256, "encoding_format": "float"});
+    let reply = mock.post("/v1/embeddings", &[], &body);
+    let vectors = raw_vectors(&reply);
+    assert_eq!(vectors.iter().map(Vec::len).collect::<Vec<_>>(), [256, 256]);
+    assert_eq!(reply.json()["usage"]["prompt_tokens"], 5);
+    let native = json!({"model": "text-embedding-3-large", "input": [1, 2, 3], "encoding_format": "float"});
+    let full = raw_vectors(&mock.post("/v1/embeddings", &[], &native)).remove(0);
+    assert_eq!(full.len(), 3072);
+    let short = &vectors[0];
+    // Shortened like text-embedding-3: the native vector's prefix, scaled back to unit length.
+    let scale = short[0] / full[0];
+    assert!(short.iter().zip(&full).all(|(s, f)| (s - f * scale).abs() < 1e-5));
+}
+
+#[test]
+fn embeddings_refuse_what_the_real_api_refuses_and_take_the_knobs() {
+    let mock = Mock::start(&[]);
+    let bad = [
+        json!({"model": "text-embedding-3-small"}),
+        json!({"model": "text-embedding-3-small", "input": ""}),
+        json!({"model": "text-embedding-3-small", "input": []}),
+        json!({"model": "text-embedding-3-small", "input": [1, "a"]}),
+        json!({"model": "text-embedding-3-small", "input": "x", "dimensions": 0}),
+        json!({"model": "text-embedding-3-small", "input": "x", "dimensions": 1537}),
+        json!({"model": "text-embedding-ada-002", "input": "x", "dimensions": 8}),
+        json!({"model": "text-embedding-3-small", "input": "x", "encoding_format": "int8"}),
+    ];
+    for body in bad {
+        let reply = mock.post("/v1/embeddings", &[], &body);
+        assert_eq!(reply.status, 400, "{body}");
+        assert_eq!(reply.json()["error"]["type"], "invalid_request_error");
+    }
+    let body = json!({"model": "text-embedding-3-small", "input": "x"});
+    let limited = mock.post("/v1/embeddings", &[("x-mock-status", "503")], &body);
+    assert_eq!((limited.status, limited.header("retry-after")), (503, Some("1")));
+    assert!(mock.post("/v1/embeddings", &[("x-mock-omit-usage", "1")], &body).json().get("usage").is_none());
+    let served = mock.post("/v1/embeddings", &[("x-mock-served-model", "my-embedder")], &body).json();
+    assert_eq!(served["model"], "my-embedder");
+}
+
+#[test]
+fn mock_usage_tallies_responses_and_embeddings_too() {
+    let mock = Mock::start(&[]);
+    mock.post("/v1/responses", &[], &responses(json!({"stream": true})));
+    mock.post("/v1/responses", &[("x-mock-omit-usage", "1")], &responses(json!({})));
+    mock.post("/v1/embeddings", &[], &json!({"model": "text-embedding-3-small", "input": ["abcd", "efgh"]}));
+    let tally = mock.send("GET", "/_mock/usage", &[], "").json();
+    assert_eq!(tally["answers"], 2);
+    assert_eq!(tally["input_tokens"], RESPONSES_INPUT_TOKENS + 2);
+    assert_eq!(tally["output_tokens"], 16);
+    let rows = tally["by_usage"].as_array().unwrap();
+    let embedding = rows.iter().find(|r| r["model"] == "text-embedding-3-small").unwrap();
+    assert_eq!((embedding["input_tokens"].as_u64(), embedding["output_tokens"].as_u64()), (Some(2), Some(0)));
+    let last = mock.send("GET", "/_mock/last", &[], "").json();
+    assert_eq!(last["path"], "/v1/embeddings");
+}

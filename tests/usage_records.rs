@@ -227,6 +227,43 @@ fn non_streaming_records_for_every_dialect() {
     }
 }
 
+/// Exact decimal USD (`0.00016`) as pico-USD.
+fn pico_usd(usd: &str) -> u64 {
+    let (whole, fraction) = usd.split_once('.').unwrap_or((usd, ""));
+    let fraction = format!("{fraction:0<12}");
+    whole.parse::<u64>().unwrap() * 1_000_000_000_000 + fraction.parse::<u64>().unwrap()
+}
+
+#[test]
+fn embeddings_answers_carry_their_cost_and_input_tokens_though_nothing_was_generated() {
+    // The expected cost is LiteLLM's, for the usage of its own embeddings case.
+    let litellm: Value = serde_json::from_str(include_str!("fixtures/pricing/litellm_costs.json")).unwrap();
+    let cases = litellm["cases"].as_array().unwrap();
+    let case = cases.iter().find(|c| c["model"] == "text-embedding-3-small").unwrap();
+    let prompt_tokens = case["usage"]["prompt_tokens"].as_u64().unwrap();
+    let answer = json!({
+        "object": "list",
+        "data": [{"object": "embedding", "index": 0, "embedding": [0.25, -0.5]}],
+        "model": "text-embedding-3-small",
+        "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens}
+    });
+    let mut host = FakeHost::new(Profile::Envoy);
+    let mut ex = Exchange::new(1, policy("{}"));
+    host.request(&mut ex, &post("/v1/embeddings"), &[br#"{"model":"text-embedding-3-small","input":"hi"}"#]);
+    host.response(&mut ex, JSON_OK, &[answer.to_string().as_bytes()]);
+    assert!(host.violations.is_empty(), "{:?}", host.violations);
+    let record = host.record();
+    assert_eq!(record["api"], "openai.embeddings");
+    assert_eq!(tokens(&record, "input"), json!({"tokens": prompt_tokens, "source": "provider"}));
+    assert_eq!(tokens(&record, "output"), Value::Null);
+    let cost = host.client_header("x-tollgate-cost-usd").unwrap();
+    assert_eq!(pico_usd(cost), case["litellm"]["total_pico_usd"].as_u64().unwrap(), "{cost}");
+    assert_eq!(record["cost_usd"], cost);
+    assert_eq!(host.client_header("x-tollgate-input-tokens"), Some(prompt_tokens.to_string().as_str()));
+    assert_eq!(host.client_header("x-tollgate-output-tokens"), None);
+    assert_eq!(host.client_header("x-tollgate-model"), Some("text-embedding-3-small"));
+}
+
 #[test]
 fn anthropic_cache_writes_are_recorded_by_lifetime_and_priced() {
     let mut host = FakeHost::new(Profile::Envoy);

@@ -3,7 +3,8 @@
 use crate::controls::{Controls, KEYS};
 
 pub const USAGE: &str = "\
-tollgate-mock: a deterministic mock of the OpenAI and Anthropic chat APIs
+tollgate-mock: a deterministic mock of the OpenAI (Chat Completions, Responses,
+Embeddings) and Anthropic (Messages) APIs
 
 USAGE:
     tollgate-mock [--listen ADDR] [--name NAME] [--require-key KEY]
@@ -24,6 +25,8 @@ OPTIONS:
 
 ENDPOINTS:
     POST */chat/completions   OpenAI Chat Completions (stream or not, tools)
+    POST */responses          OpenAI Responses (stream or not, function tools)
+    POST */embeddings         OpenAI Embeddings (float or base64, dimensions)
     POST */messages           Anthropic Messages (stream or not, tools)
     GET  */models             OpenAI model list
     GET  /_mock/health        200 ok
@@ -37,16 +40,20 @@ KNOBS (x-mock-KEY header or --fault KEY=VALUE):
     chunk-delay-ms=N          sleep between SSE events
     reset-after-events=N      TCP RST after N SSE events (non-streaming: after
                               the head and half the body)
-    omit-usage=1              no usage in the response
+    omit-usage=1              no usage in the response (Responses: usage null)
     body=html                 HTML error page (status defaults to 502)
     served-model=NAME         the model reported in the response
     cached-tokens=N           OpenAI prompt_tokens_details.cached_tokens
+                              (Responses: input_tokens_details.cached_tokens)
     reasoning-tokens=N        OpenAI completion_tokens_details.reasoning_tokens
+                              (Responses: output_tokens_details.reasoning_tokens)
     cache-read-tokens=N       Anthropic cache_read_input_tokens
     cache-write-tokens=N      Anthropic cache_creation_input_tokens
     reply=echo                reply with the text of the last user message
-                              (one token per word; ignores max_tokens and
-                              tools; stop / end_turn)
+                              (Responses: a string input or the last user
+                              message's input_text parts; one token per word;
+                              ignores max_tokens and tools; stop / end_turn /
+                              completed; not for embeddings)
     delta-bytes=N             stream text in deltas of at most N bytes (N >= 1),
                               never inside a UTF-8 character; default one
                               delta per word

@@ -1,4 +1,4 @@
-//! The request flow shared by the two API dialects.
+//! The request flow shared by every endpoint of the two API dialects.
 //!
 //! Order matters and mirrors a real provider: knobs are read first (a bad
 //! `x-mock-*` value is the test's mistake, reported as 400), then the API key
@@ -21,6 +21,8 @@ pub enum Dialect {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ApiEndpoint {
     ChatCompletions,
+    Responses,
+    Embeddings,
     Models,
     Messages,
 }
@@ -28,7 +30,9 @@ pub enum ApiEndpoint {
 impl ApiEndpoint {
     pub fn dialect(self) -> Dialect {
         match self {
-            ApiEndpoint::ChatCompletions | ApiEndpoint::Models => Dialect::OpenAi,
+            ApiEndpoint::ChatCompletions | ApiEndpoint::Responses | ApiEndpoint::Embeddings | ApiEndpoint::Models => {
+                Dialect::OpenAi
+            }
             ApiEndpoint::Messages => Dialect::Anthropic,
         }
     }
@@ -63,6 +67,8 @@ pub fn serve(endpoint: ApiEndpoint, head: &Head<'_>, body: &[u8], config: &Confi
         Some(refusal) => Reply::Full(refusal),
         None => match endpoint {
             ApiEndpoint::ChatCompletions => openai::chat_completions(&call),
+            ApiEndpoint::Responses => crate::responses::responses(&call),
+            ApiEndpoint::Embeddings => crate::embeddings::embeddings(&call),
             ApiEndpoint::Models => Reply::Full(openai::models(&call)),
             ApiEndpoint::Messages => anthropic::messages(&call),
         },

@@ -1,6 +1,6 @@
-//! `tollgate-mock`: a deterministic mock of the OpenAI Chat Completions and
-//! Anthropic Messages APIs, for `make run`, end-to-end tests through a real
-//! Envoy, and benchmarks. Std-only HTTP/1.1 so there is no runtime to tune;
+//! `tollgate-mock`: a deterministic mock of the OpenAI Chat Completions,
+//! Responses and Embeddings APIs and the Anthropic Messages API, for
+//! `make run`, end-to-end tests through a real Envoy, and benchmarks. Std-only HTTP/1.1 so there is no runtime to tune;
 //! see `cli::USAGE` for the endpoints and `x-mock-*` knobs.
 
 mod answer;
@@ -9,11 +9,15 @@ mod anthropic_wire;
 mod cli;
 mod controls;
 mod dialect;
+mod embeddings;
 mod http_request;
 mod http_response;
 mod openai;
 mod openai_stream;
 mod openai_wire;
+mod responses;
+mod responses_stream;
+mod responses_wire;
 mod server;
 mod tally;
 #[cfg(test)]

@@ -31,15 +31,15 @@ struct ChatRequest {
     answer: Answer,
 }
 
-/// A 400 the way OpenAI words validation failures.
-struct Invalid {
-    message: String,
-    param: Option<&'static str>,
-    code: Option<&'static str>,
+/// A 400 the way OpenAI words validation failures (shared by every OpenAI endpoint).
+pub struct Invalid {
+    pub message: String,
+    pub param: Option<&'static str>,
+    pub code: Option<&'static str>,
 }
 
 impl Invalid {
-    fn new(message: impl Into<String>, param: Option<&'static str>, code: Option<&'static str>) -> Self {
+    pub fn new(message: impl Into<String>, param: Option<&'static str>, code: Option<&'static str>) -> Self {
         Invalid { message: message.into(), param, code }
     }
 }
@@ -71,7 +71,7 @@ pub fn chat_completions(call: &ApiCall<'_>) -> Reply {
 }
 
 /// Like the real API, some aliases are answered by a dated snapshot.
-fn dated_snapshot(model: &str) -> &str {
+pub fn dated_snapshot(model: &str) -> &str {
     match model {
         "gpt-4o-mini" => "gpt-4o-mini-2024-07-18",
         "gpt-4o" => "gpt-4o-2024-08-06",
@@ -82,11 +82,8 @@ fn dated_snapshot(model: &str) -> &str {
 /// With `echo`, the answer is the last user message's text, even when tools
 /// are offered and whatever the max tokens (which are still validated).
 fn parse_request(body: &[u8], echo: bool) -> Result<ChatRequest, Invalid> {
-    let body: Value = serde_json::from_slice(body).map_err(|error| {
-        Invalid::new(format!("We could not parse the JSON body of your request. ({error})"), None, None)
-    })?;
-    let model = body.get("model").and_then(Value::as_str).filter(|m| !m.is_empty());
-    let model = model.ok_or_else(|| Invalid::new("you must provide a model parameter", None, None))?;
+    let body = json_body(body)?;
+    let model = required_model(&body)?;
     let messages = match body.get("messages") {
         Some(Value::Array(messages)) if !messages.is_empty() => messages,
         Some(Value::Array(_)) => return Err(Invalid::new("[] is too short - 'messages'", Some("messages"), None)),
@@ -119,12 +116,24 @@ fn parse_request(body: &[u8], echo: bool) -> Result<ChatRequest, Invalid> {
     })
 }
 
-fn invalid_type(param: &'static str, expected: &str) -> Invalid {
+/// The request body as JSON, or the 400 OpenAI sends for a body that is not.
+pub fn json_body(body: &[u8]) -> Result<Value, Invalid> {
+    serde_json::from_slice(body).map_err(|error| {
+        Invalid::new(format!("We could not parse the JSON body of your request. ({error})"), None, None)
+    })
+}
+
+pub fn required_model(body: &Value) -> Result<&str, Invalid> {
+    let model = body.get("model").and_then(Value::as_str).filter(|m| !m.is_empty());
+    model.ok_or_else(|| Invalid::new("you must provide a model parameter", None, None))
+}
+
+pub fn invalid_type(param: &'static str, expected: &str) -> Invalid {
     let message = format!("Invalid type for '{param}': expected {expected}.");
     Invalid::new(message, Some(param), Some("invalid_type"))
 }
 
-fn optional_count(body: &Value, param: &'static str) -> Result<Option<u64>, Invalid> {
+pub fn optional_count(body: &Value, param: &'static str) -> Result<Option<u64>, Invalid> {
     match body.get(param) {
         None | Some(Value::Null) => Ok(None),
         Some(value) => value.as_u64().map(Some).ok_or_else(|| invalid_type(param, "a non-negative integer")),
@@ -225,7 +234,7 @@ pub fn to_json(value: &impl serde::Serialize) -> Vec<u8> {
     serde_json::to_vec(value).unwrap_or_default()
 }
 
-fn common_headers(call: &ApiCall<'_>) -> Headers {
+pub fn common_headers(call: &ApiCall<'_>) -> Headers {
     vec![("x-request-id", call.request_id.clone().into())]
 }
 

@@ -149,6 +149,8 @@ fn route(head: &Head<'_>, raw_head: &[u8], body: &[u8], shared: &Shared) -> (Rep
     }
     let endpoint = match (head.method, head.path) {
         ("POST", path) if path.ends_with("/chat/completions") => Some(ApiEndpoint::ChatCompletions),
+        ("POST", path) if path.ends_with("/responses") => Some(ApiEndpoint::Responses),
+        ("POST", path) if path.ends_with("/embeddings") => Some(ApiEndpoint::Embeddings),
         ("POST", path) if path.ends_with("/messages") => Some(ApiEndpoint::Messages),
         ("GET", path) if !internal && path.ends_with("/models") => Some(ApiEndpoint::Models),
         _ => None,

@@ -199,7 +199,7 @@ pub fn make_id(prefix: &str, seed: u64, len: usize) -> String {
 }
 
 /// One step of SplitMix64: spreads the FNV hash so consecutive characters differ.
-fn splitmix64(state: u64) -> u64 {
+pub fn splitmix64(state: u64) -> u64 {
     let mut z = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
