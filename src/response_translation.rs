@@ -44,6 +44,14 @@ impl StreamTranslation {
         }
     }
 
+    /// Ends the client's stream now with an error event in its dialect.
+    pub fn end_with_error(&mut self, message: &str) -> Vec<u8> {
+        match self {
+            StreamTranslation::ToOpenAi(t) => t.end_with_error(message),
+            StreamTranslation::ToAnthropic(t) => t.end_with_error(message),
+        }
+    }
+
     /// Provider events that could not be read: the first ended the client's stream with an error.
     pub fn unreadable(&self) -> u32 {
         match self {

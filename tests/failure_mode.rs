@@ -149,3 +149,107 @@ fn a_closed_failure_whose_refusal_is_refused_too_is_counted_once() {
     assert!(host.reply.is_none() && host.upstream_body.is_empty(), "held: nothing reaches the upstream");
     assert_eq!(host.counter(Counter::RequestsFailedClosed), 1);
 }
+
+const STREAM_EVENTS: [&str; 4] = [
+    "data: {\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"Hello \"}}]}\n\n",
+    "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"there, \"}}]}\n\n",
+    "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"friend.\"},\"finish_reason\":\"stop\"}]}\n\n",
+    "data: [DONE]\n\n",
+];
+const STREAMING_CHAT: &[u8] = br#"{"model": "gpt-4o-mini", "stream": true, "stream_options": {"include_usage": true}, "messages": [{"role": "user", "content": "hi"}]}"#;
+const SSE: &[(&str, &str)] = &[(":status", "200"), ("content-type", "text/event-stream")];
+const GUARDED: &str = r#""guardrails": {"policies": [{"name": "p", "checks": [
+    {"name": "s", "detectors": ["secrets"], "action": "block"}]}]}"#;
+
+/// A stream whose second chunk the proxy cannot hand over: the stages would be out of step.
+fn stream_with_an_unreadable_chunk(config: &str, path_headers: &[(&str, &str)], body: &[u8]) -> FakeHost {
+    let mut host = FakeHost::new(Profile::Envoy);
+    host.unreadable_response_chunks.push(1);
+    let mut ex = Exchange::new(1, policy(config));
+    host.request(&mut ex, path_headers, &[body]);
+    let chunks: Vec<&[u8]> = STREAM_EVENTS.iter().map(|e| e.as_bytes()).collect();
+    host.response(&mut ex, SSE, &chunks);
+    assert!(host.violations.is_empty(), "{:?}", host.violations);
+    host
+}
+
+#[test]
+fn an_unreadable_stream_chunk_passes_with_the_rest_when_nothing_must_rewrite_it() {
+    for config in ["{}".to_string(), with_mode(&format!(r#""failure_mode": "open", {GUARDED}"#))] {
+        let host = stream_with_an_unreadable_chunk(&config, CHAT_HEADERS, STREAMING_CHAT);
+        // Every byte the provider sent, nothing added (no cost line on a stream the filter let go).
+        assert_eq!(host.client_body(), STREAM_EVENTS.concat().as_bytes(), "{config}");
+        assert_eq!(host.counter(Counter::ResponsesNotInspected), 1);
+        assert_eq!(host.record()["outcome"], "truncated", "the meter stopped reading: the counts are estimates");
+    }
+}
+
+#[test]
+fn an_unreadable_stream_chunk_ends_a_guarded_stream_that_fails_closed() {
+    let host = stream_with_an_unreadable_chunk(&with_mode(GUARDED), CHAT_HEADERS, STREAMING_CHAT);
+    let body = String::from_utf8(host.client_body()).unwrap();
+    assert!(body.starts_with(STREAM_EVENTS[0]), "what came before went out: {body}");
+    assert!(!body.contains("friend"), "nothing after the unread chunk: {body}");
+    assert!(body.contains(r#""finish_reason":"content_filter""#) && body.contains("data: [DONE]"), "{body}");
+    assert_eq!(host.counter(Counter::ResponsesNotInspected), 1);
+    assert_eq!(host.record()["guardrails"]["blocked_by"]["check"], "unread_answer");
+}
+
+#[test]
+fn an_unreadable_stream_chunk_ends_a_translated_stream_with_an_error_in_the_clients_dialect() {
+    let config = with_mode(
+        r#""providers": {"openai": {"dialect": "openai", "cluster": "openai", "api_key": {"value": "sk-provider"}}},
+        "targets": {"mini": {"provider": "openai", "model": "gpt-4o-mini"}},
+        "rules": [{"match": {"model": "fast"}, "targets": ["mini"]}]"#,
+    );
+    let body =
+        br#"{"model": "fast", "stream": true, "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}"#;
+    let host = stream_with_an_unreadable_chunk(&config, MESSAGES_HEADERS, body);
+    let body = String::from_utf8(host.client_body()).unwrap();
+    assert!(body.contains("event: error") && body.contains("could not read the provider's stream"), "{body}");
+    assert!(!body.contains("friend"), "{body}");
+    assert_eq!(host.counter(Counter::ResponsesNotInspected), 1);
+}
+
+#[test]
+fn a_refused_chunk_rewrite_lets_the_rest_pass_as_sent() {
+    let mut host = FakeHost::new(Profile::Envoy);
+    host.unwritable_response_chunks.push(0);
+    let mut ex = Exchange::new(1, policy("{}"));
+    let no_usage = br#"{"model": "gpt-4o-mini", "stream": true, "messages": [{"role": "user", "content": "hi"}]}"#;
+    host.request(&mut ex, CHAT_HEADERS, &[no_usage]);
+    let usage = "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":2}}\n\n";
+    let stream = [STREAM_EVENTS[0], STREAM_EVENTS[2], usage, STREAM_EVENTS[3]].concat();
+    // The first chunk ends inside an event, which the usage-chunk strip holds back.
+    let cut = STREAM_EVENTS[0].len() + 10;
+    host.response(&mut ex, SSE, &[&stream.as_bytes()[..cut], &stream.as_bytes()[cut..]]);
+    // Its output refused, the stream went on as sent: every byte once, none twice.
+    assert_eq!(host.client_body(), stream.as_bytes());
+    assert_eq!(host.counter(Counter::ResponsesNotRewritten), 1);
+}
+
+#[test]
+fn an_answer_the_proxy_cannot_hand_over_fails_as_the_route_says_when_it_had_to_be_changed() {
+    let answer = br#"{"id":"c","object":"chat.completion","model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":1}}"#;
+    let json = &[(":status", "200"), ("content-type", "application/json")][..];
+    for (config, refused) in [
+        (with_mode(GUARDED), true),
+        (with_mode(&format!(r#""failure_mode": "open", {GUARDED}"#)), false),
+        ("{}".to_string(), false),
+    ] {
+        let mut host = FakeHost::new(Profile::Envoy);
+        host.unreadable_response_chunks.push(0);
+        let mut ex = Exchange::new(1, policy(&config));
+        host.request(&mut ex, CHAT_HEADERS, &[CHAT]);
+        host.response(&mut ex, json, &[answer]);
+        assert!(host.violations.is_empty(), "{:?}", host.violations);
+        assert_eq!(host.counter(Counter::ResponsesNotInspected), 1, "{config}");
+        if refused {
+            assert_eq!(host.client_header(":status"), Some("500"));
+            let error: serde_json::Value = serde_json::from_slice(&host.client_body()).unwrap();
+            assert_eq!(error["error"]["code"], "gateway_error");
+        } else {
+            assert_eq!(host.client_body(), answer, "{config}: passed as sent");
+        }
+    }
+}

@@ -95,14 +95,16 @@ impl Exchange {
 
     /// Checks a complete, non-streamed response as the client is about to get it. Returns the
     /// bytes to send instead (masked, restored, or the block's error), if any change.
+    /// `layout`: the dialect the body is in (the client's, unless translation failed).
     pub(super) fn guard_response_body(
         &mut self,
         io: &mut dyn HostIo,
         api: Api,
+        layout: Api,
         client_body: &[u8],
     ) -> Option<Replacement> {
         let guard = self.guard.as_ref()?;
-        let outcome = guard.check_body(client_body);
+        let outcome = guard.check_body_in(layout, client_body);
         self.guardrails.decisions.extend(outcome.decisions);
         self.note_unreadable_texts(io, outcome.unreadable, outcome.block.is_some());
         if let Some(block) = outcome.block {

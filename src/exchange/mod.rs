@@ -65,6 +65,18 @@ struct Streaming {
     meter: StreamMeter,
     translator: Option<StreamTranslation>,
     guard: Option<StreamGuard>,
+    /// The stages stopped: see [`Derailed`].
+    derailed: Option<Derailed>,
+}
+
+/// Why the stages of a stream stopped before its end. A stage that missed bytes, or whose
+/// output the proxy did not take, can no longer frame or rewrite what follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Derailed {
+    /// The rest goes to the client as the provider sends it.
+    PassThrough,
+    /// The client's stream was ended (an error event or the blocked ending); the rest is dropped.
+    Ended,
 }
 
 /// The provider and model a routing decision sent the request to.

@@ -2,10 +2,12 @@
 //! and the cost headers.
 
 use super::guard::Replacement;
-use super::{Exchange, ResponsePhase, ServedBy, Streaming};
+use super::{Derailed, Exchange, ResponsePhase, ServedBy, Streaming};
+use crate::config::FailureMode;
 use crate::delivery;
 use crate::dialect::Api;
 use crate::estimate;
+use crate::guardrails;
 use crate::guardrails::ResponseGuard;
 use crate::host_io::{HostIo, HostKind};
 use crate::metrics;
@@ -28,8 +30,11 @@ impl Exchange {
         if let Some(plan) = &self.chain {
             // Only the final attempt's answer reaches this filter: credit the provider that gave it.
             if let Some(provider) = io.upstream_provider() {
-                let model = plan.step_for(&provider).map(|s| s.model.clone()).unwrap_or_default();
-                self.served_by = Some(ServedBy { provider, model });
+                match plan.step_for(&provider) {
+                    Some(step) => self.served_by = Some(ServedBy { provider, model: step.model.clone() }),
+                    // Not one of the plan's providers: credit none rather than a model of "".
+                    None => log::warn!("#{} served_by_unknown_provider provider={provider}", self.id),
+                }
             }
         }
         let status = io.response_header(":status").and_then(|s| s.parse::<u16>().ok());
@@ -66,7 +71,7 @@ impl Exchange {
             let meter = StreamMeter::new(upstream_api, strip, self.policy.max_stream_event_bytes);
             let translator = translation
                 .map(|t| StreamTranslation::new(t, include_usage, self.created(), self.policy.max_stream_event_bytes));
-            return ResponsePhase::Streaming(Box::new(Streaming { meter, translator, guard }));
+            return ResponsePhase::Streaming(Box::new(Streaming { meter, translator, guard, derailed: None }));
         }
         if end_of_stream {
             self.record(io, TokenCounts::default(), None, Outcome::Complete);
@@ -103,8 +108,46 @@ impl Exchange {
         let ResponsePhase::Streaming(streaming) = &mut self.response else {
             return;
         };
-        let Streaming { meter, translator, guard } = streaming.as_mut();
-        let chunk = if body_size == 0 { Vec::new() } else { io.response_body(0, body_size).unwrap_or_default() };
+        let chunk = if body_size == 0 { Some(Vec::new()) } else { io.response_body(0, body_size) };
+        let mut edit = match (streaming.derailed, chunk) {
+            (None, Some(chunk)) => self.run_stages(io, chunk, end_of_stream),
+            (None, None) => self.derail_unread(io),
+            (Some(Derailed::PassThrough), _) => None,
+            (Some(Derailed::Ended), _) => Some(Vec::new()),
+        };
+        if end_of_stream {
+            if let ResponsePhase::Streaming(streaming) = std::mem::replace(&mut self.response, ResponsePhase::Done) {
+                self.collect_stream_decisions(io, streaming.guard.as_ref());
+                self.note_untranslatable(io, streaming.translator.as_ref());
+                let record = self.record_stream(io, &streaming.meter);
+                // The stream's cost, in-band at its very end: a comment line SSE parsers skip.
+                // A stream that passes as the provider sends it gets nothing added.
+                if let (Some(out), false) = (&mut edit, streaming.derailed == Some(Derailed::PassThrough)) {
+                    out.extend(delivery::stream_comment(&record, self.policy.prices.version()));
+                }
+                self.add_cost_trailers(io, &record);
+            }
+        }
+        if let Some(bytes) = edit {
+            if let Err(err) = io.replace_response_body(body_size, &bytes) {
+                io.increment(Counter::ResponsesNotRewritten);
+                // The stages assumed their output went out: from here the provider's bytes pass
+                // as they are, and the client's stream may be damaged where they held bytes.
+                log::error!("#{} replace_response_chunk_failed detail={} then=pass_through", self.id, err.detail);
+                if let ResponsePhase::Streaming(streaming) = &mut self.response {
+                    streaming.derailed = Some(Derailed::PassThrough);
+                }
+            }
+        }
+    }
+
+    /// One chunk through the stages: the meter (provider's dialect), the translator, the guard.
+    /// Returns the bytes to send instead of the chunk, if they differ.
+    fn run_stages(&mut self, io: &mut dyn HostIo, chunk: Vec<u8>, end_of_stream: bool) -> Option<Vec<u8>> {
+        let ResponsePhase::Streaming(streaming) = &mut self.response else {
+            return None;
+        };
+        let Streaming { meter, translator, guard, .. } = streaming.as_mut();
         let mut edit = meter.feed(&chunk);
         if end_of_stream {
             if let ChunkEdit::Replace(tail) = meter.finish() {
@@ -143,27 +186,40 @@ impl Exchange {
         if let Some(block) = blocked {
             self.note_stream_block(io, &block);
         }
-        if end_of_stream {
-            if let ResponsePhase::Streaming(streaming) = std::mem::replace(&mut self.response, ResponsePhase::Done) {
-                self.collect_stream_decisions(io, streaming.guard.as_ref());
-                self.note_untranslatable(io, streaming.translator.as_ref());
-                let record = self.record_stream(io, &streaming.meter);
-                // The stream's cost, in-band at its very end: a comment line SSE parsers skip.
-                let mut out = match edit {
-                    ChunkEdit::Unchanged => chunk,
-                    ChunkEdit::Replace(bytes) => bytes,
-                };
-                out.extend(delivery::stream_comment(&record, self.policy.prices.version()));
-                edit = ChunkEdit::Replace(out);
-                self.add_cost_trailers(io, &record);
-            }
+        match edit {
+            ChunkEdit::Unchanged if end_of_stream => Some(chunk),
+            ChunkEdit::Unchanged => None,
+            ChunkEdit::Replace(bytes) => Some(bytes),
         }
-        if let ChunkEdit::Replace(bytes) = edit {
-            if let Err(err) = io.replace_response_body(body_size, &bytes) {
-                io.increment(Counter::ResponsesNotRewritten);
-                log::warn!("#{} replace_response_chunk_failed detail={}", self.id, err.detail);
+    }
+
+    /// The proxy could not hand over a chunk. The stages would be out of step from here on: a
+    /// translated or enforcing-guarded stream that fails closed ends now (an error event, or the
+    /// blocked ending) and drops the rest; otherwise the rest passes as the provider sends it.
+    /// Counted in `responses_not_inspected`, logged at error level either way.
+    fn derail_unread(&mut self, io: &mut dyn HostIo) -> Option<Vec<u8>> {
+        io.increment(Counter::ResponsesNotInspected);
+        let closed = self.failure_mode(io) == FailureMode::Closed;
+        let ResponsePhase::Streaming(streaming) = &mut self.response else {
+            return None;
+        };
+        let ending = if let Some(translator) = &mut streaming.translator {
+            // The provider's dialect is no use to the client: end it in the client's.
+            Some(translator.end_with_error("The gateway could not read the provider's stream."))
+        } else {
+            match &mut streaming.guard {
+                Some(guard) if closed && guard.enforces() => Some(guard.end_with(guardrails::unread_block())),
+                _ => None,
             }
+        };
+        let blocked = streaming.guard.as_ref().and_then(|g| g.block().cloned());
+        streaming.derailed = Some(if ending.is_some() { Derailed::Ended } else { Derailed::PassThrough });
+        let mode = if ending.is_some() { "failed_closed" } else { "failed_open" };
+        log::error!("#{} {mode} reason=response_chunk_unreadable", self.id);
+        if let Some(block) = blocked {
+            self.note_stream_block(io, &block);
         }
+        ending
     }
 
     /// Provider events translation could not read: the client's stream was ended with an error
@@ -215,19 +271,25 @@ impl Exchange {
     pub(super) fn finish_json_body(&mut self, io: &mut dyn HostIo, size: usize, headers_held: bool) {
         let Some(api) = self.api else { return };
         let upstream_api = self.translation.map_or(api, Translation::upstream_api);
-        let body = io.response_body(0, size);
+        let Some(body) = io.response_body(0, size) else {
+            return self.unread_body(io, api, size, headers_held);
+        };
         let mut replacement: Option<Replacement> = None;
-        if let (Some(translation), Some(body)) = (self.translation, &body) {
-            match response_translation::translate_body(translation, body, self.created()) {
+        // The guard reads the answer as the client gets it; one that could not be translated
+        // reaches the client in the provider's dialect, and is read that way.
+        let mut layout = api;
+        if let Some(translation) = self.translation {
+            match response_translation::translate_body(translation, &body, self.created()) {
                 Ok(translated) => replacement = Some(Replacement { status: None, body: translated }),
-                Err(err) => log::warn!("#{} response_not_translated reason={err}", self.id),
+                Err(err) => {
+                    log::warn!("#{} response_not_translated reason={err}", self.id);
+                    layout = upstream_api;
+                }
             }
         }
-        if let Some(original) = &body {
-            let client_body = replacement.as_ref().map_or(original.as_slice(), |r| r.body.as_slice());
-            if let Some(guarded) = self.guard_response_body(io, api, client_body) {
-                replacement = Some(guarded);
-            }
+        let client_body = replacement.as_ref().map_or(body.as_slice(), |r| r.body.as_slice());
+        if let Some(guarded) = self.guard_response_body(io, api, layout, client_body) {
+            replacement = Some(guarded);
         }
         if let Some(replacement) = replacement {
             if let (Some(status), true) = (replacement.status, headers_held) {
@@ -239,8 +301,7 @@ impl Exchange {
             }
             self.replace_body(io, size, &replacement.body, headers_held);
         }
-        let parsed = body.and_then(|body| upstream_api.read_response(&body));
-        let Some(parsed) = parsed else {
+        let Some(parsed) = upstream_api.read_response(&body) else {
             io.increment(Counter::ResponsesNotInspected);
             log::debug!("#{} response_not_inspected reason=not_json", self.id);
             self.record(io, TokenCounts::default(), None, Outcome::Complete);
@@ -257,10 +318,40 @@ impl Exchange {
         }
     }
 
+    /// The proxy could not hand over a whole answer. One that must be translated or guarded
+    /// cannot reach the client as it should: it fails as the route's `failure_mode` says
+    /// (closed: a 500 in the client's dialect; open: passed as sent). Counted and logged.
+    fn unread_body(&mut self, io: &mut dyn HostIo, api: Api, size: usize, headers_held: bool) {
+        io.increment(Counter::ResponsesNotInspected);
+        let must_change = self.translation.is_some() || self.guard.as_ref().is_some_and(ResponseGuard::enforcing);
+        let closed = must_change && self.failure_mode(io) == FailureMode::Closed;
+        log::error!(
+            "#{} {} reason=response_body_unreadable",
+            self.id,
+            if closed { "failed_closed" } else { "failed_open" }
+        );
+        if closed {
+            let reply = api.error_reply(500, "gateway_error", None, "The gateway could not read the answer.");
+            if headers_held {
+                if let Err(err) = io.set_response_header(":status", &reply.status.to_string()) {
+                    log::warn!("#{} failed_status_not_set detail={}", self.id, err.detail);
+                }
+            }
+            self.replace_body(io, size, &reply.body, headers_held);
+        }
+        self.record(io, TokenCounts::default(), None, Outcome::Complete);
+    }
+
     /// A provider's error in the client's dialect (the status too, where the headers are held).
     pub(super) fn finish_error_body(&mut self, io: &mut dyn HostIo, size: usize, headers_held: bool) {
         let (Some(translation), Some(status)) = (self.translation, self.status) else { return };
-        let body = if size == 0 { Vec::new() } else { io.response_body(0, size).unwrap_or_default() };
+        let body = if size == 0 { Some(Vec::new()) } else { io.response_body(0, size) };
+        let Some(body) = body else {
+            // The provider's own words are worth more than a made-up message: left as they are.
+            io.increment(Counter::ResponsesNotInspected);
+            log::warn!("#{} error_body_unreadable status={status}", self.id);
+            return;
+        };
         let reply = response_translation::translate_error(translation, status, &body);
         if headers_held && reply.status != status {
             if let Err(err) = io.set_response_header(":status", &reply.status.to_string()) {

@@ -821,6 +821,18 @@ pub struct ResponseOutcome {
     pub unreadable: u32,
 }
 
+/// What an answer gets when the proxy cannot hand over part of it and the route fails closed:
+/// the guard cannot vouch for what it did not see.
+pub fn unread_block() -> Block {
+    Block {
+        status: 500,
+        code: "gateway_error".into(),
+        message: "The gateway could not read the answer.".into(),
+        policy: String::new(),
+        check: "unread_answer".into(),
+    }
+}
+
 /// What an answer gets when a text the enforcing checks should read cannot be read, and the
 /// route fails closed: the guard cannot vouch for it.
 pub(crate) fn unreadable_block() -> Block {
@@ -850,11 +862,35 @@ impl ResponseGuard {
             || checks.iter().any(|&(p, c)| self.guardrails.check_at(p, c).is_some_and(|(_, check)| check.enforcing()))
     }
 
+    /// Whether a check can change the answer (mask, restore, block), not only record it.
+    pub fn enforcing(&self) -> bool {
+        self.enforces(&self.checks)
+    }
+
     /// A complete, non-streamed JSON response body. Bodies that are not JSON pass unchanged.
     pub fn check_body(&self, body: &[u8]) -> ResponseOutcome {
+        self.check_body_in(self.api, body)
+    }
+
+    /// [`Self::check_body`] for a body in `api`'s layout (an answer that could not be
+    /// translated reaches the client in the provider's dialect).
+    pub fn check_body_in(&self, api: Api, body: &[u8]) -> ResponseOutcome {
         let mut outcome = ResponseOutcome::default();
-        let Ok(tree) = Tree::parse(body) else { return outcome };
-        let layout = text::response_layout(self.api, &tree);
+        let tree = match Tree::parse(body) {
+            Ok(tree) => tree,
+            // Not JSON: passed unchanged (documented), nothing in it reads as an answer's text.
+            Err(json_tree::JsonError::Syntax) => return outcome,
+            // JSON nested deeper than the reader goes (a model-written tool input can be): its
+            // text cannot be checked.
+            Err(json_tree::JsonError::TooDeep) => {
+                outcome.unreadable = 1;
+                if self.fail_closed && self.enforces(&self.checks) {
+                    outcome.block = Some(unreadable_block());
+                }
+                return outcome;
+            }
+        };
+        let layout = text::response_layout(api, &tree);
         let g = &self.guardrails;
         let mut tally = Tally::default();
         let mut block = None;
@@ -863,11 +899,11 @@ impl ResponseGuard {
         for &(p, c) in &self.checks {
             let Some((policy, check)) = g.check_at(p, c) else { continue };
             let found = match &check.kind {
+                // A name that cannot be read cannot be allowed.
                 CheckKind::Tools { allow, deny } => layout
                     .tool_names
                     .iter()
-                    .filter_map(|n| tree.str(*n))
-                    .filter(|name| tool_refused(name, allow.as_deref(), deny))
+                    .filter(|n| tree.str(**n).is_none_or(|name| tool_refused(&name, allow.as_deref(), deny)))
                     .count() as u32,
                 CheckKind::ToolArgumentsJson => layout
                     .arguments

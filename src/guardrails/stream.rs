@@ -32,7 +32,7 @@ use text::{Change, Engine, TextStream};
 use super::{block_for, tool_refused, Action, Block, CheckKind, Decision, Guardrails, Phase, Tally, Vault};
 use crate::dialect::Api;
 use crate::json_tree::{self, Tree};
-use crate::sse::{SseEvent, SseFramer};
+use crate::sse::{SseEvent, SseFramer, SseIssue};
 
 /// Which stream of text within a response an event's text belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,10 +89,16 @@ enum Pending {
     Event(HeldEvent),
 }
 
+impl HeldEvent {
+    /// Where a stream ends that was blocked at something no event carries.
+    fn stop() -> HeldEvent {
+        HeldEvent { raw: Vec::new(), data: Vec::new(), fields: Vec::new(), edits: Vec::new(), stop: true }
+    }
+}
+
 #[derive(Debug)]
 struct HeldEvent {
     raw: Vec<u8>,
-    name: String,
     data: Vec<u8>,
     fields: Vec<Field>,
     /// Other strings of the event to rewrite (Responses' `.done` events repeat the whole text).
@@ -236,6 +242,23 @@ impl StreamGuard {
         self.tally.decisions.clone()
     }
 
+    /// Whether a check can change what the client gets (mask, restore, block), not only record.
+    pub fn enforces(&self) -> bool {
+        !self.enforce.is_empty() || !self.vault.is_empty()
+    }
+
+    /// Ends the stream now as `block` says: decided events go out, then the blocked ending.
+    pub fn end_with(&mut self, block: Block) -> Vec<u8> {
+        let mut out = Vec::new();
+        if self.finished {
+            return out;
+        }
+        self.block = Some(block);
+        self.blocked_channel = None;
+        self.end_blocked(&mut out);
+        out
+    }
+
     /// Text strings the guard could not read (not UTF-8, a lone surrogate escape): they ended
     /// the stream (failing closed) or went to the client unchecked, as the provider sent them.
     pub fn unreadable(&self) -> u32 {
@@ -258,11 +281,34 @@ impl StreamGuard {
         self.raw.extend_from_slice(chunk);
         let events = std::mem::take(&mut self.events);
         let mut out = Vec::with_capacity(chunk.len() + 64);
+        // An event over the cap is not read: its text is unreadable to the guard.
+        let oversized = issues.iter().map(|SseIssue::EventTooLarge { start }| *start).min();
         for event in &events {
+            if oversized.is_some_and(|at| event.start > at) {
+                break;
+            }
             self.read_event(event, &mut out);
             if self.finished {
                 self.raw.clear();
                 return out;
+            }
+        }
+        if let Some(at) = oversized {
+            self.unreadable_text();
+            if self.block.is_some() {
+                // Nothing of it goes out: what came before it, then the blocked ending.
+                self.queue_raw(at);
+                self.raw.clear();
+                self.queue.push_back(Pending::Event(HeldEvent::stop()));
+                self.end_blocked(&mut out);
+                return out;
+            }
+            for event in events.iter().filter(|e| e.start > at) {
+                self.read_event(event, &mut out);
+                if self.finished {
+                    self.raw.clear();
+                    return out;
+                }
             }
         }
         // Bytes before the event still arriving (comments, data-less blocks) wait their turn.
@@ -315,19 +361,19 @@ impl StreamGuard {
         let fields = std::mem::take(&mut self.fields);
         let stop = self.block.is_some() && !blocked_before;
         if stop {
-            let (name, data) = (event.event.clone(), event.data.clone());
-            self.queue.push_back(Pending::Event(HeldEvent { raw, name, data, fields, edits, stop }));
+            let data = event.data.clone();
+            self.queue.push_back(Pending::Event(HeldEvent { raw, data, fields, edits, stop }));
             self.end_blocked(out);
         } else if self.queue.is_empty() && self.decided(&fields) {
             // The usual case: nothing is waiting and this event's text is decided.
-            self.write_parts(&raw, &event.event, &event.data, &fields, edits, out);
+            self.write_parts(&raw, &event.data, &fields, edits, out);
             self.fields = fields;
         } else if fields.is_empty() && edits.is_empty() {
             self.queue.push_back(Pending::Bytes(raw));
             self.release(out);
         } else {
-            let (name, data) = (event.event.clone(), event.data.clone());
-            self.queue.push_back(Pending::Event(HeldEvent { raw, name, data, fields, edits, stop }));
+            let data = event.data.clone();
+            self.queue.push_back(Pending::Event(HeldEvent { raw, data, fields, edits, stop }));
             self.release(out);
         }
     }
@@ -368,14 +414,13 @@ impl StreamGuard {
     }
 
     fn write_held(&mut self, event: HeldEvent, out: &mut Vec<u8>) {
-        self.write_parts(&event.raw, &event.name, &event.data, &event.fields, event.edits, out);
+        self.write_parts(&event.raw, &event.data, &event.fields, event.edits, out);
     }
 
     /// Writes a decided event: byte for byte when nothing in it changes.
     fn write_parts(
         &mut self,
         raw: &[u8],
-        name: &str,
         data: &[u8],
         fields: &[Field],
         mut edits: Vec<(usize, usize, Vec<u8>)>,
@@ -397,7 +442,7 @@ impl StreamGuard {
             out.extend_from_slice(raw);
         } else {
             edits.sort_by_key(|e| e.0);
-            ending::write_event(out, name, &json_tree::splice(data, &edits));
+            ending::rewrite_event(out, raw, &json_tree::splice(data, &edits));
         }
     }
 
@@ -501,19 +546,24 @@ impl StreamGuard {
     fn text_field(&mut self, tree: &Tree<'_>, node: usize, key: Key, json_text: bool, finished: bool) {
         let index = self.channel_index(key, json_text);
         let (Some(text), Some(span)) = (tree.str(node), tree.node(node)) else {
-            self.unreadable += 1;
             if let Some(channel) = self.channels.get_mut(index) {
                 channel.unreadable = true;
             }
-            let enforcing = !self.enforce.is_empty() || !self.vault.is_empty();
-            if self.fail_closed && enforcing && self.block.is_none() {
-                self.block = Some(super::unreadable_block());
-            }
+            self.unreadable_text();
             return;
         };
         let start = self.channels.get(index).map_or(0, |c| c.enforce.settled() + c.enforce.held() as u64);
         self.push(index, &text, finished);
         self.fields.push(Field { channel: index, node: (span.start, span.end), start, text: text.into_owned() });
+    }
+
+    /// Text the guard cannot read: counted; it ends the stream when the route fails closed and a
+    /// check could change the text, else it goes on as sent.
+    fn unreadable_text(&mut self) {
+        self.unreadable += 1;
+        if self.fail_closed && self.enforces() && self.block.is_none() {
+            self.block = Some(super::unreadable_block());
+        }
     }
 
     fn check_arguments(&mut self, arguments: &str) {

@@ -482,3 +482,35 @@ fn placeholders_are_parsed_strictly() {
     assert_eq!(placeholder_len(b"[email_1]"), 0);
     assert_eq!(placeholder_len(b"[EMAIL_1"), 0);
 }
+
+#[test]
+fn answer_text_the_checks_cannot_read_fails_closed_or_passes_counted() {
+    let g = Rc::new(
+        parse(json!({"policies": [{"name": "p", "checks": [
+            {"name": "s", "detectors": ["secrets"], "action": "block", "on": "response"},
+            {"name": "t", "tools": {"deny": ["shell*"]}, "action": "block"}]}]}))
+        .unwrap(),
+    );
+    let body = json!({"messages": [{"role": "user", "content": "hi"}]}).to_string();
+    let request = crate::dialect::parse_request(Api::AnthropicMessages, body.as_bytes()).unwrap();
+    let text = request.text(body.as_bytes()).unwrap();
+    let mut response = g.check_request(&RequestInput::new(&request, Some(&text))).response.unwrap();
+    let lone = br#"{"content": [{"type": "text", "text": "key \udc00 sk-proj-AbCdEf1234567890GhIjKlMn"}]}"#;
+    let deep = format!(
+        r#"{{"content": [{{"type": "tool_use", "name": "x", "input": {}1{}}}]}}"#,
+        "[".repeat(200),
+        "]".repeat(200)
+    );
+    // A tool name that cannot be read cannot be allowed.
+    let unreadable_name = br#"{"content": [{"type": "tool_use", "name": "\udc00", "input": {}}]}"#;
+    for closed in [true, false] {
+        response.fail_closed(closed);
+        for body in [&lone[..], deep.as_bytes()] {
+            let outcome = response.check_body(body);
+            assert_eq!(outcome.unreadable, 1);
+            assert_eq!(outcome.block.map(|b| b.check), closed.then(|| "unreadable_text".to_string()));
+            assert!(outcome.body.is_none(), "passed as sent");
+        }
+        assert_eq!(response.check_body(unreadable_name).block.unwrap().check, "t");
+    }
+}

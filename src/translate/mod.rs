@@ -161,6 +161,15 @@ impl<T: EventTranslator> SseTranslator<T> {
         &self.inner
     }
 
+    /// Ends the client's stream now with an error event (nothing if it already ended).
+    pub fn end_with_error(&mut self, message: &str) -> Vec<u8> {
+        let mut out = Vec::new();
+        if !self.inner.is_done() {
+            self.inner.end_with_error("api_error", message, &mut out);
+        }
+        out
+    }
+
     /// Upstream events that could not be read: the first ended the client's stream with an
     /// error, rather than its text being dropped without a word.
     pub fn unreadable(&self) -> u32 {

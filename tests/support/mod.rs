@@ -84,6 +84,11 @@ pub struct FakeHost {
     pub metrics: HashMap<String, u64>,
     /// Response trailers the filter added.
     pub trailers: Vec<(String, String)>,
+    /// Response body calls (0-based, counted by what reached the client so far) whose chunk this
+    /// host cannot hand over: `get_buffer_bytes` fails for them.
+    pub unreadable_response_chunks: Vec<usize>,
+    /// Response body calls (counted the same way) whose chunk this host refuses to replace.
+    pub unwritable_response_chunks: Vec<usize>,
     /// Hostcalls this host refuses, to test `failure_mode`: `request_body`,
     /// `replace_request_body`, `send_reply`, `replace_response_body`.
     pub refuse: Vec<&'static str>,
@@ -281,6 +286,8 @@ impl FakeHost {
             metrics: HashMap::new(),
             trailers: Vec::new(),
             refuse: Vec::new(),
+            unreadable_response_chunks: Vec::new(),
+            unwritable_response_chunks: Vec::new(),
             hostcalls: Hostcalls::default(),
         }
     }
@@ -707,7 +714,9 @@ impl HostIo for FakeHost {
 
     fn replace_response_body(&mut self, held: usize, bytes: &[u8]) -> Result<(), HostError> {
         self.hostcalls.note(Hostcall::ReplaceResponseBody);
-        if self.refuse.contains(&"replace_response_body") {
+        if self.refuse.contains(&"replace_response_body")
+            || self.unwritable_response_chunks.contains(&self.client_body_releases.len())
+        {
             return Err(HostError { detail: "refused by the test".into() });
         }
         if held != self.response_buffer.len() {
@@ -760,6 +769,9 @@ impl HostIo for FakeHost {
 
     fn response_body(&self, start: usize, len: usize) -> Option<Vec<u8>> {
         self.hostcalls.note(Hostcall::ResponseBody);
+        if self.unreadable_response_chunks.contains(&self.client_body_releases.len()) {
+            return None;
+        }
         self.response_buffer.get(start..start.checked_add(len)?).map(<[u8]>::to_vec)
     }
 

@@ -3,6 +3,7 @@
 
 use super::{Key, StreamGuard};
 use crate::dialect::Api;
+use crate::json_tree::{self, Tree};
 
 impl StreamGuard {
     /// Ends the stream after a block with the events the client's SDK expects.
@@ -10,20 +11,13 @@ impl StreamGuard {
         self.finished = true;
         match self.api {
             Api::OpenAiChat => {
-                let template = self.template();
                 let mut choices = self.choices_seen.clone();
                 if choices.is_empty() {
                     choices.push(0);
                 }
                 for index in choices {
-                    let chunk = serde_json::json!({
-                        "id": template.get("id").cloned().unwrap_or(serde_json::Value::from("chatcmpl-blocked")),
-                        "object": "chat.completion.chunk",
-                        "created": template.get("created").cloned().unwrap_or(serde_json::Value::from(0)),
-                        "model": template.get("model").cloned().unwrap_or(serde_json::Value::from("")),
-                        "choices": [{"index": index, "delta": {}, "logprobs": null, "finish_reason": "content_filter"}],
-                    });
-                    write_event(out, "", chunk.to_string().as_bytes());
+                    let choices = serde_json::json!([{"index": index, "delta": {}, "logprobs": null, "finish_reason": "content_filter"}]);
+                    write_event(out, "", &self.chat_chunk(&choices, false));
                 }
                 write_event(out, "", b"[DONE]");
             }
@@ -66,23 +60,14 @@ impl StreamGuard {
     pub(super) fn write_text_event(&self, key: Key, json_text: bool, text: &str, out: &mut Vec<u8>) {
         match key {
             Key::Chat(choice, field) => {
-                let template = self.template();
                 let delta = match field {
                     None => serde_json::json!({"content": text}),
                     Some(u64::MAX) => serde_json::json!({"refusal": text}),
                     Some(k) => serde_json::json!({"tool_calls": [{"index": k, "function": {"arguments": text}}]}),
                 };
-                let mut chunk = serde_json::json!({
-                    "id": template.get("id").cloned().unwrap_or_default(),
-                    "object": "chat.completion.chunk",
-                    "created": template.get("created").cloned().unwrap_or_default(),
-                    "model": template.get("model").cloned().unwrap_or_default(),
-                    "choices": [{"index": choice, "delta": delta, "logprobs": null, "finish_reason": null}],
-                });
-                if let (Some(object), Some(fp)) = (chunk.as_object_mut(), template.get("system_fingerprint")) {
-                    object.insert("system_fingerprint".into(), fp.clone());
-                }
-                write_event(out, "", chunk.to_string().as_bytes());
+                let choices =
+                    serde_json::json!([{"index": choice, "delta": delta, "logprobs": null, "finish_reason": null}]);
+                write_event(out, "", &self.chat_chunk(&choices, true));
             }
             Key::Block(block) => {
                 let delta = if json_text {
@@ -121,8 +106,65 @@ impl StreamGuard {
         }
     }
 
+    /// An OpenAI chunk with `choices`, carrying the provider's own `id`, `created` and `model`
+    /// (and `system_fingerprint`) as the provider wrote them, byte for byte.
+    fn chat_chunk(&self, choices: &serde_json::Value, fingerprint: bool) -> Vec<u8> {
+        let template = self.template.as_deref().unwrap_or_default();
+        let tree = Tree::parse(template).ok();
+        let member = |name: &str| tree.as_ref().and_then(|t| t.get(Tree::ROOT, name).and_then(|n| t.raw(n)));
+        let mut chunk = Vec::with_capacity(template.len() + 128);
+        let mut put = |name: &str, value: &[u8]| {
+            chunk.push(if chunk.is_empty() { b'{' } else { b',' });
+            chunk.extend_from_slice(json_tree::encode_string(name).as_bytes());
+            chunk.push(b':');
+            chunk.extend_from_slice(value);
+        };
+        put("id", member("id").unwrap_or(br#""chatcmpl-blocked""#));
+        put("object", br#""chat.completion.chunk""#);
+        put("created", member("created").unwrap_or(b"0"));
+        put("model", member("model").unwrap_or(br#""""#));
+        if let (true, Some(value)) = (fingerprint, member("system_fingerprint")) {
+            put("system_fingerprint", value);
+        }
+        put("choices", choices.to_string().as_bytes());
+        chunk.push(b'}');
+        chunk
+    }
+
     fn template(&self) -> serde_json::Value {
         self.template.as_deref().and_then(|t| serde_json::from_slice(t).ok()).unwrap_or_default()
+    }
+}
+
+/// Writes the event `raw` with `data` in place of its data: every other line (`event:`, `id:`,
+/// `retry:`, comments) and every line end stays as the provider wrote it; the data goes where
+/// its first `data:` line was, with that line's spelling of the field.
+pub(super) fn rewrite_event(out: &mut Vec<u8>, raw: &[u8], data: &[u8]) {
+    let mut written = false;
+    let mut rest = raw;
+    while !rest.is_empty() {
+        let end = rest.iter().position(|b| *b == b'\n' || *b == b'\r').unwrap_or(rest.len());
+        let next = match (rest.get(end), rest.get(end + 1)) {
+            (Some(b'\r'), Some(b'\n')) => end + 2,
+            (Some(_), _) => end + 1,
+            (None, _) => end,
+        };
+        let (line, ending) = (rest.get(..end).unwrap_or_default(), rest.get(end..next).unwrap_or_default());
+        let is_data = line == b"data" || line.starts_with(b"data:");
+        if !is_data {
+            out.extend_from_slice(line);
+            out.extend_from_slice(ending);
+        } else if !written {
+            written = true;
+            let field: &[u8] = if line.starts_with(b"data: ") { b"data: " } else { b"data:" };
+            let ending = if ending.is_empty() { &b"\n"[..] } else { ending };
+            for piece in data.split(|b| *b == b'\n') {
+                out.extend_from_slice(field);
+                out.extend_from_slice(piece);
+                out.extend_from_slice(ending);
+            }
+        }
+        rest = rest.get(next..).unwrap_or_default();
     }
 }
 

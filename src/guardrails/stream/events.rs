@@ -1,10 +1,23 @@
 //! Where each dialect's events carry generated text, and which events end a text.
 
 use super::{Key, StreamGuard};
-use crate::json_tree::{self, Kind, Tree};
+use crate::json_tree::{self, JsonError, Kind, Tree};
 use crate::sse::SseEvent;
 
 impl StreamGuard {
+    /// An event's JSON; `None` when it is not JSON (passed as it is, like any unknown event).
+    /// JSON nested too deep to read is text the guard cannot check: counted as unreadable.
+    fn parse<'d>(&mut self, data: &'d [u8]) -> Option<Tree<'d>> {
+        match Tree::parse(data) {
+            Ok(tree) => Some(tree),
+            Err(JsonError::Syntax) => None,
+            Err(JsonError::TooDeep) => {
+                self.unreadable_text();
+                None
+            }
+        }
+    }
+
     /// OpenAI Chat: each choice's content, refusal and tool-call arguments; a `finish_reason`
     /// or `[DONE]` ends them.
     pub(super) fn chat_event(&mut self, event: &SseEvent) {
@@ -12,7 +25,7 @@ impl StreamGuard {
             self.flush_all();
             return;
         }
-        let Ok(tree) = Tree::parse(&event.data) else { return };
+        let Some(tree) = self.parse(&event.data) else { return };
         if let Some(choices) = tree.get(Tree::ROOT, "choices") {
             self.template = Some(event.data.clone());
             for (position, choice) in tree.children(choices).enumerate() {
@@ -29,6 +42,17 @@ impl StreamGuard {
                         if let Some(node) = string_node(&tree, tree.get(delta, field)) {
                             present.push(key);
                             self.text_field(&tree, node, key, false, finishing);
+                        } else if let Some(parts) =
+                            tree.get(delta, field).filter(|n| tree.kind(*n) == Some(Kind::Array))
+                        {
+                            // Some compatible servers stream content as text parts.
+                            present.push(key);
+                            let texts: Vec<usize> =
+                                tree.children(parts).filter_map(|p| string_node(&tree, tree.get(p, "text"))).collect();
+                            let last = texts.len().saturating_sub(1);
+                            for (i, node) in texts.into_iter().enumerate() {
+                                self.text_field(&tree, node, key, false, finishing && i == last);
+                            }
                         }
                     }
                     if let Some(calls) = tree.get(delta, "tool_calls") {
@@ -70,7 +94,7 @@ impl StreamGuard {
     /// Anthropic Messages: each content block's text or tool input; its `content_block_stop`
     /// (or the message's end) ends it.
     pub(super) fn anthropic_event(&mut self, event: &SseEvent) {
-        let Ok(tree) = Tree::parse(&event.data) else { return };
+        let Some(tree) = self.parse(&event.data) else { return };
         let kind = tree.get_str(Tree::ROOT, "type").map(|k| k.into_owned()).unwrap_or_else(|| event.event.clone());
         let index = uint(&tree, tree.get(Tree::ROOT, "index"));
         match kind.as_str() {
@@ -119,7 +143,7 @@ impl StreamGuard {
     /// `.done` events end them, and every later copy of a text (`.done`, `content_part.done`,
     /// `output_item.done`, `response.completed`) is rewritten to what the deltas carried.
     pub(super) fn responses_event(&mut self, event: &SseEvent, edits: &mut Vec<(usize, usize, Vec<u8>)>) {
-        let Ok(tree) = Tree::parse(&event.data) else { return };
+        let Some(tree) = self.parse(&event.data) else { return };
         let kind = tree.get_str(Tree::ROOT, "type").map(|k| k.into_owned()).unwrap_or_else(|| event.event.clone());
         if let Some(n) = uint(&tree, tree.get(Tree::ROOT, "sequence_number")) {
             self.sequence = Some(n);

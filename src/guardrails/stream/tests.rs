@@ -557,3 +557,80 @@ fn blocked_stream_fixtures_are_current() {
         );
     }
 }
+
+#[test]
+fn a_rewritten_event_keeps_its_other_lines_and_line_ends() {
+    let guard = guard_for(
+        Api::OpenAiChat,
+        json!([{"name": "pii", "detectors": ["email"], "action": "mask", "on": "response"}]),
+        "hi",
+    );
+    let data =
+        json!({"choices": [{"index": 0, "delta": {"content": "mail a@example.com now"}, "finish_reason": "stop"}]});
+    let stream = format!("id: 7\r\nretry: 50\r\n: note\r\ndata: {data}\r\n\r\ndata: [DONE]\r\n\r\n");
+    let out = String::from_utf8(run_guard(&guard, stream.as_bytes(), &[])).unwrap();
+    let masked = data.to_string().replace("a@example.com", "[EMAIL]");
+    assert_eq!(out, format!("id: 7\r\nretry: 50\r\n: note\r\ndata: {masked}\r\n\r\ndata: [DONE]\r\n\r\n"));
+}
+
+#[test]
+fn chat_content_sent_as_text_parts_is_checked_too() {
+    let guard = guard_for(
+        Api::OpenAiChat,
+        json!([{"name": "pii", "detectors": ["email"], "action": "mask", "on": "response"}]),
+        "hi",
+    );
+    let data = json!({"choices": [{"index": 0, "delta": {"content": [{"type": "text", "text": "mail a@example.com"}]}, "finish_reason": "stop"}]});
+    let out = String::from_utf8(run_guard(&guard, format!("data: {data}\n\n").as_bytes(), &[])).unwrap();
+    assert!(out.contains("mail [EMAIL]") && !out.contains("a@example"), "{out}");
+}
+
+#[test]
+fn text_the_guard_cannot_read_ends_the_stream_when_failing_closed_and_passes_when_open() {
+    let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+    let lone = r#"{"choices":[{"index":0,"delta":{"content":"key \ud800 sk-proj-AbCdEf1234567890GhIjKlMn"}}]}"#;
+    let too_deep = format!(r#"{{"choices":[{{"index":0,"delta":{{"content":"x"}}}}],"extra":{deep}}}"#);
+    for data in [lone.to_string(), too_deep] {
+        let stream = format!("data: {data}\n\ndata: [DONE]\n\n");
+        for closed in [true, false] {
+            let mut response = guard_for(
+                Api::OpenAiChat,
+                json!([{"name": "s", "detectors": ["secrets"], "action": "block", "on": "response"}]),
+                "hi",
+            );
+            response.fail_closed(closed);
+            let mut g = response.stream();
+            let mut out = g.feed(stream.as_bytes());
+            out.extend(g.finish());
+            assert_eq!(g.unreadable(), 1);
+            if closed {
+                assert_eq!(g.block().unwrap().check, "unreadable_text");
+                assert!(!String::from_utf8_lossy(&out).contains("sk-proj"));
+                assert_eq!(chat_text(&out).1, ["content_filter", "[DONE]"]);
+            } else {
+                assert_eq!(out, stream.as_bytes(), "passed as sent");
+            }
+        }
+    }
+}
+
+#[test]
+fn an_event_over_the_guards_cap_is_unreadable_text() {
+    let mut response = guard_for(
+        Api::OpenAiChat,
+        json!([{"name": "s", "detectors": ["secrets"], "action": "block", "on": "response"}]),
+        "hi",
+    );
+    response.fail_closed(true);
+    let first = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"fine \"}}]}\n\n";
+    let huge =
+        format!("data: {{\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"{}\"}}}}]}}\n\n", "a".repeat(5 << 20));
+    let stream = format!("{first}{huge}data: [DONE]\n\n");
+    let mut g = response.stream();
+    let mut out = g.feed(stream.as_bytes());
+    out.extend(g.finish());
+    assert_eq!(g.unreadable(), 1);
+    assert!(out.starts_with(first.as_bytes()));
+    assert!(out.len() < 4096, "nothing of the oversized event went out");
+    assert_eq!(chat_text(&out).1, ["content_filter", "[DONE]"]);
+}
