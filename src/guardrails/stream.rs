@@ -32,6 +32,7 @@ use text::{Change, Engine, TextStream};
 use super::{block_for, tool_refused, Action, Block, CheckKind, Decision, Guardrails, Phase, Tally, Vault};
 use crate::dialect::Api;
 use crate::json_tree::{self, Tree};
+use crate::routing::glob::Glob;
 use crate::sse::{SseEvent, SseFramer, SseIssue};
 
 /// Which stream of text within a response an event's text belongs to.
@@ -584,11 +585,20 @@ impl StreamGuard {
     }
 
     fn check_tool_name(&mut self, name: &str) {
+        self.check_tool(|allow, deny| tool_refused(name, allow, deny));
+    }
+
+    fn check_tool_name_unreadable(&mut self) {
+        self.check_tool(|_, _| true);
+    }
+
+    /// Runs the `tools` checks on one tool call: `refused` says whether a check's lists refuse it.
+    fn check_tool(&mut self, refused: impl Fn(Option<&[Glob]>, &[Glob]) -> bool) {
         let g = Rc::clone(&self.guardrails);
         for &(p, c) in &self.checks {
             let Some((policy, check)) = g.check_at(p, c) else { continue };
             let CheckKind::Tools { allow, deny } = &check.kind else { continue };
-            if !tool_refused(name, allow.as_deref(), deny) {
+            if !refused(allow.as_deref(), deny) {
                 continue;
             }
             self.tally.add(policy, check, "tool_name", Phase::Response, 1);

@@ -18,6 +18,15 @@ impl StreamGuard {
         }
     }
 
+    /// Checks a tool call's name; one that cannot be read cannot be allowed.
+    fn tool_name(&mut self, tree: &Tree<'_>, node: Option<usize>) {
+        let Some(node) = string_node(tree, node) else { return };
+        match tree.str(node) {
+            Some(name) => self.check_tool_name(&name),
+            None => self.check_tool_name_unreadable(),
+        }
+    }
+
     /// OpenAI Chat: each choice's content, refusal and tool-call arguments; a `finish_reason`
     /// or `[DONE]` ends them.
     pub(super) fn chat_event(&mut self, event: &SseEvent) {
@@ -59,9 +68,7 @@ impl StreamGuard {
                         for (k, call) in tree.children(calls).enumerate() {
                             let k = uint(&tree, tree.get(call, "index")).unwrap_or(k as u64);
                             let function = tree.get(call, "function");
-                            if let Some(name) = function.and_then(|f| tree.get_str(f, "name")) {
-                                self.check_tool_name(&name);
-                            }
+                            self.tool_name(&tree, function.and_then(|f| tree.get(f, "name")));
                             if let Some(node) = string_node(&tree, function.and_then(|f| tree.get(f, "arguments"))) {
                                 let key = Key::Chat(index, Some(k));
                                 present.push(key);
@@ -107,9 +114,7 @@ impl StreamGuard {
                     .and_then(|b| tree.get_str(b, "type"))
                     .is_some_and(|t| t == "tool_use" || t == "server_tool_use")
                 {
-                    if let Some(name) = block.and_then(|b| tree.get_str(b, "name")) {
-                        self.check_tool_name(&name);
-                    }
+                    self.tool_name(&tree, block.and_then(|b| tree.get(b, "name")));
                 }
             }
             "content_block_delta" => {
@@ -170,9 +175,7 @@ impl StreamGuard {
                     self.item_ids.push((output, id.into_owned()));
                 }
                 if item.and_then(|i| tree.get_str(i, "type")).is_some_and(|t| t == "function_call") {
-                    if let Some(name) = item.and_then(|i| tree.get_str(i, "name")) {
-                        self.check_tool_name(&name);
-                    }
+                    self.tool_name(&tree, item.and_then(|i| tree.get(i, "name")));
                 }
             }
             "response.output_text.delta" | "response.function_call_arguments.delta" => {

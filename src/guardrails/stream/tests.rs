@@ -634,3 +634,13 @@ fn an_event_over_the_guards_cap_is_unreadable_text() {
     assert!(out.len() < 4096, "nothing of the oversized event went out");
     assert_eq!(chat_text(&out).1, ["content_filter", "[DONE]"]);
 }
+
+#[test]
+fn a_streamed_tool_name_that_cannot_be_read_cannot_be_allowed() {
+    let guard =
+        guard_for(Api::OpenAiChat, json!([{"name": "t", "tools": {"allow": ["lookup"]}, "action": "block"}]), "hi");
+    let call =
+        r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"name":"\udc00","arguments":""}}]}}]}"#;
+    let out = run_guard(&guard, format!("data: {call}\n\ndata: [DONE]\n\n").as_bytes(), &[]);
+    assert_eq!(chat_text(&out).1, ["content_filter", "[DONE]"]);
+}
