@@ -45,6 +45,51 @@ PII_STREAM = b"".join(
 ) + b"data: [DONE]\n\n"
 
 
+# Text in many scripts, for the streams below (the same kinds as tests/stream_identity.rs).
+MULTILINGUAL = [
+    "Grüße aus München, schön! Ende.", "日本語の文章です。東京は晴れ。", "Привет, как дела?",
+    "नमस्ते, आप कैसे हैं?", "👩‍👩‍👧‍👦 family 👍🏽 🏳️‍🌈 🇩🇪", "مرحبا بالعالم، كيف حالك؟",
+    "שלום עולם \u200f(RTL)\u200e", "e\u0301te\u0301 a\u0308", "𝔘𝔫𝔦𝔠𝔬𝔡𝔢 𓀀 🀄",
+    "Écrivez à jean.dupont@exemple.fr demain.",
+]
+
+
+def pieces(text: str, size: int) -> list[str]:
+    """`text` in deltas of at most `size` UTF-8 bytes, never inside a character."""
+    out, current = [], ""
+    for ch in text:
+        if current and len((current + ch).encode()) > size:
+            out.append(current)
+            current = ""
+        current += ch
+    return out + [current]
+
+
+def chat_stream(deltas: list[str]) -> bytes:
+    import json
+    chunk = lambda delta, finish: json.dumps({"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
+                                             "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}, ensure_ascii=False)
+    events = [chunk({"role": "assistant", "content": ""}, None)] + [chunk({"content": d}, None) for d in deltas]
+    events += [chunk({}, "stop"), "[DONE]"]
+    return "".join(f"data: {e}\n\n" for e in events).encode()
+
+
+def anthropic_stream(deltas: list[str]) -> bytes:
+    import json
+    events = [("message_start", {"type": "message_start", "message": {"id": "msg", "type": "message", "role": "assistant",
+                                  "model": "claude", "content": [], "usage": {"input_tokens": 3, "output_tokens": 1}}}),
+              ("content_block_start", {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})]
+    events += [("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": d}}) for d in deltas]
+    events += [("content_block_stop", {"type": "content_block_stop", "index": 0}),
+               ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 5}}),
+               ("message_stop", {"type": "message_stop"})]
+    return "".join(f"event: {n}\ndata: {json.dumps(d, ensure_ascii=False)}\n\n" for n, d in events).encode()
+
+
+MULTILINGUAL_CHAT = [chat_stream(pieces(t, size)) for t in MULTILINGUAL for size in (1, 2, 5)]
+MULTILINGUAL_ANTHROPIC = [anthropic_stream(pieces(t, size)) for t in MULTILINGUAL for size in (1, 3)]
+
+
 def u16(n: int) -> bytes:
     return n.to_bytes(2, "little")
 
@@ -75,12 +120,15 @@ def seeds() -> dict[str, list[bytes]]:
                        b"\x01response.completed\x00" + resp_sse.split(b"data: ")[-1].split(b"\n")[0]],
         "sse_framer": [b"\xff" + CUTS + chat_sse, b"\x08" + CUTS + msg_sse],
         "stream_meter": [b"\x00\x01\xff\xff" + CUTS + chat_sse, b"\x03\x00\xff\xff" + CUTS + msg_sse,
-                         b"\x01\x00\xff\xff" + CUTS + resp_sse],
+                         b"\x01\x00\xff\xff" + CUTS + resp_sse]
+                        + [b"\x00\x00\xff\xff" + CUTS + s for s in MULTILINGUAL_CHAT[::3]],
         "translate_request": [b"\x00\x10\x00" + oa_req, b"\x01\x10\x00" + an_req, b"\x00\x10\x00" + chat_req],
         "translate_response": [b"\x00\xad\x01" + an_resp, b"\x01\x00\x00" + oa_resp, b"\x00\x81\x00" + an_err,
                                b"\x01\xad\x01" + oa_err],
         "translate_stream": [b"\x00\x01\xff\xff" + CUTS + tools_sse, b"\x00\x00\xff\xff" + CUTS + msg_sse,
-                             b"\x01\x00\xff\xff" + CUTS + chat_sse],
+                             b"\x01\x00\xff\xff" + CUTS + chat_sse]
+                            + [b"\x00\x00\xff\xff" + CUTS + s for s in MULTILINGUAL_ANTHROPIC]
+                            + [b"\x01\x00\xff\xff" + CUTS + s for s in MULTILINGUAL_CHAT],
         "config": configs + [plan],
         "exchange": [
             exchange(0, 0, 4, 0, 0, 0, chat_req, chat_resp),
@@ -101,6 +149,8 @@ def seeds() -> dict[str, list[bytes]]:
         # guardrails_stream: API (chat, responses, anthropic), cuts, then the stream.
         "guardrails_stream": [b"\x00" + CUTS + chat_sse, b"\x02" + CUTS + msg_sse, b"\x01" + CUTS + resp_sse,
                               b"\x00" + CUTS + PII_STREAM, b"\x02" + CUTS + tools_sse]
+                             + [b"\x00" + CUTS + s for s in MULTILINGUAL_CHAT]
+                             + [b"\x02" + CUTS + s for s in MULTILINGUAL_ANTHROPIC]
                              + [b"\x00" + CUTS + p.read_bytes() for p in sorted((FIX / "guardrails" / "sse").glob("*.sse"))],
         "attempt": [
             bytes([0, 0, 0, 0, 1, 4]) + u16(4) + CUTS + b"hi.." + chat_resp,

@@ -316,7 +316,103 @@ pub fn translate_stream(data: &[u8]) {
         out.extend(translator.finish());
         out
     };
-    assert_eq!(run(&[stream]), run(&split(stream, &cuts)), "chunking changed the translated stream");
+    let whole = run(&[stream]);
+    assert_eq!(whole, run(&split(stream, &cuts)), "chunking changed the translated stream");
+    // Identity of the text: a stream translated to its end without an error carries exactly the
+    // provider's text and tool arguments, read here from each dialect's events.
+    let provider = match translation {
+        Translation::OpenAiToAnthropic => Api::AnthropicMessages,
+        Translation::AnthropicToOpenAi => Api::OpenAiChat,
+    };
+    let client = if provider == Api::OpenAiChat { Api::AnthropicMessages } else { Api::OpenAiChat };
+    if let (Some(sent), Some(got)) = (stream_text(provider, stream, max_event), stream_text(client, &whole, usize::MAX))
+    {
+        if !got.errored && sent.ended {
+            assert_eq!(got.text, sent.text, "translation changed the text");
+            assert_eq!(got.arguments, sent.arguments, "translation changed the tool arguments");
+        }
+    }
+}
+
+/// The generated text of a stream, as a client of `api` would put it together.
+struct StreamText {
+    text: String,
+    arguments: String,
+    /// The stream's final event came.
+    ended: bool,
+    errored: bool,
+}
+
+/// Reads a stream's text with the SSE framer and serde_json alone, only up to its final event;
+/// `None` when an event is not JSON or over `max_event` (translation ends the stream there).
+fn stream_text(api: Api, bytes: &[u8], max_event: usize) -> Option<StreamText> {
+    let mut framer = SseFramer::new(max_event);
+    let (mut events, mut issues) = (Vec::new(), Vec::new());
+    framer.feed(bytes, &mut events, &mut issues);
+    framer.finish(&mut events);
+    if !issues.is_empty() {
+        return None;
+    }
+    let mut read = StreamText { text: String::new(), arguments: String::new(), ended: false, errored: false };
+    let mut text_blocks = Vec::new();
+    for event in &events {
+        if read.ended {
+            break;
+        }
+        if event.data == b"[DONE]" {
+            read.ended = true;
+            continue;
+        }
+        let value: Value = serde_json::from_slice(&event.data).ok()?;
+        let kind = value.get("type").and_then(Value::as_str).unwrap_or(&event.event);
+        match api {
+            Api::AnthropicMessages => match kind {
+                "content_block_start" => {
+                    let block = value.get("content_block");
+                    let kind = block.and_then(|b| b.get("type")).and_then(Value::as_str);
+                    if kind == Some("text") {
+                        read.text += block.and_then(|b| b.get("text")).and_then(Value::as_str).unwrap_or("");
+                    }
+                    text_blocks.push((value.get("index").and_then(Value::as_u64), kind.map(str::to_string)));
+                }
+                "content_block_delta" => {
+                    // Text counts whatever started its block (a client shows text it gets);
+                    // tool input only inside a started tool call.
+                    let index = value.get("index").and_then(Value::as_u64);
+                    let started = text_blocks.iter().rev().find(|(i, _)| *i == index).and_then(|(_, t)| t.clone());
+                    let delta = value.get("delta");
+                    match (started.as_deref(), delta.and_then(|d| d.get("type")).and_then(Value::as_str)) {
+                        (started, Some("text_delta")) if started != Some("tool_use") => {
+                            read.text += delta.and_then(|d| d.get("text")).and_then(Value::as_str).unwrap_or("")
+                        }
+                        (Some("tool_use"), Some("input_json_delta")) => {
+                            read.arguments +=
+                                delta.and_then(|d| d.get("partial_json")).and_then(Value::as_str).unwrap_or("")
+                        }
+                        _ => {}
+                    }
+                }
+                "message_stop" => read.ended = true,
+                "error" => read.errored = true,
+                _ => {}
+            },
+            _ => {
+                if value.get("error").is_some_and(|e| !e.is_null()) {
+                    read.errored = true;
+                }
+                let choices = value.get("choices").and_then(Value::as_array);
+                let first =
+                    choices.into_iter().flatten().find(|c| c.get("index").and_then(Value::as_u64).unwrap_or(0) == 0);
+                let delta = first.and_then(|c| c.get("delta"));
+                read.text += delta.and_then(|d| d.get("content")).and_then(Value::as_str).unwrap_or("");
+                for call in delta.and_then(|d| d.get("tool_calls")).and_then(Value::as_array).into_iter().flatten() {
+                    read.arguments +=
+                        call.get("function").and_then(|f| f.get("arguments")).and_then(Value::as_str).unwrap_or("");
+                }
+            }
+        }
+    }
+    Some(read)
 }
 
 /// The configuration parser: no panic; an accepted configuration compiles the same twice.
@@ -701,4 +797,28 @@ pub fn guardrails_stream(data: &[u8]) {
     assert_eq!(whole.0, chunked.0, "chunking changed what the client gets");
     assert_eq!(whole.1, chunked.1, "chunking changed the verdict");
     assert_eq!(whole.2, chunked.2, "chunking changed the decisions");
+    // Identity: after a request that masked nothing (no placeholder to restore), a stream in
+    // which no check changed anything reaches the client byte for byte, whatever it holds.
+    let plain = match api {
+        Api::AnthropicMessages => {
+            br#"{"model":"m","max_tokens":9,"messages":[{"role":"user","content":"hi"}]}"#.to_vec()
+        }
+        Api::OpenAiResponses => br#"{"model":"m","input":"hi"}"#.to_vec(),
+        _ => br#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#.to_vec(),
+    };
+    let canonical = dialect::parse_request(api, &plain).expect("a valid request");
+    let text = canonical.text(&plain).expect("a valid request");
+    let outcome = g.check_request(&RequestInput::new(&canonical, Some(&text)));
+    let Some(response) = outcome.response else { panic!("response checks apply: a response guard follows") };
+    let mut guard = response.stream();
+    let mut out = Vec::new();
+    for chunk in split(stream, &cuts) {
+        out.extend(guard.feed(chunk));
+    }
+    out.extend(guard.finish());
+    let changed =
+        guard.block().is_some() || guard.decisions().iter().any(|d| !d.shadow && d.action != guardrails::Action::Flag);
+    if !changed {
+        assert!(out == stream, "nothing found, yet the client's bytes differ from the provider's");
+    }
 }

@@ -55,6 +55,8 @@ struct Channel {
     /// Everything decided so far, rewritten (kept for Responses' `.done` events and tool-argument
     /// checks).
     all: String,
+    /// Everything its deltas carried, as sent (kept alongside `all`).
+    original: String,
     /// Changes to text of held events (dropped once every event they touch is released).
     changes: Vec<Change>,
     released_bytes: u64,
@@ -482,6 +484,7 @@ impl StreamGuard {
             enforce: TextStream::new(json_text),
             observe: TextStream::new(json_text),
             all: String::new(),
+            original: String::new(),
             changes: Vec::new(),
             released_bytes: 0,
             json_text,
@@ -554,6 +557,11 @@ impl StreamGuard {
             return;
         };
         let start = self.channels.get(index).map_or(0, |c| c.enforce.settled() + c.enforce.held() as u64);
+        if self.keep_all {
+            if let Some(channel) = self.channels.get_mut(index) {
+                channel.original.push_str(&text);
+            }
+        }
         self.push(index, &text, finished);
         self.fields.push(Field { channel: index, node: (span.start, span.end), start, text: text.into_owned() });
     }
@@ -606,11 +614,6 @@ impl StreamGuard {
                 self.block = Some(block_for(policy, check, Phase::Response, "tool_name"));
             }
         }
-    }
-
-    /// Rewritten text of the latest channel with this key (`None` if part of it was unreadable).
-    fn channel_text(&self, key: Key) -> Option<String> {
-        self.channels.iter().rev().find(|c| c.key == key).filter(|c| !c.unreadable).map(|c| c.all.clone())
     }
 
     /// Ends every open text: all of it is decided (up to a block, if one is found).

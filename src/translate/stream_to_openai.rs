@@ -122,11 +122,12 @@ impl AnthropicToOpenAiStream {
         write_openai_event(out, &self.chunk(choices));
     }
 
-    fn block_start(&mut self, value: &Value, out: &mut Vec<u8>) {
-        let (Some(index), Some(block)) = (value.get("index").and_then(Value::as_u64), value.get("content_block"))
-        else {
-            return;
-        };
+    /// A block opens. A start without its block cannot be placed: unreadable.
+    fn block_start(&mut self, value: &Value, out: &mut Vec<u8>) -> Result<(), Unreadable> {
+        let block = value.get("content_block").ok_or(Unreadable)?;
+        // A start without its index still opens its text or tool call; its deltas are placed by
+        // their own index (see `block_delta`).
+        let index = value.get("index").and_then(Value::as_u64);
         let kind = match block.get("type").and_then(Value::as_str) {
             Some("text") => {
                 if let Some(text) = block.get("text").and_then(Value::as_str).filter(|t| !t.is_empty()) {
@@ -152,16 +153,30 @@ impl AnthropicToOpenAiStream {
             }
             _ => Block::Dropped,
         };
-        self.blocks.insert(index, kind);
+        if let Some(index) = index {
+            self.blocks.insert(index, kind);
+        }
+        Ok(())
     }
 
-    fn block_delta(&mut self, value: &Value, out: &mut Vec<u8>) {
+    /// A block's delta. One whose block never started (an upstream that skipped or garbled its
+    /// `content_block_start`) is still carried when it is text; tool input without its tool
+    /// call's id and name cannot be, and is unreadable (the stream ends with an error there).
+    fn block_delta(&mut self, value: &Value, out: &mut Vec<u8>) -> Result<(), Unreadable> {
         let index = value.get("index").and_then(Value::as_u64);
-        let Some(block) = index.and_then(|i| self.blocks.get(&i)).copied() else { return };
         let delta = value.get("delta");
+        let kind = delta.and_then(|d| d.get("type")).and_then(Value::as_str);
+        let block = match (index.and_then(|i| self.blocks.get(&i)).copied(), kind) {
+            (Some(block), _) => block,
+            (None, Some("text_delta")) => Block::Text,
+            (None, Some("input_json_delta")) => return Err(Unreadable),
+            (None, _) => Block::Dropped,
+        };
         let field = |key: &str| delta.and_then(|d| d.get(key)).and_then(Value::as_str).filter(|s| !s.is_empty());
-        match (block, delta.and_then(|d| d.get("type")).and_then(Value::as_str)) {
-            (Block::Text, Some("text_delta")) => {
+        match (block, kind) {
+            // Text is text whatever started its block (only text blocks send it; an upstream's
+            // unknown or garbled block type does not make it less of the answer).
+            (Block::Text | Block::Dropped, Some("text_delta")) => {
                 if let Some(text) = field("text") {
                     self.emit_delta(json!({ "content": text }), out);
                 }
@@ -175,6 +190,7 @@ impl AnthropicToOpenAiStream {
             // Citations, thinking and signatures have no Chat Completions field.
             _ => {}
         }
+        Ok(())
     }
 }
 
@@ -193,11 +209,11 @@ impl EventTranslator for AnthropicToOpenAiStream {
             }
             "content_block_start" => {
                 self.start(None, &event.data, out);
-                self.block_start(&value, out);
+                self.block_start(&value, out)?;
             }
             "content_block_delta" => {
                 self.start(None, &event.data, out);
-                self.block_delta(&value, out);
+                self.block_delta(&value, out)?;
             }
             "message_delta" => {
                 self.start(None, &event.data, out);
@@ -378,7 +394,7 @@ mod tests {
     }
 
     #[test]
-    fn thinking_unknown_and_unparseable_events_produce_nothing() {
+    fn thinking_unknown_and_unparseable_events_produce_nothing_but_text_is_carried() {
         let mut translator = AnthropicToOpenAiStream::new(Some("gpt-4o"), 0, false);
         let mut out = Vec::new();
         for (kind, data) in [
@@ -390,10 +406,6 @@ mod tests {
                 "content_block_delta",
                 r#"{"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"hm"}}"#,
             ),
-            (
-                "content_block_delta",
-                r#"{"type":"content_block_delta","index":9,"delta":{"type":"text_delta","text":"?"}}"#,
-            ),
             ("mystery", r#"{"type":"mystery"}"#),
         ] {
             let read =
@@ -404,8 +416,17 @@ mod tests {
         let unreadable = SseEvent { event: "message_start".into(), data: b"{not json".to_vec(), start: 0, end: 0 };
         assert_eq!(translator.on_event(&unreadable, &mut out), Err(Unreadable));
         // Only the role chunk that the first content event opened the stream with.
-        let text = String::from_utf8(out).unwrap();
+        let text = String::from_utf8(out.clone()).unwrap();
         assert_eq!(text.matches("data: ").count(), 1, "{text}");
         assert!(text.contains(r#""model":"gpt-4o""#));
+        // Text whose block never started is still the answer's text; tool input without its
+        // call cannot be placed.
+        let orphan = r#"{"type":"content_block_delta","index":9,"delta":{"type":"text_delta","text":"?"}}"#;
+        let event = SseEvent { event: "content_block_delta".into(), data: orphan.into(), start: 0, end: 0 };
+        assert_eq!(translator.on_event(&event, &mut out), Ok(()));
+        assert!(String::from_utf8(out.clone()).unwrap().contains(r#""content":"?""#));
+        let input = r#"{"type":"content_block_delta","index":8,"delta":{"type":"input_json_delta","partial_json":"{"}}"#;
+        let event = SseEvent { event: "content_block_delta".into(), data: input.into(), start: 0, end: 0 };
+        assert_eq!(translator.on_event(&event, &mut out), Err(Unreadable));
     }
 }

@@ -155,14 +155,7 @@ impl StreamGuard {
         }
         let output = uint(&tree, tree.get(Tree::ROOT, "output_index")).unwrap_or(0);
         let content = uint(&tree, tree.get(Tree::ROOT, "content_index")).unwrap_or(0);
-        let replace = |this: &Self, node: Option<usize>, key: Key, edits: &mut Vec<(usize, usize, Vec<u8>)>| {
-            let (Some(node), Some(text)) = (string_node(&tree, node), this.channel_text(key)) else { return };
-            if tree.str(node).is_some_and(|current| *current != text) {
-                if let Some(n) = tree.node(node) {
-                    edits.push((n.start, n.end, json_tree::encode_string(&text).into_bytes()));
-                }
-            }
-        };
+        let mut copies = Vec::new();
         match kind.as_str() {
             "response.created" | "response.in_progress" => {
                 if let Some(response) = tree.get(Tree::ROOT, "response").and_then(|r| tree.raw(r)) {
@@ -192,48 +185,84 @@ impl StreamGuard {
                     self.flush_channel(c);
                 }
                 let field = if json_text { "arguments" } else { "text" };
-                replace(self, tree.get(Tree::ROOT, field), key, edits);
+                copies.extend(string_node(&tree, tree.get(Tree::ROOT, field)).map(|n| (n, key)));
             }
             "response.content_part.done" => {
                 let part = tree.get(Tree::ROOT, "part");
-                replace(self, part.and_then(|p| tree.get(p, "text")), Key::Output(output, content), edits);
+                let text = string_node(&tree, part.and_then(|p| tree.get(p, "text")));
+                copies.extend(text.map(|n| (n, Key::Output(output, content))));
             }
             "response.output_item.done" => {
                 if let Some(item) = tree.get(Tree::ROOT, "item") {
-                    self.replace_item(&tree, item, output, edits);
+                    item_copies(&tree, item, output, &mut copies);
                 }
             }
             "response.completed" | "response.incomplete" | "response.failed" => {
                 self.flush_all();
                 if let Some(items) = tree.get(Tree::ROOT, "response").and_then(|r| tree.get(r, "output")) {
                     for (o, item) in tree.children(items).enumerate() {
-                        self.replace_item(&tree, item, o as u64, edits);
+                        item_copies(&tree, item, o as u64, &mut copies);
                     }
                 }
             }
             _ => {}
         }
-    }
-
-    /// Rewrites a Responses output item's texts to what was released for them.
-    fn replace_item(&self, tree: &Tree<'_>, item: usize, output: u64, edits: &mut Vec<(usize, usize, Vec<u8>)>) {
-        let mut targets = Vec::new();
-        if let Some(node) = string_node(tree, tree.get(item, "arguments")) {
-            targets.push((node, Key::Output(output, u64::MAX)));
-        }
-        if let Some(parts) = tree.get(item, "content") {
-            for (j, part) in tree.children(parts).enumerate() {
-                if let Some(node) = string_node(tree, tree.get(part, "text")) {
-                    targets.push((node, Key::Output(output, j as u64)));
+        let mut unseen = false;
+        for (node, key) in copies {
+            match self.copy_of(&tree, node, key) {
+                Copy::Keep => {}
+                Copy::Rewrite(text) => {
+                    if let Some(n) = tree.node(node) {
+                        edits.push((n.start, n.end, json_tree::encode_string(&text).into_bytes()));
+                    }
                 }
+                Copy::Unseen => unseen = true,
             }
         }
-        for (node, key) in targets {
-            let Some(text) = self.channel_text(key) else { continue };
-            if tree.str(node).is_some_and(|current| *current != text) {
-                if let Some(n) = tree.node(node) {
-                    edits.push((n.start, n.end, json_tree::encode_string(&text).into_bytes()));
-                }
+        if unseen {
+            self.unreadable_text();
+        }
+    }
+
+    /// A later copy of a text (Responses repeats each text whole when it is done): rewritten as
+    /// its deltas were when it is the text they carried, kept as sent when nothing in them
+    /// changed. A copy that is not what the deltas carried holds text the guard never read.
+    fn copy_of(&self, tree: &Tree<'_>, node: usize, key: Key) -> Copy {
+        let Some(current) = tree.str(node) else { return Copy::Unseen };
+        let Some(channel) = self.channels.iter().rev().find(|c| c.key == key) else {
+            return if current.is_empty() { Copy::Keep } else { Copy::Unseen };
+        };
+        if channel.unreadable {
+            // Counted at the delta the guard could not read; the copies go as sent, like it.
+            return Copy::Keep;
+        }
+        if *current != channel.original {
+            return Copy::Unseen;
+        }
+        if channel.all == channel.original {
+            Copy::Keep
+        } else {
+            Copy::Rewrite(channel.all.clone())
+        }
+    }
+}
+
+/// What becomes of a later copy of a text.
+enum Copy {
+    Keep,
+    Rewrite(String),
+    Unseen,
+}
+
+/// The texts a Responses output item repeats: function-call arguments, message text parts.
+fn item_copies(tree: &Tree<'_>, item: usize, output: u64, copies: &mut Vec<(usize, Key)>) {
+    if let Some(node) = string_node(tree, tree.get(item, "arguments")) {
+        copies.push((node, Key::Output(output, u64::MAX)));
+    }
+    if let Some(parts) = tree.get(item, "content") {
+        for (j, part) in tree.children(parts).enumerate() {
+            if let Some(node) = string_node(tree, tree.get(part, "text")) {
+                copies.push((node, Key::Output(output, j as u64)));
             }
         }
     }
