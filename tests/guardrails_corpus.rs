@@ -172,3 +172,53 @@ fn show_errors() {
         }
     }
 }
+
+/// One hand-labelled line of `multilingual.txt`: the text, and each finding's span and detector.
+struct Labelled {
+    text: String,
+    findings: Vec<(usize, usize, String)>,
+}
+
+fn multilingual() -> Vec<Labelled> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/guardrails/corpus/multilingual.txt");
+    let content = std::fs::read_to_string(&path).unwrap();
+    let mut lines = Vec::new();
+    for line in content.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+        let (label, raw) = line.split_at(2);
+        let mut text = String::new();
+        let mut findings = Vec::new();
+        let mut at = 0;
+        while let Some(open) = raw[at..].find("[[") {
+            let open = at + open;
+            let close = open + raw[open..].find("]]").expect("closed marker");
+            text.push_str(&raw[at..open]);
+            let (detector, value) = raw[open + 2..close].split_once(':').expect("[[detector:value]]");
+            let start = text.len();
+            text.push_str(value);
+            findings.push((start, text.len(), detector.to_string()));
+            at = close + 2;
+        }
+        text.push_str(&raw[at..]);
+        assert_eq!(label == "+ ", !findings.is_empty(), "{line}");
+        lines.push(Labelled { text, findings });
+    }
+    lines
+}
+
+/// Every detector at once on text in many scripts: exactly the labelled findings, by name. Text
+/// written without spaces must not run into a finding (`連絡先：taro@…`).
+#[test]
+fn the_multilingual_corpus_is_found_exactly() {
+    let names: Vec<&str> = BUILTINS.iter().map(|b| b.name).collect();
+    let all = Matcher::Detectors(Detectors::new(&names).unwrap());
+    let lines = multilingual();
+    assert!(lines.len() >= 40);
+    for line in &lines {
+        let mut found: Vec<Found> = Vec::new();
+        all.find_all(line.text.as_bytes(), 0, &mut found);
+        let labels = all.labels();
+        let got: Vec<(usize, usize, String)> =
+            found.iter().map(|f| (f.start, f.end, labels[usize::from(f.label)].name.clone())).collect();
+        assert_eq!(got, line.findings, "{}", line.text);
+    }
+}

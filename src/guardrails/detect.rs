@@ -166,8 +166,19 @@ pub struct Builtin {
     pub validate: Validator,
     pub trigger: Trigger,
     pub window: Window,
-    /// The finding is only the part of the match after this separator (`Bearer <token>`).
-    pub value_after_space: bool,
+    /// Which part of the match is the finding.
+    pub value: Value,
+}
+
+/// Which part of a detector's match is the finding (what a mask replaces).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Value {
+    /// All of it.
+    Whole,
+    /// What follows the first space or tab (`Bearer <token>`: the word stays).
+    AfterSpace,
+    /// An address in running text: what [`validate::email_start`] says begins it.
+    Address,
 }
 
 const fn t(classes: u16, min_digits: u32, min_len: usize, needles: &'static [&'static [u8]]) -> Trigger {
@@ -196,7 +207,7 @@ pub static BUILTINS: &[Builtin] = &[
         validate: |_, _, _| true,
         trigger: t(DASH | UPPER, 0, 0, &[b"-----BEGIN "]),
         window: Window::FromLiteral(b"-----BEGIN "),
-        value_after_space: false,
+        value: Value::Whole,
     },
     Builtin {
         name: "anthropic_key",
@@ -205,7 +216,7 @@ pub static BUILTINS: &[Builtin] = &[
         validate: validate::api_key,
         trigger: t(DASH, 0, 27, &[b"sk-ant-"]),
         window: RUNS,
-        value_after_space: false,
+        value: Value::Whole,
     },
     Builtin {
         name: "openai_key",
@@ -214,7 +225,7 @@ pub static BUILTINS: &[Builtin] = &[
         validate: validate::api_key,
         trigger: t(DASH, 0, 23, &[b"sk-"]),
         window: RUNS,
-        value_after_space: false,
+        value: Value::Whole,
     },
     Builtin {
         name: "aws_access_key",
@@ -223,7 +234,7 @@ pub static BUILTINS: &[Builtin] = &[
         validate: |m, b, a| validate::api_key(m, b, a) || (!m.windows(7).any(|w| w == b"EXAMPLE") && m.len() == 20),
         trigger: t(UPPER, 0, 20, &[b"AKIA", b"ASIA", b"ABIA", b"ACCA"]),
         window: RUNS,
-        value_after_space: false,
+        value: Value::Whole,
     },
     Builtin {
         name: "github_token",
@@ -232,7 +243,7 @@ pub static BUILTINS: &[Builtin] = &[
         validate: validate::api_key,
         trigger: t(UNDERSCORE, 0, 33, &[b"ghp_", b"gho_", b"ghu_", b"ghs_", b"ghr_", b"github_pat_"]),
         window: RUNS,
-        value_after_space: false,
+        value: Value::Whole,
     },
     Builtin {
         name: "slack_token",
@@ -241,7 +252,7 @@ pub static BUILTINS: &[Builtin] = &[
         validate: validate::api_key,
         trigger: t(DASH, 0, 15, &[b"xox"]),
         window: RUNS,
-        value_after_space: false,
+        value: Value::Whole,
     },
     Builtin {
         name: "google_api_key",
@@ -250,7 +261,7 @@ pub static BUILTINS: &[Builtin] = &[
         validate: validate::fixed_key,
         trigger: t(UPPER, 0, 39, &[b"AIza"]),
         window: RUNS,
-        value_after_space: false,
+        value: Value::Whole,
     },
     Builtin {
         name: "jwt",
@@ -259,7 +270,7 @@ pub static BUILTINS: &[Builtin] = &[
         validate: validate::jwt,
         trigger: t(UPPER | DOT, 0, 15, &[b"eyJ"]),
         window: RUNS,
-        value_after_space: false,
+        value: Value::Whole,
     },
     Builtin {
         name: "bearer_token",
@@ -276,7 +287,7 @@ pub static BUILTINS: &[Builtin] = &[
             shape: Shape::Any,
         },
         window: Window::Runs { lookback: 14 },
-        value_after_space: true,
+        value: Value::AfterSpace,
     },
     Builtin {
         name: "iban",
@@ -285,7 +296,7 @@ pub static BUILTINS: &[Builtin] = &[
         validate: validate::iban,
         trigger: Trigger { shape: Shape::IbanStart, ..t(UPPER | DIGIT, 2, 15, &[]) },
         window: RUNS,
-        value_after_space: false,
+        value: Value::Whole,
     },
     Builtin {
         name: "card",
@@ -294,7 +305,7 @@ pub static BUILTINS: &[Builtin] = &[
         validate: validate::card,
         trigger: grouped(12, 12),
         window: RUNS,
-        value_after_space: false,
+        value: Value::Whole,
     },
     Builtin {
         name: "ssn",
@@ -303,7 +314,7 @@ pub static BUILTINS: &[Builtin] = &[
         validate: validate::ssn,
         trigger: grouped(9, 11),
         window: RUNS,
-        value_after_space: false,
+        value: Value::Whole,
     },
     Builtin {
         name: "phone",
@@ -312,7 +323,7 @@ pub static BUILTINS: &[Builtin] = &[
         validate: validate::phone,
         trigger: digits(DIGIT, 8, 9),
         window: RUNS,
-        value_after_space: false,
+        value: Value::Whole,
     },
     Builtin {
         name: "email",
@@ -321,7 +332,7 @@ pub static BUILTINS: &[Builtin] = &[
         validate: validate::email,
         trigger: t(WORD_AT_DOT, 0, 6, &[]),
         window: RUNS,
-        value_after_space: false,
+        value: Value::Address,
     },
     Builtin {
         name: "ipv6",
@@ -330,7 +341,7 @@ pub static BUILTINS: &[Builtin] = &[
         validate: validate::ipv6,
         trigger: t(WORD_COLON_DIGIT, 1, 3, &[]),
         window: RUNS,
-        value_after_space: false,
+        value: Value::Whole,
     },
     Builtin {
         name: "ipv4",
@@ -339,7 +350,7 @@ pub static BUILTINS: &[Builtin] = &[
         validate: validate::ipv4,
         trigger: digits(WORD_DIGIT_DOT, 4, 7),
         window: RUNS,
-        value_after_space: false,
+        value: Value::Whole,
     },
 ];
 

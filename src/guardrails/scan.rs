@@ -19,7 +19,8 @@ use regex_automata::nfa::thompson;
 use regex_automata::util::syntax;
 use regex_automata::{Anchored, Input};
 
-use super::detect::{self, Builtin, Window, CLASS, DIGIT, INTERESTING, WS};
+use super::detect::{self, Builtin, Value, Window, CLASS, DIGIT, INTERESTING, WS};
+use super::validate;
 
 /// One finding: `start..end` is the value (what a mask replaces); `order` is where the match
 /// began (before `start` only for `Bearer <token>`), which decides precedence.
@@ -273,17 +274,26 @@ impl Detectors {
             let input = Input::new(hay).span(at..window_end);
             let m = detector.regex.search(&input)?;
             let (mut start, end) = (m.start(), m.end());
-            if builtin.value_after_space {
-                let text = hay.get(start..end).unwrap_or_default();
-                let skip = text.iter().position(|b| *b == b' ' || *b == b'\t').unwrap_or(0);
-                let token = text.get(skip..).unwrap_or_default();
-                start += skip + token.iter().take_while(|b| **b == b' ' || **b == b'\t').count();
+            let mut order = m.start();
+            match builtin.value {
+                Value::Whole => {}
+                Value::AfterSpace => {
+                    let text = hay.get(start..end).unwrap_or_default();
+                    let skip = text.iter().position(|b| *b == b' ' || *b == b'\t').unwrap_or(0);
+                    let token = text.get(skip..).unwrap_or_default();
+                    start += skip + token.iter().take_while(|b| **b == b' ' || **b == b'\t').count();
+                }
+                Value::Address => {
+                    // Text run into an address is not part of it, nor of the finding.
+                    start += validate::email_start(hay.get(start..end).unwrap_or_default());
+                    order = start;
+                }
             }
             let value = hay.get(start..end).unwrap_or_default();
             let before = hay.get(..start).unwrap_or_default();
             let after = hay.get(end..).unwrap_or_default();
             if end > start && (builtin.validate)(value, before, after) {
-                return Some(Found { start, end, order: m.start(), label: k as u16 });
+                return Some(Found { start, end, order, label: k as u16 });
             }
             at = m.start() + 1;
         }

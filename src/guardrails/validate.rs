@@ -243,8 +243,9 @@ const FILE_TLDS: &[&str] =
 /// labels, an alphabetic top-level domain that is not a file extension.
 pub fn email(m: &[u8], before: &[u8], _after: &[u8]) -> bool {
     // Preceded by a local-part character: the address is longer than the match and invalid
-    // (`a..b@example.com` must not yield `b@example.com`).
-    if before.last().is_some_and(|b| b"@.%+-_".contains(b) || b.is_ascii_alphanumeric() || *b >= 0x80) {
+    // (`a..b@example.com` must not yield `b@example.com`). Text run into the address is not
+    // such a character (see `email_start`).
+    if !address_starts_after(before, m) {
         return false;
     }
     let Ok(text) = std::str::from_utf8(m) else { return false };
@@ -265,6 +266,66 @@ pub fn email(m: &[u8], before: &[u8], _after: &[u8]) -> bool {
         && tld.len() >= 2
         && tld.bytes().all(|b| b.is_ascii_alphabetic())
         && !FILE_TLDS.contains(&tld.to_ascii_lowercase().as_str())
+}
+
+/// Where an address found in running text begins, in bytes from the start of the match. A
+/// local part may be UTF-8 (RFC 6531: `jürgen@…`, `用户@…`), but text written without spaces runs
+/// into it: punctuation, symbols and spaces outside ASCII (`：`, `、`, `—`, `«`, a no-break space,
+/// a zero-width joiner) never belong to one, and an ASCII local part that follows letters of
+/// another script than Latin (`連絡先taro@…`, `ל-dana@…`) begins at its first ASCII letter or
+/// digit.
+pub fn email_start(m: &[u8]) -> usize {
+    let text = match std::str::from_utf8(m) {
+        Ok(text) => text,
+        Err(err) => std::str::from_utf8(m.get(..err.valid_up_to()).unwrap_or_default()).unwrap_or_default(),
+    };
+    let local = text.rfind('@').and_then(|at| text.get(..at)).unwrap_or_default();
+    let mut start = 0;
+    for (i, c) in local.char_indices() {
+        if !c.is_ascii() && !c.is_alphanumeric() {
+            start = i + c.len_utf8();
+        }
+    }
+    let rest = local.get(start..).unwrap_or_default();
+    if let Some((i, c)) = rest.char_indices().filter(|(_, c)| foreign_letter(*c)).last() {
+        let after = rest.get(i + c.len_utf8()..).unwrap_or_default();
+        if let Some(skip) = after.bytes().position(|b| b.is_ascii_alphanumeric()) {
+            start += i + c.len_utf8() + skip;
+        }
+    }
+    start
+}
+
+/// A letter of another script than Latin (Cyrillic, Greek, CJK, Arabic, Hebrew, Devanagari…).
+fn foreign_letter(c: char) -> bool {
+    let latin = (c as u32) < 0x250 || ('\u{1e00}'..='\u{1eff}').contains(&c);
+    !latin && c.is_alphanumeric()
+}
+
+/// Whether an address may begin right after `before`: not inside a longer local part, unless
+/// what precedes is text run into it as `email_start` reads it.
+fn address_starts_after(before: &[u8], value: &[u8]) -> bool {
+    let Some(&last) = before.last() else { return true };
+    if last < 0x80 && !(b"@.%+-_".contains(&last) || last.is_ascii_alphanumeric()) {
+        return true;
+    }
+    // The character before the value, and before its run of ASCII joiners (`ל-dana`).
+    let joiners = before.iter().rev().take_while(|b| b"-._+%".contains(b)).count();
+    let head = before.get(..before.len() - joiners).unwrap_or_default();
+    let Some(prev) = last_char(head) else { return false };
+    let ascii_value = value.first().is_some_and(u8::is_ascii_alphanumeric);
+    if joiners > 0 || last >= 0x80 {
+        !prev.is_ascii() && (!prev.is_alphanumeric() || (foreign_letter(prev) && ascii_value))
+    } else {
+        false
+    }
+}
+
+/// The last character of `bytes`, if they end with a whole one.
+fn last_char(bytes: &[u8]) -> Option<char> {
+    let from = bytes.len().saturating_sub(4);
+    let tail = bytes.get(from..)?;
+    (0..tail.len()).find_map(|i| std::str::from_utf8(tail.get(i..)?).ok()).and_then(|s| s.chars().last())
 }
 
 /// A phone number. International (`+` and a country code): 8 to 15 digits in all (E.164).

@@ -425,7 +425,8 @@ mod tests {
         let event = SseEvent { event: "content_block_delta".into(), data: orphan.into(), start: 0, end: 0 };
         assert_eq!(translator.on_event(&event, &mut out), Ok(()));
         assert!(String::from_utf8(out.clone()).unwrap().contains(r#""content":"?""#));
-        let input = r#"{"type":"content_block_delta","index":8,"delta":{"type":"input_json_delta","partial_json":"{"}}"#;
+        let input =
+            r#"{"type":"content_block_delta","index":8,"delta":{"type":"input_json_delta","partial_json":"{"}}"#;
         let event = SseEvent { event: "content_block_delta".into(), data: input.into(), start: 0, end: 0 };
         assert_eq!(translator.on_event(&event, &mut out), Err(Unreadable));
     }
