@@ -287,7 +287,7 @@ pub fn email_start(m: &[u8]) -> usize {
         }
     }
     let rest = local.get(start..).unwrap_or_default();
-    if let Some((i, c)) = rest.char_indices().filter(|(_, c)| foreign_letter(*c)).last() {
+    if let Some((i, c)) = rest.char_indices().rfind(|(_, c)| foreign_letter(*c)) {
         let after = rest.get(i + c.len_utf8()..).unwrap_or_default();
         if let Some(skip) = after.bytes().position(|b| b.is_ascii_alphanumeric()) {
             start += i + c.len_utf8() + skip;
