@@ -8,10 +8,13 @@ use crate::attempt::Attempt;
 use crate::config::{Policy, Position};
 use crate::exchange::Exchange;
 use crate::host_io::{Flow, HostIo};
+use crate::misconfigured::Misconfigured;
 
 pub enum Filter {
     Exchange(Box<Exchange>),
     Attempt(Box<Attempt>),
+    /// The configuration did not load (Kong only: Envoy refuses it at load).
+    Misconfigured(Misconfigured),
 }
 
 impl Filter {
@@ -26,6 +29,7 @@ impl Filter {
         match self {
             Filter::Exchange(ex) => ex.on_request_headers(io, end_of_stream),
             Filter::Attempt(at) => at.on_request_headers(io, end_of_stream),
+            Filter::Misconfigured(refusal) => refusal.on_request_headers(io),
         }
     }
 
@@ -33,6 +37,7 @@ impl Filter {
         match self {
             Filter::Exchange(ex) => ex.on_request_body(io, body_size, end_of_stream),
             Filter::Attempt(at) => at.on_request_body(io, body_size, end_of_stream),
+            Filter::Misconfigured(_) => Flow::Continue,
         }
     }
 
@@ -40,6 +45,7 @@ impl Filter {
         match self {
             Filter::Exchange(ex) => ex.on_request_trailers(io),
             Filter::Attempt(at) => at.on_request_trailers(io),
+            Filter::Misconfigured(_) => Flow::Continue,
         }
     }
 
@@ -47,6 +53,7 @@ impl Filter {
         match self {
             Filter::Exchange(ex) => ex.on_response_headers(io, end_of_stream),
             Filter::Attempt(at) => at.on_response_headers(io, end_of_stream),
+            Filter::Misconfigured(_) => Flow::Continue,
         }
     }
 
@@ -54,13 +61,14 @@ impl Filter {
         match self {
             Filter::Exchange(ex) => ex.on_response_body(io, body_size, end_of_stream),
             Filter::Attempt(at) => at.on_response_body(io, body_size, end_of_stream),
+            Filter::Misconfigured(_) => Flow::Continue,
         }
     }
 
     pub fn on_response_trailers(&mut self, io: &mut dyn HostIo) -> Flow {
         match self {
             Filter::Exchange(ex) => ex.on_response_trailers(io),
-            Filter::Attempt(_) => Flow::Continue,
+            Filter::Attempt(_) | Filter::Misconfigured(_) => Flow::Continue,
         }
     }
 

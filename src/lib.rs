@@ -19,6 +19,7 @@ pub mod json_edit;
 pub mod json_tree;
 pub mod json_write;
 pub mod metrics;
+pub mod misconfigured;
 pub mod names;
 pub mod pricing;
 pub mod provider_request;

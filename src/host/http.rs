@@ -8,9 +8,10 @@ use proxy_wasm::types::Action;
 
 use super::logger;
 use super::proxy_io::{HostState, ProxyIo};
-use crate::config::Policy;
+use super::root::Loaded;
 use crate::filter::Filter;
 use crate::host_io::Flow;
+use crate::misconfigured::Misconfigured;
 
 pub struct HttpFilter {
     id: u32,
@@ -19,8 +20,13 @@ pub struct HttpFilter {
 }
 
 impl HttpFilter {
-    pub fn new(id: u32, policy: Option<Rc<Policy>>, host: Rc<HostState>) -> Self {
-        HttpFilter { id, filter: policy.map(|p| Filter::new(id, p)), io: ProxyIo::new(host) }
+    pub fn new(id: u32, loaded: Loaded, host: Rc<HostState>) -> Self {
+        let filter = match loaded {
+            Loaded::Nothing => None,
+            Loaded::Policy(policy) => Some(Filter::new(id, policy)),
+            Loaded::Refused(error) => Some(Filter::Misconfigured(Misconfigured::new(id, error))),
+        };
+        HttpFilter { id, filter, io: ProxyIo::new(host) }
     }
 
     fn drive(&mut self, step: impl FnOnce(&mut Filter, &mut ProxyIo) -> Flow) -> Action {

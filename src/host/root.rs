@@ -13,14 +13,35 @@ use crate::config::{self, Policy};
 use crate::tokenizer;
 
 pub struct FilterRoot {
-    policy: Option<Rc<Policy>>,
+    loaded: Loaded,
     host: Rc<HostState>,
+}
+
+/// What `on_configure` left for the requests.
+#[derive(Clone)]
+pub enum Loaded {
+    /// Not configured yet: requests pass untouched.
+    Nothing,
+    Policy(Rc<Policy>),
+    /// Kong only: the configuration failed; every request gets a 500 naming the field.
+    Refused(Rc<str>),
 }
 
 impl FilterRoot {
     pub fn new() -> Self {
-        FilterRoot { policy: None, host: Rc::new(HostState::default()) }
+        FilterRoot { loaded: Loaded::Nothing, host: Rc::new(HostState::default()) }
     }
+}
+
+/// Whether this root context runs on Kong's host, asked only when a configuration failed.
+/// Property reads outside a request can crash Kong 3.9's worker, except `plugin_root_id`, which
+/// its host answers there with a context number (`"0"`); Envoy answers the configured `root_id`
+/// (`tollgate` in the shipped configurations).
+fn on_kong() -> bool {
+    abi::get_property(&["plugin_root_id"])
+        .ok()
+        .flatten()
+        .is_some_and(|id| !id.is_empty() && id.iter().all(u8::is_ascii_digit))
 }
 
 impl Context for FilterRoot {}
@@ -55,7 +76,14 @@ impl RootContext for FilterRoot {
                     log::warn!("tollgate: {} is set: refusing hostcalls on purpose ({faults:?})", Faults::VARIABLE);
                 }
                 self.host.set_faults(faults);
-                self.policy = Some(Rc::new(policy));
+                self.loaded = Loaded::Policy(Rc::new(policy));
+                true
+            }
+            Err(err) if on_kong() => {
+                // Refusing here would leave the nginx worker dead ("cannot be respawned"): load,
+                // and answer every request with the error instead.
+                log::error!("{err} (every request through this filter is answered 500 until it is fixed)");
+                self.loaded = Loaded::Refused(Rc::from(err.to_string()));
                 true
             }
             Err(err) => {
@@ -67,7 +95,7 @@ impl RootContext for FilterRoot {
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
         // Always a context (the SDK panics on None); without a policy it passes everything.
-        Some(Box::new(HttpFilter::new(context_id, self.policy.clone(), self.host.clone())))
+        Some(Box::new(HttpFilter::new(context_id, self.loaded.clone(), self.host.clone())))
     }
 
     fn get_type(&self) -> Option<ContextType> {
