@@ -59,6 +59,24 @@ pub fn insert_first(body: &[u8], key: &str, raw_json: &str) -> Option<Vec<u8>> {
     Some([body.get(..=brace)?, member.as_bytes(), body.get(brace + 1..)?].concat())
 }
 
+/// Sets `key` inside the object that is the top-level member `outer` to `raw_json`, keeping every
+/// other byte: the member's value is replaced, or the member inserted first in that object. An
+/// absent or `null` `outer` becomes `{"key":raw_json}` (inserted first, or in place of the
+/// `null`). `None` when `outer` holds another kind of value.
+pub fn set_in_member(body: &[u8], outer: &str, key: &str, raw_json: &str) -> Option<Vec<u8>> {
+    let object = || format!("{{{}:{raw_json}}}", serde_json::Value::String(key.to_string()));
+    let Some(Member { value: (start, end) }) = find_member(body, outer) else {
+        return insert_first(body, outer, &object());
+    };
+    let value = body.get(start..end)?;
+    let edited = match value.first()? {
+        b'n' if value == b"null" => object().into_bytes(),
+        b'{' => replace_value(value, key, raw_json).or_else(|| insert_first(value, key, raw_json))?,
+        _ => return None,
+    };
+    Some([body.get(..start)?, &edited, body.get(end..)?].concat())
+}
+
 fn skip_ws(body: &[u8], mut at: usize) -> usize {
     while body.get(at).is_some_and(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r')) {
         at += 1;
@@ -156,6 +174,25 @@ mod tests {
         assert_eq!(replace_value(br#"{"a": 1}"#, "model", "1"), None);
         assert_eq!(replace_value(b"[1]", "model", "1"), None);
         assert_eq!(replace_value(b"{\"model\": \"unterminated", "model", "1"), None);
+    }
+
+    #[test]
+    fn sets_a_member_inside_a_member_object_keeping_every_other_byte() {
+        let body = br#"{"seed":1e2, "stream_options" : { "x": 0.70 ,"include_usage":false }, "t":"caf\u00e9"}"#;
+        assert_eq!(
+            set_in_member(body, "stream_options", "include_usage", "true").unwrap(),
+            br#"{"seed":1e2, "stream_options" : { "x": 0.70 ,"include_usage":true }, "t":"caf\u00e9"}"#
+        );
+        assert_eq!(
+            set_in_member(br#"{"o": {"a": [1]}, "z": 1}"#, "o", "k", "true").unwrap(),
+            br#"{"o": {"k":true,"a": [1]}, "z": 1}"#
+        );
+        assert_eq!(set_in_member(br#"{"o": {}}"#, "o", "k", "1").unwrap(), br#"{"o": {"k":1}}"#);
+        assert_eq!(set_in_member(br#"{"o": null, "z": 1}"#, "o", "k", "1").unwrap(), br#"{"o": {"k":1}, "z": 1}"#);
+        assert_eq!(set_in_member(br#"{"z": 1}"#, "o", "k", "1").unwrap(), br#"{"o":{"k":1},"z": 1}"#);
+        assert_eq!(set_in_member(br#"{"o": "s"}"#, "o", "k", "1"), None);
+        assert_eq!(set_in_member(br#"{"o": nul}"#, "o", "k", "1"), None);
+        assert_eq!(set_in_member(b"[]", "o", "k", "1"), None);
     }
 
     #[test]

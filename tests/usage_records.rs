@@ -174,6 +174,40 @@ fn include_usage_is_added_for_openai_streams_and_the_extra_chunk_hidden() {
     assert_eq!(tokens(&host.record(), "output"), json!({"tokens": 6, "source": "provider"}));
 }
 
+/// A client that sent `stream_options` without `include_usage: true` (or as `null`) gets it set
+/// inside that object; every other byte goes upstream as sent (numbers, escapes, key order), and
+/// the usage chunk it did not ask for is removed from its stream.
+#[test]
+fn include_usage_inside_existing_stream_options_keeps_every_other_byte() {
+    let cases = [
+        (
+            r#"{"model":"gpt-4o-mini","temperature":0.70,"seed":1e2,"stream":true,"stream_options":{"include_usage":false},"messages":[{"role":"user","content":"caf\u00e9"}]}"#,
+            r#"{"model":"gpt-4o-mini","temperature":0.70,"seed":1e2,"stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"caf\u00e9"}]}"#,
+        ),
+        (
+            r#"{"model":"gpt-4o-mini","stream":true, "stream_options" : null ,"messages":[]}"#,
+            r#"{"model":"gpt-4o-mini","stream":true, "stream_options" : {"include_usage":true} ,"messages":[]}"#,
+        ),
+        (
+            r#"{"model":"gpt-4o-mini","stream":true,"stream_options":{ },"messages":[]}"#,
+            r#"{"model":"gpt-4o-mini","stream":true,"stream_options":{"include_usage":true },"messages":[]}"#,
+        ),
+    ];
+    for (sent, expected) in cases {
+        let mut host = FakeHost::new(Profile::Envoy);
+        let mut ex = Exchange::new(1, policy("{}"));
+        host.request(&mut ex, &post("/v1/chat/completions"), &[sent.as_bytes()]);
+        assert_eq!(String::from_utf8(host.upstream_body.clone()).unwrap(), expected);
+        host.response(&mut ex, SSE_OK, &[CHAT_STREAM]);
+        let body = String::from_utf8(host.client_stream()).unwrap();
+        assert!(
+            !body.contains("\"choices\":[],\"usage\""),
+            "the usage chunk the client did not ask for is gone: {sent}"
+        );
+        assert_eq!(tokens(&host.record(), "output"), json!({"tokens": 6, "source": "provider"}), "{sent}");
+    }
+}
+
 #[test]
 fn without_provider_usage_output_is_estimated_from_the_streamed_text() {
     let mut host = FakeHost::new(Profile::Envoy);

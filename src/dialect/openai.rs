@@ -41,18 +41,13 @@ pub fn responses_usage(usage: &Value) -> TokenCounts {
     }
 }
 
-/// The request with `stream_options.include_usage: true`, or `None` if it cannot be added.
-/// The common case (no `stream_options` yet) is one insertion after the opening brace, so the
-/// rest of the body stays byte for byte what the client sent.
+/// The request with `stream_options.include_usage: true`, or `None` if it cannot be added. Every
+/// other byte stays what the client sent: the common case (no `stream_options`) is one insertion
+/// after the opening brace; an existing `stream_options` object gets `include_usage` set inside it
+/// (its other members, and every other member of the body, untouched), and `null` is replaced.
+/// The body was validated by the strict read, so `stream_options` is an object, `null` or absent.
 pub fn with_include_usage(body: &[u8]) -> Option<Vec<u8>> {
-    let mut value: Value = serde_json::from_slice(body).ok()?;
-    let object = value.as_object_mut()?;
-    if !object.contains_key("stream_options") {
-        return json_edit::insert_first(body, "stream_options", r#"{"include_usage":true}"#);
-    }
-    let options = object.get_mut("stream_options")?.as_object_mut()?;
-    options.insert("include_usage".to_string(), Value::Bool(true));
-    serde_json::to_vec(&value).ok()
+    json_edit::set_in_member(body, "stream_options", "include_usage", "true")
 }
 
 /// A Chat Completions chunk: `data: {chunk}` events, then `data: [DONE]`. Read into borrowed,
@@ -178,10 +173,23 @@ mod tests {
     }
 
     #[test]
-    fn include_usage_is_set_inside_existing_stream_options() {
-        let out = with_include_usage(br#"{"stream":true,"stream_options":{"include_usage":false,"x":1}}"#).unwrap();
-        let value: Value = serde_json::from_slice(&out).unwrap();
-        assert_eq!(value["stream_options"], json!({"include_usage": true, "x": 1}));
+    fn include_usage_is_set_inside_existing_stream_options_byte_for_byte() {
+        // Numbers, escapes and key order a re-serialisation would change (the audit's probe).
+        let body = r#"{"temperature":0.70,"seed":1e2,"n":123456789012345678901234567890,"messages":[{"role":"user","content":"caf\u00e9"}],"stream":true,"stream_options":{"include_usage":false,"x":1}}"#;
+        let expected = body.replace(r#""include_usage":false"#, r#""include_usage":true"#);
+        assert_eq!(String::from_utf8(with_include_usage(body.as_bytes()).unwrap()).unwrap(), expected);
+        let body = r#"{"stream":true, "stream_options": {}, "z": 0.10}"#;
+        assert_eq!(
+            with_include_usage(body.as_bytes()).unwrap(),
+            br#"{"stream":true, "stream_options": {"include_usage":true}, "z": 0.10}"#
+        );
+        let body = r#"{"stream":true, "stream_options": null, "z": 0.10}"#;
+        assert_eq!(
+            with_include_usage(body.as_bytes()).unwrap(),
+            br#"{"stream":true, "stream_options": {"include_usage":true}, "z": 0.10}"#
+        );
+        let body = r#"{"stream_options": {"include_usage": null}}"#;
+        assert_eq!(with_include_usage(body.as_bytes()).unwrap(), br#"{"stream_options": {"include_usage": true}}"#);
         assert_eq!(with_include_usage(br#"{"stream_options":"odd"}"#), None);
         assert_eq!(with_include_usage(b"[]"), None);
     }
