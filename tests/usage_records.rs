@@ -311,6 +311,25 @@ fn anthropic_cache_writes_are_recorded_by_lifetime_and_priced() {
     assert_eq!(record["cost_usd"], "0.005988");
 }
 
+/// README: a usage number that is not a count is "treated as not reported (never as zero)". An
+/// Anthropic prompt total is the sum of its parts, so a cache part that is no count leaves the
+/// total unreported; the output is still reported and priced.
+#[test]
+fn an_anthropic_cache_count_that_is_no_count_is_never_added_as_zero() {
+    let mut host = FakeHost::new(Profile::Envoy);
+    let mut ex = Exchange::new(1, policy("{}"));
+    host.request(&mut ex, &post("/v1/messages"), &[ANTHROPIC_REQUEST]);
+    let body = br#"{"id":"msg_1","type":"message","role":"assistant","model":"claude-sonnet-4-5-20250929","content":[{"type":"text","text":"Hi"}],
+        "usage":{"input_tokens":10,"cache_read_input_tokens":"5000","output_tokens":7}}"#;
+    host.response(&mut ex, JSON_OK, &[body]);
+    let record = host.record();
+    assert_eq!(tokens(&record, "input"), Value::Null, "{record}");
+    assert_eq!(tokens(&record, "output"), json!({"tokens": 7, "source": "provider"}));
+    assert_eq!(host.client_header("x-tollgate-input-tokens"), None);
+    // 7 × $15 per M
+    assert_eq!(host.client_header("x-tollgate-cost-usd"), Some("0.000105"));
+}
+
 #[test]
 fn kong_gets_the_record_without_response_headers() {
     let mut host = FakeHost::new(Profile::Kong);

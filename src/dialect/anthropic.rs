@@ -23,7 +23,21 @@ pub fn usage(usage: &Value) -> TokenCounts {
         (None, None) => (written, None),
         split => split,
     };
-    let input = uncached.map(|u| {
+    // The total is the sum of its parts: a part that is there but is no count (`"5000"`, `-1`,
+    // `1.5`) leaves the total unknown, never added as zero. `null` is a part not reported.
+    let unreadable = |path: &[&str]| {
+        let value = path.iter().try_fold(usage, |value, key| value.get(key));
+        value.is_some_and(|v| !v.is_null() && v.as_u64().is_none())
+    };
+    let cache_unreadable = [
+        &["cache_read_input_tokens"][..],
+        &["cache_creation_input_tokens"],
+        &["cache_creation", "ephemeral_5m_input_tokens"],
+        &["cache_creation", "ephemeral_1h_input_tokens"],
+    ]
+    .into_iter()
+    .any(unreadable);
+    let input = uncached.filter(|_| !cache_unreadable).map(|u| {
         u.saturating_add(read.unwrap_or(0))
             .saturating_add(written_5m.unwrap_or(0))
             .saturating_add(written_1h.unwrap_or(0))
@@ -102,6 +116,21 @@ mod tests {
         assert_eq!(counts.cache_write_5m, Some(Count::provider(50)));
         assert_eq!(counts.cache_write_1h, None);
         assert_eq!(counts.output, Some(Count::provider(7)));
+    }
+
+    #[test]
+    fn a_cache_count_that_is_no_count_leaves_the_input_total_unknown_never_zero() {
+        for bad in [json!("5000"), json!(-1), json!(1.5), json!(true), json!({})] {
+            let counts = usage(&json!({"input_tokens": 10, "cache_read_input_tokens": bad, "output_tokens": 3}));
+            assert_eq!(counts.input, None, "cache_read_input_tokens: {bad}");
+            assert_eq!(counts.output, Some(Count::provider(3)), "the output is still reported");
+            let counts = usage(&json!({"input_tokens": 10, "cache_creation_input_tokens": 4,
+                "cache_creation": {"ephemeral_5m_input_tokens": bad, "ephemeral_1h_input_tokens": 4}}));
+            assert_eq!(counts.input, None, "ephemeral_5m_input_tokens: {bad}");
+        }
+        let counts = usage(&json!({"input_tokens": 10, "cache_read_input_tokens": null,
+            "cache_creation_input_tokens": null, "cache_creation": null}));
+        assert_eq!(counts.input, Some(Count::provider(10)), "null is a part not reported");
     }
 
     #[test]
