@@ -52,6 +52,14 @@ impl StreamTranslation {
         }
     }
 
+    /// What the translation dropped or changed so far, one line each (never any text).
+    pub fn notes(&self) -> &[String] {
+        match self {
+            StreamTranslation::ToOpenAi(t) => t.notes(),
+            StreamTranslation::ToAnthropic(t) => t.notes(),
+        }
+    }
+
     /// Provider events that could not be read: the first ended the client's stream with an error.
     pub fn unreadable(&self) -> u32 {
         match self {

@@ -102,6 +102,11 @@ pub trait EventTranslator {
     /// Ends the stream with an error event in the client's dialect (`error_type` is an
     /// Anthropic error type, which the OpenAI side maps to its own); later events are ignored.
     fn end_with_error(&mut self, error_type: &str, message: &str, out: &mut Vec<u8>);
+    /// What was dropped or changed on the way because the client's API has no place for it, or
+    /// the provider left it out (one line each, as [`Translated::notes`]; never any text).
+    fn notes(&self) -> &[String] {
+        &[]
+    }
     /// An upstream event could not be read whole (larger than the framer's cap): the stream
     /// cannot be translated faithfully past it, so an error event ends it.
     fn on_oversized_event(&mut self, max_bytes: usize, out: &mut Vec<u8>) {
@@ -168,6 +173,11 @@ impl<T: EventTranslator> SseTranslator<T> {
             self.inner.end_with_error("api_error", message, &mut out);
         }
         out
+    }
+
+    /// The translator's notes so far (see [`EventTranslator::notes`]).
+    pub fn notes(&self) -> &[String] {
+        self.inner.notes()
     }
 
     /// Upstream events that could not be read: the first ended the client's stream with an

@@ -3,7 +3,7 @@
 use serde_json::{json, Map, Value};
 
 use super::json::{as_object, at, field, invalid, join, note, opt_array, opt_object, opt_str, parse_object, req_str};
-use super::shared::{anthropic_id, anthropic_usage, stop_reason};
+use super::shared::{anthropic_id, anthropic_usage, openai_usage_complete, stop_reason, ANTHROPIC_USAGE_ZEROS};
 use super::{TranslateError, Translated};
 
 /// `model_for_client` replaces the upstream's `model` when given.
@@ -43,7 +43,11 @@ pub fn openai_chat_response_to_anthropic(
         Some(model) => model,
         None => opt_str(&response, "model", "")?.unwrap_or_default(),
     };
-    let usage = field(&response, "usage").map(anthropic_usage).unwrap_or_else(|| anthropic_usage(&Value::Null));
+    let reported = field(&response, "usage").unwrap_or(&Value::Null);
+    if !openai_usage_complete(reported) {
+        note(&mut notes, ANTHROPIC_USAGE_ZEROS.into());
+    }
+    let usage = anthropic_usage(reported);
     let out = json!({
         "id": anthropic_id(opt_str(&response, "id", "")?, body),
         "type": "message",
@@ -146,13 +150,15 @@ mod tests {
     }
 
     #[test]
-    fn a_response_without_usage_reports_zero_tokens() {
+    fn a_response_without_usage_reports_zero_tokens_with_a_note() {
         let mut response = completion(json!({"role": "assistant", "content": "x"}), "stop");
         response.as_object_mut().unwrap().remove("usage");
         assert_eq!(
-            translate(response)["usage"],
+            translate(response.clone())["usage"],
             json!({"input_tokens": 0, "cache_read_input_tokens": 0, "output_tokens": 0})
         );
+        let out = openai_chat_response_to_anthropic(response.to_string().as_bytes(), None).unwrap();
+        assert_eq!(out.notes, [ANTHROPIC_USAGE_ZEROS]);
     }
 
     #[test]

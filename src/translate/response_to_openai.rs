@@ -3,7 +3,7 @@
 use serde_json::{json, Map, Value};
 
 use super::json::{as_object, at, field, invalid, note, opt_array, opt_object, opt_str, parse_object, req_str};
-use super::shared::{finish_reason, openai_id, openai_usage};
+use super::shared::{finish_reason, openai_id, openai_usage, OPENAI_USAGE_LEFT_OUT};
 use super::{TranslateError, Translated};
 
 /// `model_for_client` replaces the upstream's `model` when given (e.g. the name the client
@@ -52,8 +52,12 @@ pub fn anthropic_response_to_openai_chat(
             "finish_reason": finish_reason(opt_str(&response, "stop_reason", "")?),
         }],
     });
-    if let (Some(usage), Some(object)) = (opt_object(&response, "usage", "")?, out.as_object_mut()) {
-        object.insert("usage".into(), openai_usage(&Value::Object(usage.clone())));
+    let usage = opt_object(&response, "usage", "")?.and_then(|usage| openai_usage(&Value::Object(usage.clone())));
+    match (usage, out.as_object_mut()) {
+        (Some(usage), Some(object)) => {
+            object.insert("usage".into(), usage);
+        }
+        _ => note(&mut notes, OPENAI_USAGE_LEFT_OUT.into()),
     }
     let body = serde_json::to_vec(&out).map_err(|e| invalid("", e.to_string()))?;
     Ok(Translated { body, notes })
@@ -116,8 +120,24 @@ mod tests {
         let value: Value = serde_json::from_slice(&out.body).unwrap();
         assert_eq!(value["choices"][0]["message"]["content"], "AB");
         assert_eq!(value["choices"][0]["finish_reason"], "length");
-        assert_eq!(out.notes, ["content[].type thinking: dropped (OpenAI Chat has no place for it)"]);
+        assert_eq!(
+            out.notes,
+            ["content[].type thinking: dropped (OpenAI Chat has no place for it)", OPENAI_USAGE_LEFT_OUT]
+        );
+        assert!(value.get("usage").is_none(), "no usage reported: none made up");
         assert!(value["id"].as_str().unwrap().starts_with("chatcmpl-tollgate"));
+    }
+
+    #[test]
+    fn usage_with_a_count_missing_is_left_out_never_zeros() {
+        for usage in [json!({"input_tokens": 10}), json!({"input_tokens": 10, "output_tokens": "3"}), json!(null)] {
+            let response =
+                json!({"content": [{"type": "text", "text": "A"}], "stop_reason": "end_turn", "usage": usage});
+            let out = anthropic_response_to_openai_chat(response.to_string().as_bytes(), None, 0).unwrap();
+            let value: Value = serde_json::from_slice(&out.body).unwrap();
+            assert!(value.get("usage").is_none(), "{usage}");
+            assert_eq!(out.notes, [OPENAI_USAGE_LEFT_OUT], "{usage}");
+        }
     }
 
     #[test]

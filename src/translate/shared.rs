@@ -56,22 +56,41 @@ pub fn stop_reason(finish_reason: Option<&str>) -> &'static str {
 }
 
 /// Anthropic usage → OpenAI usage. Anthropic's `input_tokens` exclude cache reads and writes;
-/// OpenAI's `prompt_tokens` are every prompt token, with cache reads as `cached_tokens`.
-pub fn openai_usage(anthropic: &Value) -> Value {
-    let field = |key: &str| token_field(anthropic, &[key]).unwrap_or(0);
-    let cache_read = field("cache_read_input_tokens");
-    let prompt = field("input_tokens").saturating_add(cache_read).saturating_add(field("cache_creation_input_tokens"));
-    let completion = field("output_tokens");
-    json!({
+/// OpenAI's `prompt_tokens` are every prompt token, with cache reads as `cached_tokens`. `None`
+/// when the counts are not all there (`input_tokens` or `output_tokens` missing or not a count, a
+/// cache count present but not a count): an OpenAI client then gets no `usage`, never made-up
+/// zeros (its `usage` is optional). Absent or `null` cache counts are no cache use.
+pub fn openai_usage(anthropic: &Value) -> Option<Value> {
+    let cache = |key: &str| match anthropic.get(key) {
+        None | Some(Value::Null) => Some(0),
+        Some(value) => value.as_u64(),
+    };
+    let cache_read = cache("cache_read_input_tokens")?;
+    let prompt = token_field(anthropic, &["input_tokens"])?
+        .saturating_add(cache_read)
+        .saturating_add(cache("cache_creation_input_tokens")?);
+    let completion = token_field(anthropic, &["output_tokens"])?;
+    Some(json!({
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt.saturating_add(completion),
         "prompt_tokens_details": {"cached_tokens": cache_read},
-    })
+    }))
 }
 
+/// The note for a translated answer whose provider reported no usable usage to an OpenAI client.
+pub const OPENAI_USAGE_LEFT_OUT: &str =
+    "usage: left out (the provider reported no usable input_tokens and output_tokens)";
+
+/// The note for a translated answer whose provider reported no usable usage to an Anthropic
+/// client, which gets zeros (its `usage` is required).
+pub const ANTHROPIC_USAGE_ZEROS: &str =
+    "usage: the provider reported no usable prompt_tokens and completion_tokens; zeros sent (Anthropic requires usage)";
+
 /// OpenAI usage → Anthropic usage: the prompt minus its cached part is `input_tokens`, the
-/// cached part `cache_read_input_tokens`. OpenAI does not report cache writes.
+/// cached part `cache_read_input_tokens`. OpenAI does not report cache writes. Anthropic's
+/// `usage` is required, so a count that is not there is 0: check [`openai_usage_complete`]
+/// first, and note it when it is not.
 pub fn anthropic_usage(openai: &Value) -> Map<String, Value> {
     let prompt = token_field(openai, &["prompt_tokens"]).unwrap_or(0);
     let cached = token_field(openai, &["prompt_tokens_details", "cached_tokens"]).unwrap_or(0).min(prompt);
@@ -80,6 +99,14 @@ pub fn anthropic_usage(openai: &Value) -> Map<String, Value> {
     usage.insert("cache_read_input_tokens".into(), json!(cached));
     usage.insert("output_tokens".into(), json!(token_field(openai, &["completion_tokens"]).unwrap_or(0)));
     usage
+}
+
+/// Whether OpenAI usage has both counts as counts (and its cached count, if any, is one).
+pub fn openai_usage_complete(openai: &Value) -> bool {
+    let cached = openai.get("prompt_tokens_details").and_then(|d| d.get("cached_tokens"));
+    token_field(openai, &["prompt_tokens"]).is_some()
+        && token_field(openai, &["completion_tokens"]).is_some()
+        && cached.is_none_or(|c| c.is_null() || c.as_u64().is_some())
 }
 
 /// One OpenAI stream event: `data: {json}` and a blank line.
@@ -156,9 +183,12 @@ mod tests {
             "cache_creation_input_tokens": 1200, "output_tokens": 27}));
         assert_eq!(
             usage,
-            json!({"prompt_tokens": 4621, "completion_tokens": 27, "total_tokens": 4648,
-            "prompt_tokens_details": {"cached_tokens": 3400}})
+            Some(json!({"prompt_tokens": 4621, "completion_tokens": 27, "total_tokens": 4648,
+            "prompt_tokens_details": {"cached_tokens": 3400}}))
         );
+        let without_cache =
+            openai_usage(&json!({"input_tokens": 5, "cache_read_input_tokens": null, "output_tokens": 2}));
+        assert_eq!(without_cache.unwrap()["prompt_tokens"], 5, "absent or null cache counts are no cache use");
     }
 
     #[test]
@@ -172,14 +202,34 @@ mod tests {
     }
 
     #[test]
-    fn nonsense_usage_numbers_become_zero_never_a_panic() {
-        let usage = anthropic_usage(&json!({"prompt_tokens": 5, "prompt_tokens_details": {"cached_tokens": 9}}));
-        assert_eq!(usage["input_tokens"], 0);
-        assert_eq!(openai_usage(&json!({"input_tokens": -3, "output_tokens": "x"}))["total_tokens"], 0);
+    fn missing_or_nonsense_counts_give_openai_clients_no_usage_never_zeros() {
+        for usage in [
+            json!({"output_tokens": 3}),
+            json!({"input_tokens": 3}),
+            json!({"input_tokens": -3, "output_tokens": "x"}),
+            json!({"input_tokens": 3, "output_tokens": 1, "cache_read_input_tokens": "5000"}),
+            Value::Null,
+        ] {
+            assert_eq!(openai_usage(&usage), None, "{usage}");
+        }
         assert_eq!(
-            openai_usage(&json!({"input_tokens": u64::MAX, "cache_read_input_tokens": 1}))["prompt_tokens"],
+            openai_usage(&json!({"input_tokens": u64::MAX, "cache_read_input_tokens": 1, "output_tokens": 0})).unwrap()
+                ["prompt_tokens"],
             u64::MAX
         );
+    }
+
+    #[test]
+    fn anthropic_clients_get_zeros_for_counts_that_are_not_there_and_the_caller_can_tell() {
+        let usage = anthropic_usage(&json!({"prompt_tokens": 5, "prompt_tokens_details": {"cached_tokens": 9}}));
+        assert_eq!(usage["input_tokens"], 0);
+        assert!(!openai_usage_complete(&json!({"prompt_tokens": 5})));
+        assert!(!openai_usage_complete(&json!({"prompt_tokens": 5, "completion_tokens": 1.5})));
+        assert!(!openai_usage_complete(&json!({"prompt_tokens": 5, "completion_tokens": 1,
+            "prompt_tokens_details": {"cached_tokens": "2"}})));
+        assert!(!openai_usage_complete(&Value::Null));
+        assert!(openai_usage_complete(&json!({"prompt_tokens": 5, "completion_tokens": 1,
+            "prompt_tokens_details": {"cached_tokens": null}})));
     }
 
     #[test]

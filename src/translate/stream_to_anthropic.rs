@@ -22,7 +22,11 @@
 use serde_json::{json, Value};
 
 use super::error::{anthropic_error_body, anthropic_type_for_openai_error};
-use super::shared::{anthropic_id, anthropic_usage, cut_short, stop_reason, write_anthropic_event, MID_STREAM_ERROR};
+use super::json::note;
+use super::shared::{
+    anthropic_id, anthropic_usage, cut_short, openai_usage_complete, stop_reason, write_anthropic_event,
+    ANTHROPIC_USAGE_ZEROS, MID_STREAM_ERROR,
+};
 use super::{EventTranslator, Unreadable};
 use crate::sse::SseEvent;
 
@@ -48,6 +52,7 @@ pub struct OpenAiToAnthropicStream {
     refused: bool,
     usage: Option<Value>,
     done: bool,
+    notes: Vec<String>,
 }
 
 impl OpenAiToAnthropicStream {
@@ -65,6 +70,7 @@ impl OpenAiToAnthropicStream {
             refused: false,
             usage: None,
             done: false,
+            notes: Vec::new(),
         }
     }
 
@@ -199,7 +205,11 @@ impl OpenAiToAnthropicStream {
         self.start(None, b"", out);
         self.close_block(out);
         let reason = if self.refused { "refusal" } else { stop_reason(self.finish_reason.as_deref()) };
-        let usage = anthropic_usage(self.usage.as_ref().unwrap_or(&Value::Null));
+        let reported = self.usage.as_ref().unwrap_or(&Value::Null);
+        if !openai_usage_complete(reported) {
+            note(&mut self.notes, ANTHROPIC_USAGE_ZEROS.into());
+        }
+        let usage = anthropic_usage(reported);
         write_anthropic_event(
             out,
             &json!({ "type": "message_delta", "delta": { "stop_reason": reason, "stop_sequence": null }, "usage": usage }),
@@ -257,6 +267,10 @@ impl EventTranslator for OpenAiToAnthropicStream {
         self.done
     }
 
+    fn notes(&self) -> &[String] {
+        &self.notes
+    }
+
     fn end_with_error(&mut self, error_type: &str, message: &str, out: &mut Vec<u8>) {
         write_anthropic_event(out, &anthropic_error_body(error_type, message));
         self.done = true;
@@ -270,6 +284,11 @@ mod tests {
 
     /// The Anthropic events the client gets, as (event name, data).
     fn run(chunks: &[&str], finish: bool) -> Vec<(String, Value)> {
+        run_noted(chunks, finish).0
+    }
+
+    /// [`run`], and the translator's notes.
+    fn run_noted(chunks: &[&str], finish: bool) -> (Vec<(String, Value)>, Vec<String>) {
         let mut translator = OpenAiToAnthropicStream::new(None);
         let mut out = Vec::new();
         for data in chunks {
@@ -281,7 +300,8 @@ mod tests {
         }
         let (mut framed, mut issues) = (Vec::new(), Vec::new());
         SseFramer::new(1 << 20).feed(&out, &mut framed, &mut issues);
-        framed.iter().map(|e| (e.event.clone(), serde_json::from_slice(&e.data).unwrap())).collect()
+        let events = framed.iter().map(|e| (e.event.clone(), serde_json::from_slice(&e.data).unwrap())).collect();
+        (events, translator.notes().to_vec())
     }
 
     fn names(events: &[(String, Value)]) -> Vec<&str> {
@@ -438,6 +458,19 @@ mod tests {
             events.last().unwrap().1["error"]["message"],
             "The upstream stream ended before its final event ([DONE])."
         );
+    }
+
+    #[test]
+    fn a_stream_without_usage_reports_zeros_to_anthropic_clients_with_a_note() {
+        let (events, notes) = run_noted(&[HEAD, &delta(json!({"content": "x"}), Some("stop")), "[DONE]"], true);
+        assert_eq!(
+            events[events.len() - 2].1["usage"],
+            json!({"input_tokens": 0, "cache_read_input_tokens": 0, "output_tokens": 0}),
+            "Anthropic's usage is required"
+        );
+        assert_eq!(notes, [ANTHROPIC_USAGE_ZEROS]);
+        let (_, notes) = run_noted(&[HEAD, &delta(json!({"content": "x"}), Some("stop")), USAGE, "[DONE]"], true);
+        assert_eq!(notes, Vec::<String>::new());
     }
 
     #[test]

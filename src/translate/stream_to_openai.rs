@@ -20,7 +20,10 @@ use std::collections::BTreeMap;
 use serde_json::{json, Map, Value};
 
 use super::error::openai_error_body;
-use super::shared::{cut_short, finish_reason, openai_id, openai_usage, write_openai_event, MID_STREAM_ERROR};
+use super::json::note;
+use super::shared::{
+    cut_short, finish_reason, openai_id, openai_usage, write_openai_event, MID_STREAM_ERROR, OPENAI_USAGE_LEFT_OUT,
+};
 use super::{EventTranslator, Unreadable};
 use crate::sse::SseEvent;
 
@@ -48,6 +51,7 @@ pub struct AnthropicToOpenAiStream {
     stop_reason: Option<String>,
     finish_sent: bool,
     done: bool,
+    notes: Vec<String>,
 }
 
 impl AnthropicToOpenAiStream {
@@ -68,6 +72,7 @@ impl AnthropicToOpenAiStream {
             stop_reason: None,
             finish_sent: false,
             done: false,
+            notes: Vec::new(),
         }
     }
 
@@ -227,11 +232,17 @@ impl EventTranslator for AnthropicToOpenAiStream {
                 self.start(None, &event.data, out);
                 self.emit_finish(out);
                 if self.include_usage {
-                    let mut chunk = self.chunk(json!([]));
-                    if let Some(object) = chunk.as_object_mut() {
-                        object.insert("usage".into(), openai_usage(&Value::Object(self.usage.clone())));
+                    // Without usable counts the usage chunk is left out: never a chunk of zeros.
+                    match openai_usage(&Value::Object(self.usage.clone())) {
+                        Some(usage) => {
+                            let mut chunk = self.chunk(json!([]));
+                            if let Some(object) = chunk.as_object_mut() {
+                                object.insert("usage".into(), usage);
+                            }
+                            write_openai_event(out, &chunk);
+                        }
+                        None => note(&mut self.notes, OPENAI_USAGE_LEFT_OUT.into()),
                     }
-                    write_openai_event(out, &chunk);
                 }
                 out.extend_from_slice(b"data: [DONE]\n\n");
                 self.done = true;
@@ -257,6 +268,10 @@ impl EventTranslator for AnthropicToOpenAiStream {
         self.done
     }
 
+    fn notes(&self) -> &[String] {
+        &self.notes
+    }
+
     fn end_with_error(&mut self, error_type: &str, message: &str, out: &mut Vec<u8>) {
         write_openai_event(out, &openai_error_body(error_type, message));
         self.done = true;
@@ -271,6 +286,11 @@ mod tests {
     /// Feeds events through the translator and returns what the client gets, each `data:` as
     /// JSON (`[DONE]` as the string "[DONE]").
     fn run(events: &[Value], include_usage: bool, finish: bool) -> Vec<Value> {
+        run_noted(events, include_usage, finish).0
+    }
+
+    /// [`run`], and the translator's notes.
+    fn run_noted(events: &[Value], include_usage: bool, finish: bool) -> (Vec<Value>, Vec<String>) {
         let mut translator = AnthropicToOpenAiStream::new(None, 7, include_usage);
         let mut out = Vec::new();
         for data in events {
@@ -283,7 +303,9 @@ mod tests {
         }
         let (mut framed, mut issues) = (Vec::new(), Vec::new());
         SseFramer::new(1 << 20).feed(&out, &mut framed, &mut issues);
-        framed.iter().map(|e| serde_json::from_slice(&e.data).unwrap_or_else(|_| json!("[DONE]"))).collect()
+        let chunks =
+            framed.iter().map(|e| serde_json::from_slice(&e.data).unwrap_or_else(|_| json!("[DONE]"))).collect();
+        (chunks, translator.notes().to_vec())
     }
 
     fn start() -> Value {
@@ -369,6 +391,21 @@ mod tests {
         );
         assert_eq!(chunks[3], "[DONE]");
         assert!(run(&events, false, true).iter().all(|c| c.get("usage").is_none()));
+    }
+
+    #[test]
+    fn without_usable_counts_the_usage_chunk_is_left_out_with_a_note_never_zeros() {
+        // The upstream skipped message_start, so no input count was ever reported.
+        let mut events =
+            vec![json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": "x"}})];
+        events.extend(stop("end_turn", 9));
+        let (chunks, notes) = run_noted(&events, true, true);
+        assert!(chunks.iter().all(|c| c["choices"] != json!([])), "no usage chunk: {chunks:?}");
+        assert_eq!(chunks.last().unwrap(), "[DONE]");
+        assert_eq!(notes, [OPENAI_USAGE_LEFT_OUT]);
+        let mut events = vec![start()];
+        events.extend(stop("end_turn", 9));
+        assert_eq!(run_noted(&events, true, true).1, Vec::<String>::new(), "whole usage: no note");
     }
 
     #[test]
