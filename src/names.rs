@@ -83,8 +83,9 @@ pub enum Counter {
     /// answer failed closed (an error, or the stream ended), or went on as sent under
     /// `failure_mode: open`.
     ResponseTextsUnreadable,
-    /// A provider's stream event that could not be read for translation: the client's stream
-    /// ended there with an error event in its dialect.
+    /// A provider's stream event that could not be read for translation, or whose content the
+    /// client's dialect cannot carry: the client's stream ended there with an error event in its
+    /// dialect.
     StreamEventsUntranslatable,
 }
 

@@ -81,7 +81,10 @@ impl std::fmt::Display for TranslateError {
 impl std::error::Error for TranslateError {}
 
 /// An upstream event that could not be read (its data is not JSON, or holds a string that is
-/// not UTF-8): nothing of it can be carried over faithfully.
+/// not UTF-8), or whose content the client's API cannot carry (tool-call arguments that are
+/// neither a string nor an object, a fragment for a block that is gone): nothing of it can be
+/// carried over faithfully. A translator that says why ends the stream with its own error event
+/// before returning it; otherwise the caller ends it with [`UNREADABLE_EVENT`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Unreadable;
 
@@ -199,7 +202,10 @@ impl<T: EventTranslator> SseTranslator<T> {
             }
             if self.inner.on_event(&event, out).is_err() {
                 self.unreadable += 1;
-                self.inner.end_with_error("api_error", UNREADABLE_EVENT, out);
+                // A translator that said why (in its own error event) has already ended.
+                if !self.inner.is_done() {
+                    self.inner.end_with_error("api_error", UNREADABLE_EVENT, out);
+                }
             }
         }
         self.events.clear();

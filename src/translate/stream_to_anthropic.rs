@@ -17,7 +17,9 @@
 //! `message_delta` waits for `[DONE]` because OpenAI's usage chunk comes after the
 //! `finish_reason` chunk; nothing else is held. Anthropic blocks cannot be reopened, so an
 //! argument fragment for a tool call whose block was already closed (OpenAI does not interleave
-//! calls) is dropped.
+//! calls; a compatible server might) ends the stream with an error event rather than being
+//! dropped, which would hand the client a tool input cut short. `arguments` sent as an object
+//! (some compatible servers) are serialised; any other type ends the stream with an error event.
 
 use serde_json::{json, Value};
 
@@ -151,13 +153,36 @@ impl OpenAiToAnthropicStream {
         }
     }
 
-    fn tool_call(&mut self, fragment: &Value, out: &mut Vec<u8>) {
+    fn tool_call(&mut self, fragment: &Value, out: &mut Vec<u8>) -> Result<(), Unreadable> {
         let index = self.call_index(fragment);
         let function = fragment.get("function");
-        let arguments = function.and_then(|f| f.get("arguments")).and_then(Value::as_str).unwrap_or_default();
+        let arguments = match function.and_then(|f| f.get("arguments")) {
+            None | Some(Value::Null) => String::new(),
+            Some(Value::String(arguments)) => arguments.clone(),
+            Some(object @ Value::Object(_)) => {
+                note(&mut self.notes, "tool_calls[].function.arguments: sent as an object; serialised".into());
+                object.to_string()
+            }
+            Some(other) => {
+                let kind = json_kind(other);
+                let message = format!(
+                    "A tool call's arguments were sent as {kind}, which Anthropic's tool_use input cannot hold."
+                );
+                self.end_with_error("api_error", &message, out);
+                return Err(Unreadable);
+            }
+        };
         let block = match self.open {
             Some(Open::ToolCall { block, call }) if call == index => block,
-            _ if self.closed_calls.contains(&index) => return,
+            _ if self.closed_calls.contains(&index) => {
+                if arguments.is_empty() {
+                    return Ok(());
+                }
+                let message = "A tool call's arguments arrived after its block was closed (calls interleaved); \
+                               Anthropic's stream cannot reopen a block.";
+                self.end_with_error("api_error", message, out);
+                return Err(Unreadable);
+            }
             _ => {
                 self.close_block(out);
                 let block = self.take_block_index();
@@ -179,9 +204,10 @@ impl OpenAiToAnthropicStream {
                 "delta": { "type": "input_json_delta", "partial_json": arguments } });
             write_anthropic_event(out, &delta);
         }
+        Ok(())
     }
 
-    fn choice(&mut self, choice: &Value, out: &mut Vec<u8>) {
+    fn choice(&mut self, choice: &Value, out: &mut Vec<u8>) -> Result<(), Unreadable> {
         let delta = choice.get("delta");
         let said = |key: &str| delta.and_then(|d| d.get(key)).and_then(Value::as_str).filter(|s| !s.is_empty());
         if let Some(text) = said("content") {
@@ -193,12 +219,13 @@ impl OpenAiToAnthropicStream {
         }
         let calls = delta.and_then(|d| d.get("tool_calls")).and_then(Value::as_array);
         for call in calls.into_iter().flatten() {
-            self.tool_call(call, out);
+            self.tool_call(call, out)?;
         }
         if let Some(reason) = choice.get("finish_reason").and_then(Value::as_str) {
             self.finish_reason = Some(reason.to_string());
             self.close_block(out);
         }
+        Ok(())
     }
 
     fn end_message(&mut self, out: &mut Vec<u8>) {
@@ -244,10 +271,10 @@ impl EventTranslator for OpenAiToAnthropicStream {
         // Translated requests ask for one choice; others (n > 1 upstream) are not relayed.
         let choices = chunk.get("choices").and_then(Value::as_array);
         let first = choices.into_iter().flatten().find(|c| c.get("index").and_then(Value::as_u64).unwrap_or(0) == 0);
-        if let Some(choice) = first {
-            self.choice(choice, out);
+        match first {
+            Some(choice) => self.choice(choice, out),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// An upstream that ended after its `finish_reason` but without `[DONE]` still gave a whole
@@ -274,6 +301,18 @@ impl EventTranslator for OpenAiToAnthropicStream {
     fn end_with_error(&mut self, error_type: &str, message: &str, out: &mut Vec<u8>) {
         write_anthropic_event(out, &anthropic_error_body(error_type, message));
         self.done = true;
+    }
+}
+
+/// What kind of JSON value this is, for error messages (never the value itself).
+fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
     }
 }
 
@@ -376,7 +415,7 @@ mod tests {
             call(0, None, None, "{\"city\":"),
             call(0, None, None, "\"Paris\"}"),
             call(1, Some("call_b"), Some("get_time"), "{}"),
-            call(0, None, None, "late"),
+            call(0, None, None, ""),
             delta(json!({}), Some("tool_calls")),
             USAGE.to_string(),
             "[DONE]".to_string(),
@@ -400,9 +439,71 @@ mod tests {
                 json!({"type": "content_block_delta", "index": 2, "delta": {"type": "input_json_delta", "partial_json": "{}"}}),
                 json!({"type": "content_block_stop", "index": 2}),
             ],
-            "the late fragment for the closed call 0 is dropped"
+            "an empty fragment for the closed call 0 carries nothing"
         );
         assert_eq!(events[events.len() - 2].1["delta"]["stop_reason"], "tool_use");
+    }
+
+    #[test]
+    fn arguments_for_a_call_whose_block_was_closed_end_the_stream_with_an_error_never_dropped() {
+        let call = |index: u64, id: Option<&str>, arguments: &str| {
+            let mut call = json!({"index": index, "function": {"arguments": arguments}});
+            if let Some(id) = id {
+                call = json!({"index": index, "id": id, "type": "function", "function": {"name": "f", "arguments": arguments}});
+            }
+            delta(json!({"tool_calls": [call]}), None)
+        };
+        // A server interleaving two parallel calls: call 0 gets a fragment after call 1 opened.
+        let chunks = [call(0, Some("a"), "{\"x\":"), call(1, Some("b"), "{}"), call(0, None, "1}")];
+        let finish = delta(json!({}), Some("tool_calls"));
+        let mut all = vec![HEAD];
+        all.extend(chunks.iter().map(String::as_str));
+        all.extend([finish.as_str(), "[DONE]"]);
+        let mut translator = OpenAiToAnthropicStream::new(None);
+        let mut out = Vec::new();
+        let results: Vec<_> = all
+            .iter()
+            .map(|data| {
+                let event = SseEvent { event: String::new(), data: data.as_bytes().to_vec(), start: 0, end: 0 };
+                translator.on_event(&event, &mut out)
+            })
+            .collect();
+        assert_eq!(results[3], Err(Unreadable), "counted by the caller as untranslatable");
+        let (mut framed, mut issues) = (Vec::new(), Vec::new());
+        SseFramer::new(1 << 20).feed(&out, &mut framed, &mut issues);
+        let last = framed.last().unwrap();
+        assert_eq!(last.event, "error");
+        let error: Value = serde_json::from_slice(&last.data).unwrap();
+        assert!(error["error"]["message"].as_str().unwrap().contains("after its block was closed"), "{error}");
+        assert!(framed.iter().all(|e| e.event != "message_stop"), "the stream did not pretend to end well");
+    }
+
+    #[test]
+    fn arguments_sent_as_an_object_are_serialised_and_other_types_end_the_stream() {
+        let call = |arguments: Value| {
+            delta(
+                json!({"tool_calls": [{"index": 0, "id": "call_a", "type": "function", "function": {"name": "f", "arguments": arguments}}]}),
+                None,
+            )
+        };
+        let (events, notes) = run_noted(
+            &[HEAD, &call(json!({"city": "Paris"})), &delta(json!({}), Some("tool_calls")), USAGE, "[DONE]"],
+            true,
+        );
+        let input: Vec<_> = events
+            .iter()
+            .filter(|(_, d)| d["delta"]["type"] == "input_json_delta")
+            .map(|(_, d)| d["delta"]["partial_json"].clone())
+            .collect();
+        assert_eq!(input, [json!("{\"city\":\"Paris\"}")]);
+        assert_eq!(notes, ["tool_calls[].function.arguments: sent as an object; serialised"]);
+        for other in [json!(5), json!(true), json!([1])] {
+            let events = run(&[HEAD, &call(other.clone()), "[DONE]"], true);
+            assert_eq!(names(&events).last(), Some(&"error"), "{other}");
+            assert!(events.last().unwrap().1["error"]["message"].as_str().unwrap().contains("arguments were sent as"));
+        }
+        let events = run(&[HEAD, &call(Value::Null), &delta(json!({}), Some("tool_calls")), "[DONE]"], true);
+        assert_eq!(names(&events).last(), Some(&"message_stop"), "null arguments are no arguments");
     }
 
     #[test]

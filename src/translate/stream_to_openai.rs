@@ -10,7 +10,9 @@
 //! | `message_delta` with `stop_reason` | chunk with `finish_reason` |
 //! | `message_stop` | usage chunk (`choices: []`) if the client asked `include_usage`; `data: [DONE]` |
 //! | `error` | `data: {"error": {…}}`, which the OpenAI SDK raises as `APIError`; the stream ends |
-//! | `ping`, `content_block_stop`, thinking and server-tool blocks, unknown or unparseable events | nothing |
+//! | `ping`, `content_block_stop`, thinking and server-tool blocks, unknown events | nothing |
+//! | a text delta whose block never started | `delta.content` (a note says so) |
+//! | a tool input delta whose block never started, an unparseable event | an error event; the stream ends |
 //!
 //! Tool calls are numbered 0, 1, … in the order their blocks start, whatever the Anthropic
 //! block index (text blocks take indexes there, not in OpenAI's `tool_calls`).
@@ -173,8 +175,18 @@ impl AnthropicToOpenAiStream {
         let kind = delta.and_then(|d| d.get("type")).and_then(Value::as_str);
         let block = match (index.and_then(|i| self.blocks.get(&i)).copied(), kind) {
             (Some(block), _) => block,
-            (None, Some("text_delta")) => Block::Text,
-            (None, Some("input_json_delta")) => return Err(Unreadable),
+            (None, Some("text_delta")) => {
+                note(
+                    &mut self.notes,
+                    "content_block_delta without its content_block_start: read as a text block".into(),
+                );
+                Block::Text
+            }
+            (None, Some("input_json_delta")) => {
+                let message = "A tool call's input arrived without its content_block_start (no id or name) and could not be translated.";
+                self.end_with_error("api_error", message, out);
+                return Err(Unreadable);
+            }
             (None, _) => Block::Dropped,
         };
         let field = |key: &str| delta.and_then(|d| d.get(key)).and_then(Value::as_str).filter(|s| !s.is_empty());
@@ -406,6 +418,31 @@ mod tests {
         let mut events = vec![start()];
         events.extend(stop("end_turn", 9));
         assert_eq!(run_noted(&events, true, true).1, Vec::<String>::new(), "whole usage: no note");
+    }
+
+    #[test]
+    fn a_text_delta_whose_block_never_started_is_relayed_with_a_note_never_dropped() {
+        let mut events = vec![
+            start(),
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hel"}}),
+            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "lo"}}),
+        ];
+        events.extend(stop("end_turn", 2));
+        let (chunks, notes) = run_noted(&events, false, true);
+        assert_eq!(deltas(&chunks[1..3]), [json!({"content": "Hel"}), json!({"content": "lo"})]);
+        assert_eq!(notes, ["content_block_delta without its content_block_start: read as a text block"]);
+    }
+
+    #[test]
+    fn a_tool_input_delta_whose_block_never_started_ends_the_stream_with_an_error() {
+        let mut translator = AnthropicToOpenAiStream::new(None, 7, false);
+        let mut out = Vec::new();
+        let delta = r#"{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"{\"a\":1}"}}"#;
+        let event = SseEvent { event: "content_block_delta".into(), data: delta.into(), start: 0, end: 0 };
+        assert_eq!(translator.on_event(&event, &mut out), Err(Unreadable), "counted by the caller");
+        assert!(translator.is_done());
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("without its content_block_start"), "{text}");
     }
 
     #[test]
