@@ -208,6 +208,25 @@ fn include_usage_inside_existing_stream_options_keeps_every_other_byte() {
     }
 }
 
+/// A compatible server whose chunks hold a member of another type than OpenAI's (content as an
+/// array of parts; a usage chunk whose `model` is no string): the usage is still the provider's,
+/// and the usage chunk Tollgate asked for is still removed from the client's stream.
+#[test]
+fn chunks_with_a_member_of_another_type_keep_their_usage_and_the_usage_chunk_is_still_removed() {
+    let mut host = FakeHost::new(Profile::Envoy);
+    let mut ex = Exchange::new(1, policy("{}"));
+    let request = br#"{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+    host.request(&mut ex, &post("/v1/chat/completions"), &[request]);
+    let content = "data: {\"model\":\"gpt-4o-mini\",\"choices\":[{\"index\":0,\"delta\":{\"content\":[{\"type\":\"text\",\"text\":\"Hi\"}]},\"finish_reason\":\"stop\"}]}\n\n";
+    let usage = "data: {\"model\":0,\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":1}}\n\n";
+    let stream = format!("{content}{usage}data: [DONE]\n\n");
+    host.response(&mut ex, SSE_OK, &[stream.as_bytes()]);
+    assert_eq!(String::from_utf8(host.client_stream()).unwrap(), format!("{content}data: [DONE]\n\n"));
+    let record = host.record();
+    assert_eq!(tokens(&record, "input"), json!({"tokens": 9, "source": "provider"}));
+    assert_eq!(tokens(&record, "output"), json!({"tokens": 1, "source": "provider"}));
+}
+
 #[test]
 fn without_provider_usage_output_is_estimated_from_the_streamed_text() {
     let mut host = FakeHost::new(Profile::Envoy);

@@ -58,7 +58,7 @@ pub fn read_chat_event(event: &SseEvent) -> EventFacts {
         return EventFacts { terminal: true, ..EventFacts::default() };
     }
     let Ok(chunk) = serde_json::from_slice::<ChatChunk>(&event.data) else {
-        return EventFacts::default();
+        return read_chat_event_tree(&event.data);
     };
     let mut facts = EventFacts { model: chunk.model.map(Cow::into_owned), ..EventFacts::default() };
     if let Some(usage) = chunk.usage.filter(|usage| usage.object) {
@@ -76,6 +76,53 @@ pub fn read_chat_event(event: &SseEvent) -> EventFacts {
         }
     }
     facts
+}
+
+/// [`read_chat_event`] for a chunk the typed read refused because a member has another type than
+/// OpenAI's (compatible servers send `delta.content` as an array of parts, or tool-call
+/// `arguments` as an object): each fact is read on its own from a tree, so one odd member never
+/// costs the chunk's usage, its model or the rest of its text, and a usage-only chunk is still
+/// recognised. Only a chunk that is not JSON at all says nothing.
+fn read_chat_event_tree(data: &[u8]) -> EventFacts {
+    let Ok(chunk) = serde_json::from_slice::<Value>(data) else {
+        return EventFacts::default();
+    };
+    let mut facts =
+        EventFacts { model: chunk.get("model").and_then(Value::as_str).map(str::to_string), ..EventFacts::default() };
+    let choices = chunk.get("choices").and_then(Value::as_array);
+    if let Some(usage) = chunk.get("usage").and_then(|u| ChatUsage::deserialize(u).ok()).filter(|u| u.object) {
+        facts.tokens = usage.tokens();
+        facts.usage_only = choices.is_some_and(Vec::is_empty);
+    }
+    for delta in choices.into_iter().flatten().filter_map(|c| c.get("delta")) {
+        for key in ["content", "refusal", "reasoning_content"] {
+            push_text(&mut facts.text, delta.get(key));
+        }
+        let calls = delta.get("tool_calls").and_then(Value::as_array);
+        for function in calls.into_iter().flatten().filter_map(|c| c.get("function")) {
+            for key in ["name", "arguments"] {
+                push_text(&mut facts.text, function.get(key));
+            }
+        }
+    }
+    facts
+}
+
+/// The generated text in a member: a string, the `text` of an array of parts, an object's JSON.
+fn push_text(out: &mut String, value: Option<&Value>) {
+    match value {
+        Some(Value::String(text)) => out.push_str(text),
+        Some(Value::Array(parts)) => {
+            for part in parts {
+                match part {
+                    Value::String(text) => out.push_str(text),
+                    _ => push_text(out, part.get("text")),
+                }
+            }
+        }
+        Some(object @ Value::Object(_)) => out.push_str(&object.to_string()),
+        _ => {}
+    }
 }
 
 #[derive(Deserialize)]
@@ -229,6 +276,30 @@ mod tests {
             r#"{"choices":[{"delta":{"tool_calls":[{"index":0,"function":{"name":"get","arguments":"{\"a\""}}]}}]}"#,
         ));
         assert_eq!(facts.text, "get{\"a\"");
+    }
+
+    #[test]
+    fn a_member_of_another_type_costs_the_chunk_none_of_its_usage_text_or_model() {
+        // Content as an array of parts (some compatible servers), usage on the same chunk.
+        let facts = read_chat_event(&event(
+            r#"{"model":"mistral-small","choices":[{"delta":{"content":[{"type":"text","text":"Hel"},{"type":"text","text":"lo"}]}}],
+                "usage":{"prompt_tokens":3,"completion_tokens":2}}"#,
+        ));
+        assert_eq!(facts.model.as_deref(), Some("mistral-small"));
+        assert_eq!(facts.text, "Hello");
+        assert_eq!(facts.tokens.output, Some(Count::provider(2)));
+        assert!(!facts.usage_only);
+        // Tool-call arguments as an object still count as generated text.
+        let facts = read_chat_event(&event(
+            r#"{"choices":[{"delta":{"tool_calls":[{"index":0,"function":{"name":"get","arguments":{"a":1}}}]}}]}"#,
+        ));
+        assert_eq!(facts.text, "get{\"a\":1}");
+        // A usage-only chunk with an odd member is still the usage chunk Tollgate may remove.
+        let facts =
+            read_chat_event(&event(r#"{"model":7,"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2}}"#));
+        assert!(facts.usage_only);
+        assert_eq!(facts.tokens.input, Some(Count::provider(3)));
+        assert_eq!(facts.model, None);
     }
 
     #[test]
