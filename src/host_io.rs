@@ -33,12 +33,20 @@ pub trait HostIo {
     fn host_kind(&mut self) -> HostKind;
     /// Monotonic enough for durations: the proxy's clock, in nanoseconds.
     fn now_nanos(&self) -> u64;
+    /// A request header's value as text, for headers whose values are ASCII by protocol
+    /// (framing, content type, credentials): bytes that are not UTF-8 read as U+FFFD, and a value
+    /// the proxy would not hand over reads as absent. Values a client chooses freely (a tenant)
+    /// and `:method`/`:path` are read with [`HostIo::request_header_bytes`].
     fn request_header(&self, name: &str) -> Option<String>;
+    /// A request header's value as the client sent it (HTTP allows bytes that are not UTF-8:
+    /// obs-text); `Ok(None)` when absent, `Err` when the proxy would not hand it over.
+    fn request_header_bytes(&self, name: &str) -> Result<Option<Vec<u8>>, HostError>;
     /// Only while the request headers are held (or in the request body phase on Kong).
     fn set_request_header(&mut self, name: &str, value: &str) -> Result<(), HostError>;
     fn remove_request_header(&mut self, name: &str) -> Result<(), HostError>;
-    /// Names of every request header, for removing those a client may not send.
-    fn request_header_names(&self) -> Vec<String>;
+    /// Names of every request header, for removing those a client may not send; `None` when the
+    /// proxy would not list them.
+    fn request_header_names(&self) -> Option<Vec<String>>;
     /// The name of the route the proxy matched (Envoy `xds.route_name`, Kong `kong.route_name`).
     fn route_name(&mut self) -> Option<String>;
     /// Sends the request to `cluster`: on Envoy by setting `header` for the route's
@@ -47,8 +55,9 @@ pub trait HostIo {
     /// Envoy only: the provider of the endpoint this request (or attempt) went to, from the
     /// endpoint metadata `filter_metadata.tollgate.provider`.
     fn upstream_provider(&self) -> Option<String>;
-    /// A string in the request's dynamic metadata (Envoy), `path` = namespace then keys.
-    fn metadata_value(&self, path: &[String]) -> Option<String>;
+    /// A value in the request's dynamic metadata (Envoy), `path` = namespace then keys, as the
+    /// proxy serialises it: a string's bytes; a number or boolean in its binary form.
+    fn metadata_value(&self, path: &[String]) -> Option<Vec<u8>>;
     /// A value another Tollgate filter exported for this request (Envoy filter state).
     fn read_state(&self, key: &str) -> Option<String>;
     fn response_header(&self, name: &str) -> Option<String>;
@@ -97,9 +106,10 @@ pub fn encode_header_pairs(pairs: &[(&str, &str)]) -> Vec<u8> {
     bytes
 }
 
-/// Header pairs from the proxy-wasm pairs layout (the inverse of [`encode_header_pairs`]);
-/// `None` when the buffer is malformed (never a panic).
-pub fn decode_header_pairs(bytes: &[u8]) -> Option<Vec<(String, String)>> {
+/// Header pairs from the proxy-wasm pairs layout (the inverse of [`encode_header_pairs`]):
+/// names as text (HTTP tokens are ASCII), values as the bytes they are. `None` when the buffer
+/// is malformed (never a panic).
+pub fn decode_header_pairs(bytes: &[u8]) -> Option<Vec<(String, Vec<u8>)>> {
     let read_u32 = |at: usize| -> Option<usize> {
         let raw: [u8; 4] = bytes.get(at..at.checked_add(4)?)?.try_into().ok()?;
         usize::try_from(u32::from_le_bytes(raw)).ok()
@@ -113,7 +123,7 @@ pub fn decode_header_pairs(bytes: &[u8]) -> Option<Vec<(String, String)>> {
         let name = bytes.get(data..data.checked_add(name_len)?)?;
         let value_at = data.checked_add(name_len)?.checked_add(1)?;
         let value = bytes.get(value_at..value_at.checked_add(value_len)?)?;
-        pairs.push((String::from_utf8_lossy(name).into_owned(), String::from_utf8_lossy(value).into_owned()));
+        pairs.push((String::from_utf8_lossy(name).into_owned(), value.to_vec()));
         data = value_at.checked_add(value_len)?.checked_add(1)?;
     }
     Some(pairs)
@@ -126,7 +136,7 @@ pub fn decode_header_pairs(bytes: &[u8]) -> Option<Vec<(String, String)>> {
 /// `get_header_map_value` answers on Envoy.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HeaderSnapshot {
-    pairs: Vec<(String, String)>,
+    pairs: Vec<(String, Vec<u8>)>,
 }
 
 impl HeaderSnapshot {
@@ -136,7 +146,7 @@ impl HeaderSnapshot {
 
     /// `Some(value or absence)` when the snapshot can answer; `None` when the host must be
     /// asked: Kong leaves pseudo-headers (`:path`, `:method`, `:status`) out of the pairs.
-    pub fn lookup(&self, name: &str) -> Option<Option<&str>> {
+    pub fn lookup(&self, name: &str) -> Option<Option<&[u8]>> {
         match self.pairs.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)) {
             Some((_, value)) => Some(Some(value)),
             None if name.starts_with(':') => None,
@@ -151,7 +161,7 @@ impl HeaderSnapshot {
     /// As `replace_header_map_value` does: every copy goes, one value stays.
     pub fn set(&mut self, name: &str, value: &str) {
         self.remove(name);
-        self.pairs.push((name.to_string(), value.to_string()));
+        self.pairs.push((name.to_string(), value.as_bytes().to_vec()));
     }
 
     pub fn remove(&mut self, name: &str) {
@@ -168,7 +178,7 @@ mod tests {
         let pairs = [(":path", "/v1"), ("x-tollgate-tenant", "acme"), ("a", "")];
         let bytes = encode_header_pairs(&pairs);
         let decoded = decode_header_pairs(&bytes).unwrap();
-        assert_eq!(decoded, pairs.map(|(n, v)| (n.to_string(), v.to_string())));
+        assert_eq!(decoded, pairs.map(|(n, v)| (n.to_string(), v.as_bytes().to_vec())));
         assert_eq!(decode_header_pairs(&[0, 0, 0, 0]), Some(Vec::new()));
         for damaged in [&bytes[..bytes.len() - 3], &[1, 2][..], &[255, 255, 255, 255][..], &[]] {
             assert_eq!(decode_header_pairs(damaged), None, "{damaged:?}");
@@ -179,16 +189,26 @@ mod tests {
     fn a_snapshot_answers_like_the_host_and_follows_the_filters_edits() {
         let bytes = encode_header_pairs(&[(":path", "/v1"), ("X-Tenant", "acme"), ("x-tenant", "other")]);
         let mut headers = HeaderSnapshot::decode(&bytes).unwrap();
-        assert_eq!(headers.lookup(":path"), Some(Some("/v1")));
-        assert_eq!(headers.lookup("x-tenant"), Some(Some("acme")), "any case, first copy");
+        assert_eq!(headers.lookup(":path"), Some(Some(&b"/v1"[..])));
+        assert_eq!(headers.lookup("x-tenant"), Some(Some(&b"acme"[..])), "any case, first copy");
         assert_eq!(headers.lookup("content-length"), Some(None));
         assert_eq!(headers.lookup(":method"), None, "a pseudo-header not in the pairs is asked of the host");
         headers.set("x-tenant", "new");
-        assert_eq!(headers.lookup("X-TENANT"), Some(Some("new")));
+        assert_eq!(headers.lookup("X-TENANT"), Some(Some(&b"new"[..])));
         assert_eq!(headers.names(), [":path", "x-tenant"]);
         headers.remove("x-tenant");
         assert_eq!(headers.lookup("x-tenant"), Some(None));
         assert_eq!(HeaderSnapshot::decode(&bytes[..5]), None);
+    }
+
+    #[test]
+    fn header_values_keep_bytes_that_are_not_utf8() {
+        // encode_header_pairs takes text; build the layout by hand for obs-text values.
+        let mut bytes = vec![2, 0, 0, 0, 1, 0, 0, 0, 4, 0, 0, 0, 1, 0, 0, 0, 4, 0, 0, 0];
+        bytes.extend_from_slice(b"a\0caf\xe9\0b\0caf\xe8\0");
+        let headers = HeaderSnapshot::decode(&bytes).unwrap();
+        assert_eq!(headers.lookup("a"), Some(Some(&b"caf\xe9"[..])));
+        assert_eq!(headers.lookup("b"), Some(Some(&b"caf\xe8"[..])), "two values never collapse into one");
     }
 
     #[test]

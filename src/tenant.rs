@@ -47,7 +47,8 @@ pub struct Attribution {
     pub tenant: Option<String>,
     pub team: Option<String>,
     pub project: Option<String>,
-    /// A configured source gave a value that was refused (too long, control characters).
+    /// A configured source gave a value that was refused (too long, control characters, bytes
+    /// that are not UTF-8).
     pub rejected: bool,
 }
 
@@ -87,15 +88,21 @@ fn check_header(field: &str, name: &str) -> Result<(), (String, String)> {
 }
 
 impl TenantPolicy {
-    /// `header` reads a request header, `metadata` a dynamic-metadata path.
+    /// `header` reads a request header, `metadata` a dynamic-metadata path, each as the bytes
+    /// the proxy holds. A value that is not UTF-8 (obs-text in a header, a number or boolean
+    /// claim in metadata, which the proxy hands over in binary) is refused like one with
+    /// control characters: read lossily, two tenants would collapse into one.
     pub fn attribute(
         &self,
-        header: &dyn Fn(&str) -> Option<String>,
-        metadata: &dyn Fn(&[String]) -> Option<String>,
+        header: &dyn Fn(&str) -> Option<Vec<u8>>,
+        metadata: &dyn Fn(&[String]) -> Option<Vec<u8>>,
     ) -> Attribution {
         let mut attribution = Attribution::default();
-        let mut keep = |value: Option<String>| -> Option<String> {
-            let value = value?;
+        let mut keep = |value: Option<Result<String, NotText>>| -> Option<String> {
+            let Ok(value) = value? else {
+                attribution.rejected = true;
+                return None;
+            };
             let value = value.trim();
             if value.is_empty() {
                 return None;
@@ -108,23 +115,38 @@ impl TenantPolicy {
         };
         let tenant = match &self.source {
             None => None,
-            Some(TenantSource::Header(name)) => header(name),
-            Some(TenantSource::Metadata(path)) => metadata(path),
-            Some(TenantSource::ApiKey) => client_key(header).map(|key| hashed_key(&key)),
+            Some(TenantSource::Header(name)) => text(header(name)),
+            Some(TenantSource::Metadata(path)) => text(metadata(path)),
+            Some(TenantSource::ApiKey) => client_key(header).map(|key| key.map(|key| hashed_key(&key))),
         };
         let tenant = keep(tenant);
-        let team = keep(self.team_header.as_deref().and_then(header));
-        let project = keep(self.project_header.as_deref().and_then(header));
+        let team = keep(self.team_header.as_deref().and_then(|name| text(header(name))));
+        let project = keep(self.project_header.as_deref().and_then(|name| text(header(name))));
         Attribution { tenant, team, project, ..attribution }
     }
 }
 
-fn client_key(header: &dyn Fn(&str) -> Option<String>) -> Option<String> {
-    let bearer = header("authorization").and_then(|v| {
-        let (scheme, token) = v.trim().split_once(' ')?;
-        scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_string())
-    });
-    bearer.or_else(|| header("x-api-key")).or_else(|| header("api-key")).filter(|k| !k.is_empty())
+/// A value whose bytes are not UTF-8.
+struct NotText;
+
+fn text(value: Option<Vec<u8>>) -> Option<Result<String, NotText>> {
+    value.map(|bytes| String::from_utf8(bytes).map_err(|_| NotText))
+}
+
+/// The client's own key: `authorization: Bearer`, else `x-api-key`, else `api-key`.
+fn client_key(header: &dyn Fn(&str) -> Option<Vec<u8>>) -> Option<Result<String, NotText>> {
+    let bearer = match text(header("authorization")) {
+        Some(Ok(value)) => value
+            .trim()
+            .split_once(' ')
+            .and_then(|(scheme, token)| scheme.eq_ignore_ascii_case("bearer").then(|| Ok(token.trim().to_string()))),
+        refused @ Some(Err(_)) => refused,
+        None => None,
+    };
+    bearer
+        .or_else(|| text(header("x-api-key")))
+        .or_else(|| text(header("api-key")))
+        .filter(|key| key.as_ref().map_or(true, |k| !k.is_empty()))
 }
 
 /// `key-` and the first 16 hex digits of SHA-256: stable per key, useless to an attacker.
@@ -143,11 +165,11 @@ mod tests {
         compile(Some(serde_json::from_value(value).unwrap())).unwrap()
     }
 
-    fn headers(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
-        move |name| pairs.iter().find(|(n, _)| *n == name).map(|(_, v)| v.to_string())
+    fn headers(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<Vec<u8>> {
+        move |name| pairs.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_bytes().to_vec())
     }
 
-    fn no_metadata(_: &[String]) -> Option<String> {
+    fn no_metadata(_: &[String]) -> Option<Vec<u8>> {
         None
     }
 
@@ -163,8 +185,7 @@ mod tests {
     #[test]
     fn tenant_from_jwt_metadata() {
         let policy = policy(json!({"metadata": ["envoy.filters.http.jwt_authn", "jwt_payload", "sub"]}));
-        let metadata =
-            |path: &[String]| (path.last().map(String::as_str) == Some("sub")).then(|| "user-42".to_string());
+        let metadata = |path: &[String]| (path.last().map(String::as_str) == Some("sub")).then(|| b"user-42".to_vec());
         assert_eq!(policy.attribute(&headers(&[]), &metadata).tenant.as_deref(), Some("user-42"));
     }
 
@@ -193,6 +214,28 @@ mod tests {
             assert_eq!(got.tenant, None);
             assert!(got.rejected);
         }
+    }
+
+    #[test]
+    fn values_that_are_not_utf8_are_refused_never_collapsed() {
+        let by_header = policy(json!({"header": "x-tenant", "team_header": "x-team"}));
+        let raw = |value: &'static [u8]| move |name: &str| (name == "x-tenant").then(|| value.to_vec());
+        for value in [&b"caf\xe9"[..], b"caf\xe8"] {
+            let got = by_header.attribute(&raw(value), &no_metadata);
+            assert_eq!(got.tenant, None);
+            assert!(got.rejected, "{value:?} is refused and counted, not read as caf\u{FFFD}");
+        }
+        // A JWT claim that is a number: Envoy hands over the double's 8 bytes.
+        let by_claim = policy(json!({"metadata": ["jwt", "payload", "sub"]}));
+        for claim in [1_700_000_000.0_f64, 42.0, 0.1] {
+            let bytes = claim.to_le_bytes().to_vec();
+            let got = by_claim.attribute(&headers(&[]), &move |_: &[String]| Some(bytes.clone()));
+            assert_eq!(got.tenant, None);
+            assert!(got.rejected, "claim {claim}");
+        }
+        let by_key = policy(json!({"api_key": true}));
+        let got = by_key.attribute(&|name: &str| (name == "x-api-key").then(|| b"sk-\xff".to_vec()), &no_metadata);
+        assert!(got.rejected && got.tenant.is_none(), "a key that is not UTF-8 is refused, not hashed lossily");
     }
 
     #[test]

@@ -253,3 +253,57 @@ fn an_answer_the_proxy_cannot_hand_over_fails_as_the_route_says_when_it_had_to_b
         }
     }
 }
+
+/// README: a client-sent header with Tollgate's prefix that cannot be removed is always closed
+/// (it could pick a cluster or a tenant). Names the proxy will not list cannot be checked for
+/// the prefix at all: the same 500 in the client's dialect, whatever `failure_mode` says.
+#[test]
+fn header_names_the_proxy_will_not_list_are_refused_always_closed() {
+    for (headers, body, anthropic) in [(CHAT_HEADERS, CHAT, false), (MESSAGES_HEADERS, MESSAGES, true)] {
+        for mode in ["closed", "open"] {
+            let mut host = FakeHost::new(Profile::Envoy);
+            host.refuse.push("request_header_names");
+            let mut ex = Exchange::new(1, policy(&with_mode(&format!(r#""failure_mode": "{mode}""#))));
+            let mut spoofed = headers.to_vec();
+            spoofed.push(("x-tollgate-cluster", "anthropic"));
+            host.request(&mut ex, &spoofed, &[body]);
+            let reply = host.reply.clone().unwrap_or_else(|| panic!("{mode}: a local reply"));
+            assert_eq!(reply.status, 500, "{mode}");
+            let shape = if anthropic { &reply.json()["error"]["type"] } else { &reply.json()["error"]["code"] };
+            assert_eq!(shape, if anthropic { "api_error" } else { "gateway_error" });
+            assert!(!host.upstream_headers_released && host.upstream_body.is_empty(), "{mode}: nothing went upstream");
+            assert_eq!(host.counter(Counter::RequestsFailedClosed), 1, "{mode}");
+        }
+    }
+}
+
+/// Kong reads each pseudo-header with its own hostcall. One it refuses used to read as "", so
+/// the request was not recognised as an API call and went on with no guardrail, routing or
+/// record: now it follows `failure_mode` like any hostcall the filter needs.
+#[test]
+fn a_request_line_the_proxy_will_not_hand_over_follows_the_failure_mode() {
+    for pseudo in [":path", ":method"] {
+        let mut host = FakeHost::new(Profile::Kong);
+        host.raw_request_headers.push((pseudo.into(), None));
+        let mut ex = Exchange::new(1, policy("{}"));
+        host.request(&mut ex, CHAT_HEADERS, &[CHAT]);
+        assert_eq!(host.reply.as_ref().map(|r| r.status), Some(500), "{pseudo}");
+        assert!(host.upstream_body.is_empty(), "{pseudo}: nothing went upstream unjudged");
+        assert_eq!(host.counter(Counter::RequestsFailedClosed), 1, "{pseudo}");
+
+        let mut host = FakeHost::new(Profile::Kong);
+        host.raw_request_headers.push((pseudo.into(), None));
+        let mut ex = Exchange::new(1, policy(r#"{"failure_mode": "open"}"#));
+        host.request(&mut ex, CHAT_HEADERS, &[CHAT]);
+        assert!(host.reply.is_none(), "{pseudo}");
+        assert_eq!(host.upstream_body, CHAT, "{pseudo}: passed on untouched");
+        assert_eq!(host.counter(Counter::RequestsFailedOpen), 1, "{pseudo}");
+    }
+    // Absent is not unreadable: a request without a path (CONNECT) is simply not an API call.
+    let mut host = FakeHost::new(Profile::Envoy);
+    let mut ex = Exchange::new(1, policy("{}"));
+    host.request(&mut ex, &[(":method", "CONNECT")], &[b"raw"]);
+    assert!(host.reply.is_none());
+    assert_eq!(host.upstream_body, b"raw");
+    assert_eq!(host.counter(Counter::RequestsFailedClosed) + host.counter(Counter::RequestsFailedOpen), 0);
+}

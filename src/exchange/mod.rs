@@ -21,7 +21,6 @@ use crate::guardrails::ResponseGuard;
 use crate::host_io::{Flow, HostIo, HostKind};
 use crate::names::Counter;
 use crate::provider_request::Translation;
-use crate::reply::Reply;
 use crate::response_translation::StreamTranslation;
 use crate::stream_meter::StreamMeter;
 use crate::tenant::Attribution;
@@ -151,17 +150,36 @@ impl Exchange {
     }
 
     pub fn on_request_headers(&mut self, io: &mut dyn HostIo, end_of_stream: bool) -> Flow {
+        // The request line, as text for matching (an API path is ASCII; a byte that is not UTF-8
+        // elsewhere reads as U+FFFD). Absent (a CONNECT has no `:path`) is not an API call;
+        // unreadable is a failure (below), never "not an API call".
+        let text = |value: Option<Vec<u8>>| value.map(|v| String::from_utf8_lossy(&v).into_owned()).unwrap_or_default();
+        let line =
+            io.request_header_bytes(":method").and_then(|m| Ok((text(m), text(io.request_header_bytes(":path")?))));
         // Headers with Tollgate's prefix are Tollgate's to set: a client-sent cluster, tenant or
-        // cost header would bypass policy or spoof attribution downstream.
-        let prefix = &self.policy.headers.prefix;
-        for name in io.request_header_names().into_iter().filter(|n| n.starts_with(prefix.as_str())) {
-            if io.remove_request_header(&name).is_err() {
+        // cost header would bypass policy or spoof attribution downstream. Kong keeps the client's
+        // case (`X-Tollgate-Cluster`), so names compare without case.
+        let dialect = line.as_ref().ok().and_then(|(_, path)| Api::detect_path(path)).unwrap_or(Api::OpenAiChat);
+        let prefix = self.policy.headers.prefix.clone();
+        let Some(names) = io.request_header_names() else {
+            log::error!("#{} request_header_names_unreadable", self.id);
+            return self.refuse_unstripped(io, dialect);
+        };
+        for name in names.iter().filter(|n| has_prefix(n, &prefix)) {
+            if io.remove_request_header(name).is_err() {
                 log::error!("#{} prefixed_header_not_removed", self.id);
-                return self.send(io, Reply::internal_error());
+                return self.refuse_unstripped(io, dialect);
             }
         }
-        let method = io.request_header(":method").unwrap_or_default();
-        let path = io.request_header(":path").unwrap_or_default();
+        let (method, path) = match line {
+            Ok(line) => line,
+            Err(err) => {
+                // Which API this is cannot be told: policy must not be skipped for it silently.
+                log::error!("#{} request_line_unreadable detail={}", self.id, err.detail);
+                self.started_at = io.now_nanos();
+                return self.fail(io, dialect, "request_line_unreadable");
+            }
+        };
         let Some(api) = Api::detect(&method, &path) else {
             if let Some(api) = Api::detect_path(&path).filter(|_| body_follows(io, end_of_stream)) {
                 // A body sent to an API path with another method would never be inspected.
@@ -297,6 +315,11 @@ impl Exchange {
             _ => {}
         }
     }
+}
+
+/// Whether a header name starts with Tollgate's prefix, in any case.
+fn has_prefix(name: &str, prefix: &str) -> bool {
+    name.as_bytes().get(..prefix.len()).is_some_and(|start| start.eq_ignore_ascii_case(prefix.as_bytes()))
 }
 
 /// Whether the request has a body: Envoy says so with the headers' end of stream; Kong's headers

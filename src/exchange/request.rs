@@ -171,6 +171,16 @@ impl Exchange {
         }
     }
 
+    /// Client-sent headers with Tollgate's prefix could not be removed (or listed): always
+    /// closed, whatever `failure_mode` says, since they could pick a cluster or spoof a tenant.
+    pub(super) fn refuse_unstripped(&mut self, io: &mut dyn HostIo, api: Api) -> Flow {
+        self.request = RequestPhase::Done;
+        let message = "The gateway could not process this request.";
+        let flow = self.send(io, api.error_reply(500, "gateway_error", None, message));
+        self.count_failed_closed(io);
+        flow
+    }
+
     /// A request with a body to an API path, sent with another method than POST.
     pub(super) fn refuse_method(&mut self, io: &mut dyn HostIo, api: Api) -> Flow {
         self.request = RequestPhase::Done;
@@ -193,7 +203,8 @@ impl Exchange {
     fn attribute(&mut self, io: &mut dyn HostIo) {
         let policy = Rc::clone(&self.policy);
         let io_ref: &dyn HostIo = io;
-        let header = |name: &str| io_ref.request_header(name);
+        let id = self.id;
+        let header = |name: &str| header_bytes(id, io_ref, name);
         let metadata = |path: &[String]| io_ref.metadata_value(path);
         self.attribution = policy.tenant.attribute(&header, &metadata);
         if self.attribution.rejected {
@@ -211,7 +222,7 @@ impl Exchange {
         // The request's start time is as random as a new clock read, and costs no hostcall.
         let random = routing::stable_hash(&(self.started_at ^ u64::from(self.id)).to_le_bytes());
         let io: &dyn HostIo = io;
-        let header = |name: &str| io.request_header(name);
+        let header = |name: &str| header_bytes(self.id, io, name);
         routing.decide(&RoutingInput {
             model: request.model.as_deref(),
             route: route.as_deref(),
@@ -240,7 +251,7 @@ impl Exchange {
             .and_then(|i| routing.target(*i))
             .and_then(|t| Some((t, routing.provider_of(t)?)))
             .ok_or_else(routing_error)?;
-        let query = client_query(io);
+        let query = client_query(io)?;
         let planned = provider_request::plan(
             api,
             provider,
@@ -301,7 +312,7 @@ impl Exchange {
             let model = target.model.clone().or_else(|| request.model.clone()).unwrap_or_default();
             steps.push(ChainStep { provider: provider.name.clone(), model });
         }
-        let plan = ChainPlan { api: api.name().to_string(), query: client_query(io), steps };
+        let plan = ChainPlan { api: api.name().to_string(), query: client_query(io)?, steps };
         io.export(names::EXPORT_CHAIN, &plan.to_json());
         for name in ["authorization", "x-api-key", "api-key"] {
             if io.request_header(name).is_some() && io.remove_request_header(name).is_err() {
@@ -390,6 +401,24 @@ fn routing_error() -> Refusal {
     Refusal { status: 500, code: "routing_error", message: "The gateway could not route this request.".into() }
 }
 
-fn client_query(io: &dyn HostIo) -> Option<String> {
-    io.request_header(":path").and_then(|p| p.split_once('?').map(|(_, q)| q.to_string()))
+/// The query string the client sent, copied byte for byte into the provider's path. One that
+/// is not UTF-8 (raw bytes, which a URL may not hold: Envoy refuses such a request line itself,
+/// nginx lets it through) is refused rather than forwarded altered.
+fn client_query(io: &dyn HostIo) -> Result<Option<String>, Refusal> {
+    let path = io.request_header_bytes(":path").map_err(|_| routing_error())?.unwrap_or_default();
+    let Some(at) = path.iter().position(|&b| b == b'?') else { return Ok(None) };
+    let query = path.get(at + 1..).unwrap_or_default().to_vec();
+    String::from_utf8(query).map(Some).map_err(|_| Refusal {
+        status: 400,
+        code: "invalid_request",
+        message: "The query string is not UTF-8: percent-encode its bytes.".into(),
+    })
+}
+
+/// A request header as the client sent it; a read the proxy refuses is absent, and logged.
+fn header_bytes(id: u32, io: &dyn HostIo, name: &str) -> Option<Vec<u8>> {
+    io.request_header_bytes(name).unwrap_or_else(|err| {
+        log::warn!("#{id} request_header_unreadable name={name} detail={}", err.detail);
+        None
+    })
 }

@@ -167,14 +167,20 @@ impl ProxyIo {
         }
     }
 
-    fn header(&self, map_type: u32, name: &str) -> Option<String> {
+    /// A header's value as the bytes the proxy holds: from the snapshot, or (for what the
+    /// snapshot cannot answer) one hostcall.
+    fn header_bytes(&self, map_type: u32, name: &str) -> Result<Option<Vec<u8>>, u32> {
         self.load(map_type);
         if let Snapshot::Held(headers) = &*self.snapshot(map_type).borrow() {
             if let Some(answer) = headers.lookup(name) {
-                return answer.map(str::to_string);
+                return Ok(answer.map(<[u8]>::to_vec));
             }
         }
-        match abi::get_header(map_type, name) {
+        abi::get_header(map_type, name)
+    }
+
+    fn header(&self, map_type: u32, name: &str) -> Option<String> {
+        match self.header_bytes(map_type, name) {
             Ok(value) => value.map(|bytes| String::from_utf8_lossy(&bytes).into_owned()),
             Err(status) => {
                 log::debug!("get_header_failed name={name} status={status}");
@@ -247,6 +253,11 @@ impl HostIo for ProxyIo {
         self.header(abi::MAP_HTTP_REQUEST_HEADERS, name)
     }
 
+    fn request_header_bytes(&self, name: &str) -> Result<Option<Vec<u8>>, HostError> {
+        self.header_bytes(abi::MAP_HTTP_REQUEST_HEADERS, name)
+            .map_err(|status| HostError { detail: format!("get request header status {status}") })
+    }
+
     fn set_request_header(&mut self, name: &str, value: &str) -> Result<(), HostError> {
         self.replace_header(abi::MAP_HTTP_REQUEST_HEADERS, name, value)
             .map_err(|status| HostError { detail: format!("replace request header status {status}") })
@@ -257,11 +268,12 @@ impl HostIo for ProxyIo {
             .map_err(|status| HostError { detail: format!("remove request header status {status}") })
     }
 
-    fn request_header_names(&self) -> Vec<String> {
+    fn request_header_names(&self) -> Option<Vec<String>> {
         self.load(abi::MAP_HTTP_REQUEST_HEADERS);
         match &*self.request_headers.borrow() {
-            Snapshot::Held(headers) => headers.names(),
-            _ => Vec::new(),
+            Snapshot::Held(headers) => Some(headers.names()),
+            // Per-header reads still work, but nothing lists the names.
+            _ => None,
         }
     }
 
@@ -271,11 +283,10 @@ impl HostIo for ProxyIo {
         String::from_utf8(value).ok()
     }
 
-    fn metadata_value(&self, path: &[String]) -> Option<String> {
+    fn metadata_value(&self, path: &[String]) -> Option<Vec<u8>> {
         let mut full = vec!["metadata", "filter_metadata"];
         full.extend(path.iter().map(String::as_str));
-        let value = abi::get_property(&full).ok().flatten()?;
-        String::from_utf8(value).ok()
+        abi::get_property(&full).ok().flatten()
     }
 
     fn read_state(&self, key: &str) -> Option<String> {

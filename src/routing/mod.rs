@@ -119,7 +119,10 @@ pub struct RoutingInput<'a> {
     pub model: Option<&'a str>,
     /// The route's name (Envoy `xds.route_name`, Kong `kong.route_name`), when known.
     pub route: Option<&'a str>,
-    pub header: &'a dyn Fn(&str) -> Option<String>,
+    /// A request header's value, as the bytes the client sent. Globs compare it as text (a
+    /// byte that is not UTF-8 reads as U+FFFD: `*` and `?` match it, no literal does); a sticky
+    /// split hashes the bytes, so two values never share a hash because of how they decode.
+    pub header: &'a dyn Fn(&str) -> Option<Vec<u8>>,
     /// The tenant the request is attributed to (see `tenant`), when known.
     pub tenant: Option<&'a str>,
     /// Estimated prompt tokens, for the context-window rule.
@@ -204,7 +207,7 @@ impl Routing {
             Action::Chain(chain) => chain.clone(),
             Action::Split { arms, sticky_header } => {
                 let key = sticky_header.as_deref().and_then(|h| (input.header)(h));
-                let roll = key.map_or(input.random, |k| stable_hash(k.as_bytes()));
+                let roll = key.map_or(input.random, |k| stable_hash(&k));
                 pick_arm(arms, roll).to_vec()
             }
         };
@@ -218,7 +221,10 @@ impl Routing {
         any(&matcher.models, input.model)
             && any(&matcher.routes, input.route)
             && any(&matcher.tenants, input.tenant)
-            && matcher.headers.iter().all(|(name, glob)| (input.header)(name).is_some_and(|v| glob.is_match(&v)))
+            && matcher
+                .headers
+                .iter()
+                .all(|(name, glob)| (input.header)(name).is_some_and(|v| glob.is_match(&String::from_utf8_lossy(&v))))
     }
 
     /// Keeps the chain when its first target fits the prompt; otherwise the first overflow

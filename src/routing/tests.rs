@@ -36,11 +36,11 @@ fn with(extra: serde_json::Value) -> serde_json::Value {
     value
 }
 
-fn no_headers(_: &str) -> Option<String> {
+fn no_headers(_: &str) -> Option<Vec<u8>> {
     None
 }
 
-fn input<'a>(model: Option<&'a str>, header: &'a dyn Fn(&str) -> Option<String>) -> RoutingInput<'a> {
+fn input<'a>(model: Option<&'a str>, header: &'a dyn Fn(&str) -> Option<Vec<u8>>) -> RoutingInput<'a> {
     RoutingInput { model, route: None, header, tenant: None, prompt_tokens: 10, random: 0 }
 }
 
@@ -102,7 +102,7 @@ fn deny_rules_use_their_status_and_message() {
     let routing = routing(with(json!({"rules": [
         {"match": {"model": "gpt-5*", "headers": {"x-team": "interns"}}, "deny": {"status": 400, "message": "Not for interns."}}
     ]})));
-    let interns = |h: &str| (h == "x-team").then(|| "interns".to_string());
+    let interns = |h: &str| (h == "x-team").then(|| b"interns".to_vec());
     let Decision::Refuse(refusal) = routing.decide(&input(Some("gpt-5"), &interns)) else { panic!() };
     assert_eq!((refusal.status, refusal.message.as_str()), (400, "Not for interns."));
     assert_eq!(routing.decide(&input(Some("gpt-5"), &no_headers)), Decision::Untouched);
@@ -115,7 +115,7 @@ fn rules_match_on_route_headers_and_tenant() {
     ]}));
     let routing = routing(config);
     assert!(routing.needs_route_name());
-    let gold = |h: &str| (h == "x-tier").then(|| "gold".to_string());
+    let gold = |h: &str| (h == "x-tier").then(|| b"gold".to_vec());
     let mut request = input(Some("any"), &gold);
     request.tenant = Some("acme-eu");
     request.route = Some("chat-prod");
@@ -140,7 +140,7 @@ fn weighted_split_follows_the_weights_and_sticks_to_a_key() {
     }
     assert_eq!(counts, [300, 100]);
     for user in ["alice", "bob", "carol", "dave"] {
-        let header = move |h: &str| (h == "x-user").then(|| user.to_string());
+        let header = move |h: &str| (h == "x-user").then(|| user.as_bytes().to_vec());
         let first = routing.decide(&RoutingInput { random: 0, ..input(Some("smart"), &header) });
         for roll in 1..20 {
             assert_eq!(
@@ -150,6 +150,28 @@ fn weighted_split_follows_the_weights_and_sticks_to_a_key() {
             );
         }
     }
+}
+
+fn routing_of(rule: serde_json::Value) -> Routing {
+    routing(with(json!({"rules": [rule]})))
+}
+
+#[test]
+fn sticky_keys_hash_the_bytes_sent_so_values_that_are_not_utf8_stay_apart() {
+    let split = routing_of(json!({"match": {"model": "smart"},
+        "split": [{"targets": ["sonnet"], "weight": 1}, {"targets": ["big"], "weight": 1}], "sticky_header": "x-user"}));
+    // Read lossily, every one of these would be "caf\u{FFFD}" and land on one arm.
+    let arms: std::collections::BTreeSet<Vec<String>> = (0x80..=0xffu8)
+        .map(|byte| {
+            let header = move |h: &str| (h == "x-user").then(|| [&b"caf"[..], &[byte]].concat());
+            chain_names(&split, &split.decide(&input(Some("smart"), &header)))
+        })
+        .collect();
+    assert_eq!(arms.len(), 2, "distinct values spread over both arms");
+    let header = |h: &str| (h == "x-team").then(|| b"intern\xe9".to_vec());
+    let deny =
+        routing_of(json!({"match": {"headers": {"x-team": "intern?"}}, "deny": {"status": 400, "message": "no"}}));
+    assert!(matches!(deny.decide(&input(Some("m"), &header)), Decision::Refuse(_)), "`?` matches the odd byte");
 }
 
 #[test]

@@ -3,6 +3,9 @@ record and the labelled Prometheus metrics; nobody can spoof Tollgate's own head
 tenant values are refused, not stored."""
 
 
+import json
+import socket
+
 from conftest import mock_last, post, prometheus_samples, usage_records, wait_for_records
 
 PATH = "/v1/chat/completions"
@@ -51,3 +54,33 @@ def test_a_tenant_named_like_a_label_is_still_tagged_right(routed):
     assert response.status == 200
     labels = 'provider="openai",model="gpt-4o-mini-2024-07-18",tenant="model"'
     assert prometheus_samples(routed)[f'tollgate_requests{{{labels},outcome="complete"}}'] == 1
+
+
+def raw_post(port, path: bytes, headers: list[tuple[bytes, bytes]], body: bytes) -> bytes:
+    """An HTTP/1.1 POST written byte by byte: header values that are not UTF-8 (obs-text), which
+    http.client would refuse to send. Returns the status line."""
+    head = b"POST " + path + b" HTTP/1.1\r\nhost: tollgate\r\ncontent-length: " + str(len(body)).encode() + b"\r\n"
+    head += b"".join(name + b": " + value + b"\r\n" for name, value in headers)
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
+        conn.sendall(head + b"\r\n" + body)
+        answer = b""
+        while b"\r\n" not in answer:
+            chunk = conn.recv(4096)
+            if not chunk:
+                break
+            answer += chunk
+    return answer.split(b"\r\n", 1)[0]
+
+
+def test_a_tenant_that_is_not_utf8_is_refused_and_counted_never_merged(routed):
+    """Envoy passes obs-text header bytes (Latin-1 `caf\\xe9`, `caf\\xe8`) to the filter; read
+    lossily both were the one tenant `caf\\ufffd`. Each is refused and counted instead."""
+    before = len(usage_records(routed))
+    rejected = routed.stats().get("wasmcustom.tollgate.attribution_rejected", 0)
+    body = json.dumps(CHAT).encode()
+    for tenant in (b"caf\xe9", b"caf\xe8"):
+        status = raw_post(routed.port, PATH.encode(), [(b"content-type", b"application/json"), (b"x-tenant-id", tenant)], body)
+        assert status.startswith(b"HTTP/1.1 "), status
+    records = wait_for_records(routed, before + 2)[-2:]
+    assert [r["tenant"] for r in records] == [None, None]
+    assert routed.stats()["wasmcustom.tollgate.attribution_rejected"] == rejected + 2

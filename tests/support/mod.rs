@@ -78,8 +78,13 @@ pub struct FakeHost {
     pub kong_upstream: Option<String>,
     /// Envoy: the provider named in the metadata of the endpoint the attempt went to.
     pub upstream_provider: Option<String>,
-    /// Dynamic metadata by path joined with `/` (namespace first), as other filters wrote it.
-    pub metadata: HashMap<String, String>,
+    /// Dynamic metadata by path joined with `/` (namespace first), as other filters wrote it
+    /// (Envoy hands a number or boolean over in binary).
+    pub metadata: HashMap<String, Vec<u8>>,
+    /// Request headers the filter reads as other bytes than the text the test sent: values that
+    /// are not UTF-8 (HTTP allows them), or `None` for a header the proxy refuses to read (Kong
+    /// reads each pseudo-header with its own hostcall).
+    pub raw_request_headers: Vec<(String, Option<Vec<u8>>)>,
     /// Labelled metrics: counters summed, histogram samples summed too.
     pub metrics: HashMap<String, u64>,
     /// Response trailers the filter added.
@@ -90,7 +95,7 @@ pub struct FakeHost {
     /// Response body calls (counted the same way) whose chunk this host refuses to replace.
     pub unwritable_response_chunks: Vec<usize>,
     /// Hostcalls this host refuses, to test `failure_mode`: `request_body`,
-    /// `replace_request_body`, `send_reply`, `replace_response_body`.
+    /// `replace_request_body`, `send_reply`, `replace_response_body`, `request_header_names`.
     pub refuse: Vec<&'static str>,
     /// Every `HostIo` call the filter made, by kind (examples/per_request.rs reports them).
     pub hostcalls: Hostcalls,
@@ -283,6 +288,7 @@ impl FakeHost {
             kong_upstream: None,
             upstream_provider: None,
             metadata: HashMap::new(),
+            raw_request_headers: Vec::new(),
             metrics: HashMap::new(),
             trailers: Vec::new(),
             refuse: Vec::new(),
@@ -337,7 +343,7 @@ impl FakeHost {
     }
 
     pub fn upstream_header(&self, name: &str) -> Option<&str> {
-        self.upstream_headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+        self.upstream_headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
     pub fn counter(&self, counter: Counter) -> u64 {
@@ -369,7 +375,7 @@ impl FakeHost {
             self.violations.push(format!("request header {name} set after the headers went upstream"));
             return Err(HostError { detail: "headers already sent".into() });
         }
-        self.request_headers.retain(|(n, _)| n != name);
+        self.request_headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
         self.request_headers.push((name.to_string(), value.to_string()));
         Ok(())
     }
@@ -378,9 +384,10 @@ impl FakeHost {
         self.profile == Profile::Kong
     }
 
-    /// Sends a request through the filter: headers, then the body in `chunks`.
+    /// Sends a request through the filter: headers, then the body in `chunks`. Envoy lowercases
+    /// header names; Kong (nginx) keeps the client's case.
     pub fn request(&mut self, ex: &mut Exchange, headers: &[(&str, &str)], chunks: &[&[u8]]) {
-        self.request_headers = owned(headers);
+        self.request_headers = if self.kong() { as_sent(headers) } else { owned(headers) };
         let headers_end = chunks.is_empty() && !self.kong();
         let flow = ex.on_request_headers(self, headers_end);
         if self.reply.is_some() {
@@ -608,6 +615,10 @@ fn owned(headers: &[(&str, &str)]) -> Vec<(String, String)> {
     headers.iter().map(|(n, v)| (n.to_ascii_lowercase(), v.to_string())).collect()
 }
 
+fn as_sent(headers: &[(&str, &str)]) -> Vec<(String, String)> {
+    headers.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect()
+}
+
 fn find(headers: &[(String, String)], name: &str) -> Option<String> {
     headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone())
 }
@@ -629,7 +640,19 @@ impl HostIo for FakeHost {
 
     fn request_header(&self, name: &str) -> Option<String> {
         self.hostcalls.note_header_read(Hostcall::RequestHeader, Hostcall::RequestHeaderMap);
-        find(&self.request_headers, name)
+        match self.raw_request_headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)) {
+            Some((_, raw)) => raw.as_ref().map(|v| String::from_utf8_lossy(v).into_owned()),
+            None => find(&self.request_headers, name),
+        }
+    }
+
+    fn request_header_bytes(&self, name: &str) -> Result<Option<Vec<u8>>, HostError> {
+        self.hostcalls.note_header_read(Hostcall::RequestHeader, Hostcall::RequestHeaderMap);
+        match self.raw_request_headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)) {
+            Some((_, Some(raw))) => Ok(Some(raw.clone())),
+            Some((_, None)) => Err(HostError { detail: "refused by the test".into() }),
+            None => Ok(find(&self.request_headers, name).map(String::into_bytes)),
+        }
     }
 
     fn set_request_header(&mut self, name: &str, value: &str) -> Result<(), HostError> {
@@ -643,7 +666,7 @@ impl HostIo for FakeHost {
             self.violations.push(format!("request header {name} removed after the headers went upstream"));
             return Err(HostError { detail: "headers already sent".into() });
         }
-        self.request_headers.retain(|(n, _)| n != name);
+        self.request_headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
         Ok(())
     }
 
@@ -652,9 +675,12 @@ impl HostIo for FakeHost {
         self.route_name.clone()
     }
 
-    fn request_header_names(&self) -> Vec<String> {
+    fn request_header_names(&self) -> Option<Vec<String>> {
         self.hostcalls.note_header_read(Hostcall::RequestHeaderNames, Hostcall::RequestHeaderMap);
-        self.request_headers.iter().map(|(n, _)| n.clone()).collect()
+        if self.refuse.contains(&"request_header_names") {
+            return None;
+        }
+        Some(self.request_headers.iter().map(|(n, _)| n.clone()).collect())
     }
 
     fn upstream_provider(&self) -> Option<String> {
@@ -662,7 +688,7 @@ impl HostIo for FakeHost {
         self.upstream_provider.clone()
     }
 
-    fn metadata_value(&self, path: &[String]) -> Option<String> {
+    fn metadata_value(&self, path: &[String]) -> Option<Vec<u8>> {
         self.hostcalls.note(Hostcall::MetadataValue);
         self.metadata.get(&path.join("/")).cloned()
     }
