@@ -87,10 +87,14 @@ pub enum Counter {
     /// client's dialect cannot carry: the client's stream ended there with an error event in its
     /// dialect.
     StreamEventsUntranslatable,
+    /// A request whose route name the proxy would not hand over: rules matching on `route`,
+    /// route-limited guardrail policies and per-route failure modes were decided as for a
+    /// request without a route.
+    RouteNamesUnreadable,
 }
 
 impl Counter {
-    pub const ALL: [Counter; 15] = [
+    pub const ALL: [Counter; 16] = [
         Counter::RequestsInspected,
         Counter::RequestsRejectedInvalidBody,
         Counter::RequestsRejectedTooLarge,
@@ -106,6 +110,7 @@ impl Counter {
         Counter::ResponsesNotRewritten,
         Counter::ResponseTextsUnreadable,
         Counter::StreamEventsUntranslatable,
+        Counter::RouteNamesUnreadable,
     ];
 
     pub fn metric_name(self) -> &'static str {
@@ -125,6 +130,7 @@ impl Counter {
             Counter::ResponsesNotRewritten => "tollgate.responses_not_rewritten",
             Counter::ResponseTextsUnreadable => "tollgate.response_texts_unreadable",
             Counter::StreamEventsUntranslatable => "tollgate.stream_events_untranslatable",
+            Counter::RouteNamesUnreadable => "tollgate.route_names_unreadable",
         }
     }
 }

@@ -29,7 +29,8 @@ pub struct HostState {
 
 /// Hostcalls to refuse on purpose, to test `failure_mode` against a real proxy: named in the
 /// Wasm VM's environment variable `TOLLGATE_TEST_FAULTS` (comma-separated `request_body`,
-/// `replace_request_body`, `send_reply`), which only the operator sets. Never set in production.
+/// `replace_request_body`, `send_reply`, `route_name`), which only the operator sets. Never
+/// set in production.
 /// `panic` panics in the first request's headers callback, to prove the panic hook and the
 /// tests' VM-failure checks work.
 #[derive(Debug, Clone, Copy, Default)]
@@ -37,6 +38,7 @@ pub struct Faults {
     request_body: bool,
     replace_request_body: bool,
     send_reply: bool,
+    route_name: bool,
     pub panic: bool,
 }
 
@@ -49,12 +51,13 @@ impl Faults {
             request_body: named("request_body"),
             replace_request_body: named("replace_request_body"),
             send_reply: named("send_reply"),
+            route_name: named("route_name"),
             panic: named("panic"),
         }
     }
 
     pub fn any(self) -> bool {
-        self.request_body || self.replace_request_body || self.send_reply || self.panic
+        self.request_body || self.replace_request_body || self.send_reply || self.route_name || self.panic
     }
 }
 
@@ -77,6 +80,8 @@ pub struct ProxyIo {
     /// The route's name as last read: routing, guardrails and the failure mode may each ask.
     /// Forgotten when the filter edits a request header, since Envoy then matches the route again.
     route_name: RefCell<Option<Option<String>>>,
+    /// A route-name read failed in this request (logged and counted once).
+    route_name_failed: Cell<bool>,
 }
 
 #[derive(Default)]
@@ -95,6 +100,7 @@ impl ProxyIo {
             request_headers: RefCell::default(),
             response_headers: RefCell::default(),
             route_name: RefCell::default(),
+            route_name_failed: Cell::new(false),
         }
     }
 
@@ -302,7 +308,20 @@ impl HostIo for ProxyIo {
             HostKind::Envoy => &["xds", "route_name"],
             HostKind::Kong => &["kong", "route_name"],
         };
-        let name = abi::get_property(path).ok().flatten().and_then(|value| String::from_utf8(value).ok());
+        let read = if self.host.faults.get().route_name { Err(0) } else { abi::get_property(path) };
+        let name = match read {
+            // A route's name is a protobuf string (Envoy) or Lua string (Kong): UTF-8.
+            Ok(value) => value.and_then(|value| String::from_utf8(value).ok()),
+            Err(status) => {
+                // Not "no route": per-route rules, guardrail policies and failure modes are then
+                // decided as for a request without one. Said once per request.
+                if !self.route_name_failed.replace(true) {
+                    log::warn!("route_name_unreadable status={status}: deciding as for no route");
+                    self.increment(Counter::RouteNamesUnreadable);
+                }
+                None
+            }
+        };
         self.route_name.replace(Some(name.clone()));
         name
     }

@@ -47,6 +47,24 @@ def test_open_on_its_route_passes_the_request_on_untouched_and_counts_it(faulty_
     assert faulty_envoy.vm_failures() == []
 
 
+def test_a_route_name_the_proxy_will_not_hand_over_is_logged_and_counted_not_taken_for_no_route(mock):
+    # team-a is open, but the route's name cannot be read: the default (closed) decides, and
+    # the failed read is said, once per request, rather than passing for "no route".
+    config = {"failure_mode": {"default": "closed", "routes": {"team-a": "open"}}}
+    proxy = Envoy(mock.port, filter_config=config, vm_env={"TOLLGATE_TEST_FAULTS": "request_body,route_name"})
+    try:
+        for _ in range(2):
+            response = post(proxy.port, "/team-a/v1/chat/completions", CHAT, headers=JSON)
+            assert response.status == 500
+        stats = proxy.stats()
+        assert stats["wasmcustom.tollgate.route_names_unreadable"] == 2
+        assert stats["wasmcustom.tollgate.requests_failed_closed"] == 2
+        assert proxy.log().count("route_name_unreadable") == 2
+        assert proxy.vm_failures() == []
+    finally:
+        proxy.stop()
+
+
 def test_a_panic_is_seen_by_the_vm_failure_checks(mock):
     # Envoy 1.40 counts nothing when a VM traps: the checks must find it in the log.
     proxy = Envoy(mock.port, vm_env={"TOLLGATE_TEST_FAULTS": "panic"})
