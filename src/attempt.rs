@@ -5,14 +5,18 @@
 //! Envoy gives every attempt the original body but the *previous attempt's* headers, so the path
 //! is set outright and every credential header is removed before this provider's is set. The
 //! plan comes from filter state, written once by the downstream filter.
+//!
+//! An attempt that cannot be prepared never goes on as the previous attempt left it (that
+//! would send the previous provider's path, and perhaps its key, to this provider's host): it
+//! follows the route's `failure_mode`, like the downstream filter.
 
 use std::rc::Rc;
 
 use crate::chain::{ChainPlan, ChainStep};
-use crate::config::Policy;
+use crate::config::{FailureMode, Policy};
 use crate::dialect::Api;
 use crate::host_io::{Flow, HostIo};
-use crate::names;
+use crate::names::{self, Counter};
 use crate::provider_request::{self, Translation};
 use crate::response_translation::{self, StreamTranslation};
 use crate::routing::Provider;
@@ -64,21 +68,27 @@ impl Attempt {
 
     pub fn on_request_headers(&mut self, io: &mut dyn HostIo, end_of_stream: bool) -> Flow {
         self.phase = Phase::PassThrough;
-        let Some(plan) = io.read_state(names::EXPORT_CHAIN).and_then(|s| ChainPlan::from_json(&s)) else {
+        // No plan: the downstream filter did not send this request down a chain.
+        let Some(exported) = io.read_state(names::EXPORT_CHAIN) else {
             return Flow::Continue;
         };
+        let Some(plan) = ChainPlan::from_json(&exported) else {
+            log::error!("#{} attempt_plan_unreadable", self.id);
+            let api = io.request_header(":path").and_then(|p| Api::detect_path(&p)).unwrap_or(Api::OpenAiChat);
+            return self.fail(io, api, None, "attempt_plan_unreadable");
+        };
+        let api = api_named(&plan.api).unwrap_or(Api::OpenAiChat);
         let Some(provider) = io.upstream_provider() else {
             log::error!("#{} attempt_without_provider_metadata", self.id);
-            return Flow::Continue;
+            return self.fail(io, api, None, "attempt_without_provider_metadata");
         };
         let (Some(step), Some(api)) = (plan.step_for(&provider), api_named(&plan.api)) else {
             log::error!("#{} attempt_provider_not_in_chain provider={provider}", self.id);
-            return Flow::Continue;
+            return self.fail(io, api, None, "attempt_provider_not_in_chain");
         };
         self.plan = Some((api, plan.query.clone(), step.clone()));
         if end_of_stream {
-            self.finish(io, 0);
-            return Flow::Continue;
+            return self.finish(io, 0);
         }
         // Hold the headers: content-length can only be corrected while they are held.
         self.phase = Phase::ReadingBody { size: 0 };
@@ -93,29 +103,80 @@ impl Attempt {
         if !end_of_stream {
             return Flow::Pause;
         }
-        self.finish(io, body_size);
-        Flow::Continue
+        self.finish(io, body_size)
     }
 
     pub fn on_request_trailers(&mut self, io: &mut dyn HostIo) -> Flow {
-        if let Phase::ReadingBody { size } = self.phase {
-            self.finish(io, size);
+        match self.phase {
+            Phase::ReadingBody { size } => self.finish(io, size),
+            _ => Flow::Continue,
         }
-        Flow::Continue
     }
 
-    fn finish(&mut self, io: &mut dyn HostIo, size: usize) {
+    fn finish(&mut self, io: &mut dyn HostIo, size: usize) -> Flow {
         self.phase = Phase::Done;
-        let Some((api, query, step)) = self.plan.clone() else { return };
+        let Some((api, query, step)) = self.plan.clone() else { return Flow::Continue };
         let policy = Rc::clone(&self.policy);
         let Some(provider) = policy.routing.providers.iter().find(|p| p.name == step.provider) else {
             log::error!("#{} attempt_provider_not_configured provider={}", self.id, step.provider);
-            return;
+            return self.fail(io, api, None, "attempt_provider_not_configured");
         };
-        let body = if size == 0 { Vec::new() } else { io.request_body(0, size).unwrap_or_default() };
-        if let Err(reason) = self.prepare(io, api, provider, &step, &body, query.as_deref()) {
-            // The attempt goes on unchanged: its provider's error fails it over to the next one.
-            log::error!("#{} attempt_not_prepared provider={} reason={reason}", self.id, provider.name);
+        let prepared_for = Some((provider, step.model.as_str(), query.as_deref()));
+        let body = if size == 0 { Some(Vec::new()) } else { io.request_body(0, size) };
+        let Some(body) = body else {
+            log::error!("#{} attempt_body_unreadable provider={} bytes={size}", self.id, provider.name);
+            return self.fail(io, api, prepared_for, "attempt_body_unreadable");
+        };
+        match self.prepare(io, api, provider, &step, &body, query.as_deref()) {
+            Ok(()) => Flow::Continue,
+            Err(reason) => {
+                log::error!("#{} attempt_not_prepared provider={} reason={reason}", self.id, provider.name);
+                self.fail(io, api, prepared_for, "attempt_not_prepared")
+            }
+        }
+    }
+
+    /// The attempt cannot be prepared for its provider. Closed: a 500 in the client's dialect
+    /// (it goes straight to the client, Envoy does not retry a local reply). Open: the attempt
+    /// goes on with the client's body, but addressed to this provider (its path, only its
+    /// credentials) when it is known, or with no credential at all when it is not, never with
+    /// what the previous attempt left. Counted either way.
+    fn fail(
+        &mut self,
+        io: &mut dyn HostIo,
+        api: Api,
+        provider: Option<(&Provider, &str, Option<&str>)>,
+        reason: &str,
+    ) -> Flow {
+        self.phase = Phase::Done;
+        let failure = &self.policy.failure;
+        let route = if failure.by_route() { io.route_name() } else { None };
+        match failure.mode_for(route.as_deref()) {
+            FailureMode::Open => {
+                io.increment(Counter::RequestsFailedOpen);
+                log::error!("#{} failed_open reason={reason}", self.id);
+                let addressed = match provider {
+                    Some((provider, model, query)) => {
+                        let path = provider_request::path(api, provider, model, query);
+                        provider_request::apply_headers(io, provider, &path, true)
+                    }
+                    None => provider_request::remove_credentials(io),
+                };
+                if let Err(refused) = addressed {
+                    log::error!("#{} attempt_headers_not_applied headers={}", self.id, refused.join(","));
+                }
+                Flow::Continue
+            }
+            FailureMode::Closed => {
+                io.increment(Counter::RequestsFailedClosed);
+                log::error!("#{} failed_closed reason={reason}", self.id);
+                let reply = api.error_reply(500, "gateway_error", None, "The gateway could not process this request.");
+                if let Err(err) = io.send_reply(reply.status, &[("content-type", "application/json")], &reply.body) {
+                    // Held, it never reaches a provider unprepared; Envoy's timeouts end it.
+                    log::error!("#{} local_reply_failed status=500 detail={}", self.id, err.detail);
+                }
+                Flow::Pause
+            }
         }
     }
 
@@ -145,6 +206,9 @@ impl Attempt {
             }
         }
         log::debug!("#{} attempt provider={} model={}", self.id, provider.name, planned.model);
+        if !planned.notes.is_empty() {
+            log::debug!("#{} translation_notes direction=request notes={}", self.id, planned.notes.join("; "));
+        }
         self.translation = planned.translation;
         Ok(())
     }
@@ -181,16 +245,8 @@ impl Attempt {
         };
         match &mut self.answer {
             Answer::AsIs => Flow::Continue,
-            Answer::Streaming(translator) => {
-                let chunk =
-                    if body_size == 0 { Vec::new() } else { io.response_body(0, body_size).unwrap_or_default() };
-                let mut out = translator.feed(&chunk);
-                if end_of_stream {
-                    out.extend(translator.finish());
-                }
-                if let Err(err) = io.replace_response_body(body_size, &out) {
-                    log::warn!("#{} attempt_chunk_not_translated detail={}", self.id, err.detail);
-                }
+            Answer::Streaming(..) => {
+                self.stream_chunk(io, body_size, end_of_stream);
                 Flow::Continue
             }
             Answer::Buffering { size } => {
@@ -198,22 +254,105 @@ impl Attempt {
                 if !end_of_stream {
                     return Flow::Pause;
                 }
-                self.answer = Answer::AsIs;
-                let body = io.response_body(0, body_size).unwrap_or_default();
-                let created = io.now_nanos() / 1_000_000_000;
-                match response_translation::translate_body(translation, &body, created) {
-                    Ok(translated) => {
-                        let replaced = io
-                            .replace_response_body(body_size, &translated)
-                            .and_then(|()| io.set_response_header("content-length", &translated.len().to_string()));
-                        if let Err(err) = replaced {
-                            log::warn!("#{} attempt_answer_not_replaced detail={}", self.id, err.detail);
-                        }
-                    }
-                    Err(err) => log::warn!("#{} attempt_answer_not_translated reason={err}", self.id),
-                }
+                self.finish_answer(io, translation, body_size);
                 Flow::Continue
             }
+        }
+    }
+
+    /// An upstream that ends its answer with trailers (HTTP/2) never flags end of stream on a
+    /// body callback: the trailers end it, so a translated stream still gets its closing
+    /// events and a held answer is still translated.
+    pub fn on_response_trailers(&mut self, io: &mut dyn HostIo) -> Flow {
+        let Some(translation) = self.translation else {
+            return Flow::Continue;
+        };
+        match self.answer {
+            Answer::AsIs => {}
+            Answer::Streaming(..) => self.stream_chunk(io, 0, true),
+            Answer::Buffering { size } => self.finish_answer(io, translation, size),
+        }
+        Flow::Continue
+    }
+
+    fn stream_chunk(&mut self, io: &mut dyn HostIo, body_size: usize, end_of_stream: bool) {
+        let Answer::Streaming(translator) = &mut self.answer else { return };
+        let chunk = if body_size == 0 { Some(Vec::new()) } else { io.response_body(0, body_size) };
+        let out = match chunk {
+            Some(chunk) => {
+                let mut out = translator.feed(&chunk);
+                if end_of_stream {
+                    out.extend(translator.finish());
+                }
+                out
+            }
+            None => {
+                // Translating nothing in its place would leave a hole in the client's stream,
+                // and passing it on would put the provider's dialect in it: end it, visibly
+                // (as the downstream filter does with a stream chunk it cannot read).
+                io.increment(Counter::ResponsesNotInspected);
+                log::error!("#{} failed_closed reason=attempt_chunk_unreadable bytes={body_size}", self.id);
+                translator.end_with_error("The gateway could not read the provider's stream.")
+            }
+        };
+        if translator.unreadable() > 0 && end_of_stream {
+            io.increment(Counter::StreamEventsUntranslatable);
+            log::warn!("#{} stream_event_untranslatable count={}", self.id, translator.unreadable());
+        }
+        if end_of_stream && !translator.notes().is_empty() {
+            log::debug!("#{} translation_notes direction=response notes={}", self.id, translator.notes().join("; "));
+        }
+        if let Err(err) = io.replace_response_body(body_size, &out) {
+            io.increment(Counter::ResponsesNotRewritten);
+            log::warn!("#{} attempt_chunk_not_translated detail={}", self.id, err.detail);
+        }
+    }
+
+    fn finish_answer(&mut self, io: &mut dyn HostIo, translation: Translation, size: usize) {
+        self.answer = Answer::AsIs;
+        let body = if size == 0 { Some(Vec::new()) } else { io.response_body(0, size) };
+        let Some(body) = body else {
+            // It cannot be translated: as the downstream filter does, by the route's failure
+            // mode, a 500 in the client's dialect (closed) or the provider's answer as sent (open).
+            io.increment(Counter::ResponsesNotInspected);
+            let failure = &self.policy.failure;
+            let route = if failure.by_route() { io.route_name() } else { None };
+            if failure.mode_for(route.as_deref()) == FailureMode::Open {
+                log::error!("#{} failed_open reason=attempt_answer_unreadable bytes={size}", self.id);
+                return;
+            }
+            log::error!("#{} failed_closed reason=attempt_answer_unreadable bytes={size}", self.id);
+            let api = self.plan.as_ref().map_or(Api::OpenAiChat, |(api, _, _)| *api);
+            let reply = api.error_reply(500, "gateway_error", None, "The gateway could not read the answer.");
+            self.replace_answer(io, size, Some(reply.status), &reply.body);
+            return;
+        };
+        let created = io.now_nanos() / 1_000_000_000;
+        match response_translation::translate_answer(translation, &body, created) {
+            Ok(translated) => {
+                if !translated.notes.is_empty() {
+                    log::debug!(
+                        "#{} translation_notes direction=response notes={}",
+                        self.id,
+                        translated.notes.join("; ")
+                    );
+                }
+                self.replace_answer(io, size, None, &translated.body);
+            }
+            Err(err) => log::warn!("#{} attempt_answer_not_translated reason={err}", self.id),
+        }
+    }
+
+    fn replace_answer(&self, io: &mut dyn HostIo, size: usize, status: Option<u16>, body: &[u8]) {
+        let replaced = io.replace_response_body(size, body).and_then(|()| {
+            if let Some(status) = status {
+                io.set_response_header(":status", &status.to_string())?;
+            }
+            io.set_response_header("content-length", &body.len().to_string())
+        });
+        if let Err(err) = replaced {
+            io.increment(Counter::ResponsesNotRewritten);
+            log::warn!("#{} attempt_answer_not_replaced detail={}", self.id, err.detail);
         }
     }
 }

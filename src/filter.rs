@@ -68,7 +68,8 @@ impl Filter {
     pub fn on_response_trailers(&mut self, io: &mut dyn HostIo) -> Flow {
         match self {
             Filter::Exchange(ex) => ex.on_response_trailers(io),
-            Filter::Attempt(_) | Filter::Misconfigured(_) => Flow::Continue,
+            Filter::Attempt(at) => at.on_response_trailers(io),
+            Filter::Misconfigured(_) => Flow::Continue,
         }
     }
 

@@ -84,6 +84,9 @@ pub trait HostIo {
     /// Hands a value to the proxy's logging (Envoy filter state `wasm.<key>`, Kong
     /// `kong.ctx.shared`), for access logs and log plugins.
     fn export(&mut self, key: &str, value: &str);
+    /// [`HostIo::export`] for a value the request cannot do without (the fallback plan the
+    /// upstream filter reads): `Err` when the proxy refused it.
+    fn export_required(&mut self, key: &str, value: &str) -> Result<(), HostError>;
 }
 
 /// Header pairs in the proxy-wasm wire format (used for local replies): a u32 count, then a

@@ -42,6 +42,30 @@ pub struct ProviderRequest {
     pub body: Option<Vec<u8>>,
     pub model: String,
     pub translation: Option<Translation>,
+    /// What translation dropped or changed (see `translate::Translated::notes`), for the log.
+    pub notes: Vec<String>,
+}
+
+/// The translation a client of `api` needs to be served by a provider of `dialect`: `Ok(None)`
+/// when the provider speaks it, `Err(())` when no translation exists.
+fn translation_for(api: Api, dialect: Dialect) -> Result<Option<Translation>, ()> {
+    match (api.native_to(dialect), api) {
+        (true, _) => Ok(None),
+        (false, Api::OpenAiChat) => Ok(Some(Translation::OpenAiToAnthropic)),
+        (false, Api::AnthropicMessages) => Ok(Some(Translation::AnthropicToOpenAi)),
+        (false, _) => Err(()),
+    }
+}
+
+/// The provider's path for `api` (its own, or the one it is translated to) and `model`.
+pub fn path(api: Api, provider: &Provider, model: &str, client_query: Option<&str>) -> String {
+    let translation = translation_for(api, provider.dialect).ok().flatten();
+    let suffix = translation.map_or(api, Translation::upstream_api).path_suffix();
+    let mut path = format!("{}{}", provider.path_prefix.replace("{model}", model), suffix);
+    if let Some(query) = provider.query.as_deref().or(client_query) {
+        path = format!("{path}?{query}");
+    }
+    path
 }
 
 /// Plans the request for `provider` serving `model` (`None`: keep the client's model). A client
@@ -57,39 +81,37 @@ pub fn plan(
     default_max_tokens: u32,
 ) -> Result<ProviderRequest, Refusal> {
     let model = model.or(requested).unwrap_or_default().to_string();
-    let (translation, body) = match (api.native_to(provider.dialect), api) {
-        (true, _) => {
-            let body = if requested == Some(model.as_str()) || model.is_empty() {
-                None
-            } else {
-                let quoted = json_tree::encode_string(&model);
-                json_edit::replace_value(body, "model", &quoted)
-                    .or_else(|| json_edit::insert_first(body, "model", &quoted))
-            };
-            (None, body)
+    let translation = translation_for(api, provider.dialect).map_err(|()| Refusal {
+        status: 400,
+        code: "unsupported_api",
+        message: format!("The {} API cannot be served by provider '{}'.", api.name(), provider.name),
+    })?;
+    let (body, notes) = match translation {
+        None if requested == Some(model.as_str()) || model.is_empty() => (None, Vec::new()),
+        None => {
+            let quoted = json_tree::encode_string(&model);
+            let edited = json_edit::replace_value(body, "model", &quoted)
+                .or_else(|| json_edit::insert_first(body, "model", &quoted))
+                // The routed model must be in the body: never the client's model to this provider.
+                .ok_or_else(model_not_written)?;
+            (Some(edited), Vec::new())
         }
-        (false, Api::OpenAiChat) => {
+        Some(Translation::OpenAiToAnthropic) => {
             let translated = translate::openai_chat_to_anthropic(body, &model, default_max_tokens).map_err(refusal)?;
-            (Some(Translation::OpenAiToAnthropic), Some(translated.body))
+            (Some(translated.body), translated.notes)
         }
-        (false, Api::AnthropicMessages) => {
+        Some(Translation::AnthropicToOpenAi) => {
             let translated = translate::anthropic_to_openai_chat(body, &model).map_err(refusal)?;
-            (Some(Translation::AnthropicToOpenAi), Some(translated.body))
-        }
-        (false, _) => {
-            return Err(Refusal {
-                status: 400,
-                code: "unsupported_api",
-                message: format!("The {} API cannot be served by provider '{}'.", api.name(), provider.name),
-            })
+            (Some(translated.body), translated.notes)
         }
     };
-    let suffix = translation.map_or(api, Translation::upstream_api).path_suffix();
-    let mut path = format!("{}{}", provider.path_prefix.replace("{model}", &model), suffix);
-    if let Some(query) = provider.query.as_deref().or(client_query) {
-        path = format!("{path}?{query}");
-    }
-    Ok(ProviderRequest { path, body, model, translation })
+    let path = path(api, provider, &model, client_query);
+    Ok(ProviderRequest { path, body, model, translation, notes })
+}
+
+/// The body is not a JSON object the model can be written into (the proxy handed over none).
+fn model_not_written() -> Refusal {
+    Refusal { status: 500, code: "routing_error", message: "The gateway could not route this request.".into() }
 }
 
 /// A request the other dialect cannot express: a 400 naming the field, in the client's words.
@@ -100,6 +122,21 @@ fn refusal(error: TranslateError) -> Refusal {
         TranslateErrorKind::Unsupported => "unsupported_by_provider",
     };
     Refusal { status: 400, code, message: error.to_string() }
+}
+
+/// Removes every credential header of every dialect (for an attempt whose provider is not
+/// known: nobody else's key may go to its host). Returns the names the proxy refused.
+pub fn remove_credentials(io: &mut dyn HostIo) -> Result<(), Vec<String>> {
+    let refused: Vec<String> = CREDENTIAL_HEADERS
+        .into_iter()
+        .filter(|name| io.request_header(name).is_some() && io.remove_request_header(name).is_err())
+        .map(str::to_string)
+        .collect();
+    if refused.is_empty() {
+        Ok(())
+    } else {
+        Err(refused)
+    }
 }
 
 /// Sets the path and the provider's credentials. `replace_all_credentials`: remove every
@@ -176,6 +213,15 @@ mod tests {
             plan(Api::OpenAiEmbeddings, &openai, None, Some("m"), br#"{"model":"m"}"#, Some("x=1"), 64).unwrap();
         assert_eq!(planned.path, "/v1/embeddings?x=1");
         assert_eq!(planned.body, None);
+    }
+
+    #[test]
+    fn a_model_that_cannot_be_written_into_the_body_is_an_error_never_the_clients_model() {
+        let openai = provider(Dialect::OpenAi, "/v1", None);
+        for body in [&b""[..], b"[]", b"garbage"] {
+            let refusal = plan(Api::OpenAiChat, &openai, Some("gpt-4o"), Some("fast"), body, None, 64).unwrap_err();
+            assert_eq!((refusal.status, refusal.code), (500, "routing_error"), "{body:?}");
+        }
     }
 
     #[test]

@@ -3,7 +3,9 @@
 
 use crate::provider_request::Translation;
 use crate::reply::Reply;
-use crate::translate::{self, AnthropicToOpenAiStream, OpenAiToAnthropicStream, SseTranslator, TranslateError};
+use crate::translate::{
+    self, AnthropicToOpenAiStream, OpenAiToAnthropicStream, SseTranslator, TranslateError, Translated,
+};
 
 /// A provider's stream being turned into the client's.
 #[derive(Debug)]
@@ -71,11 +73,15 @@ impl StreamTranslation {
 
 /// A complete (non-streaming) provider answer in the client's dialect.
 pub fn translate_body(translation: Translation, body: &[u8], created: u64) -> Result<Vec<u8>, TranslateError> {
-    let translated = match translation {
-        Translation::OpenAiToAnthropic => translate::anthropic_response_to_openai_chat(body, None, created)?,
-        Translation::AnthropicToOpenAi => translate::openai_chat_response_to_anthropic(body, None)?,
-    };
-    Ok(translated.body)
+    translate_answer(translation, body, created).map(|translated| translated.body)
+}
+
+/// [`translate_body`] with the notes of what was dropped or changed on the way, for the log.
+pub fn translate_answer(translation: Translation, body: &[u8], created: u64) -> Result<Translated, TranslateError> {
+    match translation {
+        Translation::OpenAiToAnthropic => translate::anthropic_response_to_openai_chat(body, None, created),
+        Translation::AnthropicToOpenAi => translate::openai_chat_response_to_anthropic(body, None),
+    }
 }
 
 /// A provider's error answer in the client's dialect (status may change, e.g. Anthropic's 529

@@ -166,3 +166,188 @@ fn on_kong_a_chain_is_served_by_its_first_target() {
     let sent: Value = serde_json::from_slice(&host.upstream_body).unwrap();
     assert_eq!(sent["model"], "gpt-4o");
 }
+
+const MIXED_PLAN: &str = r#"{"api":"openai.chat","query":null,"steps":[{"provider":"primary","model":"gpt-4o"},{"provider":"anthropic","model":"claude-haiku-4-5"}]}"#;
+
+/// An attempt to `provider` as Envoy hands it over: the previous attempt's headers (primary's
+/// path and key), the plan in filter state, the headers callback already run.
+fn attempt_to(provider: &str, config: &str, plan: &str) -> (FakeHost, Filter) {
+    let mut host = FakeHost::new(Profile::Envoy);
+    host.set_request_headers(&[
+        (":method", "POST"),
+        (":path", "/v1/chat/completions"),
+        ("content-type", "application/json"),
+        ("authorization", "Bearer key-primary"),
+    ]);
+    host.exports.insert("tollgate_chain".into(), plan.into());
+    host.upstream_provider = Some(provider.into());
+    let mut value: Value = serde_json::from_str(&policy_json("upstream")).unwrap();
+    for (key, item) in serde_json::from_str::<Value>(config).unwrap().as_object().unwrap() {
+        value[key] = item.clone();
+    }
+    let mut filter = Filter::new(4, Rc::new(config::compile(value.to_string().as_bytes()).unwrap()));
+    filter.on_request_headers(&mut host, false);
+    (host, filter)
+}
+
+fn policy_json(position: &str) -> String {
+    json!({
+        "position": position,
+        "providers": {
+            "primary": {"dialect": "openai", "cluster": "provider_primary", "api_key": {"value": "key-primary"}},
+            "anthropic": {"dialect": "anthropic", "cluster": "provider_anthropic", "api_key": {"value": "key-anthropic"}}
+        },
+        "targets": {"a": {"provider": "primary", "model": "gpt-4o"}, "c": {"provider": "anthropic", "model": "claude-haiku-4-5"}},
+        "rules": [{"match": {"model": "mixed"}, "targets": ["a", "c"], "fallback_cluster": "llm_fallback"}]
+    })
+    .to_string()
+}
+
+#[test]
+fn a_plan_the_proxy_refuses_to_keep_refuses_the_request_rather_than_sending_attempts_unprepared() {
+    let mut host = FakeHost::new(Profile::Envoy);
+    host.refuse.push("export");
+    let mut filter = Filter::new(1, policy("downstream"));
+    let Filter::Exchange(ex) = &mut filter else { panic!() };
+    host.request(ex, &as_refs(&headers(BODY)), &[BODY]);
+    let reply = host.reply.clone().expect("refused");
+    assert_eq!((reply.status, reply.json()["error"]["code"].as_str()), (500, Some("routing_error")));
+    assert!(!host.upstream_headers_released, "nothing went down the chain");
+}
+
+/// The attempt cannot read the body it must rewrite. It used to go on unchanged: the previous
+/// attempt's path and key to this provider's host. Closed: a 500 in the client's dialect. Open:
+/// the client's body, addressed to this provider with only its own key.
+#[test]
+fn an_attempt_whose_body_cannot_be_read_follows_the_failure_mode_never_the_previous_attempts_headers() {
+    let (mut host, mut filter) = attempt_to("anthropic", "{}", MIXED_PLAN);
+    host.refuse.push("request_body");
+    host.set_request_buffer(BODY);
+    assert_eq!(filter.on_request_body(&mut host, BODY.len(), true), tollgate::host_io::Flow::Pause);
+    let reply = host.reply.clone().expect("a local reply");
+    assert_eq!(reply.status, 500);
+    assert_eq!(reply.json()["error"]["code"], "gateway_error", "the client's (OpenAI) dialect");
+    assert_eq!(host.counter(tollgate::names::Counter::RequestsFailedClosed), 1);
+
+    let (mut host, mut filter) = attempt_to("anthropic", r#"{"failure_mode": "open"}"#, MIXED_PLAN);
+    host.refuse.push("request_body");
+    host.set_request_buffer(BODY);
+    assert_eq!(filter.on_request_body(&mut host, BODY.len(), true), tollgate::host_io::Flow::Continue);
+    assert!(host.reply.is_none());
+    assert_eq!(host.request_buffer(), BODY, "the client's body, untouched");
+    assert_eq!(host.request_header_value(":path"), Some("/v1/messages".into()));
+    assert_eq!(host.request_header_value("authorization"), None, "the previous provider's key is gone");
+    assert_eq!(host.request_header_value("x-api-key"), Some("key-anthropic".into()));
+    assert_eq!(host.counter(tollgate::names::Counter::RequestsFailedOpen), 1);
+}
+
+#[test]
+fn an_attempt_with_an_unreadable_plan_or_no_provider_metadata_is_refused_not_sent_as_the_last_one() {
+    for (plan, provider) in [("{garbage", Some("anthropic")), (MIXED_PLAN, None)] {
+        let mut host = FakeHost::new(Profile::Envoy);
+        host.set_request_headers(&[
+            (":method", "POST"),
+            (":path", "/v1/chat/completions"),
+            ("authorization", "Bearer key-primary"),
+        ]);
+        host.exports.insert("tollgate_chain".into(), plan.into());
+        host.upstream_provider = provider.map(str::to_string);
+        let mut filter = Filter::new(4, policy("upstream"));
+        assert_eq!(filter.on_request_headers(&mut host, false), tollgate::host_io::Flow::Pause, "{plan}");
+        assert_eq!(host.reply.as_ref().map(|r| r.status), Some(500), "{plan}");
+    }
+}
+
+/// A translated attempt (OpenAI client, Anthropic provider) whose stream chunk the proxy will
+/// not hand over: the client's stream ends with an error event in its dialect, never a hole.
+#[test]
+fn an_unreadable_chunk_of_a_translated_attempt_ends_the_clients_stream_with_an_error() {
+    let (mut host, mut filter) = attempt_to("anthropic", "{}", MIXED_PLAN);
+    let body = br#"{"model": "mixed", "stream": true, "messages": [{"role": "user", "content": "hi"}]}"#;
+    host.set_request_buffer(body);
+    filter.on_request_body(&mut host, body.len(), true);
+    host.set_response_headers(&[(":status", "200"), ("content-type", "text/event-stream")]);
+    filter.on_response_headers(&mut host, false);
+    let chunk = b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"model\":\"claude-haiku-4-5\",\"usage\":{\"input_tokens\":3,\"output_tokens\":1}}}\n\n";
+    host.set_response_buffer(chunk);
+    filter.on_response_body(&mut host, chunk.len(), false);
+    assert!(String::from_utf8_lossy(host.response_buffer()).starts_with("data: {"), "translated");
+    host.refuse.push("response_body");
+    let unread = b"event: content_block_delta\ndata: {}\n\n";
+    host.set_response_buffer(unread);
+    filter.on_response_body(&mut host, unread.len(), false);
+    let out = String::from_utf8(host.response_buffer().to_vec()).unwrap();
+    assert!(out.starts_with("data: {\"error\""), "{out}");
+    assert!(out.contains("could not read the provider's stream"), "{out}");
+    assert_eq!(host.counter(tollgate::names::Counter::ResponsesNotInspected), 1);
+    assert!(host.violations.is_empty(), "{:?}", host.violations);
+}
+
+/// An upstream that ends with trailers (HTTP/2) never flags end of stream on a body callback: the
+/// trailers end the translated stream (its closing events) and the held answer (translated).
+#[test]
+fn response_trailers_end_a_translated_attempts_answer() {
+    // An Anthropic client served by the OpenAI primary; the stream ends after its finish_reason
+    // without `[DONE]`, then trailers: the translator's end gives message_delta and message_stop.
+    let plan = r#"{"api":"anthropic.messages","query":null,"steps":[{"provider":"primary","model":"gpt-4o"}]}"#;
+    let (mut host, mut filter) = attempt_to("primary", "{}", plan);
+    let body =
+        br#"{"model": "claude", "max_tokens": 9, "stream": true, "messages": [{"role": "user", "content": "hi"}]}"#;
+    host.set_request_buffer(body);
+    filter.on_request_body(&mut host, body.len(), true);
+    assert_eq!(host.request_header_value(":path"), Some("/v1/chat/completions".into()));
+    host.set_response_headers(&[(":status", "200"), ("content-type", "text/event-stream")]);
+    filter.on_response_headers(&mut host, false);
+    let stream = concat!(
+        "data: {\"id\":\"chatcmpl-1\",\"model\":\"gpt-4o\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"},\"finish_reason\":\"stop\"}]}\n\n",
+        "data: {\"id\":\"chatcmpl-1\",\"model\":\"gpt-4o\",\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":1}}\n\n",
+    );
+    host.set_response_buffer(stream.as_bytes());
+    filter.on_response_body(&mut host, stream.len(), false);
+    assert!(!String::from_utf8_lossy(host.response_buffer()).contains("message_stop"), "not over yet");
+    host.set_response_buffer(b"");
+    filter.on_response_trailers(&mut host);
+    let end = String::from_utf8(host.response_buffer().to_vec()).unwrap();
+    assert!(
+        end.starts_with("event: message_delta\n")
+            && end.ends_with("event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"),
+        "{end}"
+    );
+
+    let (mut host, mut filter) = attempt_to("anthropic", "{}", MIXED_PLAN);
+    host.set_request_buffer(BODY);
+    filter.on_request_body(&mut host, BODY.len(), true);
+    host.set_response_headers(&[(":status", "200"), ("content-type", "application/json")]);
+    assert_eq!(filter.on_response_headers(&mut host, false), tollgate::host_io::Flow::Pause);
+    let answer = br#"{"id":"msg_1","type":"message","role":"assistant","model":"claude-haiku-4-5","content":[{"type":"text","text":"Hi"}],"stop_reason":"end_turn","usage":{"input_tokens":3,"output_tokens":1}}"#;
+    host.set_response_buffer(answer);
+    assert_eq!(filter.on_response_body(&mut host, answer.len(), false), tollgate::host_io::Flow::Pause);
+    filter.on_response_trailers(&mut host);
+    let translated: Value = serde_json::from_slice(host.response_buffer()).unwrap();
+    assert_eq!(translated["object"], "chat.completion");
+    assert_eq!(translated["choices"][0]["message"]["content"], "Hi");
+    assert!(host.violations.is_empty(), "{:?}", host.violations);
+}
+
+/// As in the downstream filter: an answer to translate that the proxy will not hand over fails
+/// by the route's mode: closed, a 500 in the client's dialect; open, the provider's answer as sent.
+#[test]
+fn an_unreadable_translated_answer_follows_the_failure_mode() {
+    for (config, closed) in [("{}", true), (r#"{"failure_mode": "open"}"#, false)] {
+        let (mut host, mut filter) = attempt_to("anthropic", config, MIXED_PLAN);
+        host.set_request_buffer(BODY);
+        filter.on_request_body(&mut host, BODY.len(), true);
+        host.set_response_headers(&[(":status", "200"), ("content-type", "application/json")]);
+        filter.on_response_headers(&mut host, false);
+        host.refuse.push("response_body");
+        host.set_response_buffer(b"{\"id\":\"msg_1\"}");
+        filter.on_response_body(&mut host, 14, true);
+        assert_eq!(host.counter(tollgate::names::Counter::ResponsesNotInspected), 1);
+        if closed {
+            let error: Value = serde_json::from_slice(host.response_buffer()).unwrap();
+            assert_eq!(error["error"]["code"], "gateway_error");
+        } else {
+            assert_eq!(host.response_buffer(), b"{\"id\":\"msg_1\"}", "passed as sent");
+        }
+    }
+}

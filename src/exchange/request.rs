@@ -275,6 +275,10 @@ impl Exchange {
             provider.name,
             planned.model
         );
+        if !planned.notes.is_empty() {
+            // What translation dropped or changed (never any text), so it is not lost unseen.
+            log::debug!("#{} translation_notes direction=request notes={}", self.id, planned.notes.join("; "));
+        }
         self.served_by = Some(ServedBy { provider: provider.name.clone(), model: planned.model });
         self.translation = planned.translation;
         Ok(planned.body)
@@ -313,7 +317,11 @@ impl Exchange {
             steps.push(ChainStep { provider: provider.name.clone(), model });
         }
         let plan = ChainPlan { api: api.name().to_string(), query: client_query(io)?, steps };
-        io.export(names::EXPORT_CHAIN, &plan.to_json());
+        if let Err(err) = io.export_required(names::EXPORT_CHAIN, &plan.to_json()) {
+            // Without the plan every attempt would reach its provider unprepared.
+            log::error!("#{} chain_plan_not_exported detail={}", self.id, err.detail);
+            return Err(routing_error());
+        }
         for name in ["authorization", "x-api-key", "api-key"] {
             if io.request_header(name).is_some() && io.remove_request_header(name).is_err() {
                 log::error!("#{} client_credential_not_removed header={name}", self.id);

@@ -412,15 +412,19 @@ impl HostIo for ProxyIo {
     }
 
     fn export(&mut self, key: &str, value: &str) {
+        if let Err(err) = self.export_required(key, value) {
+            log::debug!("export_failed key={key} detail={}", err.detail);
+        }
+    }
+
+    fn export_required(&mut self, key: &str, value: &str) -> Result<(), HostError> {
         let result = match self.host_kind() {
             HostKind::Envoy => abi::set_property(&[key], value.as_bytes()),
             // Kong keeps per-request values for Lua log plugins in kong.ctx.shared; any other
             // property path is refused there. Dots would read as nesting, so they become '_'.
             HostKind::Kong => abi::set_property(&["kong", "ctx", "shared", &key.replace('.', "_")], value.as_bytes()),
         };
-        if let Err(status) = result {
-            log::debug!("export_failed key={key} status={status}");
-        }
+        result.map_err(|status| HostError { detail: format!("set_property status {status}") })
     }
 
     fn increment(&mut self, counter: Counter) {

@@ -189,3 +189,42 @@ def test_fallback_holds_under_concurrency(chain):
 
     assert results == [(200, "secondary")] * 20
     assert providers.envoy.stats()["cluster.llm_fallback.upstream_rq_retry_overflow"] == 0
+
+
+def upstream_filter_faulted(tmp_path, failure_mode):
+    """fallback.yaml with the upstream filter's VM refusing it the request body on purpose
+    (TOLLGATE_TEST_FAULTS), under `failure_mode`; the downstream filter is left as shipped."""
+    config = yaml.safe_load(FALLBACK_CONFIG.read_text())
+    for cluster in config["static_resources"]["clusters"]:
+        for options in cluster.get("typed_extension_protocol_options", {}).values():
+            for http_filter in options.get("http_filters", []):
+                plugin = http_filter["typed_config"].get("config")
+                if not plugin:
+                    continue
+                plugin["vm_config"]["environment_variables"]["key_values"]["TOLLGATE_TEST_FAULTS"] = "request_body"
+                policy = json.loads(plugin["configuration"]["value"])
+                policy["failure_mode"] = failure_mode
+                plugin["configuration"]["value"] = json.dumps(policy)
+    template = tmp_path / f"fallback-{failure_mode}.yaml"
+    template.write_text(yaml.safe_dump(config))
+    return template
+
+
+def test_an_attempt_the_upstream_filter_cannot_prepare_follows_the_failure_mode(chain, tmp_path):
+    # Closed: the upstream filter's own 500 in the client's dialect reaches the client (Envoy
+    # does not retry a local reply), and no provider gets a request left unprepared.
+    providers = chain({}, template=upstream_filter_faulted(tmp_path, "closed"))
+    response, _ = send(providers)
+    assert response.status == 500
+    assert response.json()["error"]["code"] == "gateway_error"
+    assert not any(providers.received(name) for name in NAMES)
+    assert "attempt_body_unreadable" in providers.envoy.log()
+
+    # Open: the attempt goes on with the client's body, addressed to its provider with its key.
+    providers = chain({}, template=upstream_filter_faulted(tmp_path, "open"))
+    response, _ = send(providers)
+    seen = providers.last("primary")
+    assert seen is not None and json.loads(seen["body"]) == CHAT, "the client's body, untouched"
+    assert seen["path"] == "/v1/chat/completions"
+    assert seen["headers"]["authorization"] == "Bearer sk-demo-primary"
+    assert providers.envoy.stats()["wasmcustom.tollgate.requests_failed_open"] == 1

@@ -95,7 +95,8 @@ pub struct FakeHost {
     /// Response body calls (counted the same way) whose chunk this host refuses to replace.
     pub unwritable_response_chunks: Vec<usize>,
     /// Hostcalls this host refuses, to test `failure_mode`: `request_body`,
-    /// `replace_request_body`, `send_reply`, `replace_response_body`, `request_header_names`.
+    /// `replace_request_body`, `send_reply`, `replace_response_body`, `request_header_names`,
+    /// `export` (a value the request cannot do without), `response_body`.
     pub refuse: Vec<&'static str>,
     /// Every `HostIo` call the filter made, by kind (examples/per_request.rs reports them).
     pub hostcalls: Hostcalls,
@@ -765,6 +766,15 @@ impl HostIo for FakeHost {
         self.exports.insert(key.to_string(), value.to_string());
     }
 
+    fn export_required(&mut self, key: &str, value: &str) -> Result<(), HostError> {
+        if self.refuse.contains(&"export") {
+            self.hostcalls.note(Hostcall::Export);
+            return Err(HostError { detail: "refused by the test".into() });
+        }
+        self.export(key, value);
+        Ok(())
+    }
+
     fn response_header(&self, name: &str) -> Option<String> {
         self.hostcalls.note_header_read(Hostcall::ResponseHeader, Hostcall::ResponseHeaderMap);
         find(&self.response_headers, name)
@@ -795,7 +805,9 @@ impl HostIo for FakeHost {
 
     fn response_body(&self, start: usize, len: usize) -> Option<Vec<u8>> {
         self.hostcalls.note(Hostcall::ResponseBody);
-        if self.unreadable_response_chunks.contains(&self.client_body_releases.len()) {
+        if self.refuse.contains(&"response_body")
+            || self.unreadable_response_chunks.contains(&self.client_body_releases.len())
+        {
             return None;
         }
         self.response_buffer.get(start..start.checked_add(len)?).map(<[u8]>::to_vec)
