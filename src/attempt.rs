@@ -42,11 +42,20 @@ enum Answer {
     Buffering { size: usize },
 }
 
+/// This attempt's part of the plan: the client's API, query and dialect headers, and its step.
+#[derive(Clone)]
+struct Step {
+    api: Api,
+    query: Option<String>,
+    headers: Vec<(String, String)>,
+    step: ChainStep,
+}
+
 pub struct Attempt {
     id: u32,
     policy: Rc<Policy>,
     phase: Phase,
-    plan: Option<(Api, Option<String>, ChainStep)>,
+    plan: Option<Step>,
     /// Set when this attempt's provider speaks the other dialect.
     translation: Option<Translation>,
     include_usage: bool,
@@ -86,7 +95,7 @@ impl Attempt {
             log::error!("#{} attempt_provider_not_in_chain provider={provider}", self.id);
             return self.fail(io, api, None, "attempt_provider_not_in_chain");
         };
-        self.plan = Some((api, plan.query.clone(), step.clone()));
+        self.plan = Some(Step { api, query: plan.query.clone(), headers: plan.headers.clone(), step: step.clone() });
         if end_of_stream {
             return self.finish(io, 0);
         }
@@ -115,23 +124,23 @@ impl Attempt {
 
     fn finish(&mut self, io: &mut dyn HostIo, size: usize) -> Flow {
         self.phase = Phase::Done;
-        let Some((api, query, step)) = self.plan.clone() else { return Flow::Continue };
+        let Some(Step { api, query, headers, step }) = self.plan.clone() else { return Flow::Continue };
         let policy = Rc::clone(&self.policy);
         let Some(provider) = policy.routing.providers.iter().find(|p| p.name == step.provider) else {
             log::error!("#{} attempt_provider_not_configured provider={}", self.id, step.provider);
             return self.fail(io, api, None, "attempt_provider_not_configured");
         };
-        let prepared_for = Some((provider, step.model.as_str(), query.as_deref()));
+        let target = For { provider, model: &step.model, query: query.as_deref(), headers: &headers };
         let body = if size == 0 { Some(Vec::new()) } else { io.request_body(0, size) };
         let Some(body) = body else {
             log::error!("#{} attempt_body_unreadable provider={} bytes={size}", self.id, provider.name);
-            return self.fail(io, api, prepared_for, "attempt_body_unreadable");
+            return self.fail(io, api, Some(target), "attempt_body_unreadable");
         };
-        match self.prepare(io, api, provider, &step, &body, query.as_deref()) {
+        match self.prepare(io, api, &target, &body) {
             Ok(()) => Flow::Continue,
             Err(reason) => {
                 log::error!("#{} attempt_not_prepared provider={} reason={reason}", self.id, provider.name);
-                self.fail(io, api, prepared_for, "attempt_not_prepared")
+                self.fail(io, api, Some(target), "attempt_not_prepared")
             }
         }
     }
@@ -141,13 +150,7 @@ impl Attempt {
     /// goes on with the client's body, but addressed to this provider (its path, only its
     /// credentials) when it is known, or with no credential at all when it is not, never with
     /// what the previous attempt left. Counted either way.
-    fn fail(
-        &mut self,
-        io: &mut dyn HostIo,
-        api: Api,
-        provider: Option<(&Provider, &str, Option<&str>)>,
-        reason: &str,
-    ) -> Flow {
+    fn fail(&mut self, io: &mut dyn HostIo, api: Api, provider: Option<For>, reason: &str) -> Flow {
         self.phase = Phase::Done;
         let failure = &self.policy.failure;
         let route = if failure.by_route() { io.route_name() } else { None };
@@ -156,9 +159,9 @@ impl Attempt {
                 io.increment(Counter::RequestsFailedOpen);
                 log::error!("#{} failed_open reason={reason}", self.id);
                 let addressed = match provider {
-                    Some((provider, model, query)) => {
+                    Some(For { provider, model, query, headers }) => {
                         let path = provider_request::path(api, provider, model, query);
-                        provider_request::apply_headers(io, provider, &path, true)
+                        provider_request::apply_headers(io, provider, &path, api, Some(headers)).map(|_| ())
                     }
                     None => provider_request::remove_credentials(io),
                 };
@@ -180,24 +183,16 @@ impl Attempt {
         }
     }
 
-    fn prepare(
-        &mut self,
-        io: &mut dyn HostIo,
-        api: Api,
-        provider: &Provider,
-        step: &ChainStep,
-        body: &[u8],
-        query: Option<&str>,
-    ) -> Result<(), String> {
+    fn prepare(&mut self, io: &mut dyn HostIo, api: Api, target: &For, body: &[u8]) -> Result<(), String> {
+        let For { provider, model, query, headers } = *target;
         // The body always arrives as the client sent it, so its model is the client's.
         let request = crate::dialect::parse_request(api, body).ok();
         let requested = request.as_ref().and_then(|r| r.model.clone());
         self.include_usage = request.is_some_and(|r| r.include_usage);
         let max_tokens = self.policy.default_max_tokens;
-        let planned =
-            provider_request::plan(api, provider, Some(&step.model), requested.as_deref(), body, query, max_tokens)
-                .map_err(|refusal| refusal.message)?;
-        provider_request::apply_headers(io, provider, &planned.path, true)
+        let planned = provider_request::plan(api, provider, Some(model), requested.as_deref(), body, query, max_tokens)
+            .map_err(|refusal| refusal.message)?;
+        provider_request::apply_headers(io, provider, &planned.path, api, Some(headers))
             .map_err(|refused| format!("headers refused: {}", refused.join(",")))?;
         if let Some(new_body) = planned.body {
             io.replace_request_body(body.len(), &new_body).map_err(|e| e.detail)?;
@@ -322,7 +317,7 @@ impl Attempt {
                 return;
             }
             log::error!("#{} failed_closed reason=attempt_answer_unreadable bytes={size}", self.id);
-            let api = self.plan.as_ref().map_or(Api::OpenAiChat, |(api, _, _)| *api);
+            let api = self.plan.as_ref().map_or(Api::OpenAiChat, |plan| plan.api);
             let reply = api.error_reply(500, "gateway_error", None, "The gateway could not read the answer.");
             self.replace_answer(io, size, Some(reply.status), &reply.body);
             return;
@@ -355,6 +350,15 @@ impl Attempt {
             log::warn!("#{} attempt_answer_not_replaced detail={}", self.id, err.detail);
         }
     }
+}
+
+/// Who an attempt is for, once its provider is known: what addresses the request to it.
+#[derive(Clone, Copy)]
+struct For<'a> {
+    provider: &'a Provider,
+    model: &'a str,
+    query: Option<&'a str>,
+    headers: &'a [(String, String)],
 }
 
 fn api_named(name: &str) -> Option<Api> {

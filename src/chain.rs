@@ -16,6 +16,11 @@ pub struct ChainPlan {
     pub api: String,
     /// The client's query string, kept for providers without one of their own.
     pub query: Option<String>,
+    /// The client's headers of either API (`openai-organization`, `anthropic-beta`, …) as sent:
+    /// each attempt starts from the previous attempt's headers and puts back those its
+    /// provider's dialect takes.
+    #[serde(default)]
+    pub headers: Vec<(String, String)>,
     pub steps: Vec<ChainStep>,
 }
 
@@ -43,6 +48,7 @@ mod tests {
         let plan = ChainPlan {
             api: "openai.chat".into(),
             query: Some("a=1".into()),
+            headers: vec![("openai-organization".into(), "org-1".into())],
             steps: vec![
                 ChainStep { provider: "p1".into(), model: "m1".into() },
                 ChainStep { provider: "p2".into(), model: "m2".into() },

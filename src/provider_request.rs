@@ -15,6 +15,33 @@ pub const ANTHROPIC_VERSION: &str = "2023-06-01";
 /// Every credential header of every dialect.
 const CREDENTIAL_HEADERS: [&str; 3] = ["authorization", "x-api-key", "api-key"];
 
+/// Headers of OpenAI's API (its SDK sends them from `organization`, `project`, and for betas):
+/// they mean nothing to Anthropic, which is not sent them.
+pub const OPENAI_HEADERS: [&str; 3] = ["openai-organization", "openai-project", "openai-beta"];
+
+/// Headers of Anthropic's API (its SDK always sends `anthropic-version`, and `anthropic-beta`
+/// for betas): they mean nothing to an OpenAI-compatible server, which is not sent them.
+pub const ANTHROPIC_HEADERS: [&str; 3] =
+    ["anthropic-version", "anthropic-beta", "anthropic-dangerous-direct-browser-access"];
+
+/// The headers that belong to the API of a client of `api`.
+fn dialect_headers(api: Api) -> &'static [&'static str] {
+    match api {
+        Api::AnthropicMessages => &ANTHROPIC_HEADERS,
+        Api::OpenAiChat | Api::OpenAiResponses | Api::OpenAiEmbeddings => &OPENAI_HEADERS,
+    }
+}
+
+/// The client's headers of either dialect, as sent: a fallback plan keeps them, since each
+/// attempt starts from the previous attempt's headers and must put back what its provider takes.
+pub fn client_dialect_headers(io: &dyn HostIo) -> Vec<(String, String)> {
+    OPENAI_HEADERS
+        .iter()
+        .chain(&ANTHROPIC_HEADERS)
+        .filter_map(|name| Some((name.to_string(), io.request_header(name)?)))
+        .collect()
+}
+
 /// A request that crosses dialects, and so does its answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Translation {
@@ -57,11 +84,15 @@ fn translation_for(api: Api, dialect: Dialect) -> Result<Option<Translation>, ()
     }
 }
 
-/// The provider's path for `api` (its own, or the one it is translated to) and `model`.
+/// The provider's path for `api` (its own, or the one it is translated to) and `model`. The
+/// query is the provider's own (`query`), else the client's; but a client's query is its own
+/// API's (`?beta=true` of Anthropic's SDK, Azure's `api-version`) and never goes to a provider
+/// of the other dialect.
 pub fn path(api: Api, provider: &Provider, model: &str, client_query: Option<&str>) -> String {
     let translation = translation_for(api, provider.dialect).ok().flatten();
     let suffix = translation.map_or(api, Translation::upstream_api).path_suffix();
     let mut path = format!("{}{}", provider.path_prefix.replace("{model}", model), suffix);
+    let client_query = client_query.filter(|_| translation.is_none());
     if let Some(query) = provider.query.as_deref().or(client_query) {
         path = format!("{path}?{query}");
     }
@@ -139,18 +170,44 @@ pub fn remove_credentials(io: &mut dyn HostIo) -> Result<(), Vec<String>> {
     }
 }
 
-/// Sets the path and the provider's credentials. `replace_all_credentials`: remove every
-/// credential header first even when the provider has no key (each fallback attempt starts
-/// from the previous attempt's headers). Returns the names of headers the proxy refused; never
-/// their values, which may be secrets.
+/// Sets the path, the provider's credentials and its dialect's headers for a client of `api`.
+/// Toward a provider of the other dialect, the client's dialect headers are removed
+/// (`openai-organization` means nothing to Anthropic, `anthropic-beta` nothing to OpenAI);
+/// Anthropic gets `anthropic-version` when the client named none. `attempt`: this is a fallback
+/// attempt, starting from the previous attempt's headers, and these are the client's dialect
+/// headers as sent (from the plan): every credential header goes even when the provider has no
+/// key, and the dialect headers are put back as this provider takes them. Returns the dialect
+/// headers removed; `Err` the names of headers the proxy refused (never values: secrets).
 pub fn apply_headers(
     io: &mut dyn HostIo,
     provider: &Provider,
     path: &str,
-    replace_all_credentials: bool,
-) -> Result<(), Vec<String>> {
+    api: Api,
+    attempt: Option<&[(String, String)]>,
+) -> Result<Vec<String>, Vec<String>> {
     let mut refused = Vec::new();
-    if provider.api_key.is_some() || replace_all_credentials {
+    let mut removed = Vec::new();
+    let translated = !api.native_to(provider.dialect);
+    let foreign: &[&str] = if translated { dialect_headers(api) } else { &[] };
+    let candidates: Vec<&str> = match attempt {
+        Some(_) => OPENAI_HEADERS.iter().chain(&ANTHROPIC_HEADERS).copied().collect(),
+        None => foreign.to_vec(),
+    };
+    for name in candidates {
+        if io.request_header(name).is_some() {
+            match io.remove_request_header(name) {
+                Ok(()) if foreign.contains(&name) => removed.push(name.to_string()),
+                Ok(()) => {}
+                Err(_) => refused.push(name.to_string()),
+            }
+        }
+    }
+    for (name, value) in attempt.into_iter().flatten().filter(|(name, _)| !foreign.contains(&name.as_str())) {
+        if io.set_request_header(name, value).is_err() {
+            refused.push(name.clone());
+        }
+    }
+    if provider.api_key.is_some() || attempt.is_some() {
         for name in CREDENTIAL_HEADERS {
             if io.request_header(name).is_some() && io.remove_request_header(name).is_err() {
                 refused.push(name.to_string());
@@ -174,7 +231,7 @@ pub fn apply_headers(
         set(io, "anthropic-version", ANTHROPIC_VERSION);
     }
     if refused.is_empty() {
-        Ok(())
+        Ok(removed)
     } else {
         Err(refused)
     }

@@ -351,3 +351,56 @@ fn an_unreadable_translated_answer_follows_the_failure_mode() {
         }
     }
 }
+
+/// Each attempt starts from the previous attempt's headers: the client's dialect headers are put
+/// back from the plan for a provider of the client's dialect, and kept away from (and
+/// Anthropic's `anthropic-version` set for) a provider of the other one.
+#[test]
+fn each_attempt_gets_the_dialect_headers_its_provider_takes_whatever_the_last_attempt_left() {
+    // The downstream filter keeps the client's dialect headers in the plan.
+    let mut host = FakeHost::new(Profile::Envoy);
+    let mut filter = Filter::new(1, policy("downstream"));
+    let Filter::Exchange(ex) = &mut filter else { panic!() };
+    let mut sent = headers(BODY);
+    sent.push(("openai-organization", "org-1".into()));
+    host.request(ex, &as_refs(&sent), &[BODY]);
+    let plan: Value = serde_json::from_str(&host.exports["tollgate_chain"]).unwrap();
+    assert_eq!(plan["headers"], json!([["openai-organization", "org-1"]]));
+
+    let plan = r#"{"api":"openai.chat","query":"trace=1","headers":[["openai-organization","org-1"]],"steps":[
+        {"provider":"primary","model":"gpt-4o"},{"provider":"anthropic","model":"claude-haiku-4-5"},{"provider":"azure","model":"gpt4o-deployment"}]}"#;
+    let mut inherited: Vec<(String, String)> =
+        as_refs(&sent).iter().map(|(n, v)| (n.to_string(), v.to_string())).collect();
+    let mut seen = Vec::new();
+    for provider in ["primary", "anthropic", "azure"] {
+        let mut host = FakeHost::new(Profile::Envoy);
+        host.set_request_headers(&inherited.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect::<Vec<_>>());
+        host.exports.insert("tollgate_chain".into(), plan.into());
+        host.upstream_provider = Some(provider.into());
+        let mut attempt = Filter::new(2, policy("upstream"));
+        attempt.on_request_headers(&mut host, false);
+        host.set_request_buffer(BODY);
+        attempt.on_request_body(&mut host, BODY.len(), true);
+        assert!(host.violations.is_empty() && host.reply.is_none(), "{provider}: {:?}", host.violations);
+        seen.push((
+            provider,
+            host.request_header_value("openai-organization"),
+            host.request_header_value("anthropic-version"),
+            host.request_header_value(":path").unwrap(),
+        ));
+        inherited = host.request_headers_snapshot();
+    }
+    assert_eq!(
+        seen,
+        [
+            ("primary", Some("org-1".into()), None, "/v1/chat/completions?trace=1".into()),
+            ("anthropic", None, Some("2023-06-01".into()), "/v1/messages".into()),
+            (
+                "azure",
+                Some("org-1".into()),
+                None,
+                "/openai/deployments/gpt4o-deployment/chat/completions?api-version=2024-10-21".into()
+            ),
+        ]
+    );
+}

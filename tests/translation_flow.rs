@@ -27,7 +27,8 @@ fn policy() -> Rc<config::Policy> {
         },
         "rules": [
             {"match": {"model": "smart"}, "targets": ["claude"]},
-            {"match": {"model": "fast"}, "targets": ["mini"]}
+            {"match": {"model": "fast"}, "targets": ["mini"]},
+            {"match": {"model": "claude-x"}, "targets": ["claude"]}
         ],
         "default_max_tokens": 321
     });
@@ -150,4 +151,41 @@ fn what_anthropic_cannot_express_is_refused_before_it_leaves() {
     assert_eq!(reply.status, 400);
     assert_eq!(reply.json()["error"]["code"], "unsupported_by_provider");
     assert!(host.upstream_body.is_empty());
+}
+
+/// Toward a provider of the other dialect, the client's own API's headers and query are not
+/// forwarded (they mean nothing there, and `?beta=true` or `api-version` could make it refuse),
+/// and the provider's required ones are set; the same dialect keeps them.
+#[test]
+fn the_clients_dialect_headers_and_query_do_not_cross_to_the_other_dialect() {
+    let sent = |path: &str, model: &str, extra: &[(&'static str, &'static str)]| {
+        let mut host = FakeHost::new(Profile::Envoy);
+        let mut ex = Exchange::new(1, policy());
+        let mut headers = post(path);
+        headers.extend_from_slice(extra);
+        let body = json!({"model": model, "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]});
+        host.request(&mut ex, &headers, &[body.to_string().as_bytes()]);
+        assert!(host.violations.is_empty(), "{:?}", host.violations);
+        let mut names: Vec<String> = host.upstream_headers.iter().map(|(n, _)| n.clone()).collect();
+        names.sort();
+        (host.upstream_header(":path").unwrap().to_string(), names, host)
+    };
+    let openai = [("openai-organization", "org-1"), ("openai-project", "proj-1"), ("openai-beta", "assistants=v2")];
+    let anthropic = [("anthropic-version", "2023-06-01"), ("anthropic-beta", "prompt-caching-2024-07-31")];
+
+    // OpenAI client, Anthropic provider: OpenAI's headers and Azure-style query stay behind.
+    let (path, names, host) = sent("/v1/chat/completions?api-version=2024-10-21", "smart", &openai);
+    assert_eq!(path, "/v1/messages");
+    assert!(!names.iter().any(|n| n.starts_with("openai-")), "{names:?}");
+    assert_eq!(host.upstream_header("anthropic-version"), Some("2023-06-01"), "Anthropic requires it");
+
+    // Anthropic client (its SDK's beta endpoint adds ?beta=true), OpenAI provider.
+    let (path, names, _) = sent("/v1/messages?beta=true", "fast", &anthropic);
+    assert_eq!(path, "/v1/chat/completions");
+    assert!(!names.iter().any(|n| n.starts_with("anthropic-")), "{names:?}");
+
+    // Same dialect: the client's headers and query are the provider's API's, and go on.
+    let (path, _, host) = sent("/v1/messages?beta=true", "claude-x", &anthropic);
+    assert_eq!(path, "/v1/messages?beta=true");
+    assert_eq!(host.upstream_header("anthropic-beta"), Some("prompt-caching-2024-07-31"));
 }

@@ -261,12 +261,21 @@ impl Exchange {
             query.as_deref(),
             policy.default_max_tokens,
         )?;
-        let applied = provider_request::apply_headers(io, provider, &planned.path, false)
-            .and_then(|()| io.route_to(&policy.headers.cluster, &provider.cluster).map_err(|_| vec!["cluster".into()]));
-        if let Err(refused) = applied {
-            // Never log header values: they may be credentials.
-            log::error!("#{} route_not_applied headers={}", self.id, refused.join(","));
-            return Err(routing_error());
+        let applied = provider_request::apply_headers(io, provider, &planned.path, api, None).and_then(|removed| {
+            io.route_to(&policy.headers.cluster, &provider.cluster)
+                .map(|()| removed)
+                .map_err(|_| vec!["cluster".into()])
+        });
+        let removed = match applied {
+            Ok(removed) => removed,
+            Err(refused) => {
+                // Never log header values: they may be credentials.
+                log::error!("#{} route_not_applied headers={}", self.id, refused.join(","));
+                return Err(routing_error());
+            }
+        };
+        if !removed.is_empty() {
+            log::debug!("#{} headers_not_for_provider removed={}", self.id, removed.join(","));
         }
         log::debug!(
             "#{} routed rule={rule} target={} provider={} model={}",
@@ -316,7 +325,8 @@ impl Exchange {
             let model = target.model.clone().or_else(|| request.model.clone()).unwrap_or_default();
             steps.push(ChainStep { provider: provider.name.clone(), model });
         }
-        let plan = ChainPlan { api: api.name().to_string(), query: client_query(io)?, steps };
+        let headers = provider_request::client_dialect_headers(io);
+        let plan = ChainPlan { api: api.name().to_string(), query: client_query(io)?, headers, steps };
         if let Err(err) = io.export_required(names::EXPORT_CHAIN, &plan.to_json()) {
             // Without the plan every attempt would reach its provider unprepared.
             log::error!("#{} chain_plan_not_exported detail={}", self.id, err.detail);

@@ -90,3 +90,48 @@ def test_provider_errors_are_raised_by_the_clients_own_sdk(routed):
                                  default_headers={"x-mock-status": "429"})
     with pytest.raises(anthropic.RateLimitError):
         client.messages.create(model="fast", max_tokens=5, messages=MESSAGES)
+
+
+def dialect_headers(seen, prefix):
+    return sorted(name for name in seen["headers"] if name.lower().startswith(prefix))
+
+
+def test_the_openai_sdks_own_headers_and_query_do_not_reach_anthropic(routed, providers):
+    """The OpenAI SDK sends `openai-organization` / `openai-project` (from `organization=` and
+    `project=`) and here an Azure-style `api-version` query: Anthropic's API has neither, so the
+    translated request leaves without them, with the `anthropic-version` Anthropic requires."""
+    from conftest import mock_last
+
+    client = openai.OpenAI(base_url=f"{routed.base_url}/v1", api_key="sk-client", max_retries=0,
+                           organization="org-e2e", project="proj-e2e", default_query={"api-version": "2024-10-21"})
+    client.chat.completions.create(model="smart", messages=MESSAGES, max_tokens=8)
+    seen = mock_last(providers["anthropic"])
+    assert seen["path"] == "/v1/messages"
+    assert dialect_headers(seen, "openai-") == []
+    assert seen["headers"]["anthropic-version"] == "2023-06-01"
+    # To a provider of the client's own dialect, both go on as the SDK sent them.
+    client.chat.completions.create(model="fast", messages=MESSAGES, max_tokens=8)
+    seen = mock_last(providers["openai"])
+    assert seen["path"] == "/v1/chat/completions?api-version=2024-10-21"
+    assert (seen["headers"]["openai-organization"], seen["headers"]["openai-project"]) == ("org-e2e", "proj-e2e")
+
+
+def test_the_anthropic_sdks_beta_headers_and_query_do_not_reach_openai(routed, providers):
+    """The Anthropic SDK sends `anthropic-version` always and `anthropic-beta` for betas, and beta
+    calls have carried `?beta=true` (this SDK release keeps it off the wire: it is given here as
+    an extra query): an OpenAI-compatible server gets none of them."""
+    from conftest import mock_last
+
+    client = anthropic.Anthropic(base_url=routed.base_url, api_key="sk-ant-client", max_retries=0)
+    message = client.beta.messages.create(model="fast", max_tokens=8, messages=MESSAGES,
+                                          betas=["prompt-caching-2024-07-31"], extra_query={"beta": "true"})
+    assert message.content[0].type == "text"
+    seen = mock_last(providers["openai"])
+    assert seen["path"] == "/v1/chat/completions"
+    assert dialect_headers(seen, "anthropic-") == []
+    # Toward Anthropic itself the beta query and header are Anthropic's own, and go on.
+    client.beta.messages.create(model="claude-haiku-4-5", max_tokens=8, messages=MESSAGES,
+                                betas=["prompt-caching-2024-07-31"], extra_query={"beta": "true"})
+    seen = mock_last(providers["anthropic"])
+    assert seen["path"] == "/v1/messages?beta=true"
+    assert seen["headers"]["anthropic-beta"] == "prompt-caching-2024-07-31"
