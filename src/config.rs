@@ -160,6 +160,7 @@ pub struct HeaderNames {
     pub input_tokens: String,
     pub output_tokens: String,
     pub cost_usd: String,
+    pub estimated: String,
 }
 
 impl HeaderNames {
@@ -172,6 +173,7 @@ impl HeaderNames {
             input_tokens: format!("{prefix}{}", names::HEADER_INPUT_TOKENS),
             output_tokens: format!("{prefix}{}", names::HEADER_OUTPUT_TOKENS),
             cost_usd: format!("{prefix}{}", names::HEADER_COST_USD),
+            estimated: format!("{prefix}{}", names::HEADER_ESTIMATED),
         }
     }
 }

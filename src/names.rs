@@ -18,6 +18,9 @@ pub const HEADER_REASONING_TOKENS: &str = "reasoning-tokens";
 pub const HEADER_COST_BREAKDOWN: &str = "cost-breakdown";
 /// The price table's version, so a cost can be traced to the prices that made it.
 pub const HEADER_PRICE_TABLE: &str = "price-table";
+/// On an answer Tollgate gave itself from its own count (`true`): Anthropic's count_tokens for a
+/// model served by a provider without such an endpoint.
+pub const HEADER_ESTIMATED: &str = "estimated";
 
 /// Value of the cost header when the served model has no price.
 pub const COST_UNPRICED: &str = "unpriced";

@@ -140,6 +140,15 @@ pub fn plan(
     Ok(ProviderRequest { path, body, model, translation, notes })
 }
 
+/// Anthropic's count_tokens path for a provider's Messages path (`/v1/messages?q` →
+/// `/v1/messages/count_tokens?q`).
+pub fn count_tokens_path(messages_path: &str) -> String {
+    match messages_path.split_once('?') {
+        Some((path, query)) => format!("{path}/count_tokens?{query}"),
+        None => format!("{messages_path}/count_tokens"),
+    }
+}
+
 /// The body is not a JSON object the model can be written into (the proxy handed over none).
 fn model_not_written() -> Refusal {
     Refusal { status: 500, code: "routing_error", message: "The gateway could not route this request.".into() }

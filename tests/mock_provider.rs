@@ -361,6 +361,27 @@ fn anthropic_requires_max_tokens_like_the_real_api() {
     assert!(error["error"]["message"].as_str().unwrap().contains("max_tokens"));
 }
 
+/// Anthropic's `count_tokens` answers `{"input_tokens": N}` (its documented shape, which the
+/// anthropic SDK's `MessageTokensCount` reads), N being the input the same Messages request
+/// reports, and refuses what only generation takes, as the real API does.
+#[test]
+fn count_tokens_counts_what_the_messages_request_reports_and_refuses_generation_fields() {
+    let mock = Mock::start(&[]);
+    let mut body = claude(json!({}));
+    let reported = mock.post("/v1/messages", &[], &body).json()["usage"]["input_tokens"].clone();
+    body.as_object_mut().unwrap().remove("max_tokens");
+    let reply = mock.post("/v1/messages/count_tokens", &[], &body);
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.json(), json!({"input_tokens": reported}));
+    for extra in [json!({"max_tokens": 5}), json!({"stream": true})] {
+        let mut with = body.clone();
+        with.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        let reply = mock.post("/v1/messages/count_tokens", &[], &with);
+        assert_eq!(reply.status, 400, "{extra}");
+        assert!(reply.json()["error"]["message"].as_str().unwrap().contains("Extra inputs are not permitted"));
+    }
+}
+
 #[test]
 fn invalid_json_gets_a_400_in_each_endpoints_dialect() {
     let mock = Mock::start(&[]);

@@ -44,7 +44,9 @@ impl Api {
         Api::detect_path(path)
     }
 
-    /// The API whose path this is, whatever the method (see [`Api::detect`]).
+    /// The API whose path this is, whatever the method (see [`Api::detect`]). Anthropic's
+    /// `…/messages/count_tokens` takes a Messages request: it is the Messages API (see
+    /// [`is_count_tokens`]).
     pub fn detect_path(path: &str) -> Option<Api> {
         let path = path.split(['?', '#']).next().unwrap_or(path).trim_end_matches('/');
         let (_, last) = path.rsplit_once('/')?;
@@ -53,6 +55,7 @@ impl Api {
             "responses" => Some(Api::OpenAiResponses),
             "embeddings" => Some(Api::OpenAiEmbeddings),
             "messages" => Some(Api::AnthropicMessages),
+            "count_tokens" if path.ends_with("/messages/count_tokens") => Some(Api::AnthropicMessages),
             _ => None,
         }
     }
@@ -188,6 +191,13 @@ pub struct EventFacts {
     pub usage_only: bool,
 }
 
+/// Anthropic's token counting endpoint, `POST …/messages/count_tokens`: a Messages request
+/// (without `max_tokens`) answered with `{"input_tokens": N}`, nothing generated.
+pub fn is_count_tokens(path: &str) -> bool {
+    let path = path.split(['?', '#']).next().unwrap_or(path).trim_end_matches('/');
+    path.ends_with("/messages/count_tokens")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -204,9 +214,12 @@ mod tests {
             ("/openai/deployments/emb/embeddings?api-version=1", Api::OpenAiEmbeddings),
             ("/v1/messages", Api::AnthropicMessages),
             ("/anthropic/v1/messages", Api::AnthropicMessages),
+            ("/v1/messages/count_tokens", Api::AnthropicMessages),
+            ("/v1/messages/count_tokens?beta=true", Api::AnthropicMessages),
         ];
         for (path, api) in cases {
             assert_eq!(Api::detect("POST", path), Some(api), "{path}");
+            assert_eq!(is_count_tokens(path), path.contains("count_tokens"), "{path}");
         }
     }
 
@@ -216,7 +229,7 @@ mod tests {
         assert_eq!(Api::detect("POST", "/v1/completions"), None);
         assert_eq!(Api::detect("POST", "/v1/chat/completions/abc"), None);
         assert_eq!(Api::detect("POST", "/v1/models"), None);
-        assert_eq!(Api::detect("POST", "/v1/messages/count_tokens"), None);
+        assert_eq!(Api::detect("POST", "/v1/count_tokens"), None);
         assert_eq!(Api::detect("POST", "/v1/messages/batches"), None);
         assert_eq!(Api::detect("GET", "/v1/responses/resp_123"), None);
         assert_eq!(Api::detect("POST", "messages"), None);

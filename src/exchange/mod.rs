@@ -90,6 +90,8 @@ pub struct Exchange {
     id: u32,
     policy: Rc<Policy>,
     api: Option<Api>,
+    /// Anthropic's `…/messages/count_tokens`: a Messages request to count, not to answer.
+    count_tokens: bool,
     request: RequestPhase,
     response: ResponsePhase,
     /// What the request asks for, once its body has been read.
@@ -124,6 +126,7 @@ impl Exchange {
             id,
             policy,
             api: None,
+            count_tokens: false,
             request: RequestPhase::AwaitingHeaders,
             response: ResponsePhase::AwaitingHeaders,
             canonical: None,
@@ -192,6 +195,12 @@ impl Exchange {
         };
         self.api = Some(api);
         self.started_at = io.now_nanos();
+        if crate::dialect::is_count_tokens(&path) {
+            // Counting generates nothing and costs nothing: it gets no usage record (nor
+            // metrics from one). Routed like the Messages request it counts (see request.rs).
+            self.count_tokens = true;
+            self.recorded = true;
+        }
         if io.request_header("content-encoding").is_some_and(|e| !is_identity(&e)) {
             // A compressed body cannot be judged, and must not pass unjudged.
             return self.refuse_encoding(io, api);
@@ -234,6 +243,11 @@ impl Exchange {
     }
 
     pub fn on_response_headers(&mut self, io: &mut dyn HostIo, end_of_stream: bool) -> Flow {
+        if self.count_tokens {
+            // `{"input_tokens": N}` (or the provider's error): nothing to meter, translate or guard.
+            self.response = ResponsePhase::Ignored;
+            return Flow::Continue;
+        }
         self.response = self.response_plan(io, end_of_stream);
         match self.response {
             ResponsePhase::Buffering { headers_held: true, .. } => Flow::Pause,

@@ -12,7 +12,7 @@ use crate::host_io::{Flow, HostIo, HostKind};
 use crate::names::{self, Counter};
 use crate::provider_request;
 use crate::reply::Reply;
-use crate::routing::{self, Decision, Refusal, RoutingInput};
+use crate::routing::{self, Decision, Dialect, Refusal, RoutingInput};
 use crate::usage::{Outcome, TokenCounts};
 
 impl Exchange {
@@ -83,7 +83,13 @@ impl Exchange {
             }
             Decision::Route { chain, rule, fallback_cluster } => {
                 let incoming = Incoming { request: &request, body: &body };
+                if self.count_tokens && self.counts_locally(&chain) {
+                    return self.count_locally(io, &incoming, &chain, &rule);
+                }
                 let routed = match fallback_cluster {
+                    // Counting is routed to the chain's first target only: the fallback filter
+                    // prepares Messages attempts, and a count needs no fallback.
+                    _ if self.count_tokens => self.apply_route(io, &incoming, &chain, &rule),
                     Some(cluster) if chain.len() > 1 && io.host_kind() == HostKind::Envoy => {
                         self.apply_chain(io, &incoming, &chain, &cluster, &rule).map(|()| None)
                     }
@@ -252,7 +258,7 @@ impl Exchange {
             .and_then(|t| Some((t, routing.provider_of(t)?)))
             .ok_or_else(routing_error)?;
         let query = client_query(io)?;
-        let planned = provider_request::plan(
+        let mut planned = provider_request::plan(
             api,
             provider,
             target.model.as_deref(),
@@ -261,6 +267,9 @@ impl Exchange {
             query.as_deref(),
             policy.default_max_tokens,
         )?;
+        if self.count_tokens {
+            planned.path = provider_request::count_tokens_path(&planned.path);
+        }
         let applied = provider_request::apply_headers(io, provider, &planned.path, api, None).and_then(|removed| {
             io.route_to(&policy.headers.cluster, &provider.cluster)
                 .map(|()| removed)
@@ -291,6 +300,63 @@ impl Exchange {
         self.served_by = Some(ServedBy { provider: provider.name.clone(), model: planned.model });
         self.translation = planned.translation;
         Ok(planned.body)
+    }
+
+    /// Whether a count_tokens request routed to `chain` is answered by Tollgate: its first
+    /// target's provider has no such endpoint (OpenAI and compatible servers do not).
+    fn counts_locally(&self, chain: &[usize]) -> bool {
+        let routing = &self.policy.routing;
+        let provider = chain.first().and_then(|i| routing.target(*i)).and_then(|t| routing.provider_of(t));
+        provider.is_some_and(|p| p.dialect != Dialect::Anthropic)
+    }
+
+    /// Anthropic's count_tokens for a model an OpenAI-compatible provider serves: answered here,
+    /// `{"input_tokens": N}` as Anthropic's API answers, N the prompt as that provider would count
+    /// it (the request translated to Chat Completions, counted by OpenAI's rules with the
+    /// model's tokenizer), and `x-tollgate-estimated: true` to say whose count it is.
+    fn count_locally(&mut self, io: &mut dyn HostIo, incoming: &Incoming, chain: &[usize], rule: &str) -> Flow {
+        let Incoming { request, body } = *incoming;
+        let api = request.api;
+        let policy = Rc::clone(&self.policy);
+        let routing = &policy.routing;
+        let Some((target, provider)) =
+            chain.first().and_then(|i| routing.target(*i)).and_then(|t| Some((t, routing.provider_of(t)?)))
+        else {
+            let refusal = routing_error();
+            return self.send(io, api.error_reply(refusal.status, refusal.code, None, &refusal.message));
+        };
+        let planned = provider_request::plan(
+            api,
+            provider,
+            target.model.as_deref(),
+            request.model.as_deref(),
+            body,
+            None,
+            policy.default_max_tokens,
+        );
+        let planned = match planned {
+            Ok(planned) => planned,
+            // What the provider could not be asked, it cannot count either: the same 400.
+            Err(refusal) => {
+                return self.send(io, api.error_reply(refusal.status, refusal.code, None, &refusal.message))
+            }
+        };
+        let translated = planned.body.as_deref().unwrap_or(body);
+        let tokens = estimate::request_tokens(Api::OpenAiChat, &planned.model, translated, None);
+        log::debug!(
+            "#{} count_tokens_estimated rule={rule} target={} model={} tokens={tokens}",
+            self.id,
+            target.name,
+            planned.model
+        );
+        let reply = Reply { status: 200, body: format!("{{\"input_tokens\":{tokens}}}").into_bytes() };
+        let headers = &policy.headers;
+        let extra = [
+            (headers.estimated.as_str(), "true"),
+            (headers.provider.as_str(), provider.name.as_str()),
+            (headers.model.as_str(), planned.model.as_str()),
+        ];
+        self.send_with(io, reply, &extra)
     }
 
     /// Sends the request to an Envoy aggregate cluster whose retries walk the chain; Tollgate's

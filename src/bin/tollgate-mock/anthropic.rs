@@ -1,4 +1,5 @@
-//! The Anthropic Messages dialect: `POST …/messages` and Anthropic-shaped errors.
+//! The Anthropic Messages dialect: `POST …/messages`, `POST …/messages/count_tokens` and
+//! Anthropic-shaped errors.
 //!
 //! Usage semantics follow Anthropic: `cache_read_input_tokens` and
 //! `cache_creation_input_tokens` are additive to `input_tokens`, not subsets.
@@ -49,6 +50,49 @@ pub fn messages(call: &ApiCall<'_>) -> Reply {
     }
 }
 
+/// `POST …/messages/count_tokens`: `{"input_tokens": N}`, N the input a Messages request with
+/// these messages, system prompt and tools reports (without cache knobs). As the real API does,
+/// it refuses what only generation takes (`max_tokens`, `stream`: "Extra inputs are not
+/// permitted"), so a gateway that adds them is caught. Nothing is tallied: counting is free.
+pub fn count_tokens(call: &ApiCall<'_>) -> Reply {
+    let counted = (|| -> Result<u64, String> {
+        let body: Value =
+            serde_json::from_slice(call.body).map_err(|error| format!("Invalid JSON in request body: {error}"))?;
+        let object = body.as_object().ok_or("Input should be a valid dictionary")?;
+        for extra in ["max_tokens", "stream"] {
+            if object.contains_key(extra) {
+                return Err(format!("{extra}: Extra inputs are not permitted"));
+            }
+        }
+        match body.get("model") {
+            Some(Value::String(_)) => {}
+            Some(_) => return Err("model: Input should be a valid string".to_owned()),
+            None => return Err("model: Field required".to_owned()),
+        }
+        let messages = match body.get("messages") {
+            Some(Value::Array(messages)) => messages,
+            Some(_) => return Err("messages: Input should be a valid list".to_owned()),
+            None => return Err("messages: Field required".to_owned()),
+        };
+        Ok(prompt_tokens(prompt_text_bytes(&body, messages), messages.len()))
+    })();
+    match counted {
+        Ok(input_tokens) => {
+            let mut response = Response::json(200, to_json(&serde_json::json!({ "input_tokens": input_tokens })));
+            response.headers = common_headers(call);
+            Reply::Full(response)
+        }
+        Err(message) => Reply::Full(error_response(400, &message, call)),
+    }
+}
+
+/// Bytes of prompt text: every message's content and the system prompt.
+fn prompt_text_bytes(body: &Value, messages: &[Value]) -> usize {
+    let text =
+        messages.iter().map(|message| message.get("content").map_or(0, text_bytes)).fold(0, usize::saturating_add);
+    text.saturating_add(body.get("system").map_or(0, text_bytes))
+}
+
 /// Validation messages use the API's `field: problem` wording. With `echo`, the
 /// answer is the last user message's text, even when tools are offered and
 /// whatever `max_tokens` says (it is still required and validated).
@@ -71,9 +115,6 @@ fn parse_request(body: &[u8], echo: bool) -> Result<MessagesRequest, String> {
         Some(value) => value.as_u64().ok_or("max_tokens: Input should be a valid integer")?,
         None => return Err("max_tokens: Field required".to_owned()),
     };
-    let text =
-        messages.iter().map(|message| message.get("content").map_or(0, text_bytes)).fold(0, usize::saturating_add);
-    let system = body.get("system").map_or(0, text_bytes);
     let answer = if echo {
         Answer::Echo(last_user_text(messages))
     } else {
@@ -85,7 +126,7 @@ fn parse_request(body: &[u8], echo: bool) -> Result<MessagesRequest, String> {
     Ok(MessagesRequest {
         model: model.clone(),
         stream: body.get("stream").and_then(Value::as_bool).unwrap_or(false),
-        input_tokens: prompt_tokens(text.saturating_add(system), messages.len()),
+        input_tokens: prompt_tokens(prompt_text_bytes(&body, messages), messages.len()),
         answer,
     })
 }

@@ -25,6 +25,7 @@ pub enum ApiEndpoint {
     Embeddings,
     Models,
     Messages,
+    CountTokens,
 }
 
 impl ApiEndpoint {
@@ -33,7 +34,7 @@ impl ApiEndpoint {
             ApiEndpoint::ChatCompletions | ApiEndpoint::Responses | ApiEndpoint::Embeddings | ApiEndpoint::Models => {
                 Dialect::OpenAi
             }
-            ApiEndpoint::Messages => Dialect::Anthropic,
+            ApiEndpoint::Messages | ApiEndpoint::CountTokens => Dialect::Anthropic,
         }
     }
 }
@@ -71,6 +72,7 @@ pub fn serve(endpoint: ApiEndpoint, head: &Head<'_>, body: &[u8], config: &Confi
             ApiEndpoint::Embeddings => crate::embeddings::embeddings(&call),
             ApiEndpoint::Models => Reply::Full(openai::models(&call)),
             ApiEndpoint::Messages => anthropic::messages(&call),
+            ApiEndpoint::CountTokens => anthropic::count_tokens(&call),
         },
     };
     (reply, call.controls)

@@ -152,6 +152,7 @@ fn route(head: &Head<'_>, raw_head: &[u8], body: &[u8], shared: &Shared) -> (Rep
         ("POST", path) if path.ends_with("/responses") => Some(ApiEndpoint::Responses),
         ("POST", path) if path.ends_with("/embeddings") => Some(ApiEndpoint::Embeddings),
         ("POST", path) if path.ends_with("/messages") => Some(ApiEndpoint::Messages),
+        ("POST", path) if path.ends_with("/messages/count_tokens") => Some(ApiEndpoint::CountTokens),
         ("GET", path) if !internal && path.ends_with("/models") => Some(ApiEndpoint::Models),
         _ => None,
     };
