@@ -225,6 +225,9 @@ impl Exchange {
     /// Provider events translation could not read: the client's stream was ended with an error
     /// at the first (counted, logged once the stream is over).
     pub(super) fn note_untranslatable(&self, io: &mut dyn HostIo, translator: Option<&StreamTranslation>) {
+        if let Some(notes) = translator.map(StreamTranslation::notes).filter(|n| !n.is_empty()) {
+            log::debug!("#{} translation_notes {}", self.id, notes.join("; "));
+        }
         let count = translator.map_or(0, StreamTranslation::unreadable);
         if count > 0 {
             io.increment(Counter::StreamEventsUntranslatable);
@@ -279,8 +282,13 @@ impl Exchange {
         // reaches the client in the provider's dialect, and is read that way.
         let mut layout = api;
         if let Some(translation) = self.translation {
-            match response_translation::translate_body(translation, &body, self.created()) {
-                Ok(translated) => replacement = Some(Replacement { status: None, body: translated }),
+            match response_translation::translate_answer(translation, &body, self.created()) {
+                Ok(translated) => {
+                    if !translated.notes.is_empty() {
+                        log::debug!("#{} translation_notes {}", self.id, translated.notes.join("; "));
+                    }
+                    replacement = Some(Replacement { status: None, body: translated.body });
+                }
                 Err(err) => {
                     log::warn!("#{} response_not_translated reason={err}", self.id);
                     layout = upstream_api;
