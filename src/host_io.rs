@@ -43,7 +43,23 @@ pub trait HostIo {
     fn request_header_bytes(&self, name: &str) -> Result<Option<Vec<u8>>, HostError>;
     /// Only while the request headers are held (or in the request body phase on Kong).
     fn set_request_header(&mut self, name: &str, value: &str) -> Result<(), HostError>;
+    /// The proxy's own removal. On Kong it does not take the header away from what goes
+    /// upstream (probe fact 4): use [`HostIo::clear_request_header`].
     fn remove_request_header(&mut self, name: &str) -> Result<(), HostError>;
+    /// Takes a request header's value away from what reaches the upstream. Envoy removes the
+    /// header. Kong's host marks a removed header unused, and nginx still sends it upstream with
+    /// its value (probe fact 4); there its value is replaced by an empty one instead, which the
+    /// upstream receives as an empty header: nothing the client sent in it gets through.
+    fn clear_request_header(&mut self, name: &str) -> Result<(), HostError> {
+        match self.host_kind() {
+            HostKind::Envoy => self.remove_request_header(name),
+            HostKind::Kong => self.set_request_header(name, ""),
+        }
+    }
+    /// The path (and query) the upstream request goes to. Envoy: `:path`. Kong's host maps
+    /// `:path` to nginx's `$uri`, which Kong's `proxy_pass` does not use, and traps on a path with
+    /// a query (probe fact 5): there the path goes to `$upstream_uri`, what Kong proxies to.
+    fn set_upstream_path(&mut self, path: &str) -> Result<(), HostError>;
     /// Names of every request header, for removing those a client may not send; `None` when the
     /// proxy would not list them.
     fn request_header_names(&self) -> Option<Vec<String>>;
@@ -68,14 +84,34 @@ pub trait HostIo {
     fn add_response_trailer(&mut self, name: &str, value: &str) -> Result<(), HostError>;
     /// Bytes `start..start+len` of the request body the proxy currently holds.
     fn request_body(&self, start: usize, len: usize) -> Option<Vec<u8>>;
-    /// Replaces the whole request body the proxy holds (`held` bytes long).
-    fn replace_request_body(&mut self, held: usize, bytes: &[u8]) -> Result<(), HostError>;
+    /// `proxy_set_buffer_bytes` on the request body: `bytes` at start 0, `size` as the host
+    /// reads it (Envoy: how many held bytes are replaced; Kong: the most bytes of `bytes` kept).
+    fn set_request_body(&mut self, size: usize, bytes: &[u8]) -> Result<(), HostError>;
+    /// Replaces the whole request body the proxy holds (`held` bytes long) with `bytes`.
+    fn replace_request_body(&mut self, held: usize, bytes: &[u8]) -> Result<(), HostError> {
+        let size = self.replaced_size(held, bytes.len());
+        self.set_request_body(size, bytes)
+    }
     /// Bytes `start..start+len` of the response body the proxy currently holds (the current
     /// chunk, or everything buffered while the filter paused).
     fn response_body(&self, start: usize, len: usize) -> Option<Vec<u8>>;
+    /// `proxy_set_buffer_bytes` on the response body (see [`HostIo::set_request_body`]).
+    fn set_response_body(&mut self, size: usize, bytes: &[u8]) -> Result<(), HostError>;
     /// Replaces the response body the proxy currently holds (`held` bytes: the current chunk
-    /// when streaming).
-    fn replace_response_body(&mut self, held: usize, bytes: &[u8]) -> Result<(), HostError>;
+    /// when streaming) with `bytes`.
+    fn replace_response_body(&mut self, held: usize, bytes: &[u8]) -> Result<(), HostError> {
+        let size = self.replaced_size(held, bytes.len());
+        self.set_response_body(size, bytes)
+    }
+    /// The `size` that replaces `held` bytes with `new` bytes. Envoy replaces `size` held bytes;
+    /// Kong's host keeps at most `size` bytes of the new data (probe fact 3), so a body that grows
+    /// (an inserted `include_usage`, a longer model name, a restored value) needs the new length.
+    fn replaced_size(&mut self, held: usize, new: usize) -> usize {
+        match self.host_kind() {
+            HostKind::Envoy => held,
+            HostKind::Kong => held.max(new),
+        }
+    }
     /// Answer the client directly; the request never reaches the upstream.
     fn send_reply(&mut self, status: u16, headers: &[(&str, &str)], body: &[u8]) -> Result<(), HostError>;
     fn increment(&mut self, counter: Counter);

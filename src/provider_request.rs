@@ -169,7 +169,7 @@ fn refusal(error: TranslateError) -> Refusal {
 pub fn remove_credentials(io: &mut dyn HostIo) -> Result<(), Vec<String>> {
     let refused: Vec<String> = CREDENTIAL_HEADERS
         .into_iter()
-        .filter(|name| io.request_header(name).is_some() && io.remove_request_header(name).is_err())
+        .filter(|name| io.request_header(name).is_some() && io.clear_request_header(name).is_err())
         .map(str::to_string)
         .collect();
     if refused.is_empty() {
@@ -204,7 +204,7 @@ pub fn apply_headers(
     };
     for name in candidates {
         if io.request_header(name).is_some() {
-            match io.remove_request_header(name) {
+            match io.clear_request_header(name) {
                 Ok(()) if foreign.contains(&name) => removed.push(name.to_string()),
                 Ok(()) => {}
                 Err(_) => refused.push(name.to_string()),
@@ -218,17 +218,19 @@ pub fn apply_headers(
     }
     if provider.api_key.is_some() || attempt.is_some() {
         for name in CREDENTIAL_HEADERS {
-            if io.request_header(name).is_some() && io.remove_request_header(name).is_err() {
+            if io.request_header(name).is_some() && io.clear_request_header(name).is_err() {
                 refused.push(name.to_string());
             }
         }
+    }
+    if io.set_upstream_path(path).is_err() {
+        refused.push(":path".to_string());
     }
     let mut set = |io: &mut dyn HostIo, name: &str, value: &str| {
         if io.set_request_header(name, value).is_err() {
             refused.push(name.to_string());
         }
     };
-    set(io, ":path", path);
     if let Some(key) = &provider.api_key {
         match provider.auth {
             AuthStyle::Bearer => set(io, "authorization", &format!("Bearer {key}")),

@@ -55,7 +55,7 @@ fn the_downstream_filter_leaves_a_plan_and_sends_the_request_to_the_aggregate_cl
     let mut host = FakeHost::new(Profile::Envoy);
     let mut filter = Filter::new(1, policy("downstream"));
     let Filter::Exchange(ex) = &mut filter else { panic!() };
-    host.request(ex, &as_refs(&headers(BODY)), &[BODY]);
+    host.request(ex.as_mut(), &as_refs(&headers(BODY)), &[BODY]);
     assert!(host.violations.is_empty(), "{:?}", host.violations);
     assert_eq!(host.upstream_header("x-tollgate-cluster"), Some("llm_fallback"));
     assert_eq!(host.upstream_header("authorization"), None, "no client credential goes down the chain");
@@ -70,7 +70,7 @@ fn the_downstream_filter_leaves_a_plan_and_sends_the_request_to_the_aggregate_cl
     // The answer comes from the secondary: the record credits it.
     host.upstream_provider = Some("azure".into());
     host.response(
-        ex,
+        ex.as_mut(),
         &[(":status", "200"), ("content-type", "application/json")],
         &[br#"{"model": "gpt-4o-2024-08-06", "usage": {"prompt_tokens": 3, "completion_tokens": 2}}"#],
     );
@@ -138,7 +138,7 @@ fn a_chain_through_a_provider_that_cannot_serve_the_api_is_refused_up_front() {
     let Filter::Exchange(ex) = &mut filter else { panic!() };
     let mut h = headers(body);
     h[1].1 = "/v1/embeddings".into();
-    host.request(ex, &as_refs(&h), &[body]);
+    host.request(ex.as_mut(), &as_refs(&h), &[body]);
     let reply = host.reply.clone().unwrap();
     assert_eq!(reply.status, 400);
     assert_eq!(reply.json()["error"]["code"], "unsupported_api");
@@ -161,7 +161,7 @@ fn on_kong_a_chain_is_served_by_its_first_target() {
     let mut host = FakeHost::new(Profile::Kong);
     let mut filter = Filter::new(1, policy("downstream"));
     let Filter::Exchange(ex) = &mut filter else { panic!() };
-    host.request(ex, &as_refs(&headers(BODY)), &[BODY]);
+    host.request(ex.as_mut(), &as_refs(&headers(BODY)), &[BODY]);
     assert_eq!(host.kong_upstream.as_deref(), Some("provider_primary"));
     let sent: Value = serde_json::from_slice(&host.upstream_body).unwrap();
     assert_eq!(sent["model"], "gpt-4o");
@@ -209,7 +209,7 @@ fn a_plan_the_proxy_refuses_to_keep_refuses_the_request_rather_than_sending_atte
     host.refuse.push("export");
     let mut filter = Filter::new(1, policy("downstream"));
     let Filter::Exchange(ex) = &mut filter else { panic!() };
-    host.request(ex, &as_refs(&headers(BODY)), &[BODY]);
+    host.request(ex.as_mut(), &as_refs(&headers(BODY)), &[BODY]);
     let reply = host.reply.clone().expect("refused");
     assert_eq!((reply.status, reply.json()["error"]["code"].as_str()), (500, Some("routing_error")));
     assert!(!host.upstream_headers_released, "nothing went down the chain");
@@ -363,7 +363,7 @@ fn each_attempt_gets_the_dialect_headers_its_provider_takes_whatever_the_last_at
     let Filter::Exchange(ex) = &mut filter else { panic!() };
     let mut sent = headers(BODY);
     sent.push(("openai-organization", "org-1".into()));
-    host.request(ex, &as_refs(&sent), &[BODY]);
+    host.request(ex.as_mut(), &as_refs(&sent), &[BODY]);
     let plan: Value = serde_json::from_str(&host.exports["tollgate_chain"]).unwrap();
     assert_eq!(plan["headers"], json!([["openai-organization", "org-1"]]));
 

@@ -14,7 +14,7 @@ mod response;
 use std::rc::Rc;
 
 use crate::chain::ChainPlan;
-use crate::config::Policy;
+use crate::config::{FailureMode, Policy};
 use crate::dialect::{Api, CanonicalRequest};
 use crate::guardrails::stream::StreamGuard;
 use crate::guardrails::ResponseGuard;
@@ -53,6 +53,8 @@ enum ResponsePhase {
         /// A provider error to translate into the client's dialect, not an answer to read.
         error: bool,
     },
+    /// The client's answer was replaced; the rest of the provider's is dropped.
+    Dropping,
     Done,
 }
 
@@ -169,7 +171,7 @@ impl Exchange {
             return self.refuse_unstripped(io, dialect);
         };
         for name in names.iter().filter(|n| has_prefix(n, &prefix)) {
-            if io.remove_request_header(name).is_err() {
+            if io.clear_request_header(name).is_err() {
                 log::error!("#{} prefixed_header_not_removed", self.id);
                 return self.refuse_unstripped(io, dialect);
             }
@@ -205,16 +207,26 @@ impl Exchange {
             // A compressed body cannot be judged, and must not pass unjudged.
             return self.refuse_encoding(io, api);
         }
-        if end_of_stream {
+        let kong = io.host_kind() == HostKind::Kong;
+        // Kong's headers never say end of stream, and its body step never comes for an empty
+        // body (probe fact 2): there the framing headers tell.
+        if end_of_stream || (kong && !body_follows(io, end_of_stream)) {
             return self.finish_request_body(io, api, 0);
         }
         let declared = io.request_header("content-length").and_then(|v| v.trim().parse::<u64>().ok());
         if declared.is_some_and(|len| len > self.policy.max_request_body_bytes as u64) {
             return self.reject_too_large(io, api);
         }
+        self.request = RequestPhase::ReadingBody;
+        if kong {
+            // Kong reads the body only after the access phase, where a paused headers step
+            // parks the request for good (probe fact 1). Nothing goes upstream before the body
+            // step either: it comes once, with the whole body, and what it decides (headers,
+            // path, upstream, a local reply) takes effect.
+            return Flow::Continue;
+        }
         // Hold the headers too: nothing reaches the upstream until the body has been judged.
         // (Envoy needs `allow_on_headers_stop_iteration: true` for this; see envoy/envoy.yaml.)
-        self.request = RequestPhase::ReadingBody;
         Flow::Pause
     }
 
@@ -264,13 +276,24 @@ impl Exchange {
                 self.stream_chunk(io, body_size, end_of_stream);
                 Flow::Continue
             }
+            ResponsePhase::Dropping => {
+                if body_size > 0 {
+                    if let Err(err) = io.replace_response_body(body_size, b"") {
+                        log::warn!("#{} drop_response_chunk_failed detail={}", self.id, err.detail);
+                    }
+                }
+                Flow::Continue
+            }
             ResponsePhase::Buffering { headers_held, paused_once, size, error } => {
                 let held = *headers_held;
                 *size = body_size;
-                let gave_up =
-                    body_size > self.policy.max_response_body_bytes || (!held && *paused_once && !end_of_stream);
-                if gave_up {
-                    // Too large for us (or for Kong's response buffers): release it unchanged.
+                let overflowed = !held && *paused_once && !end_of_stream;
+                if overflowed {
+                    // Kong's response buffers filled before the answer ended (probe fact 10).
+                    return self.response_overflowed(io, body_size);
+                }
+                if body_size > self.policy.max_response_body_bytes {
+                    // Too large for us: release it unchanged (documented).
                     io.increment(Counter::ResponsesNotInspected);
                     log::debug!("#{} response_not_inspected too_large=true", self.id);
                     self.response = ResponsePhase::Ignored;
@@ -292,6 +315,37 @@ impl Exchange {
             }
             _ => Flow::Continue,
         }
+    }
+
+    /// Kong handed over a buffered answer that is not whole: its `wasm_response_body_buffers`
+    /// are full and the rest follows unbuffered (probe fact 10). The record gets no tokens, and
+    /// an answer that had to change (translated, or guarded: masks, placeholders to restore,
+    /// blocks) cannot: the route's `failure_mode` says whether the client gets it as the
+    /// provider sent it (open) or an error in its dialect in place of the body (closed; the
+    /// status has left already). Counted in `responses_not_inspected` and logged either way.
+    fn response_overflowed(&mut self, io: &mut dyn HostIo, body_size: usize) -> Flow {
+        io.increment(Counter::ResponsesNotInspected);
+        let must_change = self.translation.is_some() || self.guard.as_ref().is_some_and(ResponseGuard::enforcing);
+        let closed = must_change && self.failure_mode(io) == FailureMode::Closed;
+        log::warn!(
+            "#{} response_not_inspected reason=kong_response_buffers_full bytes={body_size} then={}",
+            self.id,
+            if closed { "failed_closed" } else { "passed" }
+        );
+        self.record(io, TokenCounts::default(), None, Outcome::Complete);
+        if !closed {
+            self.response = ResponsePhase::Ignored;
+            return Flow::Continue;
+        }
+        let api = self.api.unwrap_or(Api::OpenAiChat);
+        let message = "The answer was larger than Kong's response buffers (nginx_http_wasm_response_body_buffers).";
+        let reply = api.error_reply(500, "gateway_error", None, message);
+        if let Err(err) = io.replace_response_body(body_size, &reply.body) {
+            io.increment(Counter::ResponsesNotRewritten);
+            log::warn!("#{} replace_response_body_failed detail={}", self.id, err.detail);
+        }
+        self.response = ResponsePhase::Dropping;
+        Flow::Continue
     }
 
     pub fn on_response_trailers(&mut self, io: &mut dyn HostIo) -> Flow {

@@ -25,7 +25,7 @@ impl Exchange {
             // over: there, failing closed is the documented 413 (the buffer is too small).
             if io.host_kind() == HostKind::Kong && self.failure_mode(io) == FailureMode::Closed {
                 log::warn!("#{} request_body_unreadable bytes={size}", self.id);
-                let flow = self.reject_too_large(io, api);
+                let flow = self.reject_spilled(io, api, size);
                 self.count_failed_closed(io);
                 return flow;
             }
@@ -399,7 +399,7 @@ impl Exchange {
             return Err(routing_error());
         }
         for name in ["authorization", "x-api-key", "api-key"] {
-            if io.request_header(name).is_some() && io.remove_request_header(name).is_err() {
+            if io.request_header(name).is_some() && io.clear_request_header(name).is_err() {
                 log::error!("#{} client_credential_not_removed header={name}", self.id);
                 return Err(routing_error());
             }
@@ -434,6 +434,20 @@ impl Exchange {
         log::debug!("#{} request_rejected reason=too_large limit={}", self.id, self.policy.max_request_body_bytes);
         let message = format!(
             "The request body is larger than this gateway accepts ({} bytes).",
+            self.policy.max_request_body_bytes
+        );
+        self.send(io, api.error_reply(413, "request_too_large", None, &message))
+    }
+
+    /// Kong (nginx) wrote a body longer than its `client_body_buffer_size` to a file, which the
+    /// filter cannot read (probe fact 9): the limit that was hit is the host's, named as the
+    /// setting that raises it.
+    fn reject_spilled(&mut self, io: &mut dyn HostIo, api: Api, size: usize) -> Flow {
+        self.request = RequestPhase::Done;
+        io.increment(Counter::RequestsRejectedTooLarge);
+        let message = format!(
+            "The request body ({size} bytes) is larger than Kong keeps in memory for the gateway to read: \
+             raise nginx_http_client_body_buffer_size (kong.conf) to at least {} bytes.",
             self.policy.max_request_body_bytes
         );
         self.send(io, api.error_reply(413, "request_too_large", None, &message))

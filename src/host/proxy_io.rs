@@ -25,6 +25,8 @@ pub struct HostState {
     /// gauge's id (`None` inside once defining it failed).
     memory_reported: Cell<u64>,
     memory_gauge: Cell<Option<Option<u32>>>,
+    /// Kong's `kong.route_name` was found missing (logged once per worker).
+    route_name_missing_said: Cell<bool>,
 }
 
 /// Hostcalls to refuse on purpose, to test `failure_mode` against a real proxy: named in the
@@ -216,10 +218,16 @@ impl ProxyIo {
         }
         let supported = match self.host_kind() {
             HostKind::Envoy => true,
-            HostKind::Kong => abi::get_property(&["kong", "version"])
-                .ok()
-                .flatten()
-                .is_some_and(|v| kong_has_metrics(&String::from_utf8_lossy(&v))),
+            HostKind::Kong => match abi::get_property(&["kong", "version"]).ok().flatten() {
+                Some(version) => kong_has_metrics(&String::from_utf8_lossy(&version)),
+                None => {
+                    // Kong's Lua layer answers `kong.version` (probe fact 6). Without it nothing
+                    // tells whether the metric hostcalls exist (they trap before Kong 3.8), so
+                    // none is made; said once per worker, since nothing can count it.
+                    log::warn!("kong.version not found: Tollgate's metrics are off in this worker");
+                    false
+                }
+            },
         };
         self.host.metrics_supported.set(Some(supported));
         supported
@@ -309,7 +317,17 @@ impl HostIo for ProxyIo {
             HostKind::Kong => &["kong", "route_name"],
         };
         let read = if self.host.faults.get().route_name { Err(0) } else { abi::get_property(path) };
+        let kong = self.host_kind() == HostKind::Kong;
         let name = match read {
+            // Every Kong request has a route: no name means Kong's Lua layer, which answers
+            // `kong.*`, did not (probe fact 6). Said once per worker, counted every time.
+            Ok(None) if kong => {
+                if !self.host.route_name_missing_said.replace(true) {
+                    log::warn!("kong.route_name not found: route rules and route policies see no route");
+                }
+                self.increment(Counter::RouteNamesUnreadable);
+                None
+            }
             // A route's name is a protobuf string (Envoy) or Lua string (Kong): UTF-8.
             Ok(value) => value.and_then(|value| String::from_utf8(value).ok()),
             Err(status) => {
@@ -365,17 +383,27 @@ impl HostIo for ProxyIo {
         self.body(abi::BUFFER_HTTP_REQUEST_BODY, start, len)
     }
 
-    fn replace_request_body(&mut self, held: usize, bytes: &[u8]) -> Result<(), HostError> {
+    fn set_request_body(&mut self, size: usize, bytes: &[u8]) -> Result<(), HostError> {
         if self.host.faults.get().replace_request_body {
             return Err(HostError { detail: "refused by TOLLGATE_TEST_FAULTS".into() });
         }
-        abi::set_buffer(abi::BUFFER_HTTP_REQUEST_BODY, 0, held, bytes)
+        abi::set_buffer(abi::BUFFER_HTTP_REQUEST_BODY, 0, size, bytes)
             .map_err(|status| HostError { detail: format!("set request body status {status}") })
     }
 
-    fn replace_response_body(&mut self, held: usize, bytes: &[u8]) -> Result<(), HostError> {
-        abi::set_buffer(abi::BUFFER_HTTP_RESPONSE_BODY, 0, held, bytes)
+    fn set_response_body(&mut self, size: usize, bytes: &[u8]) -> Result<(), HostError> {
+        abi::set_buffer(abi::BUFFER_HTTP_RESPONSE_BODY, 0, size, bytes)
             .map_err(|status| HostError { detail: format!("set response body status {status}") })
+    }
+
+    fn set_upstream_path(&mut self, path: &str) -> Result<(), HostError> {
+        match self.host_kind() {
+            HostKind::Envoy => self.set_request_header(":path", path),
+            // Kong proxies to `$upstream_uri` (set by its Lua access phase, before the chain
+            // runs); a variable made by `set` is writable through the `ngx.` properties.
+            HostKind::Kong => abi::set_property(&["ngx", "upstream_uri"], path.as_bytes())
+                .map_err(|status| HostError { detail: format!("set ngx.upstream_uri status {status}") }),
+        }
     }
 
     fn response_body(&self, start: usize, len: usize) -> Option<Vec<u8>> {

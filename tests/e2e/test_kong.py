@@ -102,7 +102,17 @@ def test_check_config_requires_provider_keys_unless_told_to_skip(tmp_path):
     assert skipped.returncode == 0, skipped.stderr
 
 
-def test_kong_conf_enables_wasm_and_keeps_prompts_in_memory():
+def nginx_size(value: str) -> int:
+    """An nginx size (`4m`, `512k`, `8192`) in bytes."""
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+    value = value.strip().lower()
+    return int(value[:-1]) * units[value[-1]] if value[-1] in units else int(value)
+
+
+def test_kong_conf_makes_every_setting_the_filter_depends_on():
+    """kong/kong.conf against kong/kong.yml's filter configurations (README "Kong"): every
+    `api_key.env` passed to nginx, bodies kept in memory up to `max_request_body_bytes`, and the
+    response buffers holding answers up to `max_response_body_bytes`."""
     lines = {
         line.split("=", 1)[0].strip(): line.split("=", 1)[1].strip()
         for line in (REPO / "kong" / "kong.conf").read_text().splitlines()
@@ -110,7 +120,18 @@ def test_kong_conf_enables_wasm_and_keeps_prompts_in_memory():
     }
     assert lines["wasm"] == "on"
     assert lines["wasm_filters_path"]
-    assert "nginx_http_client_body_buffer_size" in lines
+    passed = {part.strip().removeprefix("env ").strip() for part in lines["nginx_main_env"].split(";")}
+    declarative = yaml.safe_load((REPO / "kong" / "kong.yml").read_text())
+    configs = [f["config"] for service in declarative["services"] for route in service["routes"]
+               for chain in route.get("filter_chains", []) for f in chain["filters"] if f["name"] == "tollgate"]
+    assert configs
+    for config in configs:
+        for provider in config.get("providers", {}).values():
+            if "env" in provider.get("api_key", {}):
+                assert provider["api_key"]["env"] in passed, provider
+        assert nginx_size(lines["nginx_http_client_body_buffer_size"]) >= config["max_request_body_bytes"]
+        number, size = lines["nginx_http_wasm_response_body_buffers"].split()
+        assert int(number) * nginx_size(size) >= config["max_response_body_bytes"]
 
 
 # Every proxy-wasm host function of ngx_wasm_module (Kong's host), with the signature it

@@ -6,10 +6,18 @@
 //! - Envoy: while the filter pauses a body, the host keeps buffering and reports the cumulative
 //!   size; after `Continue` it reports per-chunk sizes. Headers held with `Pause` are released
 //!   (with any changes) when a later callback continues. Headers already sent cannot change.
-//! - Kong: `eof` is always false in header callbacks; the request body comes in one call;
-//!   `Pause` from response headers is an error; a response body `Pause` buffers once (16 KiB by
-//!   default); a final 0-byte `eof` call ends every response; header writes during the response
-//!   body trap.
+//! - Kong (ngx_wasm_module at the commit Kong 3.9 ships), fact by fact as a Kong-equivalent host
+//!   showed them (../shared/research/kong-host-probe.md, "fact N"; tests/kong_host.rs holds one
+//!   test per fact): `eof` is always false in header callbacks; a `Pause` from the request
+//!   headers parks the request for good (1); an empty body never gets a body step (2), any other
+//!   comes in one call, and a body over `client_body_buffer_size` cannot be read (9); a body
+//!   replacement keeps at most `size` bytes (3); a removed request header still goes upstream
+//!   with its value (4); `:path` does not change the upstream path, which follows
+//!   `$upstream_uri`, and a path with a query traps (5); `kong.*` properties need Kong's Lua
+//!   layer, which can be switched off (6); local replies gain a trailing newline (8); a response
+//!   body `Pause` buffers once, up to `wasm_response_body_buffers` (10); `Pause` from response
+//!   headers is an error; a final 0-byte `eof` call ends every response; header writes during
+//!   the response body trap.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // tests may fail loudly
 #![allow(dead_code)] // each test crate uses its own part of the fake host
 
@@ -22,6 +30,40 @@ use tollgate::exchange::Exchange;
 use tollgate::host_io::{Flow, HostError, HostIo, HostKind};
 use tollgate::metrics::Kind;
 use tollgate::names::Counter;
+
+/// What the fake proxy drives: an `Exchange`, or in tests/kong_host.rs a probe filter that
+/// shows one fact of the host.
+pub trait Stream {
+    fn on_request_headers(&mut self, io: &mut dyn HostIo, end_of_stream: bool) -> Flow;
+    fn on_request_body(&mut self, io: &mut dyn HostIo, body_size: usize, end_of_stream: bool) -> Flow;
+    fn on_request_trailers(&mut self, _io: &mut dyn HostIo) -> Flow {
+        Flow::Continue
+    }
+    fn on_response_headers(&mut self, io: &mut dyn HostIo, end_of_stream: bool) -> Flow;
+    fn on_response_body(&mut self, io: &mut dyn HostIo, body_size: usize, end_of_stream: bool) -> Flow;
+    fn on_done(&mut self, _io: &mut dyn HostIo) {}
+}
+
+impl Stream for Exchange {
+    fn on_request_headers(&mut self, io: &mut dyn HostIo, end_of_stream: bool) -> Flow {
+        Exchange::on_request_headers(self, io, end_of_stream)
+    }
+    fn on_request_body(&mut self, io: &mut dyn HostIo, body_size: usize, end_of_stream: bool) -> Flow {
+        Exchange::on_request_body(self, io, body_size, end_of_stream)
+    }
+    fn on_request_trailers(&mut self, io: &mut dyn HostIo) -> Flow {
+        Exchange::on_request_trailers(self, io)
+    }
+    fn on_response_headers(&mut self, io: &mut dyn HostIo, end_of_stream: bool) -> Flow {
+        Exchange::on_response_headers(self, io, end_of_stream)
+    }
+    fn on_response_body(&mut self, io: &mut dyn HostIo, body_size: usize, end_of_stream: bool) -> Flow {
+        Exchange::on_response_body(self, io, body_size, end_of_stream)
+    }
+    fn on_done(&mut self, io: &mut dyn HostIo) {
+        Exchange::on_done(self, io)
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Profile {
@@ -44,7 +86,23 @@ impl LocalReply {
     }
 }
 
-const KONG_RESPONSE_BUFFER: usize = 4 * 4096;
+/// The settings of Kong's host the filter depends on, and whether its Lua layer is there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KongHost {
+    /// nginx's `client_body_buffer_size`: a longer body is written to a file the filter cannot
+    /// read (fact 9). `kong/kong.conf` sets 4 MiB.
+    pub client_body_buffer_size: usize,
+    /// `wasm_response_body_buffers`, number × size in bytes (fact 10). Default 4 × 4 KiB.
+    pub response_buffers: usize,
+    /// Kong's Lua layer answers `kong.route_name`, `kong.version`, `kong.service.upstream` (fact 6).
+    pub lua: bool,
+}
+
+impl Default for KongHost {
+    fn default() -> Self {
+        KongHost { client_body_buffer_size: 4 << 20, response_buffers: 4 * 4096, lua: true }
+    }
+}
 
 pub struct FakeHost {
     pub profile: Profile,
@@ -100,6 +158,14 @@ pub struct FakeHost {
     pub refuse: Vec<&'static str>,
     /// Every `HostIo` call the filter made, by kind (examples/per_request.rs reports them).
     pub hostcalls: Hostcalls,
+    /// Kong: its settings and Lua layer.
+    pub kong: KongHost,
+    /// Kong: headers the filter removed. nginx still sends them upstream with their values
+    /// (fact 4); the filter no longer reads them.
+    kong_removed: Vec<(String, String)>,
+    /// Kong: the client's path, and `$upstream_uri` as the filter set it (fact 5).
+    kong_path: Option<String>,
+    pub kong_upstream_uri: Option<String>,
 }
 
 /// The kinds of `HostIo` call, each with the proxy-wasm hostcall it becomes on Envoy
@@ -296,6 +362,10 @@ impl FakeHost {
             unreadable_response_chunks: Vec::new(),
             unwritable_response_chunks: Vec::new(),
             hostcalls: Hostcalls::default(),
+            kong: KongHost::default(),
+            kong_removed: Vec::new(),
+            kong_path: None,
+            kong_upstream_uri: None,
         }
     }
 
@@ -385,11 +455,53 @@ impl FakeHost {
         self.profile == Profile::Kong
     }
 
+    /// Kong's request: the headers step (in the access phase, as Kong attaches filters), then,
+    /// for a body that is not empty, one body step with all of it; what goes upstream is built
+    /// after that (headers, path and body as the filter left them).
+    fn kong_request(&mut self, ex: &mut dyn Stream, chunks: &[&[u8]]) {
+        self.kong_path = find(&self.request_headers, ":path");
+        let length: usize = chunks.iter().map(|c| c.len()).sum();
+        if length > 0
+            && find(&self.request_headers, "content-length").is_none()
+            && find(&self.request_headers, "transfer-encoding").is_none()
+        {
+            // A body always comes framed: the client's HTTP stack said how (tests often leave
+            // the header out; Envoy does not need it).
+            self.request_headers.push(("content-length".into(), length.to_string()));
+        }
+        let flow = ex.on_request_headers(self, false);
+        if self.reply.is_some() {
+            return self.answer_with_local_reply(ex);
+        }
+        if flow == Flow::Pause {
+            // Fact 1: the body is read after the access phase, which a paused headers step
+            // never leaves: the request hangs, and hung requests exhaust the worker.
+            self.violations.push("kong: Pause from on_request_headers parks the request forever (fact 1)".into());
+            return;
+        }
+        let body = chunks.concat();
+        if !body.is_empty() {
+            // Fact 2: no body step for an empty body; any other arrives whole, with eof.
+            self.request_buffer = body;
+            let size = self.request_buffer.len();
+            self.request_body_calls.push((size, true));
+            ex.on_request_body(self, size, true);
+            if self.reply.is_some() {
+                return self.answer_with_local_reply(ex);
+            }
+        }
+        self.release_upstream_headers();
+        self.upstream_body.append(&mut self.request_buffer);
+    }
+
     /// Sends a request through the filter: headers, then the body in `chunks`. Envoy lowercases
     /// header names; Kong (nginx) keeps the client's case.
-    pub fn request(&mut self, ex: &mut Exchange, headers: &[(&str, &str)], chunks: &[&[u8]]) {
+    pub fn request(&mut self, ex: &mut dyn Stream, headers: &[(&str, &str)], chunks: &[&[u8]]) {
         self.request_headers = if self.kong() { as_sent(headers) } else { owned(headers) };
-        let headers_end = chunks.is_empty() && !self.kong();
+        if self.kong() {
+            return self.kong_request(ex, chunks);
+        }
+        let headers_end = chunks.is_empty();
         let flow = ex.on_request_headers(self, headers_end);
         if self.reply.is_some() {
             return self.answer_with_local_reply(ex);
@@ -397,14 +509,11 @@ impl FakeHost {
         if flow == Flow::Continue {
             self.release_upstream_headers();
         }
-        if chunks.is_empty() && !self.kong() {
+        if chunks.is_empty() {
             return;
         }
         match self.profile {
-            Profile::Kong => {
-                self.request_buffer = chunks.concat();
-                self.request_body_call(ex, true);
-            }
+            Profile::Kong => {}
             Profile::Envoy | Profile::EnvoyEmptyEnd => {
                 let empty_end = self.profile == Profile::EnvoyEmptyEnd;
                 let mut paused = false;
@@ -435,7 +544,7 @@ impl FakeHost {
         }
     }
 
-    fn request_body_call(&mut self, ex: &mut Exchange, end: bool) -> Flow {
+    fn request_body_call(&mut self, ex: &mut dyn Stream, end: bool) -> Flow {
         let size = self.request_buffer.len();
         self.request_body_calls.push((size, end));
         let flow = ex.on_request_body(self, size, end);
@@ -450,11 +559,19 @@ impl FakeHost {
         if !self.upstream_headers_released {
             self.upstream_headers_released = true;
             self.upstream_headers = self.request_headers.clone();
+            if self.kong() {
+                // Fact 4: nginx sends removed headers too. Fact 5: Kong proxies to
+                // `$upstream_uri`, the client's path unless the filter set it.
+                self.upstream_headers.extend(self.kong_removed.iter().cloned());
+                let path = self.kong_upstream_uri.clone().or_else(|| self.kong_path.clone());
+                self.upstream_headers.retain(|(n, _)| n != ":path");
+                self.upstream_headers.extend(path.map(|p| (":path".to_string(), p)));
+            }
         }
     }
 
     /// Request trailers after the body chunks (HTTP/2): no body call carries end of stream.
-    pub fn request_with_trailers(&mut self, ex: &mut Exchange, headers: &[(&str, &str)], chunks: &[&[u8]]) {
+    pub fn request_with_trailers(&mut self, ex: &mut dyn Stream, headers: &[(&str, &str)], chunks: &[&[u8]]) {
         self.request_headers = owned(headers);
         if ex.on_request_headers(self, false) == Flow::Continue {
             self.release_upstream_headers();
@@ -479,7 +596,7 @@ impl FakeHost {
     }
 
     /// The host runs the response callbacks for the filter's own local reply too.
-    fn answer_with_local_reply(&mut self, ex: &mut Exchange) {
+    fn answer_with_local_reply(&mut self, ex: &mut dyn Stream) {
         let Some(reply) = self.reply.clone() else {
             return;
         };
@@ -490,13 +607,13 @@ impl FakeHost {
     }
 
     /// Sends the upstream's response through the filter, then ends the stream (`on_log`).
-    pub fn response(&mut self, ex: &mut Exchange, headers: &[(&str, &str)], chunks: &[&[u8]]) {
+    pub fn response(&mut self, ex: &mut dyn Stream, headers: &[(&str, &str)], chunks: &[&[u8]]) {
         self.deliver_response(ex, headers, chunks);
         ex.on_done(self);
     }
 
     /// The upstream sends `chunks` and then the connection drops: no end of stream, only `on_log`.
-    pub fn response_cut(&mut self, ex: &mut Exchange, headers: &[(&str, &str)], chunks: &[&[u8]]) {
+    pub fn response_cut(&mut self, ex: &mut dyn Stream, headers: &[(&str, &str)], chunks: &[&[u8]]) {
         self.response_headers = owned(headers);
         if ex.on_response_headers(self, false) == Flow::Continue {
             self.send_response_headers();
@@ -513,7 +630,7 @@ impl FakeHost {
         ex.on_done(self);
     }
 
-    fn deliver_response(&mut self, ex: &mut Exchange, headers: &[(&str, &str)], chunks: &[&[u8]]) {
+    fn deliver_response(&mut self, ex: &mut dyn Stream, headers: &[(&str, &str)], chunks: &[&[u8]]) {
         self.response_headers = owned(headers);
         let headers_end = chunks.is_empty() && !self.kong();
         let flow = ex.on_response_headers(self, headers_end);
@@ -537,7 +654,7 @@ impl FakeHost {
         self.in_response_body = false;
     }
 
-    fn envoy_response_body(&mut self, ex: &mut Exchange, chunks: &[&[u8]]) {
+    fn envoy_response_body(&mut self, ex: &mut dyn Stream, chunks: &[&[u8]]) {
         let empty_end = self.profile == Profile::EnvoyEmptyEnd;
         let mut paused = false;
         for (i, chunk) in chunks.iter().enumerate() {
@@ -559,7 +676,7 @@ impl FakeHost {
         }
     }
 
-    fn response_body_call(&mut self, ex: &mut Exchange, end: bool) -> Flow {
+    fn response_body_call(&mut self, ex: &mut dyn Stream, end: bool) -> Flow {
         let size = self.response_buffer.len();
         let flow = ex.on_response_body(self, size, end);
         if flow == Flow::Continue {
@@ -570,13 +687,13 @@ impl FakeHost {
         flow
     }
 
-    fn kong_response_body(&mut self, ex: &mut Exchange, chunks: &[&[u8]]) {
+    fn kong_response_body(&mut self, ex: &mut dyn Stream, chunks: &[&[u8]]) {
         let mut buffering = false;
         let mut buffered_once = false;
         for chunk in chunks {
             if buffering {
                 self.response_buffer.extend_from_slice(chunk);
-                if self.response_buffer.len() < KONG_RESPONSE_BUFFER {
+                if self.response_buffer.len() < self.kong.response_buffers {
                     continue;
                 }
                 // Buffers full: the filter sees what was gathered, with eof=false.
@@ -602,6 +719,19 @@ impl FakeHost {
         ex.on_response_body(self, size, true);
         let released = std::mem::take(&mut self.response_buffer);
         self.client_body_releases.push(released);
+    }
+
+    /// `proxy_set_buffer_bytes(start 0, size, bytes)` on a body of `held` bytes: Envoy replaces
+    /// `size` held bytes (the filter always replaces them all); Kong keeps at most `size` bytes of
+    /// `bytes` (fact 3, read in source: `body->len = min(len, size)`).
+    fn set_buffer(&mut self, which: &str, held: usize, size: usize, bytes: &[u8]) -> Vec<u8> {
+        if self.kong() {
+            return bytes.get(..size.min(bytes.len())).unwrap_or_default().to_vec();
+        }
+        if size != held {
+            self.violations.push(format!("{which} body replaced with a wrong held size {size}"));
+        }
+        bytes.to_vec()
     }
 
     fn send_response_headers(&mut self) {
@@ -658,7 +788,25 @@ impl HostIo for FakeHost {
 
     fn set_request_header(&mut self, name: &str, value: &str) -> Result<(), HostError> {
         self.hostcalls.note(Hostcall::SetRequestHeader);
+        if self.kong() && name == ":path" && value.contains('?') {
+            // Fact 5 (read in source): "NYI - cannot set request path with querystring".
+            self.violations.push("kong traps: :path set with a query string (fact 5)".into());
+            return Err(HostError { detail: "trap".into() });
+        }
         self.put_request_header(name, value)
+    }
+
+    fn set_upstream_path(&mut self, path: &str) -> Result<(), HostError> {
+        self.hostcalls.note(Hostcall::SetRequestHeader);
+        if self.kong() {
+            if self.upstream_headers_released {
+                self.violations.push("kong: $upstream_uri set after the request went upstream".into());
+                return Err(HostError { detail: "request already sent".into() });
+            }
+            self.kong_upstream_uri = Some(path.to_string());
+            return Ok(());
+        }
+        self.put_request_header(":path", path)
     }
 
     fn remove_request_header(&mut self, name: &str) -> Result<(), HostError> {
@@ -667,12 +815,24 @@ impl HostIo for FakeHost {
             self.violations.push(format!("request header {name} removed after the headers went upstream"));
             return Err(HostError { detail: "headers already sent".into() });
         }
+        if self.kong() {
+            // Fact 4: the header is marked unused; nginx still sends it, value and all.
+            let removed: Vec<(String, String)> =
+                self.request_headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case(name)).cloned().collect();
+            self.kong_removed.extend(removed);
+        }
         self.request_headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
         Ok(())
     }
 
     fn route_name(&mut self) -> Option<String> {
         self.hostcalls.note(Hostcall::RouteName);
+        if self.kong() && !self.kong.lua {
+            // Fact 6: without Kong's Lua layer `kong.route_name` is not found; the host layer
+            // says so and counts it (src/host/proxy_io.rs).
+            self.increment(Counter::RouteNamesUnreadable);
+            return None;
+        }
         self.route_name.clone()
     }
 
@@ -727,29 +887,23 @@ impl HostIo for FakeHost {
         Ok(())
     }
 
-    fn replace_request_body(&mut self, held: usize, bytes: &[u8]) -> Result<(), HostError> {
+    fn set_request_body(&mut self, size: usize, bytes: &[u8]) -> Result<(), HostError> {
         self.hostcalls.note(Hostcall::ReplaceRequestBody);
         if self.refuse.contains(&"replace_request_body") {
             return Err(HostError { detail: "refused".into() });
         }
-        if held != self.request_buffer.len() {
-            self.violations.push(format!("request body replaced with a wrong held size {held}"));
-        }
-        self.request_buffer = bytes.to_vec();
+        self.request_buffer = self.set_buffer("request", self.request_buffer.len(), size, bytes);
         Ok(())
     }
 
-    fn replace_response_body(&mut self, held: usize, bytes: &[u8]) -> Result<(), HostError> {
+    fn set_response_body(&mut self, size: usize, bytes: &[u8]) -> Result<(), HostError> {
         self.hostcalls.note(Hostcall::ReplaceResponseBody);
         if self.refuse.contains(&"replace_response_body")
             || self.unwritable_response_chunks.contains(&self.client_body_releases.len())
         {
             return Err(HostError { detail: "refused by the test".into() });
         }
-        if held != self.response_buffer.len() {
-            self.violations.push(format!("response body replaced with a wrong held size {held}"));
-        }
-        self.response_buffer = bytes.to_vec();
+        self.response_buffer = self.set_buffer("response", self.response_buffer.len(), size, bytes);
         Ok(())
     }
 
@@ -800,6 +954,10 @@ impl HostIo for FakeHost {
         if self.refuse.contains(&"request_body") {
             return None;
         }
+        if self.kong() && self.request_buffer.len() > self.kong.client_body_buffer_size {
+            // Fact 9: "cannot read request body buffered to file".
+            return None;
+        }
         self.request_buffer.get(start..start.checked_add(len)?).map(<[u8]>::to_vec)
     }
 
@@ -826,7 +984,12 @@ impl HostIo for FakeHost {
             self.violations.push("local reply during the response body".into());
             return Err(HostError { detail: "response already sent".into() });
         }
-        self.reply = Some(LocalReply { status, headers: owned(headers), body: body.to_vec() });
+        let mut body = body.to_vec();
+        if self.kong() && !body.is_empty() {
+            // Fact 8: ngx_wasm_module ends a local reply's body with a newline.
+            body.push(b'\n');
+        }
+        self.reply = Some(LocalReply { status, headers: owned(headers), body });
         Ok(())
     }
 
