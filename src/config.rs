@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::rc::Rc;
 
+use crate::budgets::{self, Budgets};
 use crate::guardrails::{self, Guardrails};
 use crate::metrics::LabelRegistry;
 use crate::names;
@@ -58,6 +59,8 @@ struct RawConfig {
     failure_mode: Option<serde_json::Value>,
     #[serde(default)]
     guardrails: guardrails::RawGuardrails,
+    #[serde(default)]
+    budgets: budgets::RawBudgets,
 }
 
 /// A model's prices in USD per million tokens, as the operator writes them. Absent optional
@@ -82,7 +85,7 @@ struct RawPrice {
 }
 
 /// Names of every field `RawConfig` accepts, for the schema consistency test.
-pub const FIELDS: [&str; 16] = [
+pub const FIELDS: [&str; 17] = [
     "header_prefix",
     "max_request_body_bytes",
     "max_response_body_bytes",
@@ -99,6 +102,7 @@ pub const FIELDS: [&str; 16] = [
     "prices",
     "failure_mode",
     "guardrails",
+    "budgets",
 ];
 
 fn default_header_prefix() -> String {
@@ -243,6 +247,8 @@ pub struct Policy {
     pub failure: FailurePolicy,
     /// Checks on request and response text and parameters (compiled once, shared by requests).
     pub guardrails: Rc<Guardrails>,
+    /// Spend budgets and rate limits, counted beyond one request.
+    pub budgets: Rc<Budgets>,
 }
 
 impl Default for Policy {
@@ -262,6 +268,7 @@ impl Default for Policy {
             labels: LabelRegistry::default(),
             failure: FailurePolicy::default(),
             guardrails: Rc::default(),
+            budgets: Rc::default(),
         }
     }
 }
@@ -317,6 +324,7 @@ fn compile_raw(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<P
     let prices = compile_prices(raw.prices)?;
     let guardrails = Rc::new(guardrails::compile(raw.guardrails)?);
     let failure = compile_failure_mode(raw.failure_mode.as_ref())?;
+    let budgets = Rc::new(budgets::compile(raw.budgets).map_err(|(field, reason)| invalid(&field, reason))?);
     let routing = routing::compile(
         RawRouting { providers: raw.providers, targets: raw.targets, models: raw.models, rules: raw.rules },
         env,
@@ -337,6 +345,7 @@ fn compile_raw(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<P
         labels: LabelRegistry::default(),
         failure,
         guardrails,
+        budgets,
     })
 }
 

@@ -108,6 +108,7 @@ mod tests {
             time_to_first_token_ms: None,
             duration_ms: None,
             guardrails: Default::default(),
+            budget: None,
         }
     }
 

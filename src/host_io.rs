@@ -123,6 +123,36 @@ pub trait HostIo {
     /// [`HostIo::export`] for a value the request cannot do without (the fallback plan the
     /// upstream filter reads): `Err` when the proxy refused it.
     fn export_required(&mut self, key: &str, value: &str) -> Result<(), HostError>;
+    /// The proxy's shared data (every worker of one proxy sees it): a value and its
+    /// compare-and-swap token; `Ok(None)` when the key does not exist.
+    fn shared_get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, HostError>;
+    /// Writes a shared-data value if its token is still `cas` (0: whatever it is).
+    fn shared_set(&mut self, key: &str, value: &[u8], cas: u32) -> Result<(), SharedSetError>;
+}
+
+/// Why a shared-data write did not happen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SharedSetError {
+    /// Another worker wrote the value since it was read.
+    CasMismatch,
+    Refused(HostError),
+}
+
+/// The budgets' ledger over a proxy's shared data.
+pub struct SharedLedger<'a>(pub &'a mut dyn HostIo);
+
+impl crate::budgets::ledger::SharedData for SharedLedger<'_> {
+    fn get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, String> {
+        self.0.shared_get(key).map_err(|e| e.detail)
+    }
+
+    fn set(&mut self, key: &str, value: &[u8], cas: u32) -> Result<(), crate::budgets::ledger::SetError> {
+        use crate::budgets::ledger::SetError;
+        self.0.shared_set(key, value, cas).map_err(|e| match e {
+            SharedSetError::CasMismatch => SetError::Mismatch,
+            SharedSetError::Refused(error) => SetError::Failed(error.detail),
+        })
+    }
 }
 
 /// Header pairs in the proxy-wasm wire format (used for local replies): a u32 count, then a

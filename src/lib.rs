@@ -6,6 +6,7 @@
 //! Data flows one way: bytes → parsed request → decisions → effects on the host.
 
 pub mod attempt;
+pub mod budgets;
 pub mod chain;
 pub mod config;
 pub mod delivery;
@@ -27,6 +28,8 @@ pub mod reply;
 pub mod response_translation;
 pub mod routing;
 pub mod sse;
+pub mod sse_write;
+pub mod stream_cut;
 pub mod stream_meter;
 pub mod tenant;
 pub mod tokenizer;

@@ -10,6 +10,7 @@
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::budgets::summary::{BudgetSummary, Verdict};
 use crate::usage::UsageRecord;
 
 pub const MAX_VALUES_PER_LABEL: usize = 100;
@@ -18,6 +19,8 @@ const MAX_VALUE_CHARS: usize = 64;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Counter,
+    /// Set to the value (the last write wins).
+    Gauge,
     Histogram,
 }
 
@@ -112,6 +115,9 @@ pub fn updates(record: &UsageRecord, labels: &LabelRegistry) -> Vec<Update> {
     if !record.guardrails.is_empty() {
         updates.extend(guardrail_updates(record, labels));
     }
+    if let Some(budget) = &record.budget {
+        updates.extend(budget_updates(budget, labels));
+    }
     let histogram = |name: String, value: u64| Update { name, kind: Kind::Histogram, value };
     if let Some(duration) = record.duration_ms {
         updates.push(histogram(["tollgate.duration_ms.", &base].concat(), duration));
@@ -149,6 +155,42 @@ fn guardrail_updates(record: &UsageRecord, labels: &LabelRegistry) -> Vec<Update
     updates
 }
 
+/// Per limit a request counted against: `tollgate.budget_requests.limit.L.verdict.V` (V the
+/// verdict for the limit that decided, `shadow_over` for a shadow limit that would have,
+/// `admitted` for the rest), and the gauge `tollgate.budget_remaining.limit.L.scope.S`: what the
+/// counter has left in its window after this request settled, in the limit's unit (spend in
+/// nano-USD, as `cost_nano_usd`).
+fn budget_updates(budget: &BudgetSummary, labels: &LabelRegistry) -> Vec<Update> {
+    let mut updates = Vec::with_capacity(budget.counted.len() * 2 + 1);
+    let mut decided_counted = false;
+    for counted in &budget.counted {
+        let limit = labels.label("limit", Some(&counted.limit), "none");
+        let verdict = if budget.decided_by.as_deref() == Some(counted.limit.as_str()) {
+            decided_counted = true;
+            budget.verdict.name()
+        } else if budget.shadow_over.contains(&counted.limit) {
+            "shadow_over"
+        } else {
+            "admitted"
+        };
+        let name = ["tollgate.budget_requests.limit.", &limit, ".verdict.", verdict].concat();
+        updates.push(Update { name, kind: Kind::Counter, value: 1 });
+        if let Some(remaining) = counted.remaining {
+            let scope = labels.label("scope", Some(&counted.scope), "all");
+            let value = if counted.spend { remaining / 1000 } else { remaining };
+            let name = ["tollgate.budget_remaining.limit.", &limit, ".scope.", &scope].concat();
+            updates.push(Update { name, kind: Kind::Gauge, value });
+        }
+    }
+    if !decided_counted && budget.verdict != Verdict::Admitted {
+        // Decided by no counter: the route's output ceiling, an unpriced model, the store.
+        let limit = labels.label("limit", budget.decided_by.as_deref(), "none");
+        let name = ["tollgate.budget_requests.limit.", &limit, ".verdict.", budget.verdict.name()].concat();
+        updates.push(Update { name, kind: Kind::Counter, value: 1 });
+    }
+    updates
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,6 +219,7 @@ mod tests {
             time_to_first_token_ms: Some(80),
             duration_ms: Some(250),
             guardrails: Default::default(),
+            budget: None,
         }
     }
 

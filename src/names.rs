@@ -94,10 +94,15 @@ pub enum Counter {
     /// route-limited guardrail policies and per-route failure modes were decided as for a
     /// request without a route.
     RouteNamesUnreadable,
+    /// Refused with a 429 by a budget or rate limit (the labelled `budget_requests` says which).
+    RequestsRefusedByBudget,
+    /// The budgets' counters could not be read or written (reserve, grow, settle): the route's
+    /// `failure_mode` decided.
+    BudgetStoreErrors,
 }
 
 impl Counter {
-    pub const ALL: [Counter; 16] = [
+    pub const ALL: [Counter; 18] = [
         Counter::RequestsInspected,
         Counter::RequestsRejectedInvalidBody,
         Counter::RequestsRejectedTooLarge,
@@ -114,6 +119,8 @@ impl Counter {
         Counter::ResponseTextsUnreadable,
         Counter::StreamEventsUntranslatable,
         Counter::RouteNamesUnreadable,
+        Counter::RequestsRefusedByBudget,
+        Counter::BudgetStoreErrors,
     ];
 
     pub fn metric_name(self) -> &'static str {
@@ -134,6 +141,8 @@ impl Counter {
             Counter::ResponseTextsUnreadable => "tollgate.response_texts_unreadable",
             Counter::StreamEventsUntranslatable => "tollgate.stream_events_untranslatable",
             Counter::RouteNamesUnreadable => "tollgate.route_names_unreadable",
+            Counter::RequestsRefusedByBudget => "tollgate.requests_refused_by_budget",
+            Counter::BudgetStoreErrors => "tollgate.budget_store_errors",
         }
     }
 }

@@ -149,6 +149,12 @@ fn client_key(header: &dyn Fn(&str) -> Option<Vec<u8>>) -> Option<Result<String,
         .filter(|key| key.as_ref().map_or(true, |k| !k.is_empty()))
 }
 
+/// The hashed key of the client's credential (`authorization: Bearer`, `x-api-key`, `api-key`),
+/// for limits kept per client key; `None` without one, or with one that is not text.
+pub fn client_key_hash(header: &dyn Fn(&str) -> Option<Vec<u8>>) -> Option<String> {
+    client_key(header)?.ok().map(|key| hashed_key(&key))
+}
+
 /// `key-` and the first 16 hex digits of SHA-256: stable per key, useless to an attacker.
 pub fn hashed_key(key: &str) -> String {
     let digest = Sha256::digest(key.as_bytes());

@@ -9,6 +9,7 @@ use std::borrow::Cow;
 
 use serde_json::{json, Value};
 
+use crate::budgets::summary::BudgetSummary;
 use crate::guardrails::Decision;
 use crate::json_write::{push_u64, ObjectWriter};
 use crate::pricing::Cost;
@@ -163,6 +164,9 @@ pub struct UsageRecord {
     pub duration_ms: Option<u64>,
     /// What the guardrails decided (never the matched text); empty when nothing was found.
     pub guardrails: GuardrailSummary,
+    /// What the budgets did (reserved, settled, which limit decided); `None` when no limit or
+    /// output ceiling applied.
+    pub budget: Option<BudgetSummary>,
 }
 
 /// The guardrail decisions of one exchange, request and response.
@@ -206,6 +210,9 @@ impl UsageRecord {
         match self.cost {
             Some(cost) => record.str("cost_usd", &cost.usd_string()),
             None => record.raw("cost_usd", "null"),
+        }
+        if let Some(budget) = &self.budget {
+            record.raw("budget", &budget.to_json());
         }
         record.opt_u64("duration_ms", self.duration_ms);
         if !self.guardrails.is_empty() {
@@ -315,6 +322,7 @@ mod tests {
             time_to_first_token_ms: Some(12),
             duration_ms: Some(40),
             guardrails: GuardrailSummary::default(),
+            budget: None,
         };
         let value: Value = serde_json::from_str(&record.to_json_string()).unwrap();
         assert_eq!(value["tokens"]["input"], json!({"tokens": 10, "source": "provider"}));
@@ -356,6 +364,7 @@ mod tests {
             time_to_first_token_ms: None,
             duration_ms: Some(40),
             guardrails: summary,
+            budget: None,
         };
         let bare = UsageRecord {
             guardrails: GuardrailSummary::default(),

@@ -7,6 +7,7 @@
 //! be priced and reported in response headers (only possible while the headers are still held).
 //! Every exchange ends with one usage record, exported to the proxy's logs.
 
+mod budget;
 mod guard;
 mod request;
 mod response;
@@ -22,6 +23,7 @@ use crate::host_io::{Flow, HostIo, HostKind};
 use crate::names::Counter;
 use crate::provider_request::Translation;
 use crate::response_translation::StreamTranslation;
+use crate::stream_cut::StreamCut;
 use crate::stream_meter::StreamMeter;
 use crate::tenant::Attribution;
 use crate::usage::{GuardrailSummary, Outcome, TokenCounts};
@@ -66,6 +68,8 @@ struct Streaming {
     meter: StreamMeter,
     translator: Option<StreamTranslation>,
     guard: Option<StreamGuard>,
+    /// Ends the client's stream where its budget does (see [`crate::stream_cut`]).
+    cut: Option<StreamCut>,
     /// The stages stopped: see [`Derailed`].
     derailed: Option<Derailed>,
 }
@@ -78,6 +82,9 @@ enum Derailed {
     PassThrough,
     /// The client's stream was ended (an error event or the blocked ending); the rest is dropped.
     Ended,
+    /// The client's stream was ended at its budget; the rest is dropped but still read, so the
+    /// provider's usage settles the budget.
+    Cut,
 }
 
 /// The provider and model a routing decision sent the request to.
@@ -113,6 +120,10 @@ pub struct Exchange {
     guard: Option<ResponseGuard>,
     /// What the guardrails decided, for the record.
     guardrails: GuardrailSummary,
+    /// The client's hashed API key, when a limit is kept per key (read before credentials change).
+    client_key: Option<String>,
+    /// What the request holds of the budgets.
+    metering: Option<Box<budget::Metering>>,
     /// A streaming request's body, kept so its prompt can be counted if the stream is cut
     /// before the provider reports usage (the proxy held the whole body anyway).
     kept_request: Option<Vec<u8>>,
@@ -141,6 +152,8 @@ impl Exchange {
             attribution: Attribution::default(),
             guard: None,
             guardrails: GuardrailSummary::default(),
+            client_key: None,
+            metering: None,
             kept_request: None,
             status: None,
             started_at: 0,
@@ -261,6 +274,11 @@ impl Exchange {
             return Flow::Continue;
         }
         self.response = self.response_plan(io, end_of_stream);
+        let held = matches!(self.response, ResponsePhase::Buffering { headers_held: true, .. });
+        if !self.replied_locally && !held {
+            // Held headers get them once the answer has settled (what is left after it).
+            self.add_budget_headers(io);
+        }
         match self.response {
             ResponsePhase::Buffering { headers_held: true, .. } => Flow::Pause,
             _ => Flow::Continue,
@@ -298,6 +316,9 @@ impl Exchange {
                     log::debug!("#{} response_not_inspected too_large=true", self.id);
                     self.response = ResponsePhase::Ignored;
                     self.record(io, TokenCounts::default(), None, Outcome::Complete);
+                    if held {
+                        self.add_budget_headers(io);
+                    }
                     return Flow::Continue;
                 }
                 if !end_of_stream {
@@ -310,6 +331,9 @@ impl Exchange {
                     self.finish_error_body(io, body_size, held);
                 } else {
                     self.finish_json_body(io, body_size, held);
+                }
+                if held {
+                    self.add_budget_headers(io);
                 }
                 Flow::Continue
             }
@@ -358,6 +382,9 @@ impl Exchange {
                     self.finish_error_body(io, size, held);
                 } else {
                     self.finish_json_body(io, size, held);
+                }
+                if held {
+                    self.add_budget_headers(io);
                 }
             }
             _ => {}

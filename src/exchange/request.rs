@@ -69,7 +69,7 @@ impl Exchange {
         };
         // From here on the body is what the guardrails let through (masked, clamped).
         let guarded_changed = guarded.is_some();
-        let body = guarded.unwrap_or(body);
+        let mut body = guarded.unwrap_or(body);
         if request.stream {
             self.kept_request = Some(body.clone());
         }
@@ -117,17 +117,26 @@ impl Exchange {
                 self.strip_usage_chunk = true;
             }
         }
+        let rewritten_here = rewritten.is_some();
         let new_body = match rewritten {
             Some(new_body) => Some(new_body),
-            None if guarded_changed => Some(body),
+            None if guarded_changed => Some(std::mem::take(&mut body)),
             None => None,
         };
-        if let Some(new_body) = new_body {
+        if let Some(new_body) = &new_body {
             let required = self.served_by.is_some() || self.translation.is_some() || guarded_changed;
-            if !self.replace_request_body(io, held, &new_body) && required {
+            if !self.replace_request_body(io, held, new_body) && required {
                 // The routed model, translation or masking is not in the body: the provider would
                 // get a request it was not meant to get.
                 return self.fail(io, api, "request_body_not_replaced");
+            }
+        }
+        if !self.count_tokens {
+            // Last, once the request is what the provider gets: counting generates nothing.
+            // The prompt is counted in the client's dialect (the body before routing rewrote it).
+            let client_body = if rewritten_here { &body } else { new_body.as_ref().unwrap_or(&body) };
+            if let Some(flow) = self.reserve_budget(io, &request, client_body) {
+                return flow;
             }
         }
         Flow::Continue
@@ -213,6 +222,9 @@ impl Exchange {
         let header = |name: &str| header_bytes(id, io_ref, name);
         let metadata = |path: &[String]| io_ref.metadata_value(path);
         self.attribution = policy.tenant.attribute(&header, &metadata);
+        if policy.budgets.needs_client_key() {
+            self.client_key = crate::tenant::client_key_hash(&header);
+        }
         if self.attribution.rejected {
             io.increment(Counter::AttributionRejected);
             log::debug!("#{} attribution_rejected", self.id);

@@ -1,6 +1,9 @@
 //! The response half of an exchange: what to hold, streams read as they flow, the usage record
 //! and the cost headers.
 
+use std::rc::Rc;
+
+use super::budget;
 use super::guard::Replacement;
 use super::{Derailed, Exchange, ResponsePhase, ServedBy, Streaming};
 use crate::config::FailureMode;
@@ -71,7 +74,8 @@ impl Exchange {
             let meter = StreamMeter::new(upstream_api, strip, self.policy.max_stream_event_bytes);
             let translator = translation
                 .map(|t| StreamTranslation::new(t, include_usage, self.created(), self.policy.max_stream_event_bytes));
-            return ResponsePhase::Streaming(Box::new(Streaming { meter, translator, guard, derailed: None }));
+            let cut = self.stream_cut();
+            return ResponsePhase::Streaming(Box::new(Streaming { meter, translator, guard, cut, derailed: None }));
         }
         if end_of_stream {
             self.record(io, TokenCounts::default(), None, Outcome::Complete);
@@ -114,6 +118,16 @@ impl Exchange {
             (None, None) => self.derail_unread(io),
             (Some(Derailed::PassThrough), _) => None,
             (Some(Derailed::Ended), _) => Some(Vec::new()),
+            (Some(Derailed::Cut), chunk) => {
+                // The client's stream has ended; the provider's usage is still read.
+                if let Some(chunk) = chunk {
+                    streaming.meter.feed(&chunk);
+                }
+                if end_of_stream {
+                    streaming.meter.finish();
+                }
+                Some(Vec::new())
+            }
         };
         if end_of_stream {
             if let ResponsePhase::Streaming(streaming) = std::mem::replace(&mut self.response, ResponsePhase::Done) {
@@ -144,10 +158,13 @@ impl Exchange {
     /// One chunk through the stages: the meter (provider's dialect), the translator, the guard.
     /// Returns the bytes to send instead of the chunk, if they differ.
     fn run_stages(&mut self, io: &mut dyn HostIo, chunk: Vec<u8>, end_of_stream: bool) -> Option<Vec<u8>> {
+        let watched = matches!(&self.response, ResponsePhase::Streaming(s) if s.cut.is_some());
+        let fail_open = watched && self.failure_mode(io) == FailureMode::Open;
+        let policy = Rc::clone(&self.policy);
         let ResponsePhase::Streaming(streaming) = &mut self.response else {
             return None;
         };
-        let Streaming { meter, translator, guard, .. } = streaming.as_mut();
+        let Streaming { meter, translator, guard, cut, derailed } = streaming.as_mut();
         let mut edit = meter.feed(&chunk);
         if end_of_stream {
             if let ChunkEdit::Replace(tail) = meter.finish() {
@@ -182,6 +199,30 @@ impl Exchange {
                 edit = ChunkEdit::Replace(out);
             }
             blocked = guard.block().cloned();
+        }
+        if let Some(cut) = cut {
+            // Last: the budget reads what the client is about to get.
+            let client_bytes = match &edit {
+                ChunkEdit::Unchanged => chunk.as_slice(),
+                ChunkEdit::Replace(bytes) => bytes.as_slice(),
+            };
+            let mut metering = self.metering.as_deref_mut();
+            let mut more =
+                |needed: u64| metering.as_deref_mut().and_then(|m| budget::grow(io, &policy, m, needed, fail_open));
+            let mut out = cut.feed(client_bytes, &mut more);
+            if end_of_stream {
+                out.extend(cut.finish());
+            }
+            if cut.is_cut() {
+                *derailed = Some(Derailed::Cut);
+                if let Some(metering) = self.metering.as_deref_mut() {
+                    budget::note_cut(metering, cut.output_tokens());
+                }
+                log::info!("#{} stream_cut output_tokens={} allowed={}", self.id, cut.output_tokens(), cut.allowed());
+            }
+            if out != client_bytes {
+                edit = ChunkEdit::Replace(out);
+            }
         }
         if let Some(block) = blocked {
             self.note_stream_block(io, &block);
@@ -414,6 +455,7 @@ impl Exchange {
             }
         }
         let cost = served.as_deref().and_then(|m| self.policy.prices.cost(m, &tokens));
+        let budget = if self.recorded { None } else { self.settle_budget(io, &tokens, cost.map(|c| c.pico_usd)) };
         let now = io.now_nanos();
         let millis = |from: u64, to: u64| to.saturating_sub(from) / 1_000_000;
         let record = UsageRecord {
@@ -432,6 +474,7 @@ impl Exchange {
             time_to_first_token_ms: self.first_byte_at.map(|at| millis(self.started_at, at)),
             duration_ms: Some(millis(self.started_at, now)),
             guardrails: self.guardrails.clone(),
+            budget,
         };
         if !self.recorded {
             self.recorded = true;
@@ -452,7 +495,7 @@ impl Exchange {
 }
 
 /// A header the proxy refuses is logged, never fatal: the response still reaches the client.
-fn set_header(id: u32, io: &mut dyn HostIo, name: &str, value: &str) {
+pub(super) fn set_header(id: u32, io: &mut dyn HostIo, name: &str, value: &str) {
     if let Err(err) = io.set_response_header(name, value) {
         log::warn!("#{id} set_response_header_failed name={name} detail={}", err.detail);
     }

@@ -8,6 +8,7 @@ use std::ptr::null_mut;
 
 pub const STATUS_OK: u32 = 0;
 pub const STATUS_NOT_FOUND: u32 = 1;
+pub const STATUS_CAS_MISMATCH: u32 = 8;
 
 pub const BUFFER_HTTP_REQUEST_BODY: u32 = 0;
 pub const BUFFER_HTTP_RESPONSE_BODY: u32 = 1;
@@ -72,6 +73,20 @@ extern "C" {
         headers_data: *const u8,
         headers_size: usize,
         grpc_status: i32,
+    ) -> u32;
+    fn proxy_get_shared_data(
+        key_data: *const u8,
+        key_size: usize,
+        return_value_data: *mut *mut u8,
+        return_value_size: *mut usize,
+        return_cas: *mut u32,
+    ) -> u32;
+    fn proxy_set_shared_data(
+        key_data: *const u8,
+        key_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+        cas: u32,
     ) -> u32;
     fn proxy_get_property(
         path_data: *const u8,
@@ -216,6 +231,31 @@ pub fn send_local_response(status_code: u16, details: &str, body: &[u8], headers
             -1,
         )
     };
+    if status == STATUS_OK {
+        Ok(())
+    } else {
+        Err(status)
+    }
+}
+
+/// A shared-data value and its compare-and-swap token; `None` when the key does not exist.
+pub fn get_shared_data(key: &str) -> Result<Option<(Vec<u8>, u32)>, u32> {
+    let mut data = null_mut();
+    let mut size = 0;
+    let mut cas = 0;
+    // SAFETY: as in `get_buffer`.
+    let status = unsafe { proxy_get_shared_data(key.as_ptr(), key.len(), &mut data, &mut size, &mut cas) };
+    match status {
+        STATUS_OK => Ok(Some((owned_bytes(data, size), cas))),
+        STATUS_NOT_FOUND => Ok(None),
+        other => Err(other),
+    }
+}
+
+/// Writes a shared-data value if its token is still `cas` (0: unconditionally).
+pub fn set_shared_data(key: &str, value: &[u8], cas: u32) -> Result<(), u32> {
+    // SAFETY: pointers and lengths come from live values.
+    let status = unsafe { proxy_set_shared_data(key.as_ptr(), key.len(), value.as_ptr(), value.len(), cas) };
     if status == STATUS_OK {
         Ok(())
     } else {

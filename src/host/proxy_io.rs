@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use super::abi;
-use crate::host_io::{encode_header_pairs, HeaderSnapshot, HostError, HostIo, HostKind};
+use crate::host_io::{encode_header_pairs, HeaderSnapshot, HostError, HostIo, HostKind, SharedSetError};
 use crate::metrics::{Kind, Update};
 use crate::names::Counter;
 
@@ -383,6 +383,17 @@ impl HostIo for ProxyIo {
         self.body(abi::BUFFER_HTTP_REQUEST_BODY, start, len)
     }
 
+    fn shared_get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, HostError> {
+        abi::get_shared_data(key).map_err(|status| HostError { detail: format!("get shared data status {status}") })
+    }
+
+    fn shared_set(&mut self, key: &str, value: &[u8], cas: u32) -> Result<(), SharedSetError> {
+        abi::set_shared_data(key, value, cas).map_err(|status| match status {
+            abi::STATUS_CAS_MISMATCH => SharedSetError::CasMismatch,
+            other => SharedSetError::Refused(HostError { detail: format!("set shared data status {other}") }),
+        })
+    }
+
     fn set_request_body(&mut self, size: usize, bytes: &[u8]) -> Result<(), HostError> {
         if self.host.faults.get().replace_request_body {
             return Err(HostError { detail: "refused by TOLLGATE_TEST_FAULTS".into() });
@@ -424,6 +435,7 @@ impl HostIo for ProxyIo {
         }
         let metric_type = match update.kind {
             Kind::Counter => abi::METRIC_COUNTER,
+            Kind::Gauge => abi::METRIC_GAUGE,
             Kind::Histogram => abi::METRIC_HISTOGRAM,
         };
         let known = self.host.labelled.borrow().get(&update.name).copied();
@@ -434,7 +446,7 @@ impl HostIo for ProxyIo {
         });
         match (id, update.kind) {
             (Some(id), Kind::Counter) => abi::increment_metric(id, i64::try_from(update.value).unwrap_or(i64::MAX)),
-            (Some(id), Kind::Histogram) => abi::record_metric(id, update.value),
+            (Some(id), Kind::Histogram | Kind::Gauge) => abi::record_metric(id, update.value),
             (None, _) => {}
         }
     }

@@ -9,6 +9,8 @@ use proxy_wasm::types::ContextType;
 use super::http::HttpFilter;
 use super::proxy_io::{Faults, HostState};
 use super::{abi, logger};
+use crate::budgets::ledger;
+use crate::budgets::Store;
 use crate::config::{self, Policy};
 use crate::tokenizer;
 
@@ -76,6 +78,12 @@ impl RootContext for FilterRoot {
                     log::warn!("tollgate: {} is set: refusing hostcalls on purpose ({faults:?})", Faults::VARIABLE);
                 }
                 self.host.set_faults(faults);
+                if !policy.budgets.is_empty() && policy.budgets.store == Store::Embedded {
+                    // The counters' creation lock must exist before any request takes it.
+                    if let Err(err) = ledger::prepare(&mut RootShared) {
+                        log::error!("tollgate: budgets: the shared data cannot be written ({})", err.0);
+                    }
+                }
                 self.loaded = Loaded::Policy(Rc::new(policy));
                 true
             }
@@ -100,5 +108,21 @@ impl RootContext for FilterRoot {
 
     fn get_type(&self) -> Option<ContextType> {
         Some(ContextType::HttpContext)
+    }
+}
+
+/// The proxy's shared data from the root context (no request's `HostIo` exists there).
+struct RootShared;
+
+impl ledger::SharedData for RootShared {
+    fn get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, String> {
+        abi::get_shared_data(key).map_err(|status| format!("get shared data status {status}"))
+    }
+
+    fn set(&mut self, key: &str, value: &[u8], cas: u32) -> Result<(), ledger::SetError> {
+        abi::set_shared_data(key, value, cas).map_err(|status| match status {
+            abi::STATUS_CAS_MISMATCH => ledger::SetError::Mismatch,
+            other => ledger::SetError::Failed(format!("set shared data status {other}")),
+        })
     }
 }

@@ -111,8 +111,9 @@ def nginx_size(value: str) -> int:
 
 def test_kong_conf_makes_every_setting_the_filter_depends_on():
     """kong/kong.conf against kong/kong.yml's filter configurations (README "Kong"): every
-    `api_key.env` passed to nginx, bodies kept in memory up to `max_request_body_bytes`, and the
-    response buffers holding answers up to `max_response_body_bytes`."""
+    `api_key.env` passed to nginx, bodies kept in memory up to `max_request_body_bytes`, the
+    response buffers holding answers up to `max_response_body_bytes`, and a shared key/value zone
+    for budgets' counters."""
     lines = {
         line.split("=", 1)[0].strip(): line.split("=", 1)[1].strip()
         for line in (REPO / "kong" / "kong.conf").read_text().splitlines()
@@ -132,6 +133,9 @@ def test_kong_conf_makes_every_setting_the_filter_depends_on():
         assert nginx_size(lines["nginx_http_client_body_buffer_size"]) >= config["max_request_body_bytes"]
         number, size = lines["nginx_http_wasm_response_body_buffers"].split()
         assert int(number) * nginx_size(size) >= config["max_response_body_bytes"]
+        if config.get("budgets", {}).get("limits"):
+            # Counters live in the shared key/value zone; without it Kong's host traps.
+            assert nginx_size(lines["nginx_wasm_shm_kv"]) >= 1 << 20
 
 
 # Every proxy-wasm host function of ngx_wasm_module (Kong's host), with the signature it
@@ -359,7 +363,8 @@ def test_meta_json_metrics_have_the_shape_kong_reads():
     jsonschema.Draft4Validator(META_FILE_SCHEMA).validate(META)
     patterns = META["metrics"]["label_patterns"]
     assert [p["label"] for p in patterns] == [
-        "provider", "model", "tenant", "outcome", "type", "policy", "check", "detector", "action", "phase", "mode"
+        "provider", "model", "tenant", "outcome", "type", "policy", "check", "detector", "action", "phase", "mode",
+        "limit", "verdict", "scope",
     ]
     for pair in patterns:
         assert re.compile(pair["pattern"]).groups == 2, pair
@@ -375,10 +380,19 @@ GUARDRAIL_VALUES = [
     # Values that are other labels' names must not be taken for them.
     {"policy": "check", "check": "policy", "detector": "phase", "action": "block", "phase": "response", "mode": "shadow"},
 ]
+BUDGET_METRICS = {
+    "tollgate.budget_requests": ["limit", "verdict"],
+    "tollgate.budget_remaining": ["limit", "scope"],
+}
+BUDGET_VALUES = [
+    {"limit": "team-monthly", "verdict": "admitted", "scope": "platform"},
+    {"limit": "scope", "verdict": "shadow_over", "scope": "limit"},
+]
 # Every metric family with every set of values for its labels.
 LABEL_CASES = [
     (metric, labels, values)
-    for families, value_sets in ((LABELLED_METRICS, LABEL_VALUES), (GUARDRAIL_METRICS, GUARDRAIL_VALUES))
+    for families, value_sets in ((LABELLED_METRICS, LABEL_VALUES), (GUARDRAIL_METRICS, GUARDRAIL_VALUES),
+                                 (BUDGET_METRICS, BUDGET_VALUES))
     for metric, labels in sorted(families.items())
     for values in value_sets
 ]

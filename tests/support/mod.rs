@@ -21,13 +21,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // tests may fail loudly
 #![allow(dead_code)] // each test crate uses its own part of the fake host
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 
 use tollgate::config::{self, Policy};
 use tollgate::exchange::Exchange;
-use tollgate::host_io::{Flow, HostError, HostIo, HostKind};
+use tollgate::host_io::{Flow, HostError, HostIo, HostKind, SharedSetError};
 use tollgate::metrics::Kind;
 use tollgate::names::Counter;
 
@@ -104,6 +104,9 @@ impl Default for KongHost {
     }
 }
 
+/// Shared data: key → (value, compare-and-swap token).
+pub type SharedMap = Rc<RefCell<HashMap<String, (Vec<u8>, u32)>>>;
+
 pub struct FakeHost {
     pub profile: Profile,
     request_headers: Vec<(String, String)>,
@@ -160,6 +163,8 @@ pub struct FakeHost {
     pub hostcalls: Hostcalls,
     /// Kong: its settings and Lua layer.
     pub kong: KongHost,
+    /// The proxy's shared data (every worker's): share one `Rc` between hosts to model workers.
+    pub shared: SharedMap,
     /// Kong: headers the filter removed. nginx still sends them upstream with their values
     /// (fact 4); the filter no longer reads them.
     kong_removed: Vec<(String, String)>,
@@ -198,12 +203,14 @@ pub enum Hostcall {
     SendReply,
     Increment,
     EmitCounter,
+    EmitGauge,
     EmitHistogram,
     Export,
+    SharedData,
 }
 
 impl Hostcall {
-    pub const ALL: [Hostcall; 26] = [
+    pub const ALL: [Hostcall; 28] = [
         Hostcall::HostKind,
         Hostcall::NowNanos,
         Hostcall::RequestHeaderMap,
@@ -228,8 +235,10 @@ impl Hostcall {
         Hostcall::SendReply,
         Hostcall::Increment,
         Hostcall::EmitCounter,
+        Hostcall::EmitGauge,
         Hostcall::EmitHistogram,
         Hostcall::Export,
+        Hostcall::SharedData,
     ];
 
     /// The `HostIo` method.
@@ -259,8 +268,10 @@ impl Hostcall {
             Hostcall::SendReply => "send_reply",
             Hostcall::Increment => "increment",
             Hostcall::EmitCounter => "emit (counter)",
+            Hostcall::EmitGauge => "emit (gauge)",
             Hostcall::EmitHistogram => "emit (histogram)",
             Hostcall::Export => "export",
+            Hostcall::SharedData => "shared_get / shared_set",
         }
     }
 
@@ -287,8 +298,9 @@ impl Hostcall {
             Hostcall::ReplaceRequestBody | Hostcall::ReplaceResponseBody => "proxy_set_buffer_bytes",
             Hostcall::SendReply => "proxy_send_local_response",
             Hostcall::Increment | Hostcall::EmitCounter => "proxy_increment_metric",
-            Hostcall::EmitHistogram => "proxy_record_metric",
+            Hostcall::EmitHistogram | Hostcall::EmitGauge => "proxy_record_metric",
             Hostcall::Export => "proxy_set_property",
+            Hostcall::SharedData => "proxy_get_shared_data / proxy_set_shared_data",
         }
     }
 }
@@ -363,6 +375,7 @@ impl FakeHost {
             unwritable_response_chunks: Vec::new(),
             hostcalls: Hostcalls::default(),
             kong: KongHost::default(),
+            shared: Rc::default(),
             kong_removed: Vec::new(),
             kong_path: None,
             kong_upstream_uri: None,
@@ -910,14 +923,47 @@ impl HostIo for FakeHost {
     fn emit(&mut self, update: &tollgate::metrics::Update) {
         self.hostcalls.note(match update.kind {
             Kind::Counter => Hostcall::EmitCounter,
+            Kind::Gauge => Hostcall::EmitGauge,
             Kind::Histogram => Hostcall::EmitHistogram,
         });
-        *self.metrics.entry(update.name.clone()).or_insert(0) += update.value;
+        match update.kind {
+            Kind::Gauge => {
+                self.metrics.insert(update.name.clone(), update.value);
+            }
+            _ => *self.metrics.entry(update.name.clone()).or_insert(0) += update.value,
+        }
     }
 
     fn export(&mut self, key: &str, value: &str) {
         self.hostcalls.note(Hostcall::Export);
         self.exports.insert(key.to_string(), value.to_string());
+    }
+
+    fn shared_get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, HostError> {
+        self.hostcalls.note(Hostcall::SharedData);
+        if self.refuse.contains(&"shared_data") {
+            return Err(HostError { detail: "refused by the test".into() });
+        }
+        Ok(self.shared.borrow().get(key).cloned())
+    }
+
+    /// Envoy's and Kong's shared data: a write with a token other than 0 must carry the value's
+    /// current token; a key that does not exist takes any write; each write gives a new token.
+    fn shared_set(&mut self, key: &str, value: &[u8], cas: u32) -> Result<(), SharedSetError> {
+        self.hostcalls.note(Hostcall::SharedData);
+        if self.refuse.contains(&"shared_data") {
+            return Err(SharedSetError::Refused(HostError { detail: "refused by the test".into() }));
+        }
+        let mut shared = self.shared.borrow_mut();
+        let current = shared.get(key).map(|(_, token)| *token);
+        if let (Some(current), true) = (current, cas != 0) {
+            if current != cas {
+                return Err(SharedSetError::CasMismatch);
+            }
+        }
+        let token = shared.values().map(|(_, t)| *t).max().unwrap_or(0) + 1;
+        shared.insert(key.to_string(), (value.to_vec(), token));
+        Ok(())
     }
 
     fn export_required(&mut self, key: &str, value: &str) -> Result<(), HostError> {

@@ -3,7 +3,8 @@
 
 use super::{Key, StreamGuard};
 use crate::dialect::Api;
-use crate::json_tree::{self, Tree};
+
+use crate::sse_write;
 
 impl StreamGuard {
     /// Ends the stream after a block with the events the client's SDK expects.
@@ -106,29 +107,9 @@ impl StreamGuard {
         }
     }
 
-    /// An OpenAI chunk with `choices`, carrying the provider's own `id`, `created` and `model`
-    /// (and `system_fingerprint`) as the provider wrote them, byte for byte.
+    /// An OpenAI chunk with `choices`, shaped like the provider's own (see [`sse_write::chat_chunk`]).
     fn chat_chunk(&self, choices: &serde_json::Value, fingerprint: bool) -> Vec<u8> {
-        let template = self.template.as_deref().unwrap_or_default();
-        let tree = Tree::parse(template).ok();
-        let member = |name: &str| tree.as_ref().and_then(|t| t.get(Tree::ROOT, name).and_then(|n| t.raw(n)));
-        let mut chunk = Vec::with_capacity(template.len() + 128);
-        let mut put = |name: &str, value: &[u8]| {
-            chunk.push(if chunk.is_empty() { b'{' } else { b',' });
-            chunk.extend_from_slice(json_tree::encode_string(name).as_bytes());
-            chunk.push(b':');
-            chunk.extend_from_slice(value);
-        };
-        put("id", member("id").unwrap_or(br#""chatcmpl-blocked""#));
-        put("object", br#""chat.completion.chunk""#);
-        put("created", member("created").unwrap_or(b"0"));
-        put("model", member("model").unwrap_or(br#""""#));
-        if let (true, Some(value)) = (fingerprint, member("system_fingerprint")) {
-            put("system_fingerprint", value);
-        }
-        put("choices", choices.to_string().as_bytes());
-        chunk.push(b'}');
-        chunk
+        sse_write::chat_chunk(self.template.as_deref().unwrap_or_default(), choices, fingerprint)
     }
 
     fn template(&self) -> serde_json::Value {
@@ -168,17 +149,4 @@ pub(super) fn rewrite_event(out: &mut Vec<u8>, raw: &[u8], data: &[u8]) {
     }
 }
 
-/// Writes one SSE event: `event:` line when named, `data:` lines, blank line.
-pub(super) fn write_event(out: &mut Vec<u8>, name: &str, data: &[u8]) {
-    if !name.is_empty() {
-        out.extend_from_slice(b"event: ");
-        out.extend_from_slice(name.as_bytes());
-        out.push(b'\n');
-    }
-    for line in data.split(|b| *b == b'\n') {
-        out.extend_from_slice(b"data: ");
-        out.extend_from_slice(line);
-        out.push(b'\n');
-    }
-    out.push(b'\n');
-}
+pub(super) use crate::sse_write::write_event;

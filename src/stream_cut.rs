@@ -1,0 +1,255 @@
+//! Ends a stream that runs past the output it may have: the last stage of a streamed answer,
+//! reading what the client is about to get (its dialect, after translation and guardrails).
+//!
+//! Every event passes byte for byte until the one whose text would take the output past its
+//! allowance; the allowance is asked to grow first (a budget may give more), and when it cannot,
+//! that event and everything after it are dropped and the stream ends the way the provider ends
+//! one that reached its output limit: OpenAI Chat `finish_reason: "length"` then `[DONE]`,
+//! Anthropic `stop_reason: "max_tokens"` then `message_stop`, Responses `response.incomplete`
+//! with `incomplete_details.reason: "max_output_tokens"`. The client's SDK sees an ordinary
+//! truncated answer, never a reset.
+//!
+//! Output is counted per event with the model's tokenizer: a provider sends about one token per
+//! event, so the sum of the events' counts is the provider's count, give or take one per event
+//! where a word was split.
+
+use crate::dialect::Api;
+use crate::json_tree::{Kind, Tree};
+use crate::sse::{SseEvent, SseFramer, SseIssue};
+use crate::sse_write::{chat_chunk, write_event};
+use crate::tokenizer::{self, TokenCounter};
+
+/// The reason a cut stream's ending gives, per dialect.
+const CHAT_REASON: &str = "length";
+const ANTHROPIC_REASON: &str = "max_tokens";
+const RESPONSES_REASON: &str = "max_output_tokens";
+
+pub struct StreamCut {
+    api: Api,
+    tokenizer: TokenCounter,
+    framer: SseFramer,
+    events: Vec<SseEvent>,
+    issues: Vec<SseIssue>,
+    /// Client-bound bytes not released yet (an event not complete), from stream offset `held_start`.
+    held: Vec<u8>,
+    held_start: u64,
+    output_tokens: u64,
+    allowed: u64,
+    cut: bool,
+    /// Chat: the last chunk with choices (its id, created and model go into the ending) and
+    /// the choices seen. Responses: the response object of `response.created`.
+    template: Option<Vec<u8>>,
+    choices_seen: Vec<u64>,
+    /// Anthropic: content blocks started and not stopped.
+    open_blocks: Vec<u64>,
+    /// Responses: the last `sequence_number`.
+    sequence: Option<u64>,
+}
+
+impl std::fmt::Debug for StreamCut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamCut")
+            .field("api", &self.api)
+            .field("output_tokens", &self.output_tokens)
+            .field("allowed", &self.allowed)
+            .field("cut", &self.cut)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StreamCut {
+    /// A cutter for a stream in `api`'s dialect from `model`, which may write `allowed` tokens.
+    pub fn new(api: Api, model: &str, allowed: u64, max_event_bytes: usize) -> Self {
+        StreamCut {
+            api,
+            tokenizer: tokenizer::for_model(model),
+            framer: SseFramer::new(max_event_bytes),
+            events: Vec::new(),
+            issues: Vec::new(),
+            held: Vec::new(),
+            held_start: 0,
+            output_tokens: 0,
+            allowed,
+            cut: false,
+            template: None,
+            choices_seen: Vec::new(),
+            open_blocks: Vec::new(),
+            sequence: None,
+        }
+    }
+
+    /// Whether the stream was ended here.
+    pub fn is_cut(&self) -> bool {
+        self.cut
+    }
+
+    /// Output tokens released to the client so far.
+    pub fn output_tokens(&self) -> u64 {
+        self.output_tokens
+    }
+
+    pub fn allowed(&self) -> u64 {
+        self.allowed
+    }
+
+    /// The next client-bound chunk; returns what goes out instead. `more(needed)` is asked when
+    /// an event would take the output to `needed` tokens, past the allowance: it returns the new
+    /// allowance (at least `needed`), or `None` to end the stream before that event.
+    pub fn feed(&mut self, chunk: &[u8], more: &mut dyn FnMut(u64) -> Option<u64>) -> Vec<u8> {
+        if self.cut {
+            return Vec::new();
+        }
+        self.events.clear();
+        self.issues.clear();
+        self.held.extend_from_slice(chunk);
+        self.framer.feed(chunk, &mut self.events, &mut self.issues);
+        let events = std::mem::take(&mut self.events);
+        let mut out = Vec::with_capacity(self.held.len());
+        for event in &events {
+            let tokens = self.count(event);
+            let needed = self.output_tokens.saturating_add(tokens);
+            if needed > self.allowed {
+                match more(needed) {
+                    Some(allowed) if allowed >= needed => self.allowed = allowed,
+                    _ => {
+                        self.release(event.start, &mut out);
+                        self.end(&mut out);
+                        self.cut = true;
+                        self.held.clear();
+                        self.events = events;
+                        return out;
+                    }
+                }
+            }
+            self.output_tokens = needed;
+            self.observe(event);
+        }
+        self.events = events;
+        self.release(self.framer.pending_start(), &mut out);
+        out
+    }
+
+    /// The stream's end: what is still held (an event never completed) goes out as it is.
+    pub fn finish(&mut self) -> Vec<u8> {
+        if self.cut {
+            return Vec::new();
+        }
+        self.held_start += self.held.len() as u64;
+        std::mem::take(&mut self.held)
+    }
+
+    /// Moves held bytes before stream offset `until` to `out`.
+    fn release(&mut self, until: u64, out: &mut Vec<u8>) {
+        let count = usize::try_from(until.saturating_sub(self.held_start)).unwrap_or(usize::MAX).min(self.held.len());
+        out.extend(self.held.drain(..count));
+        self.held_start += count as u64;
+    }
+
+    fn count(&self, event: &SseEvent) -> u64 {
+        let text = self.api.read_event(event).text;
+        if text.is_empty() {
+            0
+        } else {
+            self.tokenizer.count(&text)
+        }
+    }
+
+    /// Keeps what the ending needs: Chat's chunk template and choices, Anthropic's open blocks,
+    /// Responses' response object and sequence.
+    fn observe(&mut self, event: &SseEvent) {
+        let Ok(tree) = Tree::parse(&event.data) else { return };
+        match self.api {
+            Api::OpenAiChat | Api::OpenAiEmbeddings => {
+                if let Some(choices) = tree.get(Tree::ROOT, "choices") {
+                    self.template = Some(event.data.clone());
+                    for (position, choice) in tree.children(choices).enumerate() {
+                        let index = uint(&tree, tree.get(choice, "index")).unwrap_or(position as u64);
+                        if !self.choices_seen.contains(&index) {
+                            self.choices_seen.push(index);
+                        }
+                    }
+                }
+            }
+            Api::AnthropicMessages => {
+                let kind =
+                    tree.get_str(Tree::ROOT, "type").map(|k| k.into_owned()).unwrap_or_else(|| event.event.clone());
+                let index = uint(&tree, tree.get(Tree::ROOT, "index"));
+                match (kind.as_str(), index) {
+                    ("content_block_start", Some(i)) => self.open_blocks.push(i),
+                    ("content_block_stop", Some(i)) => self.open_blocks.retain(|b| *b != i),
+                    _ => {}
+                }
+            }
+            Api::OpenAiResponses => {
+                if let Some(n) = uint(&tree, tree.get(Tree::ROOT, "sequence_number")) {
+                    self.sequence = Some(n);
+                }
+                let kind = tree.get_str(Tree::ROOT, "type");
+                if kind.is_some_and(|k| k == "response.created" || k == "response.in_progress") {
+                    if let Some(response) = tree.get(Tree::ROOT, "response").and_then(|r| tree.raw(r)) {
+                        self.template = Some(response.to_vec());
+                    }
+                }
+            }
+        }
+    }
+
+    /// The events that end a stream at its output limit, in the client's dialect.
+    fn end(&mut self, out: &mut Vec<u8>) {
+        match self.api {
+            Api::OpenAiChat | Api::OpenAiEmbeddings => {
+                let mut choices = self.choices_seen.clone();
+                if choices.is_empty() {
+                    choices.push(0);
+                }
+                let template = self.template.as_deref().unwrap_or_default();
+                for index in choices {
+                    let choices = serde_json::json!([{"index": index, "delta": {}, "logprobs": null, "finish_reason": CHAT_REASON}]);
+                    write_event(out, "", &chat_chunk(template, &choices, false));
+                }
+                write_event(out, "", b"[DONE]");
+            }
+            Api::AnthropicMessages => {
+                for index in std::mem::take(&mut self.open_blocks) {
+                    let stop = serde_json::json!({"type": "content_block_stop", "index": index});
+                    write_event(out, "content_block_stop", stop.to_string().as_bytes());
+                }
+                let delta = serde_json::json!({
+                    "type": "message_delta",
+                    "delta": {"stop_reason": ANTHROPIC_REASON, "stop_sequence": null},
+                    "usage": {"output_tokens": self.output_tokens},
+                });
+                write_event(out, "message_delta", delta.to_string().as_bytes());
+                write_event(out, "message_stop", br#"{"type":"message_stop"}"#);
+            }
+            Api::OpenAiResponses => {
+                let mut response: serde_json::Value =
+                    self.template.as_deref().and_then(|t| serde_json::from_slice(t).ok()).unwrap_or_default();
+                if !response.is_object() {
+                    response = serde_json::json!({"id": "resp_cut", "object": "response", "output": []});
+                }
+                if let Some(object) = response.as_object_mut() {
+                    object.insert("status".into(), "incomplete".into());
+                    object.insert("incomplete_details".into(), serde_json::json!({"reason": RESPONSES_REASON}));
+                }
+                let event = serde_json::json!({
+                    "type": "response.incomplete",
+                    "sequence_number": self.sequence.map_or(0, |n| n + 1),
+                    "response": response,
+                });
+                write_event(out, "response.incomplete", event.to_string().as_bytes());
+            }
+        }
+    }
+}
+
+fn uint(tree: &Tree<'_>, node: Option<usize>) -> Option<u64> {
+    let node = node?;
+    if tree.kind(node)? != Kind::Number {
+        return None;
+    }
+    std::str::from_utf8(tree.raw(node)?).ok()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,150 @@
+use super::*;
+use crate::sse::SseFramer;
+use proptest::prelude::*;
+
+const CHAT: &[u8] = include_bytes!("../../tests/fixtures/openai/chat_stream.sse");
+const ANTHROPIC: &[u8] = include_bytes!("../../tests/fixtures/anthropic/messages_stream.sse");
+const RESPONSES: &[u8] = include_bytes!("../../tests/fixtures/openai/responses_stream.sse");
+
+fn streams() -> [(Api, &'static [u8]); 3] {
+    [(Api::OpenAiChat, CHAT), (Api::AnthropicMessages, ANTHROPIC), (Api::OpenAiResponses, RESPONSES)]
+}
+
+/// Feeds `stream` in chunks ending at `cuts`, asking `more` when the allowance runs out.
+fn run(
+    api: Api,
+    stream: &[u8],
+    cuts: &[usize],
+    allowed: u64,
+    more: &mut dyn FnMut(u64) -> Option<u64>,
+) -> (Vec<u8>, StreamCut) {
+    let mut cutter = StreamCut::new(api, "gpt-4o-mini", allowed, 1 << 20);
+    let mut out = Vec::new();
+    let mut from = 0;
+    for &to in cuts.iter().chain(std::iter::once(&stream.len())) {
+        let to = to.clamp(from, stream.len());
+        out.extend(cutter.feed(&stream[from..to], more));
+        from = to;
+    }
+    out.extend(cutter.finish());
+    (out, cutter)
+}
+
+fn events(api: Api, bytes: &[u8]) -> Vec<(String, crate::dialect::EventFacts, Vec<u8>)> {
+    let mut framer = SseFramer::new(1 << 20);
+    let (mut events, mut issues) = (Vec::new(), Vec::new());
+    framer.feed(bytes, &mut events, &mut issues);
+    framer.finish(&mut events);
+    assert!(issues.is_empty(), "{issues:?}");
+    events.into_iter().map(|e| (e.event.clone(), api.read_event(&e), e.data)).collect()
+}
+
+fn text(api: Api, bytes: &[u8]) -> String {
+    events(api, bytes).into_iter().map(|(_, facts, _)| facts.text).collect()
+}
+
+#[test]
+fn a_stream_within_its_allowance_passes_byte_for_byte() {
+    for (api, stream) in streams() {
+        let (out, cutter) = run(api, stream, &[7, 100, 101, 400], 1_000, &mut |_| None);
+        assert_eq!(out, stream, "{api:?}");
+        assert!(!cutter.is_cut());
+        assert!(cutter.output_tokens() > 0, "{api:?}: the text was counted");
+    }
+}
+
+#[test]
+fn a_stream_that_may_grow_passes_byte_for_byte_and_asks_for_each_step() {
+    for (api, stream) in streams() {
+        let mut asked = Vec::new();
+        let (out, cutter) = run(api, stream, &[], 1, &mut |needed| {
+            asked.push(needed);
+            Some(needed)
+        });
+        assert_eq!(out, stream, "{api:?}");
+        assert_eq!(asked.last().copied(), Some(cutter.output_tokens()), "{api:?}");
+    }
+}
+
+#[test]
+fn a_stream_past_its_allowance_ends_at_an_event_boundary_the_way_the_provider_ends_one() {
+    for (api, stream) in streams() {
+        let (out, mut cutter) = run(api, stream, &[3, 50, 333], 2, &mut |_| None);
+        assert!(cutter.is_cut(), "{api:?}");
+        let ending = match api {
+            Api::OpenAiChat => "length",
+            Api::AnthropicMessages => "max_tokens",
+            _ => "max_output_tokens",
+        };
+        let read = events(api, &out);
+        assert!(read.last().is_some_and(|(_, facts, _)| facts.terminal), "{api:?}: the client sees its stream end");
+        let all = String::from_utf8(out.clone()).unwrap();
+        assert!(all.contains(ending), "{api:?}: {all}");
+        // What went out before the ending is the provider's stream up to an event boundary,
+        // then a short ending of the dialect's own events.
+        let original = events(api, stream);
+        let kept = read.iter().zip(&original).take_while(|(a, b)| (&a.0, &a.2) == (&b.0, &b.2)).count();
+        let ending_events = match api {
+            Api::OpenAiChat => 2,
+            Api::AnthropicMessages => 3,
+            _ => 1,
+        };
+        assert!(read.len() - kept <= ending_events, "{api:?}: {all}");
+        assert!(String::from_utf8_lossy(&read[kept..].iter().flat_map(|e| e.2.clone()).collect::<Vec<u8>>())
+            .contains(ending));
+        assert!(crate::tokenizer::for_model("gpt-4o-mini").count(&text(api, &out)) <= 2 + 1, "{api:?}");
+        assert!(cutter.feed(b"data: more\n\n", &mut |_| Some(u64::MAX)).is_empty(), "after the cut nothing passes");
+    }
+}
+
+#[test]
+fn the_chat_ending_names_every_choice_and_keeps_the_providers_id() {
+    let (out, _) = run(Api::OpenAiChat, CHAT, &[], 1, &mut |_| None);
+    let text = String::from_utf8(out).unwrap();
+    assert!(text.contains(r#""id":"chatcmpl-BzK2""#), "{text}");
+    assert!(text.contains(r#""finish_reason":"length""#), "{text}");
+    assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
+}
+
+#[test]
+fn the_anthropic_ending_closes_the_open_block() {
+    let (out, _) = run(Api::AnthropicMessages, ANTHROPIC, &[], 5, &mut |_| None);
+    let names: Vec<String> = events(Api::AnthropicMessages, &out).into_iter().map(|(name, _, _)| name).collect();
+    let tail: Vec<&str> = names.iter().rev().take(3).rev().map(String::as_str).collect();
+    assert_eq!(tail, ["content_block_stop", "message_delta", "message_stop"], "{names:?}");
+}
+
+proptest! {
+    /// Identity over arbitrary Unicode text and chunking: a stream within its allowance is
+    /// the provider's bytes.
+    #[test]
+    fn any_text_in_any_chunks_passes_unchanged(texts in proptest::collection::vec("\\PC{0,12}", 1..8), cuts in proptest::collection::vec(0usize..2000, 0..6)) {
+        let mut stream = Vec::new();
+        for text in &texts {
+            let chunk = serde_json::json!({"id": "c", "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": null}]});
+            write_event(&mut stream, "", chunk.to_string().as_bytes());
+        }
+        write_event(&mut stream, "", b"[DONE]");
+        let mut cuts = cuts;
+        cuts.sort_unstable();
+        let (out, cutter) = run(Api::OpenAiChat, &stream, &cuts, u64::MAX, &mut |_| None);
+        prop_assert_eq!(out, stream);
+        prop_assert!(!cutter.is_cut());
+    }
+
+    /// Cut anywhere, the text that went out is a prefix of the provider's, within the allowance.
+    #[test]
+    fn a_cut_stream_carries_a_prefix_of_the_text_within_the_allowance(texts in proptest::collection::vec("\\PC{1,12}", 1..8), allowed in 0u64..20) {
+        let mut stream = Vec::new();
+        for text in &texts {
+            let chunk = serde_json::json!({"id": "c", "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": null}]});
+            write_event(&mut stream, "", chunk.to_string().as_bytes());
+        }
+        write_event(&mut stream, "", b"[DONE]");
+        let (out, cutter) = run(Api::OpenAiChat, &stream, &[], allowed, &mut |_| None);
+        let sent = text(Api::OpenAiChat, &out);
+        prop_assert!(texts.concat().starts_with(&sent));
+        prop_assert!(cutter.output_tokens() <= allowed);
+        prop_assert!(events(Api::OpenAiChat, &out).last().is_some_and(|(_, facts, _)| facts.terminal));
+    }
+}
