@@ -9,7 +9,8 @@
 //! - Kong (ngx_wasm_module at the commit Kong 3.9 ships), fact by fact as a Kong-equivalent host
 //!   showed them (../shared/research/kong-host-probe.md, "fact N"; tests/kong_host.rs holds one
 //!   test per fact): `eof` is always false in header callbacks; a `Pause` from the request
-//!   headers parks the request for good (1); an empty body never gets a body step (2), any other
+//!   headers parks the request for good (1), and so does one from the body step (the same
+//!   yield in the content phase, read in source); an empty body never gets a body step (2), any other
 //!   comes in one call, and a body over `client_body_buffer_size` cannot be read (9); a body
 //!   replacement keeps at most `size` bytes (3); a removed request header still goes upstream
 //!   with its value (4); `:path` does not change the upstream path, which follows
@@ -485,9 +486,16 @@ impl FakeHost {
             self.request_buffer = body;
             let size = self.request_buffer.len();
             self.request_body_calls.push((size, true));
-            ex.on_request_body(self, size, true);
+            let flow = ex.on_request_body(self, size, true);
             if self.reply.is_some() {
                 return self.answer_with_local_reply(ex);
+            }
+            if flow == Flow::Pause {
+                // The body step runs in the content phase, where a Pause yields the request
+                // (NGX_AGAIN) until a dispatch resumes it, as in the headers step (fact 1; read in
+                // ngx_http_proxy_wasm.c): nothing goes upstream, and nothing ends the request.
+                self.violations.push("kong: Pause from on_request_body parks the request forever (fact 1)".into());
+                return;
             }
         }
         self.release_upstream_headers();
