@@ -8,7 +8,7 @@
 mod support;
 
 use serde_json::{json, Value};
-use support::{policy, FakeHost, Profile};
+use support::{policy, FakeHost, Profile, HOSTS};
 use tollgate::exchange::Exchange;
 
 const CONFIG: &str = r#"{
@@ -51,18 +51,21 @@ fn hello(model: &str) -> Value {
 
 #[test]
 fn an_alias_for_an_anthropic_model_is_counted_by_anthropic_with_the_rules_model_and_key() {
-    let (mut host, mut ex) = count(Profile::Envoy, "/v1/messages/count_tokens?beta=true", &hello("smart"));
-    assert!(host.reply.is_none());
-    assert_eq!(host.upstream_header(":path"), Some("/v1/messages/count_tokens?beta=true"));
-    assert_eq!(host.upstream_header("x-tollgate-cluster"), Some("anthropic"));
-    assert_eq!(host.upstream_header("x-api-key"), Some("sk-ant"));
-    let sent: Value = serde_json::from_slice(&host.upstream_body).unwrap();
-    assert_eq!(sent, hello("claude-haiku-4-5"), "only the model changed; no max_tokens added");
-    let answer = br#"{"input_tokens":14}"#;
-    host.response(&mut ex, JSON_OK, &[answer]);
-    assert_eq!(host.client_body(), answer, "Anthropic's own count, untouched");
-    assert_eq!(host.client_header("x-tollgate-cost-usd"), None);
-    assert!(!host.exports.contains_key("tollgate.usage"), "no usage record: nothing was generated");
+    for profile in HOSTS {
+        let (mut host, mut ex) = count(profile, "/v1/messages/count_tokens?beta=true", &hello("smart"));
+        assert!(host.reply.is_none());
+        assert_eq!(host.upstream_header(":path"), Some("/v1/messages/count_tokens?beta=true"), "{profile:?}");
+        assert_eq!(host.upstream_cluster(), Some("anthropic"), "{profile:?}");
+        assert_eq!(host.upstream_values("x-api-key"), ["sk-ant"], "{profile:?}");
+        let sent: Value = serde_json::from_slice(&host.upstream_body).unwrap();
+        assert_eq!(sent, hello("claude-haiku-4-5"), "only the model changed; no max_tokens added");
+        let answer = br#"{"input_tokens":14}"#;
+        host.response(&mut ex, JSON_OK, &[answer]);
+        assert!(host.violations.is_empty(), "{profile:?}: {:?}", host.violations);
+        assert_eq!(host.client_body(), answer, "Anthropic's own count, untouched");
+        assert_eq!(host.client_header("x-tollgate-cost-usd"), None);
+        assert!(!host.exports.contains_key("tollgate.usage"), "no usage record: nothing was generated");
+    }
 }
 
 /// OpenAI's published counting rules (the cookbook's `num_tokens_from_messages`): 3 per message,
@@ -70,7 +73,7 @@ fn an_alias_for_an_anthropic_model_is_counted_by_anthropic_with_the_rules_model_
 /// "system" 1, "Be brief." 3, "user" 1, "Hello world" 2, so (3+1+3) + (3+1+2) + 3 = 16.
 #[test]
 fn a_model_an_openai_provider_serves_is_counted_here_as_that_provider_counts_and_said_so() {
-    for profile in [Profile::Envoy, Profile::Kong] {
+    for profile in HOSTS {
         let (mut host, mut ex) = count(profile, "/v1/messages/count_tokens", &hello("fast"));
         let reply = host.reply.clone().expect("answered by Tollgate");
         assert_eq!(reply.status, 200);
@@ -87,35 +90,42 @@ fn a_model_an_openai_provider_serves_is_counted_here_as_that_provider_counts_and
 
 #[test]
 fn a_chain_counts_with_its_first_target_and_no_rule_leaves_the_request_alone() {
-    let (host, _) = count(Profile::Envoy, "/v1/messages/count_tokens", &hello("sure"));
-    assert_eq!(host.upstream_header(":path"), Some("/v1/messages/count_tokens"));
-    assert_eq!(host.upstream_header("x-tollgate-cluster"), Some("anthropic"), "not the aggregate cluster");
-    assert!(!host.exports.contains_key("tollgate_chain"), "no fallback plan for a count");
+    for profile in HOSTS {
+        let (host, _) = count(profile, "/v1/messages/count_tokens", &hello("sure"));
+        assert_eq!(host.upstream_header(":path"), Some("/v1/messages/count_tokens"), "{profile:?}");
+        assert_eq!(host.upstream_cluster(), Some("anthropic"), "{profile:?}: not the aggregate cluster");
+        assert!(!host.exports.contains_key("tollgate_chain"), "no fallback plan for a count");
 
-    let (host, _) = count(Profile::Envoy, "/v1/messages/count_tokens", &hello("claude-sonnet-4-5"));
-    assert_eq!(host.upstream_header(":path"), Some("/v1/messages/count_tokens"));
-    assert_eq!(host.upstream_header("x-api-key"), Some("sk-client"), "unrouted: as the client sent it");
-    assert_eq!(host.upstream_body, hello("claude-sonnet-4-5").to_string().as_bytes());
+        let (host, _) = count(profile, "/v1/messages/count_tokens", &hello("claude-sonnet-4-5"));
+        assert_eq!(host.upstream_header(":path"), Some("/v1/messages/count_tokens"), "{profile:?}");
+        assert_eq!(host.upstream_values("x-api-key"), ["sk-client"], "{profile:?}: unrouted: as the client sent it");
+        assert_eq!(host.upstream_body, hello("claude-sonnet-4-5").to_string().as_bytes());
+    }
 }
 
 #[test]
 fn the_request_guardrails_apply_to_what_would_be_counted() {
     let mut body = hello("smart");
     body["messages"][0]["content"] = json!("my key is sk-proj-abcdefghijklmnopqrstuvwxyzABCDEFGHIJ0123456789");
-    let (host, _) = count(Profile::Envoy, "/v1/messages/count_tokens", &body);
-    let reply = host.reply.clone().expect("refused before the provider sees the secret");
-    assert_eq!(reply.status, 400);
-    assert_eq!(reply.json()["type"], "error", "Anthropic-shaped");
-    assert!(reply.json()["error"]["message"].as_str().unwrap().contains("secrets"), "{}", reply.json());
-    assert!(host.upstream_body.is_empty());
+    for profile in HOSTS {
+        let (host, _) = count(profile, "/v1/messages/count_tokens", &body);
+        let reply = host.reply.clone().expect("refused before the provider sees the secret");
+        assert_eq!(reply.status, 400, "{profile:?}");
+        assert_eq!(reply.json()["type"], "error", "Anthropic-shaped");
+        assert!(reply.json()["error"]["message"].as_str().unwrap().contains("secrets"), "{}", reply.json());
+        assert!(host.upstream_body.is_empty() && !host.upstream_headers_released, "{profile:?}");
+    }
 }
 
 #[test]
 fn what_the_openai_provider_could_not_be_asked_it_cannot_count_either() {
     let body = json!({"model": "fast", "messages": [{"role": "user", "content": "hi"}],
         "tools": [{"type": "web_search_20250305", "name": "web_search"}]});
-    let (host, _) = count(Profile::Envoy, "/v1/messages/count_tokens", &body);
-    let reply = host.reply.clone().unwrap();
-    assert_eq!(reply.status, 400, "{}", reply.json());
-    assert_eq!(reply.json()["error"]["type"], "invalid_request_error");
+    for profile in HOSTS {
+        let (host, _) = count(profile, "/v1/messages/count_tokens", &body);
+        let reply = host.reply.clone().unwrap();
+        assert_eq!(reply.status, 400, "{profile:?} {}", reply.json());
+        assert_eq!(reply.json()["error"]["type"], "invalid_request_error");
+        assert!(!host.upstream_headers_released, "{profile:?}");
+    }
 }

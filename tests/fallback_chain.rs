@@ -1,6 +1,11 @@
 //! Fallback chains: the downstream filter leaves a plan and sends the request to the aggregate
 //! cluster; the upstream filter prepares each attempt for its provider from that plan, starting
 //! from headers the previous attempt already changed.
+//!
+//! Envoy only, unlike the rest of the flow suite: the upstream filter (`position: upstream`)
+//! runs once per attempt in Envoy's upstream HTTP filter chain of the aggregate cluster, and
+//! Kong has no per-attempt hook (README, Envoy: "On Kong, which has no per-attempt hook, a chain
+//! is served by its first target"). What Kong does with a chain is the one Kong test here.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // tests may fail loudly
 
 mod support;

@@ -1,7 +1,9 @@
 //! The guardrails wired into whole exchanges through the fake Envoy and Kong: requests refused in
 //! the client's dialect, masked on the way up and restored on the way back (streams split
 //! anywhere), responses and streams blocked, flags toward the upstream, shadow mode, and the
-//! decisions in the usage record and the metrics.
+//! decisions in the usage record and the metrics. Every exchange runs on both hosts (`HOSTS`);
+//! where Kong differs the test says why: its response headers leave before the body is read
+//! (README, Kong), so an answer's status and length cannot follow a changed body there.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // tests may fail loudly
 
 mod support;
@@ -9,7 +11,7 @@ mod support;
 use std::rc::Rc;
 
 use serde_json::{json, Value};
-use support::{FakeHost, Profile};
+use support::{each_host, FakeHost, ALL_HOSTS, HOSTS};
 use tollgate::config::{self, Policy};
 use tollgate::exchange::Exchange;
 use tollgate::names::Counter;
@@ -112,6 +114,22 @@ fn streamed_text(bytes: &[u8]) -> (String, Option<String>) {
 const OK_JSON: [(&str, &str); 2] = [(":status", "200"), ("content-type", "application/json")];
 const OK_SSE: [(&str, &str); 2] = [(":status", "200"), ("content-type", "text/event-stream")];
 
+/// The provider sends `answer` whole, with its true `content-length`.
+fn respond_with_length(host: &mut FakeHost, ex: &mut Exchange, answer: &[u8]) {
+    let length = answer.len().to_string();
+    let headers = [(":status", "200"), ("content-type", "application/json"), ("content-length", length.as_str())];
+    host.response(ex, &headers, &[answer]);
+}
+
+/// The answer's `content-length` as the client got it, for a body the filter changed. Envoy holds
+/// the headers until the body is decided and sets the new length. Kong's headers leave before the
+/// body is read (README, Kong), so the filter removes the provider's length, which the new body
+/// would belie, and the body goes delimited.
+fn assert_changed_length(host: &FakeHost) {
+    let expected = (!host.profile.is_kong()).then(|| host.client_body().len().to_string());
+    assert_eq!(host.client_header("content-length"), expected.as_deref(), "{:?}", host.profile);
+}
+
 #[test]
 fn a_secret_in_a_prompt_is_refused_in_the_clients_dialect() {
     for (path, body, error_type) in [
@@ -123,50 +141,54 @@ fn a_secret_in_a_prompt_is_refused_in_the_clients_dialect() {
             Some("invalid_request_error"),
         ),
     ] {
-        let mut host = FakeHost::new(Profile::Envoy);
-        send(&mut host, policy(privacy()), path, &body);
-        let reply = host.reply.clone().expect("refused");
-        assert_eq!(reply.status, 422);
-        let error = reply.json();
-        let text = error.to_string();
-        assert!(!text.contains(OPENAI_KEY), "the error never repeats the secret");
-        match error_type {
-            None => assert_eq!(error["error"]["code"], "secret_detected"),
-            Some(kind) => {
-                assert_eq!(error["type"], "error");
-                assert_eq!(error["error"]["type"], kind);
+        for profile in HOSTS {
+            let mut host = FakeHost::new(profile);
+            send(&mut host, policy(privacy()), path, &body);
+            let reply = host.reply.clone().expect("refused");
+            assert_eq!(reply.status, 422, "{profile:?} {path}");
+            let error = reply.json();
+            let text = error.to_string();
+            assert!(!text.contains(OPENAI_KEY), "the error never repeats the secret");
+            match error_type {
+                None => assert_eq!(error["error"]["code"], "secret_detected"),
+                Some(kind) => {
+                    assert_eq!(error["type"], "error");
+                    assert_eq!(error["error"]["type"], kind);
+                }
             }
+            assert!(host.upstream_body.is_empty() && !host.upstream_headers_released, "nothing reached the upstream");
+            assert_eq!(host.counter(Counter::RequestsBlockedByGuardrails), 1);
+            let record = host.record();
+            assert_eq!(record["outcome"], "rejected");
+            assert_eq!(
+                record["guardrails"]["blocked_by"],
+                json!({"policy": "privacy", "check": "secrets", "phase": "request"})
+            );
+            assert_eq!(record["guardrails"]["decisions"][0]["detector"], "openai_key");
+            assert!(!record.to_string().contains(OPENAI_KEY));
+            assert_eq!(
+                host.metrics.get("tollgate.guardrail_blocks.policy.privacy.check.secrets.phase.request"),
+                Some(&1)
+            );
         }
-        assert!(host.upstream_body.is_empty() && !host.upstream_headers_released, "nothing reached the upstream");
-        assert_eq!(host.counter(Counter::RequestsBlockedByGuardrails), 1);
-        let record = host.record();
-        assert_eq!(record["outcome"], "rejected");
-        assert_eq!(
-            record["guardrails"]["blocked_by"],
-            json!({"policy": "privacy", "check": "secrets", "phase": "request"})
-        );
-        assert_eq!(record["guardrails"]["decisions"][0]["detector"], "openai_key");
-        assert!(!record.to_string().contains(OPENAI_KEY));
-        assert_eq!(host.metrics.get("tollgate.guardrail_blocks.policy.privacy.check.secrets.phase.request"), Some(&1));
     }
 }
 
 #[test]
 fn an_email_goes_up_masked_and_comes_back_restored() {
-    for profile in [Profile::Envoy, Profile::EnvoyEmptyEnd, Profile::Kong] {
+    for profile in ALL_HOSTS {
         let mut host = FakeHost::new(profile);
         let mut ex =
             send(&mut host, policy(privacy()), "/v1/chat/completions", &chat(&format!("mail {EMAIL} please"), false));
         let upstream: Value = serde_json::from_slice(&host.upstream_body).unwrap();
         assert_eq!(upstream["messages"][0]["content"], "mail [EMAIL_1] please", "{profile:?}");
         assert_eq!(host.upstream_header("content-length"), Some(host.upstream_body.len().to_string().as_str()));
-        host.response(&mut ex, &OK_JSON, &[&chat_answer("Sent to [EMAIL_1].")]);
+        let provider_answer = chat_answer("Sent to [EMAIL_1].");
+        respond_with_length(&mut host, &mut ex, &provider_answer);
         let answer: Value = serde_json::from_slice(&host.client_body()).unwrap();
         assert_eq!(answer["choices"][0]["message"]["content"], format!("Sent to {EMAIL}."), "{profile:?}");
-        if profile != Profile::Kong {
-            assert_eq!(host.client_header("content-length"), Some(host.client_body().len().to_string().as_str()));
-            assert_eq!(host.client_header("x-tollgate-input-tokens"), Some("12"), "cost headers still set");
-        }
+        assert_changed_length(&host);
+        host.assert_cost_header("x-tollgate-input-tokens", Some("12"));
         let record = host.record();
         assert_eq!(record["outcome"], "complete");
         assert_eq!(record["guardrails"]["decisions"][0]["action"], "mask_and_restore");
@@ -180,7 +202,7 @@ fn an_email_goes_up_masked_and_comes_back_restored() {
 fn a_streamed_placeholder_is_restored_wherever_the_provider_splits_it() {
     let stream = openai_stream(&["Your address is ", "[EMA", "IL_1]", ", noted."]);
     let policy = policy(privacy());
-    for profile in [Profile::Envoy, Profile::Kong] {
+    for profile in HOSTS {
         for at in 1..stream.len() {
             let mut host = FakeHost::new(profile);
             let mut ex =
@@ -204,12 +226,13 @@ fn a_secret_in_a_stream_ends_it_cleanly_and_never_reaches_the_client() {
     let (head, tail) = OPENAI_KEY.split_at(11);
     let stream = openai_stream(&["Here: ", head, tail, " and more text"]);
     let policy = policy(guardrails);
-    for at in 1..stream.len() {
-        let mut host = FakeHost::new(Profile::Envoy);
+    for (profile, at) in each_host(1..stream.len()) {
+        let mut host = FakeHost::new(profile);
         let mut ex = send(&mut host, Rc::clone(&policy), "/v1/chat/completions", &chat("hi", true));
         host.response(&mut ex, &OK_SSE, &[&stream[..at], &stream[at..]]);
+        assert!(host.violations.is_empty(), "{profile:?}: {:?}", host.violations);
         let body = String::from_utf8(host.client_body()).unwrap();
-        assert!(!body.contains(head), "split at {at}: no part of the key leaks: {body}");
+        assert!(!body.contains(head), "{profile:?} split at {at}: no part of the key leaks: {body}");
         let (text, finish) = streamed_text(&host.client_stream());
         assert_eq!(text, "Here: ");
         assert_eq!(finish.as_deref(), Some("content_filter"));
@@ -225,55 +248,72 @@ fn a_secret_in_a_stream_ends_it_cleanly_and_never_reaches_the_client() {
 fn a_blocked_answer_becomes_the_guardrails_error() {
     let guardrails = json!({"policies": [{"name": "dlp", "checks": [
         {"name": "secrets", "detectors": ["secrets"], "action": "block", "status": 403, "on": "response"}]}]});
-    let mut host = FakeHost::new(Profile::Envoy);
-    let mut ex = send(&mut host, policy(guardrails), "/v1/chat/completions", &chat("hi", false));
-    host.response(&mut ex, &OK_JSON, &[&chat_answer(&format!("the key is {OPENAI_KEY}"))]);
-    assert_eq!(host.client_header(":status"), Some("403"));
-    let error: Value = serde_json::from_slice(&host.client_body()).unwrap();
-    assert_eq!(error["error"]["code"], "guardrail_violation");
-    assert!(!host.client_body().windows(OPENAI_KEY.len()).any(|w| w == OPENAI_KEY.as_bytes()));
-    assert_eq!(host.client_header("content-length"), Some(host.client_body().len().to_string().as_str()));
-    assert_eq!(host.counter(Counter::ResponsesBlockedByGuardrails), 1);
-    assert_eq!(host.record()["tokens"]["output"]["tokens"], 9, "the answer was generated: it is billed");
+    for profile in HOSTS {
+        let mut host = FakeHost::new(profile);
+        let mut ex = send(&mut host, policy(guardrails.clone()), "/v1/chat/completions", &chat("hi", false));
+        let answer = chat_answer(&format!("the key is {OPENAI_KEY}"));
+        respond_with_length(&mut host, &mut ex, &answer);
+        assert!(host.violations.is_empty(), "{profile:?}: {:?}", host.violations);
+        // README, Guardrails in the exchange: "On Kong the response status is sent before the
+        // body is read, so a blocked non-streaming answer arrives with the provider's 200 and the
+        // error as body."
+        let status = if profile.is_kong() { "200" } else { "403" };
+        assert_eq!(host.client_header(":status"), Some(status), "{profile:?}");
+        let error: Value = serde_json::from_slice(&host.client_body()).unwrap();
+        assert_eq!(error["error"]["code"], "guardrail_violation");
+        assert!(!host.client_body().windows(OPENAI_KEY.len()).any(|w| w == OPENAI_KEY.as_bytes()));
+        assert_changed_length(&host);
+        assert_eq!(host.counter(Counter::ResponsesBlockedByGuardrails), 1);
+        assert_eq!(host.record()["tokens"]["output"]["tokens"], 9, "the answer was generated: it is billed");
+    }
 }
 
 #[test]
 fn flags_reach_the_upstream_as_a_header_and_shadow_changes_nothing() {
-    let mut host = FakeHost::new(Profile::Envoy);
-    send(&mut host, policy(privacy()), "/v1/chat/completions", &chat("about TCK-123456", false));
-    assert_eq!(host.upstream_header("x-tollgate-guardrail-flags"), Some("privacy/tickets"));
-    assert_eq!(host.upstream_body, chat("about TCK-123456", false).to_string().into_bytes(), "flag changes no byte");
+    for profile in HOSTS {
+        let mut host = FakeHost::new(profile);
+        send(&mut host, policy(privacy()), "/v1/chat/completions", &chat("about TCK-123456", false));
+        assert_eq!(host.upstream_header("x-tollgate-guardrail-flags"), Some("privacy/tickets"));
+        assert_eq!(
+            host.upstream_body,
+            chat("about TCK-123456", false).to_string().into_bytes(),
+            "flag changes no byte"
+        );
 
-    let shadow = json!({"policies": [{"name": "trial", "shadow": true, "checks": [
+        let shadow = json!({"policies": [{"name": "trial", "shadow": true, "checks": [
         {"name": "pii", "detectors": ["email"], "action": "mask"},
         {"name": "secrets", "detectors": ["secrets"], "action": "block"}]}]});
-    let body = chat(&format!("{EMAIL} {OPENAI_KEY}"), false);
-    let mut host = FakeHost::new(Profile::Envoy);
-    let mut ex = send(&mut host, policy(shadow), "/v1/chat/completions", &body);
-    assert!(host.reply.is_none(), "shadow never blocks");
-    assert_eq!(host.upstream_body, body.to_string().into_bytes(), "shadow never rewrites");
-    assert_eq!(host.upstream_header("x-tollgate-guardrail-flags"), None);
-    host.response(&mut ex, &OK_JSON, &[&chat_answer("ok")]);
-    let record = host.record();
-    assert_eq!(record["guardrails"]["blocked_by"], Value::Null);
-    let decisions = record["guardrails"]["decisions"].as_array().unwrap();
-    assert_eq!(decisions.len(), 2);
-    assert!(decisions.iter().all(|d| d["shadow"] == true));
-    assert_eq!(
+        let body = chat(&format!("{EMAIL} {OPENAI_KEY}"), false);
+        let mut host = FakeHost::new(profile);
+        let mut ex = send(&mut host, policy(shadow), "/v1/chat/completions", &body);
+        assert!(host.reply.is_none(), "shadow never blocks");
+        assert_eq!(host.upstream_body, body.to_string().into_bytes(), "shadow never rewrites");
+        assert_eq!(host.upstream_header("x-tollgate-guardrail-flags"), None);
+        host.response(&mut ex, &OK_JSON, &[&chat_answer("ok")]);
+        let record = host.record();
+        assert_eq!(record["guardrails"]["blocked_by"], Value::Null);
+        let decisions = record["guardrails"]["decisions"].as_array().unwrap();
+        assert_eq!(decisions.len(), 2);
+        assert!(decisions.iter().all(|d| d["shadow"] == true));
+        assert_eq!(
         host.metrics.get("tollgate.guardrail_findings.policy.trial.check.secrets.detector.openai_key.action.block.phase.request.mode.shadow"),
         Some(&1)
     );
+    }
 }
 
 #[test]
 fn a_client_cannot_send_the_flag_header_itself() {
-    let mut host = FakeHost::new(Profile::Envoy);
-    let mut ex = Exchange::new(1, policy(privacy()));
-    let mut headers = post("/v1/chat/completions");
-    headers.push(("x-tollgate-guardrail-flags", "none/none".into()));
-    let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
-    host.request(&mut ex, &headers, &[chat("clean", false).to_string().as_bytes()]);
-    assert_eq!(host.upstream_header("x-tollgate-guardrail-flags"), None);
+    for profile in HOSTS {
+        let mut host = FakeHost::new(profile);
+        let mut ex = Exchange::new(1, policy(privacy()));
+        let mut headers = post("/v1/chat/completions");
+        headers.push(("x-tollgate-guardrail-flags", "none/none".into()));
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        host.request(&mut ex, &headers, &[chat("clean", false).to_string().as_bytes()]);
+        assert!(host.violations.is_empty(), "{profile:?}: {:?}", host.violations);
+        host.assert_withheld("x-tollgate-guardrail-flags");
+    }
 }
 
 #[test]
@@ -285,15 +325,18 @@ fn clamps_rewrite_parameters_and_routing_rewrites_on_top() {
         "targets": {"mini": {"provider": "openai", "model": "gpt-4o-mini"}},
         "rules": [{"match": {"model": "fast"}, "targets": ["mini"]}]
     });
-    let mut host = FakeHost::new(Profile::Envoy);
     let body = json!({"model": "fast", "max_tokens": 5000, "temperature": 1.7,
                       "messages": [{"role": "user", "content": "hi"}]});
-    send(&mut host, policy_with(guardrails, routing), "/v1/chat/completions", &body);
-    let upstream: Value = serde_json::from_slice(&host.upstream_body).unwrap();
-    assert_eq!(upstream["model"], "gpt-4o-mini");
-    assert_eq!(upstream["max_tokens"], 100);
-    assert_eq!(upstream["temperature"], 1.0);
-    assert_eq!(host.upstream_header("content-length"), Some(host.upstream_body.len().to_string().as_str()));
+    for profile in HOSTS {
+        let mut host = FakeHost::new(profile);
+        send(&mut host, policy_with(guardrails.clone(), routing.clone()), "/v1/chat/completions", &body);
+        let upstream: Value = serde_json::from_slice(&host.upstream_body).unwrap();
+        assert_eq!(upstream["model"], "gpt-4o-mini", "{profile:?}");
+        assert_eq!(upstream["max_tokens"], 100);
+        assert_eq!(upstream["temperature"], 1.0);
+        assert_eq!(host.upstream_header("content-length"), Some(host.upstream_body.len().to_string().as_str()));
+        assert_eq!(host.upstream_cluster(), Some("openai"), "{profile:?}");
+    }
 }
 
 #[test]
@@ -303,19 +346,23 @@ fn a_translated_exchange_is_masked_for_the_provider_and_restored_for_the_client(
         "targets": {"claude": {"provider": "anthropic", "model": "claude-sonnet-4-5"}},
         "rules": [{"match": {"model": "smart"}, "targets": ["claude"]}]
     });
-    let mut host = FakeHost::new(Profile::Envoy);
     let body = json!({"model": "smart", "messages": [{"role": "user", "content": format!("write to {EMAIL}")}]});
-    let mut ex = send(&mut host, policy_with(privacy(), routing), "/v1/chat/completions", &body);
-    let upstream: Value = serde_json::from_slice(&host.upstream_body).unwrap();
-    assert_eq!(upstream["messages"][0]["content"], "write to [EMAIL_1]");
-    let answer = json!({"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
-                        "content": [{"type": "text", "text": "Writing to [EMAIL_1] now."}],
-                        "stop_reason": "end_turn", "stop_sequence": null,
-                        "usage": {"input_tokens": 10, "output_tokens": 6}});
-    host.response(&mut ex, &OK_JSON, &[answer.to_string().as_bytes()]);
-    let client: Value = serde_json::from_slice(&host.client_body()).unwrap();
-    assert_eq!(client["object"], "chat.completion");
-    assert_eq!(client["choices"][0]["message"]["content"], format!("Writing to {EMAIL} now."));
+    for profile in HOSTS {
+        let mut host = FakeHost::new(profile);
+        let mut ex = send(&mut host, policy_with(privacy(), routing.clone()), "/v1/chat/completions", &body);
+        let upstream: Value = serde_json::from_slice(&host.upstream_body).unwrap();
+        assert_eq!(upstream["messages"][0]["content"], "write to [EMAIL_1]", "{profile:?}");
+        assert_eq!(host.upstream_header(":path"), Some("/v1/messages"), "{profile:?}");
+        let answer = json!({"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
+                            "content": [{"type": "text", "text": "Writing to [EMAIL_1] now."}],
+                            "stop_reason": "end_turn", "stop_sequence": null,
+                            "usage": {"input_tokens": 10, "output_tokens": 6}});
+        host.response(&mut ex, &OK_JSON, &[answer.to_string().as_bytes()]);
+        assert!(host.violations.is_empty(), "{profile:?}: {:?}", host.violations);
+        let client: Value = serde_json::from_slice(&host.client_body()).unwrap();
+        assert_eq!(client["object"], "chat.completion");
+        assert_eq!(client["choices"][0]["message"]["content"], format!("Writing to {EMAIL} now."));
+    }
 }
 
 #[test]
@@ -332,18 +379,22 @@ fn a_bad_guardrail_is_refused_at_load_naming_the_rule() {
 
 #[test]
 fn a_json_answer_to_a_stream_request_is_checked_as_json() {
-    let mut host = FakeHost::new(Profile::Envoy);
-    let mut ex = send(&mut host, policy(privacy()), "/v1/chat/completions", &chat(&format!("I am {EMAIL}"), true));
-    host.response(&mut ex, &OK_JSON, &[&chat_answer("Hello [EMAIL_1]")]);
-    let answer: Value = serde_json::from_slice(&host.client_body()).unwrap();
-    assert_eq!(answer["choices"][0]["message"]["content"], format!("Hello {EMAIL}"));
-    assert_eq!(host.record()["tokens"]["output"]["tokens"], 9);
+    for profile in HOSTS {
+        let mut host = FakeHost::new(profile);
+        let prompt = chat(&format!("I am {EMAIL}"), true);
+        let mut ex = send(&mut host, policy(privacy()), "/v1/chat/completions", &prompt);
+        host.response(&mut ex, &OK_JSON, &[&chat_answer("Hello [EMAIL_1]")]);
+        assert!(host.violations.is_empty(), "{profile:?}: {:?}", host.violations);
+        let answer: Value = serde_json::from_slice(&host.client_body()).unwrap();
+        assert_eq!(answer["choices"][0]["message"]["content"], format!("Hello {EMAIL}"), "{profile:?}");
+        assert_eq!(host.record()["tokens"]["output"]["tokens"], 9);
+    }
 }
 
 #[test]
 fn a_restore_the_proxy_refuses_is_counted_not_silent() {
-    for stream in [false, true] {
-        let mut host = FakeHost::new(Profile::Envoy);
+    for (profile, stream) in each_host([false, true]) {
+        let mut host = FakeHost::new(profile);
         let mut ex =
             send(&mut host, policy(privacy()), "/v1/chat/completions", &chat(&format!("I am {EMAIL}"), stream));
         host.refuse.push("replace_response_body");
@@ -352,7 +403,7 @@ fn a_restore_the_proxy_refuses_is_counted_not_silent() {
         } else {
             host.response(&mut ex, &OK_JSON, &[&chat_answer("Hi [EMAIL_1]")]);
         }
-        assert!(host.counter(Counter::ResponsesNotRewritten) >= 1, "stream={stream}");
+        assert!(host.counter(Counter::ResponsesNotRewritten) >= 1, "{profile:?} stream={stream}");
         assert_eq!(host.record()["outcome"], "complete");
     }
 }

@@ -30,6 +30,7 @@ type Act = Box<dyn FnMut(&mut dyn HostIo)>;
 #[derive(Default)]
 struct Probe {
     pause_headers: bool,
+    pause_body: bool,
     pause_first_response_body: bool,
     /// Run in the request body step (or the headers step, when `in_headers`).
     act: Option<Act>,
@@ -63,7 +64,11 @@ impl Stream for Probe {
                 act(io);
             }
         }
-        Flow::Continue
+        if self.pause_body {
+            Flow::Pause
+        } else {
+            Flow::Continue
+        }
     }
 
     fn on_response_headers(&mut self, _io: &mut dyn HostIo, _end_of_stream: bool) -> Flow {
@@ -111,6 +116,17 @@ fn fact_1_a_paused_headers_step_parks_the_request_and_a_continued_one_gets_the_b
     assert_eq!(probe.body_calls, [(BODY.len(), true)], "one call, the whole body, end of stream");
     assert_eq!(host.upstream_header("x-set-in-body"), Some("yes"), "header changes in the body step reach upstream");
     assert_eq!(host.upstream_body, BODY);
+}
+
+/// Fact 1, in the body step (read in source, not probed: ngx_http_proxy_wasm.c turns a Pause in
+/// the content phase, where the body step runs, into the same yield): the request is parked too.
+#[test]
+fn fact_1_a_paused_body_step_parks_the_request_too() {
+    let mut host = kong();
+    let mut probe = Probe { pause_body: true, ..Probe::default() };
+    host.request(&mut probe, &POST, &[BODY]);
+    assert!(host.violations.iter().any(|v| v.contains("on_request_body")), "{:?}", host.violations);
+    assert!(!host.upstream_headers_released && host.upstream_body.is_empty(), "nothing goes upstream");
 }
 
 /// Fact 2: an empty body never gets a body step.

@@ -6,7 +6,7 @@
 mod support;
 
 use serde_json::Value;
-use support::{policy, FakeHost, Profile};
+use support::{policy, FakeHost, HOSTS};
 use tollgate::exchange::Exchange;
 use tollgate::names::EXPORT_SCALARS;
 
@@ -32,7 +32,7 @@ fn assert_scalars_match_the_record(host: &FakeHost) {
 
 #[test]
 fn a_complete_answer_exports_models_tokens_and_cost() {
-    for profile in [Profile::Envoy, Profile::Kong] {
+    for profile in HOSTS {
         let mut host = FakeHost::new(profile);
         let mut ex = Exchange::new(1, policy("{}"));
         host.request(&mut ex, &post(), &[br#"{"model":"gpt-4o-mini","messages":[]}"#]);
@@ -50,31 +50,35 @@ fn a_complete_answer_exports_models_tokens_and_cost() {
 
 #[test]
 fn a_stream_exports_at_its_end_and_an_unpriced_model_exports_no_cost() {
-    let mut host = FakeHost::new(Profile::Envoy);
-    let mut ex = Exchange::new(1, policy("{}"));
-    let request = br#"{"model":"gpt-4o-mini","stream":true,"stream_options":{"include_usage":true},"messages":[]}"#;
-    host.request(&mut ex, &post(), &[request]);
-    host.response(&mut ex, &[(":status", "200"), ("content-type", "text/event-stream")], &[CHAT_STREAM]);
-    assert_scalars_match_the_record(&host);
-    assert_eq!(host.exports["tollgate.cost_usd"], "0.00000975");
+    for profile in HOSTS {
+        let mut host = FakeHost::new(profile);
+        let mut ex = Exchange::new(1, policy("{}"));
+        let request = br#"{"model":"gpt-4o-mini","stream":true,"stream_options":{"include_usage":true},"messages":[]}"#;
+        host.request(&mut ex, &post(), &[request]);
+        host.response(&mut ex, &[(":status", "200"), ("content-type", "text/event-stream")], &[CHAT_STREAM]);
+        assert_scalars_match_the_record(&host);
+        assert_eq!(host.exports["tollgate.cost_usd"], "0.00000975");
 
-    let mut host = FakeHost::new(Profile::Envoy);
-    let mut ex = Exchange::new(2, policy("{}"));
-    host.request(&mut ex, &post(), &[br#"{"model":"my-own-llama","messages":[]}"#]);
-    let body = String::from_utf8(CHAT_RESPONSE.to_vec()).unwrap().replace("gpt-4o-mini-2024-07-18", "my-own-llama");
-    host.response(&mut ex, &[(":status", "200"), ("content-type", "application/json")], &[body.as_bytes()]);
-    assert_scalars_match_the_record(&host);
-    assert!(host.exports.contains_key("tollgate.input_tokens"));
-    assert!(!host.exports.contains_key("tollgate.cost_usd"), "unpriced: no cost");
+        let mut host = FakeHost::new(profile);
+        let mut ex = Exchange::new(2, policy("{}"));
+        host.request(&mut ex, &post(), &[br#"{"model":"my-own-llama","messages":[]}"#]);
+        let body = String::from_utf8(CHAT_RESPONSE.to_vec()).unwrap().replace("gpt-4o-mini-2024-07-18", "my-own-llama");
+        host.response(&mut ex, &[(":status", "200"), ("content-type", "application/json")], &[body.as_bytes()]);
+        assert_scalars_match_the_record(&host);
+        assert!(host.exports.contains_key("tollgate.input_tokens"));
+        assert!(!host.exports.contains_key("tollgate.cost_usd"), "unpriced: no cost");
+    }
 }
 
 #[test]
 fn a_refused_request_exports_no_tokens() {
-    let mut host = FakeHost::new(Profile::Envoy);
-    let mut ex = Exchange::new(1, policy(r#"{"models": {"deny": ["gpt-4o*"]}}"#));
-    host.request(&mut ex, &post(), &[br#"{"model":"gpt-4o-mini","messages":[]}"#]);
-    assert_scalars_match_the_record(&host);
-    assert_eq!(host.exports["tollgate.model_requested"], "gpt-4o-mini");
-    assert!(!host.exports.contains_key("tollgate.input_tokens"));
-    assert!(!host.exports.contains_key("tollgate.cost_usd"));
+    for profile in HOSTS {
+        let mut host = FakeHost::new(profile);
+        let mut ex = Exchange::new(1, policy(r#"{"models": {"deny": ["gpt-4o*"]}}"#));
+        host.request(&mut ex, &post(), &[br#"{"model":"gpt-4o-mini","messages":[]}"#]);
+        assert_scalars_match_the_record(&host);
+        assert_eq!(host.exports["tollgate.model_requested"], "gpt-4o-mini");
+        assert!(!host.exports.contains_key("tollgate.input_tokens"));
+        assert!(!host.exports.contains_key("tollgate.cost_usd"));
+    }
 }

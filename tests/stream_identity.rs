@@ -3,9 +3,12 @@
 //! the raw stream) and however deltas and network chunks split it.
 //!
 //! The oracle is the provider's own stream, built here, never the filter's output on another
-//! chunking. Whole exchanges run through the fake Envoy with every stream stage: the meter, the
-//! usage-chunk strip, translation both ways, the stream guard with every detector set, and
-//! mask-and-restore.
+//! chunking. Whole exchanges run through the fake hosts (Envoy, Envoy with HTTP/2's separate empty
+//! end-of-stream call, Kong) with every stream stage: the meter, the usage-chunk strip,
+//! translation both ways, the stream guard with every detector set, and mask-and-restore. The
+//! property tests draw the host like any other input (a failure names it, and shrinks it); the
+//! corpus tests run every host. Streams are never buffered on Kong (fact 11), so the same
+//! identity holds there: no difference to make explicit.
 //! - Nothing found: the client's bytes are the provider's bytes (plus the cost comment line at
 //!   the end); with the strip, minus exactly the usage chunk the filter asked for.
 //! - Translated: the client's dialect carries exactly the provider's text and tool arguments.
@@ -20,7 +23,7 @@ use std::rc::Rc;
 use proptest::prelude::*;
 use proptest::sample::Index;
 use serde_json::{json, Value};
-use support::{FakeHost, Profile};
+use support::{FakeHost, Profile, ALL_HOSTS};
 use tollgate::config::{self, Policy};
 use tollgate::exchange::Exchange;
 use tollgate::names::Counter;
@@ -365,17 +368,17 @@ fn policy(guardrails: Option<Value>, routing: bool) -> Rc<Policy> {
 
 const OK_SSE: [(&str, &str); 2] = [(":status", "200"), ("content-type", "text/event-stream")];
 
-/// One whole exchange: the request, then the provider's stream in `chunks`. Returns the host
-/// (what the upstream and the client saw).
-fn exchange(policy: Rc<Policy>, path: &str, request: &Value, answer: &[&[u8]]) -> FakeHost {
-    let mut host = FakeHost::new(Profile::Envoy);
+/// One whole exchange on `profile`: the request, then the provider's stream in `chunks`. Returns
+/// the host (what the upstream and the client saw).
+fn exchange(profile: Profile, policy: Rc<Policy>, path: &str, request: &Value, answer: &[&[u8]]) -> FakeHost {
+    let mut host = FakeHost::new(profile);
     let mut ex = Exchange::new(1, policy);
     let body = request.to_string();
     let headers = [(":method", "POST"), (":path", path), ("content-type", "application/json")];
     host.request(&mut ex, &headers, &[body.as_bytes()]);
-    assert!(host.reply.is_none(), "refused: {:?}", host.reply);
+    assert!(host.reply.is_none(), "refused on {profile:?}: {:?}", host.reply);
     host.response(&mut ex, &OK_SSE, answer);
-    assert!(host.violations.is_empty(), "{:?}", host.violations);
+    assert!(host.violations.is_empty(), "{profile:?}: {:?}", host.violations);
     host
 }
 
@@ -425,12 +428,14 @@ proptest! {
         chunk_cuts in prop::collection::vec(any::<Index>(), 0..16),
         guardrails in 0..3usize,
         dialect in prop::sample::select(&DIALECTS[..]),
+        profile in prop::sample::select(&ALL_HOSTS[..]),
     ) {
         let deltas = split_text(&text, &delta_cuts);
         let arguments = if with_tool { split_text(&json!({"q": arguments}).to_string(), &argument_cuts) } else { vec![] };
         let upstream = dialect.stream(&deltas, &arguments);
         let guardrails = [None, Some(every_detector()), Some(shipped_privacy())][guardrails].clone();
         let host = exchange(
+            profile,
             policy(guardrails, false),
             dialect.path(),
             &dialect.request(model(dialect), "hello", true),
@@ -448,11 +453,13 @@ proptest! {
         delta_cuts in prop::collection::vec(any::<Index>(), 0..12),
         chunk_cuts in prop::collection::vec(any::<Index>(), 0..16),
         guarded in any::<bool>(),
+        profile in prop::sample::select(&ALL_HOSTS[..]),
     ) {
         let deltas = split_text(&text, &delta_cuts);
         let upstream = openai_chat_stream(&deltas, &[]);
         let guardrails = guarded.then(every_detector);
         let host = exchange(
+            profile,
             policy(guardrails, false),
             Dialect::Chat.path(),
             &Dialect::Chat.request("gpt-4o-mini", "hello", false),
@@ -478,6 +485,7 @@ proptest! {
         chunk_cuts in prop::collection::vec(any::<Index>(), 0..16),
         guarded in any::<bool>(),
         to_anthropic in any::<bool>(),
+        profile in prop::sample::select(&ALL_HOSTS[..]),
     ) {
         let deltas = split_text(&text, &delta_cuts);
         let arguments_json = json!({"q": arguments}).to_string();
@@ -489,6 +497,7 @@ proptest! {
         };
         let upstream = provider.stream(&deltas, &arguments);
         let host = exchange(
+            profile,
             policy(guarded.then(every_detector), true),
             client.path(),
             &client.request(model, "hello", true),
@@ -511,6 +520,7 @@ proptest! {
         delta_cuts in prop::collection::vec(any::<Index>(), 0..16),
         chunk_cuts in prop::collection::vec(any::<Index>(), 0..16),
         route in 0..5usize,
+        profile in prop::sample::select(&ALL_HOSTS[..]),
     ) {
         // Spaces keep the address a word of its own, whatever the text around it.
         let text = format!("{before} {local}@example.org, {FRENCH_EMAIL} {after}");
@@ -521,7 +531,7 @@ proptest! {
             (Dialect::Chat, Dialect::Messages, "to-anthropic", true),
             (Dialect::Messages, Dialect::Chat, "to-openai", true),
         ][route];
-        let mut host = FakeHost::new(Profile::Envoy);
+        let mut host = FakeHost::new(profile);
         let mut ex = Exchange::new(1, policy(Some(shipped_privacy()), routing));
         let body = client.request(model, &text, true).to_string();
         let headers = [(":method", "POST"), (":path", client.path()), ("content-type", "application/json")];
@@ -531,7 +541,7 @@ proptest! {
         prop_assert!(!echoed.contains("@example.org") && !echoed.contains("@exemple.fr"), "masked: {}", echoed);
         let upstream = provider.stream(&split_text(&echoed, &delta_cuts), &[]);
         host.response(&mut ex, &OK_SSE, &split_bytes(&upstream.bytes, &chunk_cuts));
-        prop_assert!(host.violations.is_empty(), "{:?}", host.violations);
+        prop_assert!(host.violations.is_empty(), "{:?}: {:?}", profile, host.violations);
         let (content, _) = client_reads(client, &host.client_stream());
         prop_assert_eq!(content, text);
     }
@@ -549,6 +559,7 @@ proptest! {
         which in any::<Index>(),
         mode in 0..4usize,
         dialect in prop::sample::select(&DIALECTS[..]),
+        profile in prop::sample::select(&ALL_HOSTS[..]),
     ) {
         let mut deltas = split_text(&format!("{text}x"), &delta_cuts);
         let corrupt = which.index(deltas.len());
@@ -577,7 +588,7 @@ proptest! {
             config["guardrails"] = g;
         }
         let policy = Rc::new(config::compile(config.to_string().as_bytes()).unwrap());
-        let host = exchange(policy, client.path(), &client.request(model, "hello", true), &split_bytes(&bytes, &chunk_cuts));
+        let host = exchange(profile, policy, client.path(), &client.request(model, "hello", true), &split_bytes(&bytes, &chunk_cuts));
         let body = host.client_body();
         match (mode, translated) {
             (2, _) => {
@@ -661,14 +672,17 @@ fn german_in_two_byte_deltas_arrives_whole_on_the_shipped_policy() {
             out
         };
         let upstream = dialect.stream(&deltas, &[]);
-        let host = exchange(
-            policy(Some(shipped_privacy()), false),
-            dialect.path(),
-            &dialect.request(model(dialect), text, true),
-            &[&upstream.bytes],
-        );
-        assert_identity(&host, &upstream.bytes);
-        assert_eq!(client_reads(dialect, &host.client_stream()).0, text);
+        for profile in ALL_HOSTS {
+            let host = exchange(
+                profile,
+                policy(Some(shipped_privacy()), false),
+                dialect.path(),
+                &dialect.request(model(dialect), text, true),
+                &[&upstream.bytes],
+            );
+            assert_identity(&host, &upstream.bytes);
+            assert_eq!(client_reads(dialect, &host.client_stream()).0, text, "{profile:?}");
+        }
     }
 }
 
@@ -676,24 +690,30 @@ fn german_in_two_byte_deltas_arrives_whole_on_the_shipped_policy() {
 /// detector set: nothing in them is a finding, so every byte arrives as sent.
 #[test]
 fn the_multilingual_corpus_arrives_byte_for_byte() {
+    let policies: Vec<Rc<Policy>> =
+        [None, Some(every_detector()), Some(shipped_privacy())].into_iter().map(|g| policy(g, false)).collect();
     for sample in SAMPLES.iter().chain([&FRENCH_EMAIL]) {
         for dialect in DIALECTS {
             let deltas: Vec<String> = sample.chars().map(String::from).collect();
             let upstream = dialect.stream(&deltas, &[]);
-            for guardrails in [None, Some(every_detector()), Some(shipped_privacy())] {
-                let host = exchange(
-                    policy(guardrails.clone(), false),
-                    dialect.path(),
-                    &dialect.request(model(dialect), "hello", true),
-                    &[&upstream.bytes],
-                );
-                if *sample == FRENCH_EMAIL && guardrails.is_some() && host.record().get("guardrails").is_some() {
-                    // The address is a finding for `every_detector`'s response-side mask.
-                    let (content, _) = client_reads(dialect, &host.client_stream());
-                    assert_eq!(content, FRENCH_EMAIL.replace("jean.dupont@exemple.fr", "[EMAIL]"), "{dialect:?}");
-                    continue;
+            for (guarded, policy) in policies.iter().enumerate().map(|(i, p)| (i > 0, p)) {
+                for profile in ALL_HOSTS {
+                    let host = exchange(
+                        profile,
+                        Rc::clone(policy),
+                        dialect.path(),
+                        &dialect.request(model(dialect), "hello", true),
+                        &[&upstream.bytes],
+                    );
+                    if *sample == FRENCH_EMAIL && guarded && host.record().get("guardrails").is_some() {
+                        // The address is a finding for `every_detector`'s response-side mask.
+                        let (content, _) = client_reads(dialect, &host.client_stream());
+                        let expected = FRENCH_EMAIL.replace("jean.dupont@exemple.fr", "[EMAIL]");
+                        assert_eq!(content, expected, "{dialect:?} {profile:?}");
+                        continue;
+                    }
+                    assert_identity(&host, &upstream.bytes);
                 }
-                assert_identity(&host, &upstream.bytes);
             }
         }
     }
@@ -707,8 +727,11 @@ fn the_multilingual_guardrail_corpus_streams_masked_exactly() {
     let path =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/guardrails/corpus/multilingual.txt");
     let corpus = std::fs::read_to_string(path).unwrap();
-    let mask_all = json!({"policies": [{"name": "all", "checks": [
-        {"name": "every", "detectors": ["pii", "secrets"], "action": "mask", "on": "response"}]}]});
+    let mask_all = policy(
+        Some(json!({"policies": [{"name": "all", "checks": [
+            {"name": "every", "detectors": ["pii", "secrets"], "action": "mask", "on": "response"}]}]})),
+        false,
+    );
     let mut lines = 0;
     for line in corpus.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
         let raw = &line[2..];
@@ -741,16 +764,19 @@ fn the_multilingual_guardrail_corpus_streams_masked_exactly() {
             deltas.push(current);
             for dialect in DIALECTS {
                 let upstream = dialect.stream(&deltas, &[]);
-                let host = exchange(
-                    policy(Some(mask_all.clone()), false),
-                    dialect.path(),
-                    &dialect.request(model(dialect), "hello", true),
-                    &[&upstream.bytes],
-                );
-                let (content, _) = client_reads(dialect, &host.client_stream());
-                assert_eq!(content, expected, "{dialect:?}, deltas of {size} bytes");
-                if expected == text {
-                    assert_identity(&host, &upstream.bytes);
+                for profile in ALL_HOSTS {
+                    let host = exchange(
+                        profile,
+                        Rc::clone(&mask_all),
+                        dialect.path(),
+                        &dialect.request(model(dialect), "hello", true),
+                        &[&upstream.bytes],
+                    );
+                    let (content, _) = client_reads(dialect, &host.client_stream());
+                    assert_eq!(content, expected, "{dialect:?} on {profile:?}, deltas of {size} bytes");
+                    if expected == text {
+                        assert_identity(&host, &upstream.bytes);
+                    }
                 }
             }
         }

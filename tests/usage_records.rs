@@ -1,11 +1,12 @@
 //! One usage record per request, streamed or not, for every dialect: what it counts, where each
-//! number came from, and that stream chunking never changes it.
+//! number came from, and that stream chunking never changes it. On both hosts (`HOSTS`): Kong
+//! gets the same record, and no cost headers (README, Kong).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // tests may fail loudly
 
 mod support;
 
 use serde_json::{json, Value};
-use support::{policy, FakeHost, Profile};
+use support::{each_host, policy, FakeHost, Profile, HOSTS};
 use tollgate::exchange::Exchange;
 
 const CHAT_STREAM: &[u8] = include_bytes!("fixtures/openai/chat_stream.sse");
@@ -23,6 +24,7 @@ fn post(path: &str) -> Vec<(&str, &str)> {
     vec![(":method", "POST"), (":path", path), ("content-type", "application/json")]
 }
 
+#[derive(Clone)]
 struct Case {
     path: &'static str,
     request: Vec<u8>,
@@ -53,8 +55,8 @@ fn stream_cases() -> Vec<Case> {
     ]
 }
 
-fn run_stream(case: &Case, chunks: &[&[u8]]) -> FakeHost {
-    let mut host = FakeHost::new(Profile::Envoy);
+fn run_stream(profile: Profile, case: &Case, chunks: &[&[u8]]) -> FakeHost {
+    let mut host = FakeHost::new(profile);
     let mut ex = Exchange::new(1, policy("{}"));
     host.request(&mut ex, &post(case.path), &[&case.request]);
     host.response(&mut ex, SSE_OK, chunks);
@@ -68,54 +70,60 @@ fn tokens(record: &Value, field: &str) -> Value {
 
 #[test]
 fn openai_chat_stream_record_comes_from_the_usage_chunk() {
-    let host = run_stream(&stream_cases()[0], &[CHAT_STREAM]);
-    let record = host.record();
-    assert_eq!(record["api"], "openai.chat");
-    assert_eq!(record["streaming"], true);
-    assert_eq!(record["outcome"], "complete");
-    assert_eq!(record["model_requested"], "gpt-4o-mini");
-    assert_eq!(record["model_served"], "gpt-4o-mini-2024-07-18");
-    assert_eq!(tokens(&record, "input"), json!({"tokens": 41, "source": "provider"}));
-    assert_eq!(tokens(&record, "output"), json!({"tokens": 6, "source": "provider"}));
-    assert_eq!(tokens(&record, "cache_read"), json!({"tokens": 0, "source": "provider"}));
-    // 41 × $0.15/M + 6 × $0.60/M
-    assert_eq!(record["cost_usd"], "0.00000975");
-    assert_eq!(host.client_stream(), CHAT_STREAM, "the client asked for usage: nothing is removed");
+    for profile in HOSTS {
+        let host = run_stream(profile, &stream_cases()[0], &[CHAT_STREAM]);
+        let record = host.record();
+        assert_eq!(record["api"], "openai.chat");
+        assert_eq!(record["streaming"], true);
+        assert_eq!(record["outcome"], "complete");
+        assert_eq!(record["model_requested"], "gpt-4o-mini");
+        assert_eq!(record["model_served"], "gpt-4o-mini-2024-07-18");
+        assert_eq!(tokens(&record, "input"), json!({"tokens": 41, "source": "provider"}));
+        assert_eq!(tokens(&record, "output"), json!({"tokens": 6, "source": "provider"}));
+        assert_eq!(tokens(&record, "cache_read"), json!({"tokens": 0, "source": "provider"}));
+        // 41 × $0.15/M + 6 × $0.60/M
+        assert_eq!(record["cost_usd"], "0.00000975");
+        assert_eq!(host.client_stream(), CHAT_STREAM, "the client asked for usage: nothing is removed");
+    }
 }
 
 #[test]
 fn responses_stream_record_comes_from_response_completed() {
-    let record = run_stream(&stream_cases()[1], &[RESPONSES_STREAM]).record();
-    assert_eq!(record["api"], "openai.responses");
-    assert_eq!(record["model_served"], "gpt-4.1-2025-04-14");
-    assert_eq!(tokens(&record, "input"), json!({"tokens": 37, "source": "provider"}));
-    assert_eq!(tokens(&record, "output"), json!({"tokens": 6, "source": "provider"}));
-    assert_eq!(tokens(&record, "reasoning"), json!({"tokens": 0, "source": "provider"}));
-    assert_eq!(record["outcome"], "complete");
+    for profile in HOSTS {
+        let record = run_stream(profile, &stream_cases()[1], &[RESPONSES_STREAM]).record();
+        assert_eq!(record["api"], "openai.responses");
+        assert_eq!(record["model_served"], "gpt-4.1-2025-04-14");
+        assert_eq!(tokens(&record, "input"), json!({"tokens": 37, "source": "provider"}));
+        assert_eq!(tokens(&record, "output"), json!({"tokens": 6, "source": "provider"}));
+        assert_eq!(tokens(&record, "reasoning"), json!({"tokens": 0, "source": "provider"}));
+        assert_eq!(record["outcome"], "complete");
+    }
 }
 
 #[test]
 fn anthropic_stream_merges_message_start_and_message_delta() {
-    let record = run_stream(&stream_cases()[2], &[ANTHROPIC_STREAM]).record();
-    assert_eq!(record["api"], "anthropic.messages");
-    assert_eq!(record["model_served"], "claude-sonnet-4-5-20250929");
-    // 21 uncached + 3400 read from cache; output from the final message_delta, not message_start's 1.
-    assert_eq!(tokens(&record, "input"), json!({"tokens": 3421, "source": "provider"}));
-    assert_eq!(tokens(&record, "cache_read"), json!({"tokens": 3400, "source": "provider"}));
-    assert_eq!(tokens(&record, "output"), json!({"tokens": 12, "source": "provider"}));
-    // 21 × $3 + 3400 × $0.30 + 12 × $15 per M
-    assert_eq!(record["cost_usd"], "0.001263");
+    for profile in HOSTS {
+        let record = run_stream(profile, &stream_cases()[2], &[ANTHROPIC_STREAM]).record();
+        assert_eq!(record["api"], "anthropic.messages");
+        assert_eq!(record["model_served"], "claude-sonnet-4-5-20250929");
+        // 21 uncached + 3400 read from cache; output from the final message_delta, not message_start's 1.
+        assert_eq!(tokens(&record, "input"), json!({"tokens": 3421, "source": "provider"}));
+        assert_eq!(tokens(&record, "cache_read"), json!({"tokens": 3400, "source": "provider"}));
+        assert_eq!(tokens(&record, "output"), json!({"tokens": 12, "source": "provider"}));
+        // 21 × $3 + 3400 × $0.30 + 12 × $15 per M
+        assert_eq!(record["cost_usd"], "0.001263");
+    }
 }
 
 #[test]
 fn every_stream_split_at_every_offset_gives_the_same_record_and_bytes() {
-    for case in stream_cases() {
-        let whole = run_stream(&case, &[case.stream]);
+    for (profile, case) in each_host(stream_cases()) {
+        let whole = run_stream(profile, &case, &[case.stream]);
         for at in 0..=case.stream.len() {
             let (head, tail) = case.stream.split_at(at);
-            let split = run_stream(&case, &[head, tail]);
-            assert_eq!(split.record(), whole.record(), "{} split at {at}", case.path);
-            assert_eq!(split.client_body(), whole.client_body(), "{} split at {at}", case.path);
+            let split = run_stream(profile, &case, &[head, tail]);
+            assert_eq!(split.record(), whole.record(), "{profile:?} {} split at {at}", case.path);
+            assert_eq!(split.client_body(), whole.client_body(), "{profile:?} {} split at {at}", case.path);
         }
     }
 }
@@ -129,8 +137,8 @@ fn random_chunkings_give_the_same_record() {
         seed ^= seed << 17;
         (seed % bound as u64) as usize
     };
-    for case in stream_cases() {
-        let whole = run_stream(&case, &[case.stream]).record();
+    for (profile, case) in each_host(stream_cases()) {
+        let whole = run_stream(profile, &case, &[case.stream]).record();
         for _ in 0..2 {
             let mut cuts: Vec<usize> = (0..12).map(|_| next(case.stream.len())).collect();
             cuts.sort_unstable();
@@ -140,38 +148,40 @@ fn random_chunkings_give_the_same_record() {
                 chunks.push(&case.stream[from..cut]);
                 from = cut;
             }
-            assert_eq!(run_stream(&case, &chunks).record(), whole, "{}", case.path);
+            assert_eq!(run_stream(profile, &case, &chunks).record(), whole, "{profile:?} {}", case.path);
         }
     }
 }
 
 #[test]
 fn include_usage_is_added_for_openai_streams_and_the_extra_chunk_hidden() {
-    let mut host = FakeHost::new(Profile::Envoy);
-    let mut ex = Exchange::new(1, policy("{}"));
-    let request = br#"{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
-    let mut headers = post("/v1/chat/completions");
-    let length = request.len().to_string();
-    headers.push(("content-length", &length));
-    host.request(&mut ex, &headers, &[&request[..20], &request[20..]]);
+    for profile in HOSTS {
+        let mut host = FakeHost::new(profile);
+        let mut ex = Exchange::new(1, policy("{}"));
+        let request = br#"{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+        let mut headers = post("/v1/chat/completions");
+        let length = request.len().to_string();
+        headers.push(("content-length", &length));
+        host.request(&mut ex, &headers, &[&request[..20], &request[20..]]);
 
-    let upstream: Value = serde_json::from_slice(&host.upstream_body).unwrap();
-    assert_eq!(upstream["stream_options"]["include_usage"], true);
-    assert_eq!(upstream["messages"][0]["content"], "hi");
-    assert_eq!(host.upstream_header("content-length"), Some(host.upstream_body.len().to_string().as_str()));
+        let upstream: Value = serde_json::from_slice(&host.upstream_body).unwrap();
+        assert_eq!(upstream["stream_options"]["include_usage"], true);
+        assert_eq!(upstream["messages"][0]["content"], "hi");
+        assert_eq!(host.upstream_header("content-length"), Some(host.upstream_body.len().to_string().as_str()));
 
-    let chunks: Vec<&[u8]> = CHAT_STREAM.chunks(97).collect();
-    host.response(
-        &mut ex,
-        &[(":status", "200"), ("content-type", "text/event-stream"), ("content-length", "9999")],
-        &chunks,
-    );
-    assert!(host.violations.is_empty(), "{:?}", host.violations);
-    let body = String::from_utf8(host.client_stream()).unwrap();
-    assert!(!body.contains("\"choices\":[],\"usage\""), "the usage chunk the client did not ask for is gone");
-    assert!(body.ends_with("data: [DONE]\n\n"));
-    assert_eq!(host.client_header("content-length"), None, "a length no longer true is removed");
-    assert_eq!(tokens(&host.record(), "output"), json!({"tokens": 6, "source": "provider"}));
+        let chunks: Vec<&[u8]> = CHAT_STREAM.chunks(97).collect();
+        host.response(
+            &mut ex,
+            &[(":status", "200"), ("content-type", "text/event-stream"), ("content-length", "9999")],
+            &chunks,
+        );
+        assert!(host.violations.is_empty(), "{:?}", host.violations);
+        let body = String::from_utf8(host.client_stream()).unwrap();
+        assert!(!body.contains("\"choices\":[],\"usage\""), "the usage chunk the client did not ask for is gone");
+        assert!(body.ends_with("data: [DONE]\n\n"));
+        assert_eq!(host.client_header("content-length"), None, "a length no longer true is removed");
+        assert_eq!(tokens(&host.record(), "output"), json!({"tokens": 6, "source": "provider"}));
+    }
 }
 
 /// A client that sent `stream_options` without `include_usage: true` (or as `null`) gets it set
@@ -193,11 +203,11 @@ fn include_usage_inside_existing_stream_options_keeps_every_other_byte() {
             r#"{"model":"gpt-4o-mini","stream":true,"stream_options":{"include_usage":true },"messages":[]}"#,
         ),
     ];
-    for (sent, expected) in cases {
-        let mut host = FakeHost::new(Profile::Envoy);
+    for (profile, (sent, expected)) in each_host(cases) {
+        let mut host = FakeHost::new(profile);
         let mut ex = Exchange::new(1, policy("{}"));
         host.request(&mut ex, &post("/v1/chat/completions"), &[sent.as_bytes()]);
-        assert_eq!(String::from_utf8(host.upstream_body.clone()).unwrap(), expected);
+        assert_eq!(String::from_utf8(host.upstream_body.clone()).unwrap(), expected, "{profile:?}");
         host.response(&mut ex, SSE_OK, &[CHAT_STREAM]);
         let body = String::from_utf8(host.client_stream()).unwrap();
         assert!(
@@ -213,50 +223,60 @@ fn include_usage_inside_existing_stream_options_keeps_every_other_byte() {
 /// and the usage chunk Tollgate asked for is still removed from the client's stream.
 #[test]
 fn chunks_with_a_member_of_another_type_keep_their_usage_and_the_usage_chunk_is_still_removed() {
-    let mut host = FakeHost::new(Profile::Envoy);
-    let mut ex = Exchange::new(1, policy("{}"));
-    let request = br#"{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
-    host.request(&mut ex, &post("/v1/chat/completions"), &[request]);
-    let content = "data: {\"model\":\"gpt-4o-mini\",\"choices\":[{\"index\":0,\"delta\":{\"content\":[{\"type\":\"text\",\"text\":\"Hi\"}]},\"finish_reason\":\"stop\"}]}\n\n";
-    let usage = "data: {\"model\":0,\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":1}}\n\n";
-    let stream = format!("{content}{usage}data: [DONE]\n\n");
-    host.response(&mut ex, SSE_OK, &[stream.as_bytes()]);
-    assert_eq!(String::from_utf8(host.client_stream()).unwrap(), format!("{content}data: [DONE]\n\n"));
-    let record = host.record();
-    assert_eq!(tokens(&record, "input"), json!({"tokens": 9, "source": "provider"}));
-    assert_eq!(tokens(&record, "output"), json!({"tokens": 1, "source": "provider"}));
+    for profile in HOSTS {
+        let mut host = FakeHost::new(profile);
+        let mut ex = Exchange::new(1, policy("{}"));
+        let request = br#"{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+        host.request(&mut ex, &post("/v1/chat/completions"), &[request]);
+        let content = "data: {\"model\":\"gpt-4o-mini\",\"choices\":[{\"index\":0,\"delta\":{\"content\":[{\"type\":\"text\",\"text\":\"Hi\"}]},\"finish_reason\":\"stop\"}]}\n\n";
+        let usage = "data: {\"model\":0,\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":1}}\n\n";
+        let stream = format!("{content}{usage}data: [DONE]\n\n");
+        host.response(&mut ex, SSE_OK, &[stream.as_bytes()]);
+        assert_eq!(String::from_utf8(host.client_stream()).unwrap(), format!("{content}data: [DONE]\n\n"));
+        let record = host.record();
+        assert_eq!(tokens(&record, "input"), json!({"tokens": 9, "source": "provider"}));
+        assert_eq!(tokens(&record, "output"), json!({"tokens": 1, "source": "provider"}));
+    }
 }
 
 #[test]
 fn without_provider_usage_output_is_estimated_from_the_streamed_text() {
-    let mut host = FakeHost::new(Profile::Envoy);
-    let mut ex = Exchange::new(1, policy(r#"{"include_usage": false}"#));
-    host.request(&mut ex, &post("/v1/chat/completions"), &[br#"{"model":"gpt-4o-mini","stream":true,"messages":[]}"#]);
-    assert!(!String::from_utf8_lossy(&host.upstream_body).contains("stream_options"), "option off: body untouched");
-    host.response(&mut ex, SSE_OK, &[CHAT_STREAM_WITHOUT_USAGE]);
-    let record = host.record();
-    assert_eq!(host.client_stream(), CHAT_STREAM_WITHOUT_USAGE);
-    assert_eq!(record["tokens"]["output"]["source"], "estimated");
-    assert!(record["tokens"]["output"]["tokens"].as_u64().unwrap() > 0);
-    assert!(record["tokens"].get("input").is_none(), "no input count and no pretence of one");
-    assert_eq!(record["outcome"], "complete");
+    for profile in HOSTS {
+        let mut host = FakeHost::new(profile);
+        let mut ex = Exchange::new(1, policy(r#"{"include_usage": false}"#));
+        host.request(
+            &mut ex,
+            &post("/v1/chat/completions"),
+            &[br#"{"model":"gpt-4o-mini","stream":true,"messages":[]}"#],
+        );
+        assert!(!String::from_utf8_lossy(&host.upstream_body).contains("stream_options"), "option off: body untouched");
+        host.response(&mut ex, SSE_OK, &[CHAT_STREAM_WITHOUT_USAGE]);
+        let record = host.record();
+        assert_eq!(host.client_stream(), CHAT_STREAM_WITHOUT_USAGE);
+        assert_eq!(record["tokens"]["output"]["source"], "estimated");
+        assert!(record["tokens"]["output"]["tokens"].as_u64().unwrap() > 0);
+        assert!(record["tokens"].get("input").is_none(), "no input count and no pretence of one");
+        assert_eq!(record["outcome"], "complete");
+    }
 }
 
 #[test]
 fn a_stream_cut_mid_event_still_closes_its_record_marked_estimated() {
-    let mut host = FakeHost::new(Profile::Envoy);
-    let mut ex = Exchange::new(1, policy("{}"));
-    let request = br#"{"model":"gpt-4o-mini","stream":true,"stream_options":{"include_usage":true},"messages":[]}"#;
-    host.request(&mut ex, &post("/v1/chat/completions"), &[request]);
-    host.advance_ms(120);
-    let cut = &CHAT_STREAM[..CHAT_STREAM.len() / 2];
-    host.response_cut(&mut ex, SSE_OK, &[&cut[..100], &cut[100..]]);
-    let record = host.record();
-    assert_eq!(record["outcome"], "truncated");
-    assert_eq!(record["tokens"]["output"]["source"], "estimated");
-    assert_eq!(record["tokens"]["input"]["source"], "estimated");
-    assert_eq!(record["time_to_first_token_ms"], 120);
-    assert_eq!(host.client_body(), cut, "what arrived was relayed");
+    for profile in HOSTS {
+        let mut host = FakeHost::new(profile);
+        let mut ex = Exchange::new(1, policy("{}"));
+        let request = br#"{"model":"gpt-4o-mini","stream":true,"stream_options":{"include_usage":true},"messages":[]}"#;
+        host.request(&mut ex, &post("/v1/chat/completions"), &[request]);
+        host.advance_ms(120);
+        let cut = &CHAT_STREAM[..CHAT_STREAM.len() / 2];
+        host.response_cut(&mut ex, SSE_OK, &[&cut[..100], &cut[100..]]);
+        let record = host.record();
+        assert_eq!(record["outcome"], "truncated");
+        assert_eq!(record["tokens"]["output"]["source"], "estimated");
+        assert_eq!(record["tokens"]["input"]["source"], "estimated");
+        assert_eq!(record["time_to_first_token_ms"], 120);
+        assert_eq!(host.client_body(), cut, "what arrived was relayed");
+    }
 }
 
 #[test]
@@ -266,17 +286,18 @@ fn non_streaming_records_for_every_dialect() {
         ("/v1/responses", br#"{"model":"gpt-4.1","input":"hi"}"#, RESPONSES_RESPONSE, json!(36), json!(14)),
         ("/v1/messages", ANTHROPIC_REQUEST, ANTHROPIC_RESPONSE, json!(21 + 1200 + 3400), json!(27)),
     ];
-    for (path, request, response, input, output) in cases {
-        let mut host = FakeHost::new(Profile::Envoy);
+    for (profile, (path, request, response, input, output)) in each_host(cases) {
+        let mut host = FakeHost::new(profile);
         let mut ex = Exchange::new(1, policy("{}"));
         host.request(&mut ex, &post(path), &[request]);
         host.response(&mut ex, JSON_OK, &[response]);
+        assert!(host.violations.is_empty(), "{profile:?}: {:?}", host.violations);
         let record = host.record();
-        assert_eq!(record["tokens"]["input"]["tokens"], input, "{path}");
-        assert_eq!(record["tokens"]["output"]["tokens"], output, "{path}");
+        assert_eq!(record["tokens"]["input"]["tokens"], input, "{profile:?} {path}");
+        assert_eq!(record["tokens"]["output"]["tokens"], output, "{profile:?} {path}");
         assert_eq!(record["streaming"], false);
-        assert_eq!(host.client_header("x-tollgate-input-tokens"), Some(input.to_string().as_str()));
-        assert_eq!(host.client_header("x-tollgate-cost-usd"), record["cost_usd"].as_str());
+        host.assert_cost_header("x-tollgate-input-tokens", Some(input.to_string().as_str()));
+        host.assert_cost_header("x-tollgate-cost-usd", record["cost_usd"].as_str());
     }
 }
 
@@ -300,34 +321,38 @@ fn embeddings_answers_carry_their_cost_and_input_tokens_though_nothing_was_gener
         "model": "text-embedding-3-small",
         "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens}
     });
-    let mut host = FakeHost::new(Profile::Envoy);
-    let mut ex = Exchange::new(1, policy("{}"));
-    host.request(&mut ex, &post("/v1/embeddings"), &[br#"{"model":"text-embedding-3-small","input":"hi"}"#]);
-    host.response(&mut ex, JSON_OK, &[answer.to_string().as_bytes()]);
-    assert!(host.violations.is_empty(), "{:?}", host.violations);
-    let record = host.record();
-    assert_eq!(record["api"], "openai.embeddings");
-    assert_eq!(tokens(&record, "input"), json!({"tokens": prompt_tokens, "source": "provider"}));
-    assert_eq!(tokens(&record, "output"), Value::Null);
-    let cost = host.client_header("x-tollgate-cost-usd").unwrap();
-    assert_eq!(pico_usd(cost), case["litellm"]["total_pico_usd"].as_u64().unwrap(), "{cost}");
-    assert_eq!(record["cost_usd"], cost);
-    assert_eq!(host.client_header("x-tollgate-input-tokens"), Some(prompt_tokens.to_string().as_str()));
-    assert_eq!(host.client_header("x-tollgate-output-tokens"), None);
-    assert_eq!(host.client_header("x-tollgate-model"), Some("text-embedding-3-small"));
+    for profile in HOSTS {
+        let mut host = FakeHost::new(profile);
+        let mut ex = Exchange::new(1, policy("{}"));
+        host.request(&mut ex, &post("/v1/embeddings"), &[br#"{"model":"text-embedding-3-small","input":"hi"}"#]);
+        host.response(&mut ex, JSON_OK, &[answer.to_string().as_bytes()]);
+        assert!(host.violations.is_empty(), "{profile:?}: {:?}", host.violations);
+        let record = host.record();
+        assert_eq!(record["api"], "openai.embeddings");
+        assert_eq!(tokens(&record, "input"), json!({"tokens": prompt_tokens, "source": "provider"}));
+        assert_eq!(tokens(&record, "output"), Value::Null);
+        let cost = record["cost_usd"].as_str().unwrap();
+        assert_eq!(pico_usd(cost), case["litellm"]["total_pico_usd"].as_u64().unwrap(), "{profile:?} {cost}");
+        host.assert_cost_header("x-tollgate-cost-usd", Some(cost));
+        host.assert_cost_header("x-tollgate-input-tokens", Some(prompt_tokens.to_string().as_str()));
+        host.assert_cost_header("x-tollgate-output-tokens", None);
+        host.assert_cost_header("x-tollgate-model", Some("text-embedding-3-small"));
+    }
 }
 
 #[test]
 fn anthropic_cache_writes_are_recorded_by_lifetime_and_priced() {
-    let mut host = FakeHost::new(Profile::Envoy);
-    let mut ex = Exchange::new(1, policy("{}"));
-    host.request(&mut ex, &post("/v1/messages"), &[ANTHROPIC_REQUEST]);
-    host.response(&mut ex, JSON_OK, &[ANTHROPIC_RESPONSE]);
-    let record = host.record();
-    assert_eq!(tokens(&record, "cache_write_5m"), json!({"tokens": 1200, "source": "provider"}));
-    assert_eq!(tokens(&record, "cache_write_1h"), json!({"tokens": 0, "source": "provider"}));
-    // 21 × $3 + 3400 × $0.30 + 1200 × $3.75 + 27 × $15 per M
-    assert_eq!(record["cost_usd"], "0.005988");
+    for profile in HOSTS {
+        let mut host = FakeHost::new(profile);
+        let mut ex = Exchange::new(1, policy("{}"));
+        host.request(&mut ex, &post("/v1/messages"), &[ANTHROPIC_REQUEST]);
+        host.response(&mut ex, JSON_OK, &[ANTHROPIC_RESPONSE]);
+        let record = host.record();
+        assert_eq!(tokens(&record, "cache_write_5m"), json!({"tokens": 1200, "source": "provider"}));
+        assert_eq!(tokens(&record, "cache_write_1h"), json!({"tokens": 0, "source": "provider"}));
+        // 21 × $3 + 3400 × $0.30 + 1200 × $3.75 + 27 × $15 per M
+        assert_eq!(record["cost_usd"], "0.005988");
+    }
 }
 
 /// README: a usage number that is not a count is "treated as not reported (never as zero)". An
@@ -335,18 +360,21 @@ fn anthropic_cache_writes_are_recorded_by_lifetime_and_priced() {
 /// total unreported; the output is still reported and priced.
 #[test]
 fn an_anthropic_cache_count_that_is_no_count_is_never_added_as_zero() {
-    let mut host = FakeHost::new(Profile::Envoy);
-    let mut ex = Exchange::new(1, policy("{}"));
-    host.request(&mut ex, &post("/v1/messages"), &[ANTHROPIC_REQUEST]);
-    let body = br#"{"id":"msg_1","type":"message","role":"assistant","model":"claude-sonnet-4-5-20250929","content":[{"type":"text","text":"Hi"}],
+    for profile in HOSTS {
+        let mut host = FakeHost::new(profile);
+        let mut ex = Exchange::new(1, policy("{}"));
+        host.request(&mut ex, &post("/v1/messages"), &[ANTHROPIC_REQUEST]);
+        let body = br#"{"id":"msg_1","type":"message","role":"assistant","model":"claude-sonnet-4-5-20250929","content":[{"type":"text","text":"Hi"}],
         "usage":{"input_tokens":10,"cache_read_input_tokens":"5000","output_tokens":7}}"#;
-    host.response(&mut ex, JSON_OK, &[body]);
-    let record = host.record();
-    assert_eq!(tokens(&record, "input"), Value::Null, "{record}");
-    assert_eq!(tokens(&record, "output"), json!({"tokens": 7, "source": "provider"}));
-    assert_eq!(host.client_header("x-tollgate-input-tokens"), None);
-    // 7 × $15 per M
-    assert_eq!(host.client_header("x-tollgate-cost-usd"), Some("0.000105"));
+        host.response(&mut ex, JSON_OK, &[body]);
+        let record = host.record();
+        assert_eq!(tokens(&record, "input"), Value::Null, "{record}");
+        assert_eq!(tokens(&record, "output"), json!({"tokens": 7, "source": "provider"}));
+        assert_eq!(host.client_header("x-tollgate-input-tokens"), None);
+        // 7 × $15 per M
+        assert_eq!(record["cost_usd"], "0.000105", "{profile:?}");
+        host.assert_cost_header("x-tollgate-cost-usd", Some("0.000105"));
+    }
 }
 
 #[test]
@@ -364,23 +392,25 @@ fn kong_gets_the_record_without_response_headers() {
 
 #[test]
 fn upstream_errors_and_local_replies_are_recorded_too() {
-    let mut host = FakeHost::new(Profile::Envoy);
-    let mut ex = Exchange::new(1, policy("{}"));
-    host.request(&mut ex, &post("/v1/chat/completions"), &[br#"{"model":"gpt-4o","messages":[]}"#]);
-    host.response(&mut ex, &[(":status", "429"), ("content-type", "application/json")], &[b"{}"]);
-    let record = host.record();
-    assert_eq!(record["outcome"], "upstream_error");
-    assert_eq!(record["status"], 429);
-    assert_eq!(record["cost_usd"], Value::Null);
+    for profile in HOSTS {
+        let mut host = FakeHost::new(profile);
+        let mut ex = Exchange::new(1, policy("{}"));
+        host.request(&mut ex, &post("/v1/chat/completions"), &[br#"{"model":"gpt-4o","messages":[]}"#]);
+        host.response(&mut ex, &[(":status", "429"), ("content-type", "application/json")], &[b"{}"]);
+        let record = host.record();
+        assert_eq!(record["outcome"], "upstream_error");
+        assert_eq!(record["status"], 429);
+        assert_eq!(record["cost_usd"], Value::Null);
 
-    let mut host = FakeHost::new(Profile::Envoy);
-    let mut ex = Exchange::new(1, policy("{}"));
-    host.request(&mut ex, &post("/v1/messages"), &[b"{oops"]);
-    let record = host.record();
-    assert_eq!(record["outcome"], "rejected");
-    assert_eq!(record["status"], 400);
-    assert_eq!(record["api"], "anthropic.messages");
-    assert_eq!(host.reply.as_ref().unwrap().json()["type"], "error", "Anthropic-shaped error");
+        let mut host = FakeHost::new(profile);
+        let mut ex = Exchange::new(1, policy("{}"));
+        host.request(&mut ex, &post("/v1/messages"), &[b"{oops"]);
+        let record = host.record();
+        assert_eq!(record["outcome"], "rejected");
+        assert_eq!(record["status"], 400);
+        assert_eq!(record["api"], "anthropic.messages");
+        assert_eq!(host.reply.as_ref().unwrap().json()["type"], "error", "Anthropic-shaped error");
+    }
 }
 
 #[test]
@@ -391,8 +421,8 @@ fn garbage_and_absurd_usage_never_become_a_bill() {
         br#"{"model":"gpt-4o","usage":"none"}"#,
         br#"{"model":"gpt-4o","usage":{"prompt_tokens":18446744073709551615,"completion_tokens":18446744073709551615}}"#,
     ];
-    for body in bodies {
-        let mut host = FakeHost::new(Profile::Envoy);
+    for (profile, body) in each_host(bodies) {
+        let mut host = FakeHost::new(profile);
         let mut ex = Exchange::new(1, policy("{}"));
         host.request(&mut ex, &post("/v1/chat/completions"), &[br#"{"model":"gpt-4o","messages":[]}"#]);
         host.response(&mut ex, JSON_OK, &[body]);
@@ -404,15 +434,17 @@ fn garbage_and_absurd_usage_never_become_a_bill() {
 
 #[test]
 fn garbage_events_and_oversized_events_are_skipped_not_fatal() {
-    let stream = b"data: {not json\n\ndata: [1,2,3]\n\nevent: x\n\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":2,\"completion_tokens\":1}}\n\ndata: [DONE]\n\n";
-    let mut host = FakeHost::new(Profile::Envoy);
-    let mut ex = Exchange::new(1, policy(r#"{"max_stream_event_bytes": 200}"#));
-    let request = br#"{"model":"gpt-4o","stream":true,"stream_options":{"include_usage":true},"messages":[]}"#;
-    host.request(&mut ex, &post("/v1/chat/completions"), &[request]);
-    let huge = format!("data: {{\"pad\": \"{}\"}}\n\n", "x".repeat(500));
-    host.response(&mut ex, SSE_OK, &[huge.as_bytes(), stream]);
-    let record = host.record();
-    assert_eq!(record["tokens"]["output"], json!({"tokens": 1, "source": "provider"}));
-    assert_eq!(record["outcome"], "complete");
-    assert_eq!(host.client_stream(), [huge.as_bytes(), stream].concat(), "passed through untouched");
+    for profile in HOSTS {
+        let stream = b"data: {not json\n\ndata: [1,2,3]\n\nevent: x\n\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":2,\"completion_tokens\":1}}\n\ndata: [DONE]\n\n";
+        let mut host = FakeHost::new(profile);
+        let mut ex = Exchange::new(1, policy(r#"{"max_stream_event_bytes": 200}"#));
+        let request = br#"{"model":"gpt-4o","stream":true,"stream_options":{"include_usage":true},"messages":[]}"#;
+        host.request(&mut ex, &post("/v1/chat/completions"), &[request]);
+        let huge = format!("data: {{\"pad\": \"{}\"}}\n\n", "x".repeat(500));
+        host.response(&mut ex, SSE_OK, &[huge.as_bytes(), stream]);
+        let record = host.record();
+        assert_eq!(record["tokens"]["output"], json!({"tokens": 1, "source": "provider"}));
+        assert_eq!(record["outcome"], "complete");
+        assert_eq!(host.client_stream(), [huge.as_bytes(), stream].concat(), "passed through untouched");
+    }
 }

@@ -9,7 +9,8 @@
 //! - Kong (ngx_wasm_module at the commit Kong 3.9 ships), fact by fact as a Kong-equivalent host
 //!   showed them (../shared/research/kong-host-probe.md, "fact N"; tests/kong_host.rs holds one
 //!   test per fact): `eof` is always false in header callbacks; a `Pause` from the request
-//!   headers parks the request for good (1); an empty body never gets a body step (2), any other
+//!   headers parks the request for good (1), and so does one from the body step (the same
+//!   yield in the content phase, read in source); an empty body never gets a body step (2), any other
 //!   comes in one call, and a body over `client_body_buffer_size` cannot be read (9); a body
 //!   replacement keeps at most `size` bytes (3); a removed request header still goes upstream
 //!   with its value (4); `:path` does not change the upstream path, which follows
@@ -71,6 +72,23 @@ pub enum Profile {
     /// Envoy, ending each body with a separate empty end-of-stream call (HTTP/2 style).
     EnvoyEmptyEnd,
     Kong,
+}
+
+impl Profile {
+    pub fn is_kong(self) -> bool {
+        self == Profile::Kong
+    }
+}
+
+/// The hosts every flow test runs on. A test whose subject is how Envoy hands over a body
+/// (chunks, cumulative sizes, the separate empty end-of-stream call of HTTP/2) uses `ALL_HOSTS`.
+pub const HOSTS: [Profile; 2] = [Profile::Envoy, Profile::Kong];
+pub const ALL_HOSTS: [Profile; 3] = [Profile::Envoy, Profile::EnvoyEmptyEnd, Profile::Kong];
+
+/// Every case on every host of `HOSTS`: one loop instead of two.
+pub fn each_host<T: Clone>(cases: impl IntoIterator<Item = T>) -> Vec<(Profile, T)> {
+    let cases: Vec<T> = cases.into_iter().collect();
+    HOSTS.iter().flat_map(|&host| cases.iter().cloned().map(move |case| (host, case))).collect()
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -430,6 +448,55 @@ impl FakeHost {
         self.upstream_headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
+    /// Every value sent upstream under `name`: on Kong a removed header still goes (fact 4), so
+    /// a name can go twice.
+    pub fn upstream_values(&self, name: &str) -> Vec<&str> {
+        self.upstream_headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str()).collect()
+    }
+
+    /// A request header the filter keeps from the upstream (a client's credential, a client-sent
+    /// `x-tollgate-*`, the client's API's headers toward the other dialect) carries no value
+    /// there. Envoy removes it. Kong's host sends removed headers on (fact 4), so the filter
+    /// empties them (README, Kong: "the upstream may see the header's name, never what the
+    /// client put in it").
+    pub fn assert_withheld(&self, name: &str) {
+        let values = self.upstream_values(name);
+        match self.profile {
+            Profile::Kong => assert!(values.iter().all(|v| v.is_empty()), "{name} went upstream as {values:?}"),
+            Profile::Envoy | Profile::EnvoyEmptyEnd => assert!(values.is_empty(), "{name} went upstream as {values:?}"),
+        }
+    }
+
+    /// `assert_withheld` for every header whose name starts with `prefix`, in any case.
+    pub fn assert_withheld_prefix(&self, prefix: &str) {
+        for (name, _) in &self.upstream_headers {
+            if name.to_ascii_lowercase().starts_with(prefix) {
+                self.assert_withheld(name);
+            }
+        }
+    }
+
+    /// The cluster the filter chose. Envoy: the `x-tollgate-cluster` header the route's
+    /// `cluster_header` reads. Kong: `kong.service.upstream` (README, Kong: "Tollgate sets
+    /// `kong.service.upstream` to the provider's `cluster`"), and no such header goes upstream.
+    pub fn upstream_cluster(&self) -> Option<&str> {
+        match self.profile {
+            Profile::Kong => {
+                self.assert_withheld("x-tollgate-cluster");
+                self.kong_upstream.as_deref()
+            }
+            Profile::Envoy | Profile::EnvoyEmptyEnd => self.upstream_header("x-tollgate-cluster"),
+        }
+    }
+
+    /// A response header Tollgate adds from the answer (model, tokens, cost, provider, price
+    /// table): `expected` on Envoy; never on Kong, whose response headers leave before the body
+    /// is read (README, Kong: "the cost headers are not added on Kong"; the usage record is).
+    pub fn assert_cost_header(&self, name: &str, expected: Option<&str>) {
+        let expected = if self.profile.is_kong() { None } else { expected };
+        assert_eq!(self.client_header(name), expected, "{name} on {:?}", self.profile);
+    }
+
     pub fn counter(&self, counter: Counter) -> u64 {
         self.counters.get(&counter).copied().unwrap_or(0)
     }
@@ -498,9 +565,16 @@ impl FakeHost {
             self.request_buffer = body;
             let size = self.request_buffer.len();
             self.request_body_calls.push((size, true));
-            ex.on_request_body(self, size, true);
+            let flow = ex.on_request_body(self, size, true);
             if self.reply.is_some() {
                 return self.answer_with_local_reply(ex);
+            }
+            if flow == Flow::Pause {
+                // The body step runs in the content phase, where a Pause yields the request
+                // (NGX_AGAIN) until a dispatch resumes it, as in the headers step (fact 1; read in
+                // ngx_http_proxy_wasm.c): nothing goes upstream, and nothing ends the request.
+                self.violations.push("kong: Pause from on_request_body parks the request forever (fact 1)".into());
+                return;
             }
         }
         self.release_upstream_headers();
