@@ -295,8 +295,19 @@ class Envoy:
         self._log.close()
 
 
+# Temporary folders of the Redis and webdis processes started in this test session: removed when
+# the session passes (conftest.py), kept to read when it fails.
+TEMP_DIRS: list[Path] = []
+
+
 class RedisError(Exception):
     """An error reply from Redis (`-ERR …`, `-NOPERM …`)."""
+
+
+def _temp_dir(prefix: str) -> Path:
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    TEMP_DIRS.append(path)
+    return path
 
 
 def _resp_command(args: Sequence[str | bytes | int]) -> bytes:
@@ -347,7 +358,7 @@ class Redis:
     def __init__(self, port: int = 0, data_dir: Path | str | None = None):
         self.binary = system_binary("redis-server", "redis-server")
         self.port = port or free_port()
-        self.data_dir = Path(data_dir) if data_dir else Path(tempfile.mkdtemp(prefix="tollgate-redis-"))
+        self.data_dir = Path(data_dir) if data_dir else _temp_dir("tollgate-redis-")
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = self.data_dir / "redis.log"
         self.config_path = self.data_dir / "redis.conf"
@@ -426,7 +437,7 @@ class Webdis:
     def __init__(self, redis_port: int, port: int = 0, workdir: Path | str | None = None, **config):
         self.binary = system_binary("webdis", "webdis")
         self.port = port or free_port()
-        self.workdir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="tollgate-webdis-"))
+        self.workdir = Path(workdir) if workdir else _temp_dir("tollgate-webdis-")
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.log_path = self.workdir / "webdis.log"
         self.config = json.loads((REDIS_DIR / "webdis.json").read_text())
