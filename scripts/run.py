@@ -2,6 +2,11 @@
 
 Ports (override with TOLLGATE_PORT, TOLLGATE_ADMIN_PORT, TOLLGATE_MOCK_PORT):
 10000 for clients, 9901 for Envoy's admin page, 18080 for the mock provider.
+
+`TOLLGATE_STORE=redis make run` also starts Redis (its data in .run/redis/, or TOLLGATE_REDIS_DIR)
+and webdis in front of it, the shared store of budgets, on 6379 and 7379 (TOLLGATE_REDIS_PORT,
+TOLLGATE_WEBDIS_PORT); Envoy's `webdis` cluster points at that webdis. The default store,
+`embedded`, needs neither.
 """
 
 import os
@@ -11,7 +16,7 @@ import threading
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "e2e"))
-from harness import Envoy, Mock  # noqa: E402
+from harness import REPO, Envoy, Mock, Redis, Webdis  # noqa: E402
 
 CURL = """curl -s -i http://127.0.0.1:{port}/v1/chat/completions \\
   -H 'content-type: application/json' -H 'authorization: Bearer sk-anything' \\
@@ -22,12 +27,28 @@ def main() -> int:
     port = int(os.environ.get("TOLLGATE_PORT", "10000"))
     admin_port = int(os.environ.get("TOLLGATE_ADMIN_PORT", "9901"))
     mock_port = int(os.environ.get("TOLLGATE_MOCK_PORT", "18080"))
+    store = os.environ.get("TOLLGATE_STORE", "embedded")
+    if store not in ("embedded", "redis"):
+        print(f"TOLLGATE_STORE must be embedded or redis, not {store!r}", file=sys.stderr)
+        return 2
 
-    mock = Mock(port=mock_port)
+    started = []  # what to stop, last first
     try:
-        envoy = Envoy(mock.port, listen_port=port, admin_port=admin_port, log_level="info")
-    except Exception:
-        mock.stop()
+        webdis_port = None
+        if store == "redis":
+            redis = Redis(port=int(os.environ.get("TOLLGATE_REDIS_PORT", "6379")),
+                          data_dir=os.environ.get("TOLLGATE_REDIS_DIR") or REPO / ".run" / "redis")
+            started.append(("Redis", redis))
+            webdis = Webdis(redis.port, port=int(os.environ.get("TOLLGATE_WEBDIS_PORT", "7379")), workdir=redis.data_dir)
+            started.append(("webdis", webdis))
+            webdis_port = webdis.port
+        mock = Mock(port=mock_port)
+        started.append(("tollgate-mock", mock))
+        envoy = Envoy(mock.port, listen_port=port, admin_port=admin_port, log_level="info", webdis_port=webdis_port)
+        started.append(("Envoy", envoy))
+    except BaseException:
+        for _, process in reversed(started):
+            process.stop()
         raise
 
     stop = threading.Event()
@@ -39,15 +60,21 @@ def main() -> int:
     print("Try it:\n")
     print(CURL.format(port=port))
     print("\nor with the OpenAI SDK: OpenAI(base_url='http://127.0.0.1:%d/v1', api_key='sk-anything')" % port)
+    if store == "redis":
+        print(f"\nBudgets' store: Redis on 127.0.0.1:{redis.port} (data and logs in {redis.data_dir}), "
+              f"webdis on http://127.0.0.1:{webdis.port} (try: curl http://127.0.0.1:{webdis.port}/PING)")
     print("\nPress Ctrl-C to stop.", flush=True)
 
     while not stop.wait(0.5):
-        if envoy.process.poll() is not None or mock.process.poll() is not None:
-            print("a process exited unexpectedly; see", envoy.log_path, file=sys.stderr)
+        exited = [name for name, process in started if process.process.poll() is not None]
+        if exited:
+            print(f"{', '.join(exited)} exited unexpectedly; see {envoy.log_path}"
+                  + (f" and {redis.data_dir}" if store == "redis" else ""), file=sys.stderr)
             break
-    envoy.stop()
-    mock.stop()
-    print("stopped Envoy and tollgate-mock", flush=True)
+    for _, process in reversed(started):
+        process.stop()
+    names = [name for name, _ in reversed(started)]
+    print("stopped " + " and ".join([", ".join(names[:-1]), names[-1]]), flush=True)
     return 0
 
 

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from harness import STARTED, Envoy, Mock
+from harness import STARTED, TEMP_DIRS, Envoy, Mock
 
 # Every response an Envoy gave through `post` (status, headers, body), for the secrets scan in
 # test_zz_no_secrets.py. Responses from the mock itself (which echoes what it received) are not kept.
@@ -20,11 +20,14 @@ GUARDRAIL_MATCHES: list = []
 
 
 def pytest_sessionfinish(session, exitstatus):
-    """A passing run removes its Envoys' working folders (config, log, final stats) from /tmp; a
-    failing one keeps them to read. The secrets scan reads them before this, at the run's end."""
+    """A passing run removes its Envoys' working folders (config, log, final stats) and its Redis and
+    webdis folders from /tmp; a failing one keeps them to read. The secrets scan reads them before
+    this, at the run's end."""
     if exitstatus == 0:
         for proxy in STARTED:
             shutil.rmtree(proxy.workdir, ignore_errors=True)
+        for folder in TEMP_DIRS:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

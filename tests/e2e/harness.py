@@ -1,4 +1,5 @@
-"""Starts and stops the real processes: the mock provider and Envoy with the Tollgate filter.
+"""Starts and stops the real processes: the mock provider, Envoy with the Tollgate filter, and
+Redis with webdis in front of it (the budgets' shared store).
 
 Used by the end-to-end tests (each test gets its own ports and Envoy --base-id) and by
 `make run`. Missing binaries are an error, never a skip.
@@ -11,6 +12,8 @@ import http.client
 import itertools
 import json
 import os
+import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -18,12 +21,17 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from urllib.parse import quote
 
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 ENVOY_CONFIG = REPO / "envoy" / "envoy.yaml"
 WASM = REPO / "dist" / "tollgate.wasm"
+# redis.conf, webdis.json and the budget scripts (reserve.lua, settle.lua).
+REDIS_DIR = REPO / "redis"
+# The cluster of envoy/envoy.yaml the filter reaches webdis through.
+WEBDIS_CLUSTER = "webdis"
 
 _base_ids = itertools.count(os.getpid() % 4000 * 10 + 1)
 
@@ -39,6 +47,13 @@ def release_binary(name: str) -> Path:
     path = REPO / "target" / "release" / name
     if not path.exists():
         raise RuntimeError(f"{path} is missing: run `make build`")
+    return path
+
+
+def system_binary(name: str, package: str) -> str:
+    path = shutil.which(name)
+    if not path:
+        raise RuntimeError(f"{name} not found: run `make setup` (scripts/setup-redis.sh installs the Debian package {package})")
     return path
 
 
@@ -97,12 +112,14 @@ def render_envoy_config(
     tollgate: bool = True,
     vm_env: dict[str, str] | None = None,
     wasm: Path | None = None,
+    webdis_port: int | None = None,
 ) -> dict:
     """The shipped config with test ports, an absolute .wasm path and optionally another
     filter configuration. Everything else stays as shipped, so tests exercise the real file.
 
     `upstream_port` is one port for every endpoint, or a port per cluster name (clusters without
-    endpoints of their own, such as aggregate clusters, are left alone). The .wasm path is also
+    endpoints of their own, such as aggregate clusters, are left alone). The `webdis` cluster is
+    not an upstream: it gets `webdis_port`, or keeps its shipped port when that is None. The .wasm path is also
     replaced in clusters' upstream HTTP filters; `filter_config` applies to the listener's filter.
     With `tollgate=False` the Wasm filter is removed: the same Envoy without Tollgate, which
     the benchmarks compare against; `wasm` loads another module in its place (the benchmarks'
@@ -135,7 +152,12 @@ def render_envoy_config(
                 plugin["vm_config"]["code"]["local"]["filename"] = module()
         if "load_assignment" not in cluster:
             continue
-        port = upstream_port if isinstance(upstream_port, int) else upstream_port[cluster["name"]]
+        if cluster["name"] == WEBDIS_CLUSTER:
+            if webdis_port is None:
+                continue
+            port = webdis_port
+        else:
+            port = upstream_port if isinstance(upstream_port, int) else upstream_port[cluster["name"]]
         for endpoints in cluster["load_assignment"]["endpoints"]:
             for endpoint in endpoints["lb_endpoints"]:
                 endpoint["endpoint"]["address"]["socket_address"]["port_value"] = port
@@ -172,12 +194,13 @@ class Envoy:
         vm_env: dict[str, str] | None = None,
         concurrency: int = 1,
         wasm: Path | None = None,
+        webdis_port: int | None = None,
     ):
         self.port = listen_port or free_port()
         self.admin_port = admin_port or free_port()
         self.workdir = Path(tempfile.mkdtemp(prefix="tollgate-envoy-"))
         config = render_envoy_config(
-            template, self.port, self.admin_port, upstream_port, filter_config, tollgate, vm_env, wasm
+            template, self.port, self.admin_port, upstream_port, filter_config, tollgate, vm_env, wasm, webdis_port
         )
         config_path = self.workdir / "envoy.yaml"
         config_path.write_text(yaml.safe_dump(config))
@@ -270,3 +293,209 @@ class Envoy:
                     pass
         _stop(self.process)
         self._log.close()
+
+
+# Temporary folders of the Redis and webdis processes started in this test session: removed when
+# the session passes (conftest.py), kept to read when it fails.
+TEMP_DIRS: list[Path] = []
+
+
+class RedisError(Exception):
+    """An error reply from Redis (`-ERR …`, `-NOPERM …`)."""
+
+
+def _temp_dir(prefix: str) -> Path:
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    TEMP_DIRS.append(path)
+    return path
+
+
+def _resp_command(args: Sequence[str | bytes | int]) -> bytes:
+    parts = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        data = arg if isinstance(arg, bytes) else str(arg).encode()
+        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(parts)
+
+
+def _resp_reply(reader):
+    """One reply from a socket file as Python values (bulk strings as str, or as bytes
+    when they are not UTF-8); an error reply is raised as RedisError."""
+    line = reader.readline()
+    if not line.endswith(b"\r\n"):
+        raise ConnectionError("Redis closed the connection")
+    kind, rest = line[:1], line[1:-2]
+    if kind == b"+":
+        return rest.decode()
+    if kind == b"-":
+        raise RedisError(rest.decode(errors="replace"))
+    if kind == b":":
+        return int(rest)
+    if kind == b"$":
+        size = int(rest)
+        if size < 0:
+            return None
+        data = reader.read(size + 2)[:-2]
+        try:
+            return data.decode()
+        except UnicodeDecodeError:
+            return data
+    if kind == b"*":
+        count = int(rest)
+        return None if count < 0 else [_resp_reply(reader) for _ in range(count)]
+    raise ConnectionError(f"unexpected reply from Redis: {line!r}")
+
+
+class Redis:
+    """redis-server (Debian's, found on the PATH) running redis/redis.conf on a port of its own,
+    with its data in `data_dir` (a new temporary folder unless given; `make run` uses .run/redis/).
+
+    The shipped config confines the default account (what webdis uses) to tollgate:* keys and the
+    budget scripts' commands; this class adds an account `tollgate-admin` with a random password
+    for `command()`, so tests can look at and damage anything. `stop()` then `start()` bring the
+    same server back on the same port with the same data (the append-only file)."""
+
+    def __init__(self, port: int = 0, data_dir: Path | str | None = None):
+        self.binary = system_binary("redis-server", "redis-server")
+        self.port = port or free_port()
+        self.data_dir = Path(data_dir) if data_dir else _temp_dir("tollgate-redis-")
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = self.data_dir / "redis.log"
+        self.config_path = self.data_dir / "redis.conf"
+        self.process: subprocess.Popen | None = None
+        self.start()
+
+    def start(self, timeout: float = 15.0) -> None:
+        """Starts (again) on the same port and data folder; returns once it answers PING."""
+        self._password = secrets.token_hex(16)
+        self.config_path.write_text(
+            "# Written by tests/e2e/harness.py at every start: the shipped config, this port and folder.\n"
+            f'include "{REDIS_DIR / "redis.conf"}"\n'
+            f"port {self.port}\n"
+            f'dir "{self.data_dir}"\n'
+            f'logfile "{self.log_path}"\n'
+            f"user tollgate-admin on >{self._password} ~* &* +@all\n"
+        )
+        self.config_path.chmod(0o600)
+        self.process = subprocess.Popen([self.binary, str(self.config_path)], cwd=self.data_dir,
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                stderr = self.process.stderr.read().decode(errors="replace") if self.process.stderr else ""
+                raise RuntimeError(f"redis-server exited with {self.process.returncode} on port {self.port}:\n"
+                                   f"{stderr}{self.log()[-2000:]}")
+            try:
+                if self.command("PING") == "PONG":
+                    return
+            except (OSError, RedisError):
+                pass
+            time.sleep(0.02)
+        self.stop()
+        raise RuntimeError(f"redis-server not ready on port {self.port} after {timeout}s:\n{self.log()[-2000:]}")
+
+    def command(self, *args: str | bytes | int, timeout: float = 5.0):
+        """One command on a new connection as `tollgate-admin`; an error reply raises RedisError."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=timeout) as sock:
+            sock.sendall(_resp_command(["AUTH", "tollgate-admin", self._password]) + _resp_command(args))
+            reader = sock.makefile("rb")
+            _resp_reply(reader)
+            return _resp_reply(reader)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self) -> None:
+        """SIGTERM: Redis flushes its append-only file and exits."""
+        if self.process is not None:
+            _stop(self.process)
+            if self.process.stderr:
+                self.process.stderr.close()
+
+    def kill(self) -> None:
+        """SIGKILL: what a crash looks like (the last second of writes may be lost)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+def webdis_path(*args: str | int) -> str:
+    """The GET path that runs a command through webdis: every argument percent-encoded whole
+    (RFC 3986 unreserved characters stay, `.` too is encoded: webdis reads a trailing `.json`,
+    `.raw`, `.txt`… on the last argument as an output format). See docs/redis-store.md."""
+    return "/" + "/".join(quote(str(arg), safe="").replace(".", "%2E") for arg in args)
+
+
+class Webdis:
+    """webdis (Debian's, on the PATH) in front of a Redis, from redis/webdis.json with its own
+    port, no daemon, and its log in `workdir` (a new temporary folder unless given)."""
+
+    def __init__(self, redis_port: int, port: int = 0, workdir: Path | str | None = None, **config):
+        self.binary = system_binary("webdis", "webdis")
+        self.port = port or free_port()
+        self.workdir = Path(workdir) if workdir else _temp_dir("tollgate-webdis-")
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.log_path = self.workdir / "webdis.log"
+        self.config = json.loads((REDIS_DIR / "webdis.json").read_text())
+        self.config.update(redis_host="127.0.0.1", redis_port=redis_port, http_host="127.0.0.1",
+                           http_port=self.port, daemonize=False, logfile=str(self.log_path))
+        self.config.update(config)
+        self.config_path = self.workdir / "webdis.json"
+        self.config_path.write_text(json.dumps(self.config, indent=2))
+        self.process: subprocess.Popen | None = None
+        self.start()
+
+    def start(self, timeout: float = 15.0) -> None:
+        """Starts webdis; returns once it answers HTTP on its port (200, or 503 while Redis is away).
+        webdis exits with status 0 when its port is taken, and runs on 0.0.0.0:7379 when its config
+        file cannot be read: both are checked."""
+        self.process = subprocess.Popen([self.binary, str(self.config_path)], cwd=self.workdir,
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                stderr = self.process.stderr.read().decode(errors="replace") if self.process.stderr else ""
+                raise RuntimeError(f"webdis exited with {self.process.returncode} (port {self.port} taken?):\n"
+                                   f"{stderr}{self.log()[-2000:]}")
+            try:
+                status, _, _ = self.request("GET", "/PING", timeout=2)
+                if status in (200, 503) and self.process.poll() is None:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.02)
+        self.stop()
+        raise RuntimeError(f"webdis not answering on port {self.port} after {timeout}s:\n{self.log()[-2000:]}")
+
+    def request(self, method: str, path: str, body: bytes | str | None = None, timeout: float = 10.0,
+                headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+        """One HTTP request on a new connection: (status, headers with lower-case names, body)."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            conn.request(method, path, body=body, headers=headers or {})
+            response = conn.getresponse()
+            return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+        finally:
+            conn.close()
+
+    def command(self, *args: str | int, timeout: float = 10.0):
+        """Runs a command by the GET path form; returns (HTTP status, the JSON value under the
+        command's name, or None when the body is not JSON)."""
+        status, _, body = self.request("GET", webdis_path(*args), timeout=timeout)
+        try:
+            return status, json.loads(body)[str(args[0])]
+        except (ValueError, KeyError):
+            return status, None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        if self.process is not None:
+            _stop(self.process)
+            if self.process.stderr:
+                self.process.stderr.close()
