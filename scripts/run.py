@@ -5,22 +5,33 @@ Ports (override with TOLLGATE_PORT, TOLLGATE_ADMIN_PORT, TOLLGATE_MOCK_PORT):
 
 `TOLLGATE_STORE=redis make run` also starts Redis (its data in .run/redis/, or TOLLGATE_REDIS_DIR)
 and webdis in front of it, the shared store of budgets, on 6379 and 7379 (TOLLGATE_REDIS_PORT,
-TOLLGATE_WEBDIS_PORT); Envoy's `webdis` cluster points at that webdis. The default store,
-`embedded`, needs neither.
+TOLLGATE_WEBDIS_PORT), and counts the shipped budgets there: Envoy's `webdis` cluster points at
+that webdis. The default store, `embedded`, needs neither.
 """
 
+import json
 import os
 import signal
 import sys
 import threading
 from pathlib import Path
 
+import yaml
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "e2e"))
-from harness import REPO, Envoy, Mock, Redis, Webdis  # noqa: E402
+from harness import ENVOY_CONFIG, REPO, Envoy, Mock, Redis, Webdis  # noqa: E402
 
 CURL = """curl -s -i http://127.0.0.1:{port}/v1/chat/completions \\
   -H 'content-type: application/json' -H 'authorization: Bearer sk-anything' \\
   -d '{{"model": "gpt-4o-mini", "messages": [{{"role": "user", "content": "Hello!"}}]}}'"""
+
+
+def shipped_filter_config() -> dict:
+    """Tollgate's configuration in envoy/envoy.yaml (the listener's Wasm filter)."""
+    config = yaml.safe_load(ENVOY_CONFIG.read_text())
+    manager = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    wasm = next(f for f in manager["http_filters"] if f["name"] == "tollgate")["typed_config"]["config"]
+    return json.loads(wasm["configuration"]["value"])
 
 
 def main() -> int:
@@ -44,7 +55,12 @@ def main() -> int:
             webdis_port = webdis.port
         mock = Mock(port=mock_port)
         started.append(("tollgate-mock", mock))
-        envoy = Envoy(mock.port, listen_port=port, admin_port=admin_port, log_level="info", webdis_port=webdis_port)
+        # The shipped configuration; with Redis, its budgets counted there instead of in Envoy.
+        filter_config = shipped_filter_config()
+        if store == "redis":
+            filter_config.setdefault("budgets", {})["store"] = {"redis": {"endpoint": "webdis"}}
+        envoy = Envoy(mock.port, listen_port=port, admin_port=admin_port, log_level="info", webdis_port=webdis_port,
+                      filter_config=filter_config)
         started.append(("Envoy", envoy))
     except BaseException:
         for _, process in reversed(started):

@@ -73,6 +73,13 @@ impl Filter {
         }
     }
 
+    /// The answer to a call the request made (a budget reservation).
+    pub fn on_call_answer(&mut self, io: &mut dyn HostIo, token: u32, status: Option<u16>, body: &[u8]) {
+        if let Filter::Exchange(ex) = self {
+            ex.on_call_answer(io, token, status, body);
+        }
+    }
+
     pub fn on_done(&mut self, io: &mut dyn HostIo) {
         if let Filter::Exchange(ex) = self {
             ex.on_done(io);

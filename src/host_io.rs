@@ -2,6 +2,7 @@
 //! [`HostIo`]; the wasm build implements it over proxy-wasm hostcalls, and the native tests
 //! implement it with a fake host that models Envoy's and Kong's buffering.
 
+use crate::budgets::redis::{Call, Settlement};
 use crate::metrics::Update;
 use crate::names::Counter;
 
@@ -128,6 +129,14 @@ pub trait HostIo {
     fn shared_get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, HostError>;
     /// Writes a shared-data value if its token is still `cas` (0: whatever it is).
     fn shared_set(&mut self, key: &str, value: &[u8], cas: u32) -> Result<(), SharedSetError>;
+    /// Sends `call` (a GET to the budgets' store); its answer comes back to the filter's
+    /// `on_call_answer` with the token returned here.
+    fn dispatch(&mut self, call: &Call) -> Result<u32, HostError>;
+    /// Lets a request that waited in its body step for a call's answer go on.
+    fn resume_request(&mut self) -> Result<(), HostError>;
+    /// Hands a settlement to the root context, which sends it until the store has it (it
+    /// outlives its request: a call of the request's own would be cancelled with it).
+    fn defer_settlement(&mut self, settlement: Settlement);
 }
 
 /// Why a shared-data write did not happen.

@@ -21,6 +21,7 @@
 
 pub mod config;
 pub mod ledger;
+pub mod redis;
 pub mod reply;
 pub mod summary;
 pub mod window;

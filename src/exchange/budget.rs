@@ -5,9 +5,10 @@
 use std::rc::Rc;
 
 use super::Exchange;
-use crate::budgets::ledger::{self, Held, Reserved};
+use crate::budgets::ledger::{self, Held, Reserved, StoreError};
+use crate::budgets::redis::{self, Answer, Plan, Settlement};
 use crate::budgets::summary::{BudgetSummary, Counted, Verdict};
-use crate::budgets::{reply, Budgets, Facts, Need, Touch, MAX_OUTPUT_RESERVATION};
+use crate::budgets::{reply, Budgets, Facts, Need, RedisStore, Store, Touch, MAX_OUTPUT_RESERVATION};
 use crate::config::{FailureMode, Policy};
 use crate::dialect::{Api, CanonicalRequest};
 use crate::estimate;
@@ -35,7 +36,20 @@ pub(super) struct Metering {
     reserved_at: i64,
     /// The counters were settled (the exchange was recorded): nothing more moves them.
     settled: bool,
+    /// Redis: what was (or is being) reserved there, the call the request waits for, and
+    /// whether Redis answered that it took it (otherwise the settlement confirms it first).
+    plan: Option<Plan>,
+    pending: Option<Pending>,
+    confirmed: bool,
     summary: BudgetSummary,
+}
+
+/// A reservation call the request waits for.
+#[derive(Debug)]
+struct Pending {
+    token: u32,
+    /// Sent by the script's SHA-1 (a `NOSCRIPT` answer sends it whole).
+    by_sha: bool,
 }
 
 impl Exchange {
@@ -88,7 +102,7 @@ impl Exchange {
         let spend = price(&policy, &model, input, output);
         let need = Need { requests: 1, input_tokens: input, output_tokens: output, spend };
         let watch_stream = request.stream && requested.is_none_or(|r| output_policy.ceiling.is_some_and(|c| r > c));
-        let mut metering = Metering {
+        let metering = Metering {
             model,
             output_allowed: output,
             ceiling: output_policy.ceiling,
@@ -102,7 +116,111 @@ impl Exchange {
             self.metering = Some(Box::new(metering));
             return None;
         }
-        let reserved = ledger::reserve(&mut SharedLedger(io), budgets, touches, &need, now);
+        let reserved = match &budgets.store {
+            Store::Embedded => ledger::reserve(&mut SharedLedger(io), budgets, touches, &need, now),
+            Store::Redis(store) => return self.reserve_in_redis(io, store, touches, need, metering, api),
+        };
+        self.decide_reservation(io, api, reserved, metering)
+    }
+
+    /// Sends the reservation to Redis; the request waits in its body step for the answer
+    /// ([`Exchange::on_call_answer`]).
+    fn reserve_in_redis(
+        &mut self,
+        io: &mut dyn HostIo,
+        store: &RedisStore,
+        touches: Vec<Touch>,
+        need: Need,
+        mut metering: Metering,
+        api: Api,
+    ) -> Option<Flow> {
+        let now = metering.reserved_at;
+        let plan = match Plan::new(&self.policy.budgets, touches, &need, redis::next_operation(), now) {
+            Ok(plan) => plan,
+            Err(touch) => return self.decide_reservation(io, api, Ok(Reserved::Unpriced { touch }), metering),
+        };
+        if plan.touches.is_empty() {
+            self.metering = Some(Box::new(metering));
+            return None;
+        }
+        let call = plan.reserve(true).call(store, true);
+        metering.plan = Some(plan);
+        match io.dispatch(&call) {
+            Ok(token) => {
+                metering.pending = Some(Pending { token, by_sha: true });
+                self.metering = Some(Box::new(metering));
+                Some(Flow::Pause)
+            }
+            Err(err) => {
+                let reserved = Err(StoreError(format!("the reservation was not sent: {}", err.detail)));
+                self.decide_reservation(io, api, reserved, metering)
+            }
+        }
+    }
+
+    /// The answer to the reservation this request waits for: go on, or answer the client.
+    pub fn on_call_answer(&mut self, io: &mut dyn HostIo, token: u32, status: Option<u16>, body: &[u8]) {
+        let Some(mut metering) = self.metering.take() else { return };
+        let Some(pending) = metering.pending.take_if(|p| p.token == token) else {
+            self.metering = Some(metering);
+            return;
+        };
+        let (Some(api), Store::Redis(store)) = (self.api, &self.policy.budgets.store) else {
+            self.metering = Some(metering);
+            return;
+        };
+        let store = store.clone();
+        let reserved = match (redis::read_answer(status, body), &metering.plan) {
+            (Answer::NoScript, Some(plan)) if pending.by_sha => {
+                // Redis restarted and lost its scripts: the script itself, once.
+                match io.dispatch(&plan.reserve(true).call(&store, false)) {
+                    Ok(token) => {
+                        metering.pending = Some(Pending { token, by_sha: false });
+                        self.metering = Some(metering);
+                        return;
+                    }
+                    Err(err) => Err(StoreError(format!("the reservation was not sent: {}", err.detail))),
+                }
+            }
+            (Answer::Value(value), Some(plan)) => plan.read(&value).map(|reserved| self.shadow_over(reserved)),
+            (Answer::NoScript, _) => Err(StoreError("Redis answered NOSCRIPT for a script sent whole".into())),
+            (Answer::Failed(why), _) => Err(StoreError(why)),
+            (Answer::Value(_), None) => Err(StoreError("an answer without a reservation".into())),
+        };
+        if reserved.as_ref().is_ok_and(|r| matches!(r, Reserved::Admitted { .. })) {
+            metering.confirmed = true;
+        }
+        if self.decide_reservation(io, api, reserved, *metering).is_none() {
+            if let Err(err) = io.resume_request() {
+                log::error!("#{} resume_failed detail={}", self.id, err.detail);
+            }
+        }
+    }
+
+    /// Shadow limits a Redis reservation passed (Redis counts them without a cap).
+    fn shadow_over(&self, reserved: Reserved) -> Reserved {
+        let Reserved::Admitted { held, mut over } = reserved else { return reserved };
+        let budgets = &self.policy.budgets;
+        for hold in &held {
+            if budgets.limit(&hold.touch).is_some_and(|l| l.shadow && hold.used > l.amount) {
+                over.push(hold.touch.limit);
+            }
+        }
+        Reserved::Admitted { held, over }
+    }
+
+    /// What the counters said: admit (keep what is held), refuse (429), or let `failure_mode`
+    /// decide (an unpriced model, a store that failed).
+    fn decide_reservation(
+        &mut self,
+        io: &mut dyn HostIo,
+        api: Api,
+        reserved: Result<Reserved, StoreError>,
+        mut metering: Metering,
+    ) -> Option<Flow> {
+        let policy = Rc::clone(&self.policy);
+        let budgets: &Budgets = &policy.budgets;
+        let now = metering.reserved_at;
         match reserved {
             Ok(Reserved::Admitted { held, over }) => {
                 metering.summary.counted = held.iter().filter_map(|h| counted(budgets, &h.touch)).collect();
@@ -121,6 +239,8 @@ impl Exchange {
                 log::info!("#{} budget_refused limit={} used={used} asked={asked}", self.id, limit.name);
                 let refusal = reply::refusal(api, limit, used, asked, touch.resets_at, now);
                 metering.summary.verdict = Verdict::Refused;
+                // Nothing was kept: nothing to settle.
+                metering.plan = None;
                 metering.summary.decided_by = Some(limit.name.clone());
                 metering.summary.counted = counted(budgets, &touch).into_iter().collect();
                 self.metering = Some(Box::new(metering));
@@ -233,7 +353,32 @@ impl Exchange {
             // An answer whose usage could not be read: it keeps what it reserved.
             Need { requests: 1, ..reserved }
         };
-        if !metering.held.is_empty() {
+        if let Some(plan) = metering.plan.take() {
+            // Redis: the root context sends it (after confirming a reservation never answered).
+            let budgets = &self.policy.budgets;
+            let closed = metering.summary.verdict == Verdict::StoreFailed && self.replied_locally;
+            let amounts: Vec<u64> = plan
+                .touches
+                .iter()
+                .zip(&plan.amounts)
+                .map(|(touch, reserved)| match budgets.limit(touch) {
+                    // Refused for want of the store: whatever Redis took goes back.
+                    _ if closed => 0,
+                    Some(limit) => actual.amount(limit.measure).unwrap_or(*reserved),
+                    None => *reserved,
+                })
+                .collect();
+            for ((hold, counted), amount) in
+                metering.held.iter_mut().zip(metering.summary.counted.iter_mut()).zip(&amounts)
+            {
+                // What the counter will hold once the settlement lands (others may move it too).
+                hold.used = hold.used.saturating_sub(hold.amount).saturating_add(*amount);
+                let limit = budgets.limit(&hold.touch).map_or(0, |l| l.amount);
+                counted.remaining = Some(limit.saturating_sub(hold.used));
+            }
+            io.defer_settlement(Settlement::new(plan, amounts, metering.confirmed));
+            metering.summary.settled = Some(actual);
+        } else if !metering.held.is_empty() {
             let budgets = &self.policy.budgets;
             let now = now_secs(io);
             match ledger::settle(&mut SharedLedger(io), budgets, &metering.held, &actual, now) {
@@ -272,6 +417,12 @@ pub(super) fn grow(
 ) -> Option<u64> {
     if metering.ceiling.is_some_and(|ceiling| needed > ceiling) {
         metering.summary.decided_by = Some("max_output_tokens".into());
+        return None;
+    }
+    if let Store::Redis(_) = policy.budgets.store {
+        // More would need a call to Redis in the response phase, which Kong does not allow and
+        // which would stall the stream: on the Redis store a stream has what it reserved.
+        metering.summary.decided_by = Some(closest_output_limit(policy, metering));
         return None;
     }
     let mut allowed = metering.output_allowed.saturating_add(metering.step).max(needed).min(MAX_OUTPUT_RESERVATION);

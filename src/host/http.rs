@@ -41,7 +41,16 @@ impl HttpFilter {
     }
 }
 
-impl Context for HttpFilter {}
+impl Context for HttpFilter {
+    /// A budget store's answer (the request waits for it in its body step).
+    fn on_http_call_response(&mut self, token_id: u32, _num_headers: usize, body_size: usize, _num_trailers: usize) {
+        let (status, body) = super::proxy_io::call_answer(body_size);
+        self.drive(|filter, io| {
+            filter.on_call_answer(io, token_id, status, &body);
+            Flow::Continue
+        });
+    }
+}
 
 impl HttpContext for HttpFilter {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use super::abi;
+use crate::budgets::redis::{Call, Outbox, Settlement};
 use crate::host_io::{encode_header_pairs, HeaderSnapshot, HostError, HostIo, HostKind, SharedSetError};
 use crate::metrics::{Kind, Update};
 use crate::names::Counter;
@@ -27,6 +28,8 @@ pub struct HostState {
     memory_gauge: Cell<Option<Option<u32>>>,
     /// Kong's `kong.route_name` was found missing (logged once per worker).
     route_name_missing_said: Cell<bool>,
+    /// Budget settlements for the Redis store, sent by the root context.
+    pub outbox: RefCell<Outbox>,
 }
 
 /// Hostcalls to refuse on purpose, to test `failure_mode` against a real proxy: named in the
@@ -394,6 +397,22 @@ impl HostIo for ProxyIo {
         })
     }
 
+    fn dispatch(&mut self, call: &Call) -> Result<u32, HostError> {
+        dispatch(call)
+    }
+
+    fn resume_request(&mut self) -> Result<(), HostError> {
+        proxy_wasm::hostcalls::resume_http_request()
+            .map_err(|status| HostError { detail: format!("resume status {status:?}") })
+    }
+
+    fn defer_settlement(&mut self, settlement: Settlement) {
+        let now = self.now_nanos() / 1_000_000;
+        if let Some(dropped) = self.host.outbox.borrow_mut().push(settlement, now) {
+            log::error!("budget_settlement_dropped op={dropped} reason=queue_full");
+        }
+    }
+
     fn set_request_body(&mut self, size: usize, bytes: &[u8]) -> Result<(), HostError> {
         if self.host.faults.get().replace_request_body {
             return Err(HostError { detail: "refused by TOLLGATE_TEST_FAULTS".into() });
@@ -481,4 +500,34 @@ impl HostIo for ProxyIo {
             abi::increment_metric(id, 1);
         }
     }
+}
+
+/// A GET to the budgets' store front (`call.upstream`: an Envoy cluster, or Kong's `host:port`).
+/// From a request's body step or the root's tick only: Kong allows no dispatch elsewhere.
+pub fn dispatch(call: &Call) -> Result<u32, HostError> {
+    let headers = vec![(":method", "GET"), (":path", call.path.as_str()), (":authority", call.authority.as_str())];
+    let timeout = std::time::Duration::from_millis(call.timeout_ms);
+    proxy_wasm::hostcalls::dispatch_http_call(&call.upstream, headers, None, vec![], timeout)
+        .map_err(|status| HostError { detail: format!("dispatch to {} status {status:?}", call.upstream) })
+}
+
+/// The answer of a finished call: its status (`None`: no answer: timeout, connection failure,
+/// Kong's `:dispatch_status`) and its body.
+pub fn call_answer(body_size: usize) -> (Option<u16>, Vec<u8>) {
+    use proxy_wasm::types::{BufferType, MapType};
+    let status = proxy_wasm::hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
+        .ok()
+        .flatten()
+        .and_then(|s| s.trim().parse::<u16>().ok());
+    let body = if body_size == 0 {
+        Vec::new()
+    } else {
+        // A body the host would not hand over reads as empty: not the store's JSON, so the call
+        // counts as failed (never as an answer).
+        proxy_wasm::hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+    };
+    (status, body)
 }

@@ -10,14 +10,20 @@ use super::http::HttpFilter;
 use super::proxy_io::{Faults, HostState};
 use super::{abi, logger};
 use crate::budgets::ledger;
-use crate::budgets::Store;
+use crate::budgets::redis::read_answer;
+use crate::budgets::{RedisStore, Store};
 use crate::config::{self, Policy};
 use crate::tokenizer;
 
 pub struct FilterRoot {
     loaded: Loaded,
     host: Rc<HostState>,
+    /// The Redis store settlements go to, when budgets use it.
+    redis: Option<RedisStore>,
 }
+
+/// How often queued settlements are sent to Redis.
+const SETTLEMENT_TICK: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// What `on_configure` left for the requests.
 #[derive(Clone)]
@@ -31,7 +37,7 @@ pub enum Loaded {
 
 impl FilterRoot {
     pub fn new() -> Self {
-        FilterRoot { loaded: Loaded::Nothing, host: Rc::new(HostState::default()) }
+        FilterRoot { loaded: Loaded::Nothing, host: Rc::new(HostState::default()), redis: None }
     }
 }
 
@@ -46,7 +52,18 @@ fn on_kong() -> bool {
         .is_some_and(|id| !id.is_empty() && id.iter().all(u8::is_ascii_digit))
 }
 
-impl Context for FilterRoot {}
+impl Context for FilterRoot {
+    /// A settlement's answer.
+    fn on_http_call_response(&mut self, token_id: u32, _num_headers: usize, body_size: usize, _num_trailers: usize) {
+        let (status, body) = super::proxy_io::call_answer(body_size);
+        let now_ms = abi::now_nanos() / 1_000_000;
+        match self.host.outbox.borrow_mut().answered(token_id, read_answer(status, &body), now_ms) {
+            Ok(None) => {}
+            Ok(Some(retry)) => log::warn!("budget_settlement_retry {retry}"),
+            Err(gave_up) => log::error!("budget_settlement_dropped {gave_up}"),
+        }
+    }
+}
 
 impl RootContext for FilterRoot {
     /// Builds the tokenizer tables once per VM, so that no request pays for them.
@@ -84,6 +101,13 @@ impl RootContext for FilterRoot {
                         log::error!("tollgate: budgets: the shared data cannot be written ({})", err.0);
                     }
                 }
+                if let Store::Redis(store) = &policy.budgets.store {
+                    // Settlements go to Redis from here, on a tick, and are retried until it has them.
+                    self.redis = Some(store.clone());
+                    if let Err(status) = proxy_wasm::hostcalls::set_tick_period(SETTLEMENT_TICK) {
+                        log::error!("tollgate: budgets: no tick for settlements (status {status:?})");
+                    }
+                }
                 self.loaded = Loaded::Policy(Rc::new(policy));
                 true
             }
@@ -97,6 +121,24 @@ impl RootContext for FilterRoot {
             Err(err) => {
                 log::error!("{err}");
                 false
+            }
+        }
+    }
+
+    /// Sends the settlements that are due.
+    fn on_tick(&mut self) {
+        let Some(store) = &self.redis else { return };
+        let now_ms = abi::now_nanos() / 1_000_000;
+        let now_secs = i64::try_from(now_ms / 1_000).unwrap_or(i64::MAX);
+        let due = self.host.outbox.borrow_mut().due(now_ms);
+        for (settlement, first_ms) in due {
+            let call = settlement.call(store, now_secs);
+            match super::proxy_io::dispatch(&call) {
+                Ok(token) => self.host.outbox.borrow_mut().sent(token, settlement, first_ms),
+                Err(err) => {
+                    log::warn!("budget_settlement_unsent op={} detail={}", settlement.op(), err.detail);
+                    self.host.outbox.borrow_mut().unsent(settlement, first_ms, now_ms);
+                }
             }
         }
     }

@@ -26,6 +26,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 
+use tollgate::budgets::redis::{Call, Settlement};
 use tollgate::config::{self, Policy};
 use tollgate::exchange::Exchange;
 use tollgate::host_io::{Flow, HostError, HostIo, HostKind, SharedSetError};
@@ -43,6 +44,7 @@ pub trait Stream {
     fn on_response_headers(&mut self, io: &mut dyn HostIo, end_of_stream: bool) -> Flow;
     fn on_response_body(&mut self, io: &mut dyn HostIo, body_size: usize, end_of_stream: bool) -> Flow;
     fn on_done(&mut self, _io: &mut dyn HostIo) {}
+    fn on_call_answer(&mut self, _io: &mut dyn HostIo, _token: u32, _status: Option<u16>, _body: &[u8]) {}
 }
 
 impl Stream for Exchange {
@@ -54,6 +56,9 @@ impl Stream for Exchange {
     }
     fn on_request_trailers(&mut self, io: &mut dyn HostIo) -> Flow {
         Exchange::on_request_trailers(self, io)
+    }
+    fn on_call_answer(&mut self, io: &mut dyn HostIo, token: u32, status: Option<u16>, body: &[u8]) {
+        Exchange::on_call_answer(self, io, token, status, body)
     }
     fn on_response_headers(&mut self, io: &mut dyn HostIo, end_of_stream: bool) -> Flow {
         Exchange::on_response_headers(self, io, end_of_stream)
@@ -183,6 +188,14 @@ pub struct FakeHost {
     pub kong: KongHost,
     /// The proxy's shared data (every worker's): share one `Rc` between hosts to model workers.
     pub shared: SharedMap,
+    /// Calls the filter dispatched (token, call), the times it resumed a waiting request, and
+    /// the settlements it handed to the root context.
+    pub calls: Vec<(u32, Call)>,
+    answered: usize,
+    pub resumed: u32,
+    /// The request waits (paused) for a call's answer.
+    pub waiting: bool,
+    pub settlements: Vec<Settlement>,
     /// Kong: headers the filter removed. nginx still sends them upstream with their values
     /// (fact 4); the filter no longer reads them.
     kong_removed: Vec<(String, String)>,
@@ -225,10 +238,11 @@ pub enum Hostcall {
     EmitHistogram,
     Export,
     SharedData,
+    Dispatch,
 }
 
 impl Hostcall {
-    pub const ALL: [Hostcall; 28] = [
+    pub const ALL: [Hostcall; 29] = [
         Hostcall::HostKind,
         Hostcall::NowNanos,
         Hostcall::RequestHeaderMap,
@@ -257,6 +271,7 @@ impl Hostcall {
         Hostcall::EmitHistogram,
         Hostcall::Export,
         Hostcall::SharedData,
+        Hostcall::Dispatch,
     ];
 
     /// The `HostIo` method.
@@ -290,6 +305,7 @@ impl Hostcall {
             Hostcall::EmitHistogram => "emit (histogram)",
             Hostcall::Export => "export",
             Hostcall::SharedData => "shared_get / shared_set",
+            Hostcall::Dispatch => "dispatch / resume_request",
         }
     }
 
@@ -319,6 +335,7 @@ impl Hostcall {
             Hostcall::EmitHistogram | Hostcall::EmitGauge => "proxy_record_metric",
             Hostcall::Export => "proxy_set_property",
             Hostcall::SharedData => "proxy_get_shared_data / proxy_set_shared_data",
+            Hostcall::Dispatch => "proxy_http_call / proxy_continue_stream",
         }
     }
 }
@@ -394,6 +411,11 @@ impl FakeHost {
             hostcalls: Hostcalls::default(),
             kong: KongHost::default(),
             shared: Rc::default(),
+            calls: Vec::new(),
+            answered: 0,
+            resumed: 0,
+            waiting: false,
+            settlements: Vec::new(),
             kong_removed: Vec::new(),
             kong_path: None,
             kong_upstream_uri: None,
@@ -572,8 +594,12 @@ impl FakeHost {
             if flow == Flow::Pause {
                 // The body step runs in the content phase, where a Pause yields the request
                 // (NGX_AGAIN) until a dispatch resumes it, as in the headers step (fact 1; read in
-                // ngx_http_proxy_wasm.c): nothing goes upstream, and nothing ends the request.
-                self.violations.push("kong: Pause from on_request_body parks the request forever (fact 1)".into());
+                // ngx_http_proxy_wasm.c): nothing goes upstream, and nothing ends the request,
+                // unless a call is out: its answer resumes it (`answer_call`).
+                if self.unanswered() == 0 {
+                    self.violations.push("kong: Pause from on_request_body parks the request forever (fact 1)".into());
+                }
+                self.waiting = true;
                 return;
             }
         }
@@ -622,12 +648,39 @@ impl FakeHost {
                     paused = self.request_body_call(ex, true) == Flow::Pause;
                 }
                 if paused && self.reply.is_none() {
-                    self.violations.push("request still paused after end of stream: it would hang".into());
+                    if self.unanswered() == 0 {
+                        self.violations.push("request still paused after end of stream: it would hang".into());
+                    }
+                    self.waiting = true;
+                    return;
                 }
             }
         }
         if self.reply.is_some() {
             self.answer_with_local_reply(ex);
+        }
+    }
+
+    /// Calls dispatched and not answered yet.
+    pub fn unanswered(&self) -> usize {
+        self.calls.len() - self.answered
+    }
+
+    /// The answer to call `token` reaches the filter (from the host's event loop). A request
+    /// that waited for it goes upstream once the filter resumes it, or gets the local reply the
+    /// filter sent.
+    pub fn answer_call(&mut self, ex: &mut dyn Stream, token: u32, status: Option<u16>, body: &[u8]) {
+        self.answered += 1;
+        let resumed = self.resumed;
+        ex.on_call_answer(self, token, status, body);
+        if self.reply.is_some() {
+            self.waiting = false;
+            return self.answer_with_local_reply(ex);
+        }
+        if self.waiting && self.resumed > resumed {
+            self.waiting = false;
+            self.release_upstream_headers();
+            self.upstream_body.append(&mut self.request_buffer);
         }
     }
 
@@ -1011,6 +1064,29 @@ impl HostIo for FakeHost {
     fn export(&mut self, key: &str, value: &str) {
         self.hostcalls.note(Hostcall::Export);
         self.exports.insert(key.to_string(), value.to_string());
+    }
+
+    fn dispatch(&mut self, call: &Call) -> Result<u32, HostError> {
+        self.hostcalls.note(Hostcall::Dispatch);
+        if self.refuse.contains(&"dispatch") {
+            return Err(HostError { detail: "refused by the test".into() });
+        }
+        if self.in_response_body {
+            self.violations.push("dispatch from a response callback: Kong has no yield there".into());
+        }
+        let token = self.calls.len() as u32 + 1;
+        self.calls.push((token, call.clone()));
+        Ok(token)
+    }
+
+    fn resume_request(&mut self) -> Result<(), HostError> {
+        self.hostcalls.note(Hostcall::Dispatch);
+        self.resumed += 1;
+        Ok(())
+    }
+
+    fn defer_settlement(&mut self, settlement: Settlement) {
+        self.settlements.push(settlement);
     }
 
     fn shared_get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, HostError> {

@@ -1,0 +1,188 @@
+//! Budgets on the Redis store through the state machine: the request waits in its body step for
+//! the reservation's answer (a GET to webdis), goes on or is refused, and its settlement is
+//! handed to the root context. Answers are webdis's, as docs/redis-store.md measured them; the
+//! real Redis and webdis run in tests/e2e/test_budgets_redis.py.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // tests may fail loudly
+
+mod support;
+
+use std::rc::Rc;
+
+use serde_json::{json, Value};
+use support::{policy, FakeHost, Profile};
+use tollgate::budgets::redis::{Answer, Progress, Script};
+use tollgate::config::Policy;
+use tollgate::exchange::Exchange;
+
+const CHAT_RESPONSE: &[u8] = include_bytes!("fixtures/openai/chat_response.json");
+const JSON_OK: &[(&str, &str)] = &[(":status", "200"), ("content-type", "application/json")];
+const SSE_OK: &[(&str, &str)] = &[(":status", "200"), ("content-type", "text/event-stream")];
+
+fn redis_policy(mode: &str, limits: Value) -> Rc<Policy> {
+    policy(
+        &json!({
+            "tenant": {"header": "x-tenant"},
+            "failure_mode": mode,
+            "budgets": {"store": {"redis": {"endpoint": "webdis", "timeout_ms": 150}}, "limits": limits}
+        })
+        .to_string(),
+    )
+}
+
+fn limits() -> Value {
+    json!([{"name": "daily", "usd": "1", "window": "day", "by": ["tenant"]}, {"name": "rpm", "requests": 10, "window": "minute"}])
+}
+
+fn send(host: &mut FakeHost, ex: &mut Exchange, body: &Value) {
+    let headers = [
+        (":method", "POST"),
+        (":path", "/v1/chat/completions"),
+        ("content-type", "application/json"),
+        ("x-tenant", "acme"),
+    ];
+    host.request(ex, &headers, &[body.to_string().as_bytes()]);
+}
+
+fn chat() -> Value {
+    json!({"model": "gpt-4o-mini", "max_tokens": 100, "messages": [{"role": "user", "content": "Hello"}]})
+}
+
+#[test]
+fn a_request_waits_for_its_reservation_and_settles_through_the_root_context() {
+    for profile in [Profile::Envoy, Profile::Kong] {
+        let mut host = FakeHost::new(profile);
+        let mut ex = Exchange::new(1, redis_policy("closed", limits()));
+        send(&mut host, &mut ex, &chat());
+        assert!(host.waiting && !host.upstream_headers_released, "{profile:?}: nothing leaves before the answer");
+        let (token, call) = host.calls[0].clone();
+        assert_eq!((call.upstream.as_str(), call.authority.as_str(), call.timeout_ms), ("webdis", "webdis", 150));
+        assert!(call.path.starts_with(&format!("/EVALSHA/{}/3/", Script::Reserve.sha())), "{}", call.path);
+        host.answer_call(&mut ex, token, Some(200), br#"{"EVALSHA":[1,"30000000","1"]}"#);
+        assert!(host.upstream_headers_released && !host.upstream_body.is_empty(), "{profile:?}: it went on");
+        assert!(host.violations.is_empty(), "{:?}", host.violations);
+        host.response(&mut ex, JSON_OK, &[CHAT_RESPONSE]);
+        let record = host.record();
+        assert_eq!(record["budget"]["verdict"], "admitted");
+        let [settlement] = &host.settlements[..] else { panic!("one settlement: {:?}", host.settlements) };
+        let call = settlement.script_call(0);
+        assert_eq!(call.script, Script::Settle, "the reservation was confirmed: straight to the difference");
+        let cost = tollgate::budgets::config::parse_pico_usd(&record["cost_usd"]).unwrap();
+        let reserved = tollgate::budgets::config::parse_pico_usd(&record["budget"]["reserved"]["usd"]).unwrap();
+        assert_eq!(call.args[1], (i128::from(cost) - i128::from(reserved)).to_string());
+        assert_eq!(call.args[3], "0", "one request reserved, one used");
+    }
+}
+
+#[test]
+fn a_refusal_from_redis_is_the_clients_429() {
+    let mut host = FakeHost::new(Profile::Envoy);
+    let mut ex = Exchange::new(1, redis_policy("closed", limits()));
+    send(&mut host, &mut ex, &chat());
+    let (token, _) = host.calls[0].clone();
+    host.answer_call(&mut ex, token, Some(200), br#"{"EVALSHA":[0,2,"10"]}"#);
+    let reply = host.reply.clone().expect("refused");
+    assert_eq!(reply.status, 429);
+    assert_eq!(reply.json()["error"]["code"], "rate_limit_exceeded");
+    assert!(reply.headers.iter().any(|(n, v)| n == "x-ratelimit-remaining-requests" && v == "0"));
+    ex.on_done(&mut host);
+    assert!(host.settlements.is_empty(), "nothing was kept: nothing to settle");
+    assert!(!host.upstream_headers_released);
+}
+
+#[test]
+fn a_redis_that_lost_its_scripts_gets_the_script_itself() {
+    let mut host = FakeHost::new(Profile::Envoy);
+    let mut ex = Exchange::new(1, redis_policy("closed", limits()));
+    send(&mut host, &mut ex, &chat());
+    let (token, _) = host.calls[0].clone();
+    host.answer_call(
+        &mut ex,
+        token,
+        Some(200),
+        br#"{"EVALSHA":[false,"NOSCRIPT No matching script. Please use EVAL."]}"#,
+    );
+    assert!(host.waiting);
+    let (second, call) = host.calls[1].clone();
+    assert!(call.path.starts_with("/EVAL/--%20Tollgate"), "{}", &call.path[..40]);
+    host.answer_call(&mut ex, second, Some(200), br#"{"EVAL":[1,"5","1"]}"#);
+    assert!(host.upstream_headers_released);
+}
+
+#[test]
+fn redis_away_follows_the_failure_mode_and_nothing_is_counted_twice() {
+    // Open: the request goes on; its settlement first sends the same reservation, uncapped, under
+    // the same operation key (Redis may have taken it after all), then the difference.
+    let mut host = FakeHost::new(Profile::Envoy);
+    let mut ex = Exchange::new(1, redis_policy("open", limits()));
+    send(&mut host, &mut ex, &chat());
+    let (token, reservation) = host.calls[0].clone();
+    host.answer_call(&mut ex, token, Some(503), b"");
+    assert!(host.upstream_headers_released, "open: it went on");
+    host.response(&mut ex, JSON_OK, &[CHAT_RESPONSE]);
+    assert_eq!(host.record()["budget"]["verdict"], "store_failed");
+    let mut settlement = host.settlements.pop().unwrap();
+    let confirm = settlement.script_call(0);
+    assert_eq!(confirm.script, Script::Reserve);
+    let original: Vec<&str> = reservation.path.split('/').collect();
+    assert_eq!(confirm.keys[0].replace(':', "%3A"), original[4], "the same operation key");
+    assert!(confirm.args.iter().skip(2).step_by(3).all(|cap| cap == "-1"), "no caps: {:?}", confirm.args);
+    assert_eq!(settlement.on_answer(Answer::Value(json!([1, "30000000", "1"]))), Progress::Next);
+    assert_eq!(settlement.script_call(0).script, Script::Settle);
+
+    // Closed: a 500 in the client's dialect; whatever Redis took goes back.
+    let mut host = FakeHost::new(Profile::Envoy);
+    let mut ex = Exchange::new(1, redis_policy("closed", limits()));
+    send(&mut host, &mut ex, &chat());
+    let (token, _) = host.calls[0].clone();
+    host.answer_call(&mut ex, token, None, b"");
+    assert_eq!(host.reply.as_ref().map(|r| r.status), Some(500));
+    ex.on_done(&mut host);
+    let mut settlement = host.settlements.pop().unwrap();
+    assert_eq!(settlement.on_answer(Answer::Value(json!([1, "30000000", "1"]))), Progress::Next);
+    let back = settlement.script_call(0);
+    assert!(back.args[1].starts_with('-') && back.args[3] == "-1", "all of it given back: {:?}", back.args);
+}
+
+#[test]
+fn a_corrupt_counter_is_a_store_failure_not_zero() {
+    let mut host = FakeHost::new(Profile::Envoy);
+    let mut ex = Exchange::new(1, redis_policy("closed", limits()));
+    send(&mut host, &mut ex, &chat());
+    let (token, _) = host.calls[0].clone();
+    host.answer_call(&mut ex, token, Some(200), br#"{"EVALSHA":[false,"TOLLGATE_CORRUPT tollgate:budget:rpm:1"]}"#);
+    assert_eq!(host.reply.as_ref().map(|r| r.status), Some(500));
+}
+
+#[test]
+fn a_stream_on_the_redis_store_has_what_it_reserved() {
+    let policy = policy(
+        &json!({"budgets": {"store": {"redis": {"endpoint": "webdis"}}, "default_max_output_tokens": 3,
+                "limits": [{"name": "out", "output_tokens": 1000, "window": "hour"}]}})
+        .to_string(),
+    );
+    let mut host = FakeHost::new(Profile::Envoy);
+    let mut ex = Exchange::new(1, policy);
+    let mut body = chat();
+    body.as_object_mut().unwrap().remove("max_tokens");
+    body["stream"] = json!(true);
+    send(&mut host, &mut ex, &body);
+    let (token, _) = host.calls[0].clone();
+    host.answer_call(&mut ex, token, Some(200), br#"{"EVALSHA":[1,"3"]}"#);
+    let stream = include_bytes!("fixtures/openai/chat_stream.sse");
+    host.response(&mut ex, SSE_OK, &[stream]);
+    let client = String::from_utf8(host.client_stream()).unwrap();
+    assert!(client.contains(r#""finish_reason":"length""#), "{client}");
+    assert_eq!(host.record()["budget"]["verdict"], "cut");
+    assert_eq!(host.record()["budget"]["decided_by"], "out");
+    assert!(host.violations.is_empty(), "no call from the response phase: {:?}", host.violations);
+}
+
+#[test]
+fn a_client_gone_while_waiting_leaves_a_settlement_that_confirms_first() {
+    let mut host = FakeHost::new(Profile::Envoy);
+    let mut ex = Exchange::new(1, redis_policy("closed", limits()));
+    send(&mut host, &mut ex, &chat());
+    ex.on_done(&mut host);
+    let settlement = host.settlements.pop().expect("the reservation may have landed: it is settled");
+    assert_eq!(settlement.script_call(0).script, Script::Reserve);
+}
