@@ -12,11 +12,15 @@ pub const STATUS_CAS_MISMATCH: u32 = 8;
 
 pub const BUFFER_HTTP_REQUEST_BODY: u32 = 0;
 pub const BUFFER_HTTP_RESPONSE_BODY: u32 = 1;
+pub const BUFFER_HTTP_CALL_RESPONSE_BODY: u32 = 4;
 pub const BUFFER_PLUGIN_CONFIGURATION: u32 = 7;
 
 pub const MAP_HTTP_REQUEST_HEADERS: u32 = 0;
 pub const MAP_HTTP_RESPONSE_HEADERS: u32 = 2;
 pub const MAP_HTTP_RESPONSE_TRAILERS: u32 = 3;
+pub const MAP_HTTP_CALL_RESPONSE_HEADERS: u32 = 6;
+
+const STREAM_HTTP_REQUEST: u32 = 0;
 
 pub const METRIC_COUNTER: u32 = 0;
 pub const METRIC_GAUGE: u32 = 1;
@@ -50,6 +54,8 @@ extern "C" {
     ) -> u32;
     fn proxy_set_property(path_data: *const u8, path_size: usize, value_data: *const u8, value_size: usize) -> u32;
     fn proxy_get_current_time_nanoseconds(return_time: *mut u64) -> u32;
+    fn proxy_continue_stream(stream_type: u32) -> u32;
+    fn proxy_set_tick_period_milliseconds(period: u32) -> u32;
     fn proxy_add_header_map_value(
         map_type: u32,
         key_data: *const u8,
@@ -299,5 +305,27 @@ pub fn record_metric(id: u32, value: u64) {
     // SAFETY: plain values.
     unsafe {
         proxy_record_metric(id, value);
+    }
+}
+
+/// Lets a request paused in its body step go on (`proxy_continue_stream`, which Kong implements).
+pub fn resume_request() -> Result<(), u32> {
+    // SAFETY: no pointers.
+    let status = unsafe { proxy_continue_stream(STREAM_HTTP_REQUEST) };
+    if status == STATUS_OK {
+        Ok(())
+    } else {
+        Err(status)
+    }
+}
+
+/// The root context's tick; 0 stops it.
+pub fn set_tick_period_ms(period: u32) -> Result<(), u32> {
+    // SAFETY: no pointers.
+    let status = unsafe { proxy_set_tick_period_milliseconds(period) };
+    if status == STATUS_OK {
+        Ok(())
+    } else {
+        Err(status)
     }
 }

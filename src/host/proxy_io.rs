@@ -402,8 +402,7 @@ impl HostIo for ProxyIo {
     }
 
     fn resume_request(&mut self) -> Result<(), HostError> {
-        proxy_wasm::hostcalls::resume_http_request()
-            .map_err(|status| HostError { detail: format!("resume status {status:?}") })
+        abi::resume_request().map_err(|status| HostError { detail: format!("resume status {status}") })
     }
 
     fn defer_settlement(&mut self, settlement: Settlement) {
@@ -503,7 +502,10 @@ impl HostIo for ProxyIo {
 }
 
 /// A GET to the budgets' store front (`call.upstream`: an Envoy cluster, or Kong's `host:port`).
-/// From a request's body step or the root's tick only: Kong allows no dispatch elsewhere.
+/// From a request's body step or the root's tick only: Kong allows no dispatch elsewhere. The
+/// SDK's own call, not a raw import: its dispatcher must know the token to route the answer
+/// (and it panics only on statuses neither host returns: they answer Ok, BadArgument or
+/// InternalFailure).
 pub fn dispatch(call: &Call) -> Result<u32, HostError> {
     let headers = vec![(":method", "GET"), (":path", call.path.as_str()), (":authority", call.authority.as_str())];
     let timeout = std::time::Duration::from_millis(call.timeout_ms);
@@ -514,20 +516,16 @@ pub fn dispatch(call: &Call) -> Result<u32, HostError> {
 /// The answer of a finished call: its status (`None`: no answer: timeout, connection failure,
 /// Kong's `:dispatch_status`) and its body.
 pub fn call_answer(body_size: usize) -> (Option<u16>, Vec<u8>) {
-    use proxy_wasm::types::{BufferType, MapType};
-    let status = proxy_wasm::hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
+    let status = abi::get_header(abi::MAP_HTTP_CALL_RESPONSE_HEADERS, ":status")
         .ok()
         .flatten()
-        .and_then(|s| s.trim().parse::<u16>().ok());
+        .and_then(|s| std::str::from_utf8(&s).ok().and_then(|s| s.trim().parse::<u16>().ok()));
     let body = if body_size == 0 {
         Vec::new()
     } else {
         // A body the host would not hand over reads as empty: not the store's JSON, so the call
         // counts as failed (never as an answer).
-        proxy_wasm::hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
-            .ok()
-            .flatten()
-            .unwrap_or_default()
+        abi::get_buffer(abi::BUFFER_HTTP_CALL_RESPONSE_BODY, 0, body_size).unwrap_or_default()
     };
     (status, body)
 }

@@ -23,7 +23,7 @@ pub struct FilterRoot {
 }
 
 /// How often queued settlements are sent to Redis.
-const SETTLEMENT_TICK: std::time::Duration = std::time::Duration::from_millis(20);
+const SETTLEMENT_TICK_MS: u32 = 20;
 
 /// What `on_configure` left for the requests.
 #[derive(Clone)]
@@ -104,8 +104,8 @@ impl RootContext for FilterRoot {
                 if let Store::Redis(store) = &policy.budgets.store {
                     // Settlements go to Redis from here, on a tick, and are retried until it has them.
                     self.redis = Some(store.clone());
-                    if let Err(status) = proxy_wasm::hostcalls::set_tick_period(SETTLEMENT_TICK) {
-                        log::error!("tollgate: budgets: no tick for settlements (status {status:?})");
+                    if let Err(status) = abi::set_tick_period_ms(SETTLEMENT_TICK_MS) {
+                        log::error!("tollgate: budgets: no tick for settlements (status {status})");
                     }
                 }
                 self.loaded = Loaded::Policy(Rc::new(policy));
