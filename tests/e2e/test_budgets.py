@@ -616,3 +616,95 @@ def test_a_stream_is_ended_where_its_tenants_output_budget_runs_out(limited, moc
     other = team_a_client(limited, new_tenant("out")).chat.completions.create(
         model="gpt-4o-mini", messages=HELLO, max_tokens=5)
     assert other.choices[0].message.content
+
+
+# --- 6. Shadow limits ------------------------------------------------------------------------------
+
+
+def test_a_shadow_limit_never_refuses_and_records_and_counts_what_it_would_have(limited):
+    # `trial`: 2 requests an hour, in shadow.
+    room_in_window(3600, 30)
+    refused_before = limited.stats().get("wasmcustom.tollgate.requests_refused_by_budget", 0)
+    tenant = new_tenant("trial")
+    client = openai_client(limited, tenant)
+    for _ in range(5):
+        raw = client.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=HELLO)
+        assert raw.parse().choices[0].message.content
+        assert not [name for name in raw.headers if name.startswith("x-ratelimit-")], "shadow limits set no headers"
+        assert "x-tollgate-budget" not in raw.headers
+    records = records_of(limited, tenant, 5)
+    assert [r["status"] for r in records] == [200] * 5
+    assert [r["budget"]["verdict"] for r in records] == ["admitted"] * 5
+    assert [r["budget"].get("shadow_over") for r in records] == [None, None, ["trial"], ["trial"], ["trial"]]
+
+    stats = limited.stats()
+    assert stats["wasmcustom.tollgate.budget_requests.limit.trial.verdict.shadow_over"] == 3
+    samples = prometheus_samples(limited)
+    assert samples['tollgate_budget_requests{limit="trial",verdict="shadow_over"}'] == 3
+    assert samples['tollgate_budget_requests{limit="trial",verdict="admitted"}'] == 2
+    assert stats.get("wasmcustom.tollgate.requests_refused_by_budget", 0) == refused_before
+
+
+# --- 7. The `make run` demo, as the README tells it -----------------------------------------------
+
+
+def readme_demo() -> tuple[str, str, str]:
+    """The README's curl (section "Two commands") and its demo's answer (section "How a request is
+    counted"): the example block split into the first answer's lines and the refusal's."""
+    readme = (REPO / "README.md").read_text()
+    curl = re.search(r"```sh\n(curl -s -i http://127\.0\.0\.1:10000/v1/chat/completions.*?)\n```",
+                     readme, re.S).group(1)
+    at = readme.index("`make run` ships a demo")
+    example = re.search(r"```\n(.*?)\n```", readme[at:], re.S).group(1)
+    first, refusal = example.split("\n…\n")
+    return curl, first, refusal
+
+
+def run_curl(command: str) -> tuple[str, dict, str]:
+    """`curl -s -i` run by a shell: its status line, headers and body."""
+    output = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=30, check=True).stdout
+    head, _, body = output.replace("\r\n", "\n").partition("\n\n")
+    status, *lines = head.split("\n")
+    return status, {name.lower(): value for name, value in (line.split(": ", 1) for line in lines)}, body
+
+
+def assert_like_the_readme(example: str, status: str, headers: dict, body: str) -> None:
+    """The README's status line and headers, exactly, except those that tell the time: those must
+    say when the UTC day ends."""
+    head, _, readme_body = example.partition("\n\n")
+    readme_status, *readme_headers = head.split("\n")
+    assert status == readme_status
+    for line in readme_headers:
+        name, value = line.split(": ", 1)
+        assert name in headers, f"README shows {name}, the answer has no such header"
+        if name == "retry-after":
+            assert abs(int(headers[name]) - seconds_left(86400)) <= 2
+        elif name == "x-ratelimit-reset-usd":
+            assert abs(duration_seconds(headers[name]) - seconds_left(86400)) <= 2
+        else:
+            assert headers[name] == value, name
+    if readme_body:
+        readme_body = json.loads(readme_body)
+        answer = json.loads(body)
+        readme_message = re.sub(r"resets in \S+\.$", f"resets in {headers['x-ratelimit-reset-usd']}.",
+                                readme_body["error"]["message"])
+        assert answer == {**readme_body, "error": {**readme_body["error"], "message": readme_message}}
+
+
+def test_the_make_run_demo_refuses_the_sixth_request_as_the_readme_shows(start_envoy):
+    room_in_window(86400, 30)
+    envoy = start_envoy()  # envoy/envoy.yaml as shipped, its demo budgets included
+    curl, first, refusal = readme_demo()
+    command = curl.replace("127.0.0.1:10000", f"127.0.0.1:{envoy.port}") + " -H 'x-tenant-id: demo'"
+    answers = [run_curl(command) for _ in range(6)]
+
+    assert_like_the_readme(first, *answers[0])
+    spent = Decimal(0)
+    for status, headers, _ in answers[:5]:
+        assert status == "HTTP/1.1 200 OK"
+        assert (headers["x-ratelimit-limit-usd"], headers["x-tollgate-budget"]) == ("0.0002", "demo-daily")
+        spent += usd(headers["x-tollgate-cost-usd"])
+        assert usd(headers["x-ratelimit-remaining-usd"]) == Decimal("0.0002") - spent
+    assert_like_the_readme(refusal, *answers[5])
+    body = json.loads(answers[5][2])
+    assert (body["error"]["type"], body["error"]["code"]) == ("insufficient_quota", "budget_exceeded")
