@@ -42,8 +42,26 @@ pub struct StreamCut {
     choices_seen: Vec<u64>,
     /// Anthropic: content blocks started and not stopped.
     open_blocks: Vec<u64>,
-    /// Responses: the last `sequence_number`.
+    /// Responses: the last `sequence_number`, the output items started and not done (with
+    /// their text so far), and those done.
     sequence: Option<u64>,
+    open_items: Vec<OpenItem>,
+    done_items: Vec<(u64, serde_json::Value)>,
+    /// Chat: the client asked for the usage chunk (`stream_options.include_usage`): the ending
+    /// leaves `[DONE]` to [`StreamCut::chat_usage_ending`], once the provider's usage is known.
+    usage_chunk: bool,
+}
+
+/// A Responses output item the stream started.
+#[derive(Debug)]
+struct OpenItem {
+    output_index: u64,
+    item: serde_json::Value,
+    /// Content parts: index, text so far, whether `output_text.done` and `content_part.done` came.
+    parts: Vec<(u64, String, bool, bool)>,
+    /// Function-call arguments so far, and whether their `.done` came.
+    arguments: String,
+    arguments_done: bool,
 }
 
 impl std::fmt::Debug for StreamCut {
@@ -59,7 +77,7 @@ impl std::fmt::Debug for StreamCut {
 
 impl StreamCut {
     /// A cutter for a stream in `api`'s dialect from `model`, which may write `allowed` tokens.
-    pub fn new(api: Api, model: &str, allowed: u64, max_event_bytes: usize) -> Self {
+    pub fn new(api: Api, model: &str, allowed: u64, max_event_bytes: usize, usage_chunk: bool) -> Self {
         StreamCut {
             api,
             tokenizer: tokenizer::for_model(model),
@@ -75,6 +93,9 @@ impl StreamCut {
             choices_seen: Vec::new(),
             open_blocks: Vec::new(),
             sequence: None,
+            open_items: Vec::new(),
+            done_items: Vec::new(),
+            usage_chunk,
         }
     }
 
@@ -180,18 +201,87 @@ impl StreamCut {
                     _ => {}
                 }
             }
-            Api::OpenAiResponses => {
-                if let Some(n) = uint(&tree, tree.get(Tree::ROOT, "sequence_number")) {
-                    self.sequence = Some(n);
-                }
-                let kind = tree.get_str(Tree::ROOT, "type");
-                if kind.is_some_and(|k| k == "response.created" || k == "response.in_progress") {
-                    if let Some(response) = tree.get(Tree::ROOT, "response").and_then(|r| tree.raw(r)) {
-                        self.template = Some(response.to_vec());
-                    }
+            Api::OpenAiResponses => self.observe_responses(&tree),
+        }
+    }
+
+    /// Responses: what the ending must close (items, their parts and text) and re-send whole.
+    fn observe_responses(&mut self, tree: &Tree<'_>) {
+        if let Some(n) = uint(tree, tree.get(Tree::ROOT, "sequence_number")) {
+            self.sequence = Some(n);
+        }
+        let Some(kind) = tree.get_str(Tree::ROOT, "type") else { return };
+        let output = uint(tree, tree.get(Tree::ROOT, "output_index")).unwrap_or(0);
+        let content = uint(tree, tree.get(Tree::ROOT, "content_index")).unwrap_or(0);
+        let text = |member: &str| tree.get_str(Tree::ROOT, member).map(|t| t.into_owned()).unwrap_or_default();
+        let json = |member: &str| -> serde_json::Value {
+            tree.get(Tree::ROOT, member)
+                .and_then(|node| tree.raw(node))
+                .and_then(|raw| serde_json::from_slice(raw).ok())
+                .unwrap_or_default()
+        };
+        let item = self.open_items.iter_mut().find(|i| i.output_index == output);
+        match (kind.as_ref(), item) {
+            ("response.created" | "response.in_progress", _) => {
+                if let Some(response) = tree.get(Tree::ROOT, "response").and_then(|r| tree.raw(r)) {
+                    self.template = Some(response.to_vec());
                 }
             }
+            ("response.output_item.added", _) => self.open_items.push(OpenItem {
+                output_index: output,
+                item: json("item"),
+                parts: Vec::new(),
+                arguments: String::new(),
+                arguments_done: false,
+            }),
+            ("response.content_part.added", Some(item)) => item.parts.push((content, String::new(), false, false)),
+            ("response.output_text.delta", Some(item)) => match item.parts.iter_mut().find(|p| p.0 == content) {
+                Some(part) => part.1.push_str(&text("delta")),
+                // A stream that skipped `content_part.added`: the part starts with its text.
+                None => item.parts.push((content, text("delta"), false, false)),
+            },
+            ("response.output_text.done", Some(item)) => {
+                if let Some(part) = item.parts.iter_mut().find(|p| p.0 == content) {
+                    part.2 = true;
+                }
+            }
+            ("response.content_part.done", Some(item)) => {
+                if let Some(part) = item.parts.iter_mut().find(|p| p.0 == content) {
+                    part.3 = true;
+                }
+            }
+            ("response.function_call_arguments.delta", Some(item)) => item.arguments.push_str(&text("delta")),
+            ("response.function_call_arguments.done", Some(item)) => item.arguments_done = true,
+            ("response.output_item.done", _) => {
+                self.open_items.retain(|i| i.output_index != output);
+                self.done_items.push((output, json("item")));
+            }
+            _ => {}
         }
+    }
+
+    /// Chat, when the client asked for usage: the usage chunk (the provider's figures, which it
+    /// bills: what it generated, the cut part included) and `[DONE]`, at the provider's end.
+    pub fn chat_usage_ending(&self, prompt_tokens: u64, completion_tokens: u64) -> Vec<u8> {
+        let mut chunk = chat_chunk(self.template.as_deref().unwrap_or_default(), &serde_json::json!([]), true);
+        chunk.pop();
+        let usage = serde_json::json!({
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens.saturating_add(completion_tokens),
+        });
+        chunk.extend_from_slice(b",\"usage\":");
+        chunk.extend_from_slice(usage.to_string().as_bytes());
+        chunk.push(b'}');
+        let mut out = Vec::new();
+        write_event(&mut out, "", &chunk);
+        write_event(&mut out, "", b"[DONE]");
+        out
+    }
+
+    /// Whether the ending waits for [`StreamCut::chat_usage_ending`].
+    pub fn awaits_usage(&self) -> bool {
+        self.cut && self.usage_chunk && matches!(self.api, Api::OpenAiChat)
     }
 
     /// The events that end a stream at its output limit, in the client's dialect.
@@ -207,7 +297,9 @@ impl StreamCut {
                     let choices = serde_json::json!([{"index": index, "delta": {}, "logprobs": null, "finish_reason": CHAT_REASON}]);
                     write_event(out, "", &chat_chunk(template, &choices, false));
                 }
-                write_event(out, "", b"[DONE]");
+                if !self.usage_chunk {
+                    write_event(out, "", b"[DONE]");
+                }
             }
             Api::AnthropicMessages => {
                 for index in std::mem::take(&mut self.open_blocks) {
@@ -222,24 +314,93 @@ impl StreamCut {
                 write_event(out, "message_delta", delta.to_string().as_bytes());
                 write_event(out, "message_stop", br#"{"type":"message_stop"}"#);
             }
-            Api::OpenAiResponses => {
-                let mut response: serde_json::Value =
-                    self.template.as_deref().and_then(|t| serde_json::from_slice(t).ok()).unwrap_or_default();
-                if !response.is_object() {
-                    response = serde_json::json!({"id": "resp_cut", "object": "response", "output": []});
-                }
-                if let Some(object) = response.as_object_mut() {
-                    object.insert("status".into(), "incomplete".into());
-                    object.insert("incomplete_details".into(), serde_json::json!({"reason": RESPONSES_REASON}));
-                }
-                let event = serde_json::json!({
-                    "type": "response.incomplete",
-                    "sequence_number": self.sequence.map_or(0, |n| n + 1),
-                    "response": response,
-                });
-                write_event(out, "response.incomplete", event.to_string().as_bytes());
-            }
+            Api::OpenAiResponses => self.end_responses(out),
         }
+    }
+}
+
+impl StreamCut {
+    /// Responses: every open item closed the way the API closes one (its text's `.done`, the
+    /// part's, the item's, with the text so far and `status: "incomplete"`), then
+    /// `response.incomplete` carrying every item, as OpenAI ends a response at its
+    /// `max_output_tokens`.
+    fn end_responses(&mut self, out: &mut Vec<u8>) {
+        let mut sequence = self.sequence.map_or(0, |n| n + 1);
+        let mut emit = |out: &mut Vec<u8>, name: &str, mut event: serde_json::Value| {
+            if let Some(object) = event.as_object_mut() {
+                object.insert("type".into(), name.into());
+                object.insert("sequence_number".into(), sequence.into());
+            }
+            sequence += 1;
+            write_event(out, name, event.to_string().as_bytes());
+        };
+        let mut output = std::mem::take(&mut self.done_items);
+        for open in std::mem::take(&mut self.open_items) {
+            let OpenItem { output_index, mut item, parts, arguments, arguments_done } = open;
+            let item_id = item.get("id").cloned().unwrap_or_default();
+            let kind = item.get("type").and_then(|t| t.as_str()).unwrap_or_default().to_string();
+            let ids = serde_json::json!({"item_id": item_id, "output_index": output_index});
+            let with = |extra: serde_json::Value| {
+                let mut event = ids.clone();
+                if let (Some(event), Some(extra)) = (event.as_object_mut(), extra.as_object()) {
+                    event.extend(extra.clone());
+                }
+                event
+            };
+            if kind == "message" {
+                let mut content = Vec::new();
+                for (index, text, text_done, part_done) in parts {
+                    let part =
+                        serde_json::json!({"type": "output_text", "annotations": [], "logprobs": [], "text": text});
+                    if !text_done {
+                        emit(
+                            out,
+                            "response.output_text.done",
+                            with(serde_json::json!({"content_index": index, "text": text, "logprobs": []})),
+                        );
+                    }
+                    if !part_done {
+                        emit(
+                            out,
+                            "response.content_part.done",
+                            with(serde_json::json!({"content_index": index, "part": part})),
+                        );
+                    }
+                    content.push(part);
+                }
+                if let Some(object) = item.as_object_mut() {
+                    object.insert("content".into(), content.into());
+                }
+            } else if kind == "function_call" {
+                if !arguments_done {
+                    emit(
+                        out,
+                        "response.function_call_arguments.done",
+                        with(serde_json::json!({"arguments": arguments})),
+                    );
+                }
+                if let Some(object) = item.as_object_mut() {
+                    object.insert("arguments".into(), arguments.into());
+                }
+            }
+            if let Some(object) = item.as_object_mut() {
+                object.insert("status".into(), "incomplete".into());
+            }
+            emit(out, "response.output_item.done", serde_json::json!({"output_index": output_index, "item": item}));
+            output.push((output_index, item));
+        }
+        output.sort_by_key(|(index, _)| *index);
+        let mut response: serde_json::Value =
+            self.template.as_deref().and_then(|t| serde_json::from_slice(t).ok()).unwrap_or_default();
+        if !response.is_object() {
+            response = serde_json::json!({"id": "resp_cut", "object": "response"});
+        }
+        if let Some(object) = response.as_object_mut() {
+            object.insert("status".into(), "incomplete".into());
+            object.insert("incomplete_details".into(), serde_json::json!({"reason": RESPONSES_REASON}));
+            object.insert("output".into(), output.into_iter().map(|(_, item)| item).collect());
+        }
+        emit(out, "response.incomplete", serde_json::json!({"response": response}));
     }
 }
 

@@ -320,8 +320,17 @@ impl Exchange {
                     .iter()
                     .any(|h| self.policy.budgets.limit(&h.touch).is_some_and(|l| l.measure.counts_output())));
         let api = self.api?;
-        watched
-            .then(|| StreamCut::new(api, &metering.model, metering.output_allowed, self.policy.max_stream_event_bytes))
+        // The client asked for Chat's usage chunk itself (not Tollgate, to read usage).
+        let usage_chunk = api == Api::OpenAiChat && self.canonical.as_ref().is_some_and(|r| r.include_usage);
+        watched.then(|| {
+            StreamCut::new(
+                api,
+                &metering.model,
+                metering.output_allowed,
+                self.policy.max_stream_event_bytes,
+                usage_chunk,
+            )
+        })
     }
 
     /// Settles the reservation to what the exchange did cost and returns the record's summary.

@@ -134,6 +134,11 @@ impl Exchange {
                 self.collect_stream_decisions(io, streaming.guard.as_ref());
                 self.note_untranslatable(io, streaming.translator.as_ref());
                 let record = self.record_stream(io, &streaming.meter);
+                if let (Some(out), Some(cut)) = (&mut edit, streaming.cut.as_ref().filter(|c| c.awaits_usage())) {
+                    // A cut Chat stream whose client asked for usage ends with it, now known.
+                    let count = |c: Option<crate::usage::Count>| c.map_or(0, |c| c.tokens);
+                    out.extend(cut.chat_usage_ending(count(record.tokens.input), count(record.tokens.output)));
+                }
                 // The stream's cost, in-band at its very end: a comment line SSE parsers skip.
                 // A stream that passes as the provider sends it gets nothing added.
                 if let (Some(out), false) = (&mut edit, streaming.derailed == Some(Derailed::PassThrough)) {

@@ -18,7 +18,7 @@ fn run(
     allowed: u64,
     more: &mut dyn FnMut(u64) -> Option<u64>,
 ) -> (Vec<u8>, StreamCut) {
-    let mut cutter = StreamCut::new(api, "gpt-4o-mini", allowed, 1 << 20);
+    let mut cutter = StreamCut::new(api, "gpt-4o-mini", allowed, 1 << 20, false);
     let mut out = Vec::new();
     let mut from = 0;
     for &to in cuts.iter().chain(std::iter::once(&stream.len())) {
@@ -87,7 +87,8 @@ fn a_stream_past_its_allowance_ends_at_an_event_boundary_the_way_the_provider_en
         let ending_events = match api {
             Api::OpenAiChat => 2,
             Api::AnthropicMessages => 3,
-            _ => 1,
+            // The open text's .done, its part's, its item's, then response.incomplete.
+            _ => 4,
         };
         assert!(read.len() - kept <= ending_events, "{api:?}: {all}");
         assert!(String::from_utf8_lossy(&read[kept..].iter().flat_map(|e| e.2.clone()).collect::<Vec<u8>>())
@@ -147,4 +148,44 @@ proptest! {
         prop_assert!(cutter.output_tokens() <= allowed);
         prop_assert!(events(Api::OpenAiChat, &out).last().is_some_and(|(_, facts, _)| facts.terminal));
     }
+}
+
+#[test]
+fn a_cut_responses_stream_closes_its_item_with_the_text_sent_so_far() {
+    let (out, _) = run(Api::OpenAiResponses, RESPONSES, &[], 3, &mut |_| None);
+    let read = events(Api::OpenAiResponses, &out);
+    let names: Vec<&str> = read.iter().map(|(name, _, _)| name.as_str()).collect();
+    let tail = &names[names.len() - 4..];
+    assert_eq!(
+        tail,
+        ["response.output_text.done", "response.content_part.done", "response.output_item.done", "response.incomplete"]
+    );
+    let sent = text(Api::OpenAiResponses, &out);
+    let last: serde_json::Value = serde_json::from_slice(&read.last().unwrap().2).unwrap();
+    assert_eq!(last["response"]["output"][0]["content"][0]["text"], sent.as_str());
+    assert_eq!(last["response"]["output"][0]["status"], "incomplete");
+    let done: serde_json::Value = serde_json::from_slice(&read[read.len() - 4].2).unwrap();
+    assert_eq!(done["text"], sent.as_str());
+    let numbers: Vec<u64> = read
+        .iter()
+        .map(|(_, _, data)| {
+            serde_json::from_slice::<serde_json::Value>(data).unwrap()["sequence_number"].as_u64().unwrap()
+        })
+        .collect();
+    assert!(numbers.windows(2).all(|w| w[1] == w[0] + 1), "sequence numbers run on: {numbers:?}");
+}
+
+#[test]
+fn a_cut_chat_stream_whose_client_asked_for_usage_ends_with_it() {
+    let mut cutter = StreamCut::new(Api::OpenAiChat, "gpt-4o-mini", 1, 1 << 20, true);
+    let mut out = cutter.feed(CHAT, &mut |_| None);
+    assert!(cutter.awaits_usage());
+    assert!(!String::from_utf8_lossy(&out).contains("[DONE]"), "[DONE] waits for the usage");
+    out.extend(cutter.chat_usage_ending(41, 60));
+    let text = String::from_utf8(out).unwrap();
+    assert!(
+        text.contains(r#""choices":[],"usage":{"completion_tokens":60,"prompt_tokens":41,"total_tokens":101}"#),
+        "{text}"
+    );
+    assert!(text.trim_end().ends_with("data: [DONE]"));
 }
