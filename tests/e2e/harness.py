@@ -36,8 +36,47 @@ WEBDIS_CLUSTER = "webdis"
 _base_ids = itertools.count(os.getpid() % 4000 * 10 + 1)
 
 
-def envoy_binary() -> Path:
-    path = Path(os.environ.get("ENVOY_BIN") or REPO / ".venv" / "bin" / "envoy")
+def next_base_id() -> int:
+    """A --base-id no other Envoy of this test run uses (so their shared memory never collides)."""
+    return next(_base_ids)
+
+
+# The Envoy releases the tests run on, oldest first; scripts/setup-envoys.sh installs each into
+# .envoy/<version>/. The newest is also the one in .venv (requirements.txt), which `make run` uses.
+ENVOY_VERSIONS = [
+    line.strip()
+    for line in (REPO / "tests" / "e2e" / "envoy-versions.txt").read_text().splitlines()
+    if line.strip() and not line.startswith("#")
+]
+
+
+# Shipped configs that need a newer Envoy than the oldest supported, with the oldest release each
+# loads on (the README's Compatibility table says why). Every other config loads on every release.
+CONFIG_NEEDS_ENVOY = {"tracing.yaml": "1.37.0"}
+
+
+def version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split("."))
+
+
+def envoy_version_under_test() -> str:
+    """The release this run's Envoys are: TOLLGATE_ENVOY_VERSION (`make test-e2e` sets it for its
+    run on the oldest), else the newest, the one in .venv."""
+    version = os.environ.get("TOLLGATE_ENVOY_VERSION") or ENVOY_VERSIONS[-1]
+    if version not in ENVOY_VERSIONS:
+        raise RuntimeError(f"TOLLGATE_ENVOY_VERSION={version} is not one of {ENVOY_VERSIONS}")
+    return version
+
+
+def envoy_binary(version: str | None = None) -> Path:
+    """The envoy of `version`, installed in .envoy/<version>/. Without one, this run's: ENVOY_BIN
+    if set, else .envoy/$TOLLGATE_ENVOY_VERSION, else .venv's (the newest)."""
+    if version is None and os.environ.get("ENVOY_BIN"):
+        path = Path(os.environ["ENVOY_BIN"])
+    elif version is None and not os.environ.get("TOLLGATE_ENVOY_VERSION"):
+        path = REPO / ".venv" / "bin" / "envoy"
+    else:
+        path = REPO / ".envoy" / (version or envoy_version_under_test()) / "bin" / "envoy"
     if not path.exists():
         raise RuntimeError(f"Envoy not found at {path}: run `make setup` or set ENVOY_BIN")
     return path
@@ -210,7 +249,7 @@ class Envoy:
             *prefix,
             str(envoy_binary()),
             "-c", str(config_path),
-            "--base-id", str(next(_base_ids)),
+            "--base-id", str(next_base_id()),
             "--concurrency", str(concurrency),
             # Access-log lines are read by tests (and watched by people running `make run`).
             "--file-flush-interval-msec", "50",
