@@ -235,8 +235,24 @@ class Envoy:
         wasm: Path | None = None,
         webdis_port: int | None = None,
     ):
-        self.port = listen_port or free_port()
-        self.admin_port = admin_port or free_port()
+        # Ports are picked free, then bound by Envoy a moment later: another test run on the same
+        # machine may take one in between. Envoy then exits ("cannot bind"); start again on others.
+        STARTED.append(self)
+        for attempt in range(1, 4):
+            self.port = listen_port or free_port()
+            self.admin_port = admin_port or free_port()
+            try:
+                self._start(template, upstream_port, filter_config, tollgate, vm_env, wasm, webdis_port, prefix, concurrency,
+                            log_level)
+                break
+            except RuntimeError as error:
+                if attempt == 3 or (listen_port and admin_port) or "cannot bind" not in str(error):
+                    raise
+                shutil.rmtree(self.workdir, ignore_errors=True)
+        self.vms_at_start = self.stats().get("wasm.envoy.wasm.runtime.v8.active", 0)
+
+    def _start(self, template, upstream_port, filter_config, tollgate, vm_env, wasm, webdis_port, prefix, concurrency,
+               log_level):
         self.workdir = Path(tempfile.mkdtemp(prefix="tollgate-envoy-"))
         config = render_envoy_config(
             template, self.port, self.admin_port, upstream_port, filter_config, tollgate, vm_env, wasm, webdis_port
@@ -245,11 +261,12 @@ class Envoy:
         config_path.write_text(yaml.safe_dump(config))
         self.log_path = self.workdir / "envoy.log"
         self._log = open(self.log_path, "w")
+        self.base_id = next_base_id()
         command = [
             *prefix,
             str(envoy_binary()),
             "-c", str(config_path),
-            "--base-id", str(next_base_id()),
+            "--base-id", str(self.base_id),
             "--concurrency", str(concurrency),
             # Access-log lines are read by tests (and watched by people running `make run`).
             "--file-flush-interval-msec", "50",
@@ -257,23 +274,27 @@ class Envoy:
             "--component-log-level", "wasm:debug" if log_level != "warning" else "wasm:info",
         ]
         self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, cwd=REPO)
-        STARTED.append(self)
         self._wait_ready()
-        self.vms_at_start = self.stats().get("wasm.envoy.wasm.runtime.v8.active", 0)
 
     def _wait_ready(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
+                self._log.close()
                 raise RuntimeError(f"Envoy exited with {self.process.returncode}:\n{self.log()[-3000:]}")
             try:
-                if self.admin("/ready")[0] == 200:
+                # Ready, and this Envoy's admin (not another process that got the port first).
+                if self.admin("/ready")[0] == 200 and self._admin_is_ours():
                     return
             except OSError:
                 pass
             time.sleep(0.05)
         self.stop()
         raise RuntimeError(f"Envoy not ready after {timeout}s:\n{self.log()[-3000:]}")
+
+    def _admin_is_ours(self) -> bool:
+        options = json.loads(self.admin("/server_info")[1]).get("command_line_options", {})
+        return str(options.get("base_id")) == str(self.base_id)
 
     def admin(self, path: str) -> tuple[int, str]:
         conn = http.client.HTTPConnection("127.0.0.1", self.admin_port, timeout=5)
