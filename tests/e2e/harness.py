@@ -36,8 +36,47 @@ WEBDIS_CLUSTER = "webdis"
 _base_ids = itertools.count(os.getpid() % 4000 * 10 + 1)
 
 
-def envoy_binary() -> Path:
-    path = Path(os.environ.get("ENVOY_BIN") or REPO / ".venv" / "bin" / "envoy")
+def next_base_id() -> int:
+    """A --base-id no other Envoy of this test run uses (so their shared memory never collides)."""
+    return next(_base_ids)
+
+
+# The Envoy releases the tests run on, oldest first; scripts/setup-envoys.sh installs each into
+# .envoy/<version>/. The newest is also the one in .venv (requirements.txt), which `make run` uses.
+ENVOY_VERSIONS = [
+    line.strip()
+    for line in (REPO / "tests" / "e2e" / "envoy-versions.txt").read_text().splitlines()
+    if line.strip() and not line.startswith("#")
+]
+
+
+# Shipped configs that need a newer Envoy than the oldest supported, with the oldest release each
+# loads on (the README's Compatibility table says why). Every other config loads on every release.
+CONFIG_NEEDS_ENVOY = {"tracing.yaml": "1.37.0"}
+
+
+def version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split("."))
+
+
+def envoy_version_under_test() -> str:
+    """The release this run's Envoys are: TOLLGATE_ENVOY_VERSION (`make test-e2e` sets it for its
+    run on the oldest), else the newest, the one in .venv."""
+    version = os.environ.get("TOLLGATE_ENVOY_VERSION") or ENVOY_VERSIONS[-1]
+    if version not in ENVOY_VERSIONS:
+        raise RuntimeError(f"TOLLGATE_ENVOY_VERSION={version} is not one of {ENVOY_VERSIONS}")
+    return version
+
+
+def envoy_binary(version: str | None = None) -> Path:
+    """The envoy of `version`, installed in .envoy/<version>/. Without one, this run's: ENVOY_BIN
+    if set, else .envoy/$TOLLGATE_ENVOY_VERSION, else .venv's (the newest)."""
+    if version is None and os.environ.get("ENVOY_BIN"):
+        path = Path(os.environ["ENVOY_BIN"])
+    elif version is None and not os.environ.get("TOLLGATE_ENVOY_VERSION"):
+        path = REPO / ".venv" / "bin" / "envoy"
+    else:
+        path = REPO / ".envoy" / (version or envoy_version_under_test()) / "bin" / "envoy"
     if not path.exists():
         raise RuntimeError(f"Envoy not found at {path}: run `make setup` or set ENVOY_BIN")
     return path
@@ -196,8 +235,24 @@ class Envoy:
         wasm: Path | None = None,
         webdis_port: int | None = None,
     ):
-        self.port = listen_port or free_port()
-        self.admin_port = admin_port or free_port()
+        # Ports are picked free, then bound by Envoy a moment later: another test run on the same
+        # machine may take one in between. Envoy then exits ("cannot bind"); start again on others.
+        STARTED.append(self)
+        for attempt in range(1, 4):
+            self.port = listen_port or free_port()
+            self.admin_port = admin_port or free_port()
+            try:
+                self._start(template, upstream_port, filter_config, tollgate, vm_env, wasm, webdis_port, prefix, concurrency,
+                            log_level)
+                break
+            except RuntimeError as error:
+                if attempt == 3 or (listen_port and admin_port) or "cannot bind" not in str(error):
+                    raise
+                shutil.rmtree(self.workdir, ignore_errors=True)
+        self.vms_at_start = self.stats().get("wasm.envoy.wasm.runtime.v8.active", 0)
+
+    def _start(self, template, upstream_port, filter_config, tollgate, vm_env, wasm, webdis_port, prefix, concurrency,
+               log_level):
         self.workdir = Path(tempfile.mkdtemp(prefix="tollgate-envoy-"))
         config = render_envoy_config(
             template, self.port, self.admin_port, upstream_port, filter_config, tollgate, vm_env, wasm, webdis_port
@@ -206,11 +261,12 @@ class Envoy:
         config_path.write_text(yaml.safe_dump(config))
         self.log_path = self.workdir / "envoy.log"
         self._log = open(self.log_path, "w")
+        self.base_id = next_base_id()
         command = [
             *prefix,
             str(envoy_binary()),
             "-c", str(config_path),
-            "--base-id", str(next(_base_ids)),
+            "--base-id", str(self.base_id),
             "--concurrency", str(concurrency),
             # Access-log lines are read by tests (and watched by people running `make run`).
             "--file-flush-interval-msec", "50",
@@ -218,23 +274,27 @@ class Envoy:
             "--component-log-level", "wasm:debug" if log_level != "warning" else "wasm:info",
         ]
         self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, cwd=REPO)
-        STARTED.append(self)
         self._wait_ready()
-        self.vms_at_start = self.stats().get("wasm.envoy.wasm.runtime.v8.active", 0)
 
     def _wait_ready(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
+                self._log.close()
                 raise RuntimeError(f"Envoy exited with {self.process.returncode}:\n{self.log()[-3000:]}")
             try:
-                if self.admin("/ready")[0] == 200:
+                # Ready, and this Envoy's admin (not another process that got the port first).
+                if self.admin("/ready")[0] == 200 and self._admin_is_ours():
                     return
             except OSError:
                 pass
             time.sleep(0.05)
         self.stop()
         raise RuntimeError(f"Envoy not ready after {timeout}s:\n{self.log()[-3000:]}")
+
+    def _admin_is_ours(self) -> bool:
+        options = json.loads(self.admin("/server_info")[1]).get("command_line_options", {})
+        return str(options.get("base_id")) == str(self.base_id)
 
     def admin(self, path: str) -> tuple[int, str]:
         conn = http.client.HTTPConnection("127.0.0.1", self.admin_port, timeout=5)

@@ -5,8 +5,9 @@ tenant values are refused, not stored."""
 
 import json
 import socket
+import uuid
 
-from conftest import mock_last, post, prometheus_samples, usage_records, wait_for_records
+from conftest import mock_last, post, prometheus_samples, usage_records, wait_for_records, wait_until
 
 PATH = "/v1/chat/completions"
 CHAT = {"model": "fast", "messages": [{"role": "user", "content": "Bill this to acme."}]}
@@ -75,12 +76,19 @@ def raw_post(port, path: bytes, headers: list[tuple[bytes, bytes]], body: bytes)
 def test_a_tenant_that_is_not_utf8_is_refused_and_counted_never_merged(routed):
     """Envoy passes obs-text header bytes (Latin-1 `caf\\xe9`, `caf\\xe8`) to the filter; read
     lossily both were the one tenant `caf\\ufffd`. Each is refused and counted instead."""
-    before = len(usage_records(routed))
     rejected = routed.stats().get("wasmcustom.tollgate.attribution_rejected", 0)
     body = json.dumps(CHAT).encode()
-    for tenant in (b"caf\xe9", b"caf\xe8"):
-        status = raw_post(routed.port, PATH.encode(), [(b"content-type", b"application/json"), (b"x-tenant-id", tenant)], body)
+    # Found by request id: an earlier test's record may still be on its way to the access log.
+    request_ids = [f"not-utf8-{uuid.uuid4()}" for _ in range(2)]
+    for tenant, request_id in zip((b"caf\xe9", b"caf\xe8"), request_ids):
+        headers = [(b"content-type", b"application/json"), (b"x-tenant-id", tenant), (b"x-request-id", request_id.encode())]
+        status = raw_post(routed.port, PATH.encode(), headers, body)
         assert status.startswith(b"HTTP/1.1 "), status
-    records = wait_for_records(routed, before + 2)[-2:]
+
+    def both_entries():
+        found = [entry for entry in routed.access_log() if entry.get("request_id") in request_ids]
+        return found if len(found) == 2 else None
+
+    records = [json.loads(entry["tollgate"]) for entry in wait_until(both_entries)]
     assert [r["tenant"] for r in records] == [None, None]
     assert routed.stats()["wasmcustom.tollgate.attribution_rejected"] == rejected + 2

@@ -1,6 +1,6 @@
-"""Shipped configuration: every Envoy config validates in the real Envoy (which loads the
-filter and runs its configuration parser), the CLI rejects bad filter configs naming the
-field, and a bad config makes Envoy refuse to start instead of serving without the filter."""
+"""Shipped configuration: the CLI rejects bad filter configs naming the field, and a bad config
+makes Envoy refuse to start instead of serving without the filter. (Every shipped Envoy config
+is validated by every supported Envoy release in test_envoy_versions.py.)"""
 
 import json
 import subprocess
@@ -8,25 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import REPO, Envoy, envoy_binary, release_binary, wasm_module
-
-ENVOY_CONFIGS = sorted((REPO / "envoy").glob("*.yaml"))
-
-
-def test_there_are_envoy_configs():
-    assert ENVOY_CONFIGS
-
-
-@pytest.mark.parametrize("config", ENVOY_CONFIGS, ids=lambda p: p.name)
-def test_envoy_config_validates(config, tmp_path):
-    wasm_module()
-    result = subprocess.run(
-        [str(envoy_binary()), "--mode", "validate", "-c", str(config), "--base-id", str(abs(hash(config.name)) % 10000 + 50000)],
-        cwd=REPO, capture_output=True, text=True, timeout=120,
-    )
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    assert "OK" in result.stdout + result.stderr
-    assert "configuration loaded" in result.stdout + result.stderr, "the filter parsed its configuration"
+from harness import REPO, Envoy, release_binary
 
 
 def check_config(tmp_path: Path, text: str):
