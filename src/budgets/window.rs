@@ -108,7 +108,7 @@ impl Window {
 }
 
 /// `+HH:MM` or `-HH:MM` (also `Z`), at most 14 hours either way, as seconds east of UTC.
-fn parse_offset(text: &str) -> Result<i64, String> {
+pub(super) fn parse_offset(text: &str) -> Result<i64, String> {
     if text == "Z" {
         return Ok(0);
     }
