@@ -60,10 +60,16 @@ impl std::fmt::Debug for AdminConfig {
 }
 
 /// Compiles `budgets.admin`; errors name the field (`budgets.admin.token.env`).
-pub fn compile(raw: Option<RawAdmin>, env: &dyn Fn(&str) -> Option<String>) -> Result<Option<AdminConfig>, (String, String)> {
+pub fn compile(
+    raw: Option<RawAdmin>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<AdminConfig>, (String, String)> {
     let Some(raw) = raw else { return Ok(None) };
     let path = raw.path.unwrap_or_else(|| DEFAULT_PATH.to_string());
-    if !path.starts_with('/') || path.len() > 256 || path.bytes().any(|b| b <= b' ' || b == b'?' || b == b'#' || b >= 0x7f) {
+    if !path.starts_with('/')
+        || path.len() > 256
+        || path.bytes().any(|b| b <= b' ' || b == b'?' || b == b'#' || b >= 0x7f)
+    {
         return Err(("budgets.admin.path".into(), format!("{path:?} is not a path: /… without spaces, ? or #")));
     }
     let token = match raw.token {
@@ -240,7 +246,8 @@ pub fn split_key(key: &str) -> (&str, &str) {
 
 /// The answer to a show (`reset: false`) or a reset (the counters as they were).
 pub fn render(store: &str, now_secs: i64, limits: &[(&Limit, Counters)], reset: bool) -> Answer {
-    let data: Vec<serde_json::Value> = limits.iter().map(|(limit, counters)| limit_json(limit, counters, now_secs)).collect();
+    let data: Vec<serde_json::Value> =
+        limits.iter().map(|(limit, counters)| limit_json(limit, counters, now_secs)).collect();
     let mut body = serde_json::json!({
         "store": store,
         "now": rfc3339(now_secs),

@@ -31,18 +31,19 @@ impl BudgetAdmin {
     pub fn claim(id: u32, policy: &Rc<Policy>, io: &dyn HostIo) -> Option<BudgetAdmin> {
         let config = policy.budgets.admin.as_ref()?;
         let path = io.request_header_bytes(":path").ok().flatten()?;
-        config
-            .claims(&String::from_utf8_lossy(&path))
-            .then(|| BudgetAdmin { id, policy: Rc::clone(policy), pending: None })
+        config.claims(&String::from_utf8_lossy(&path)).then(|| BudgetAdmin {
+            id,
+            policy: Rc::clone(policy),
+            pending: None,
+        })
     }
 
     pub fn on_request_headers(&mut self, io: &mut dyn HostIo) -> Flow {
         let policy = Rc::clone(&self.policy);
         let budgets: &Budgets = &policy.budgets;
         let Some(config) = budgets.admin.as_ref() else { return Flow::Pause };
-        let text = |name: &str| {
-            io.request_header_bytes(name).ok().flatten().map(|v| String::from_utf8_lossy(&v).into_owned())
-        };
+        let text =
+            |name: &str| io.request_header_bytes(name).ok().flatten().map(|v| String::from_utf8_lossy(&v).into_owned());
         let (method, path) = (text(":method").unwrap_or_default(), text(":path").unwrap_or_default());
         if let Err(answer) = config.authorize(text("authorization").as_deref()) {
             log::warn!("#{} budget_admin_refused status={} method={method}", self.id, answer.status);
@@ -149,7 +150,12 @@ fn embedded(io: &mut dyn HostIo, budgets: &Budgets, request: &Request, now_secs:
     finish(request, "embedded", now_secs, &limits)
 }
 
-fn finish(request: &Request, store: &str, now_secs: i64, limits: &[(&crate::budgets::Limit, admin::Counters)]) -> Answer {
+fn finish(
+    request: &Request,
+    store: &str,
+    now_secs: i64,
+    limits: &[(&crate::budgets::Limit, admin::Counters)],
+) -> Answer {
     if request.reset && request.scope.is_some() && limits.iter().all(|(_, c)| c.counters.is_empty()) {
         return Answer::error(404, "no counter for this scope in the current window: nothing to reset");
     }

@@ -17,8 +17,8 @@ pub const MAX_SCOPES: usize = 1_000;
 pub const MAX_BYTES: usize = 65_536;
 const ATTEMPTS: usize = 64;
 
-/// An index: how many counters it could not name, then one scope per line (scopes are escaped:
-/// they hold no control characters).
+/// An index: how many counters it could not name, then one scope per line, after `=` (a limit
+/// without `by` has the empty scope; scopes are escaped: they hold no control characters).
 #[derive(Debug, Default, PartialEq, Eq)]
 struct Index {
     unlisted: u64,
@@ -30,13 +30,13 @@ impl Index {
         let text = std::str::from_utf8(bytes).ok()?;
         let mut lines = text.split('\n');
         let unlisted = lines.next()?.strip_prefix("unlisted ")?.parse().ok()?;
-        Some(Index { unlisted, scopes: lines.filter(|l| !l.is_empty()).map(str::to_string).collect() })
+        Some(Index { unlisted, scopes: lines.filter_map(|l| l.strip_prefix('=')).map(str::to_string).collect() })
     }
 
     fn encode(&self) -> String {
         let mut text = format!("unlisted {}", self.unlisted);
         for scope in &self.scopes {
-            text.push('\n');
+            text.push_str("\n=");
             text.push_str(scope);
         }
         text
@@ -55,7 +55,7 @@ pub fn note(store: &mut dyn SharedData, key: &str) -> Result<(), StoreError> {
         if index.scopes.iter().any(|s| s == scope) {
             return Ok(());
         }
-        let size = index.encode().len() + 1 + scope.len();
+        let size = index.encode().len() + 2 + scope.len();
         if index.scopes.len() >= MAX_SCOPES || size > MAX_BYTES {
             index.unlisted += 1;
         } else {
@@ -117,7 +117,13 @@ pub fn reset(
         let counter_key = key(&limit.name, &scope);
         let before = match ledger::counter(store, &counter_key) {
             Ok(None) => continue,
-            Ok(Some((stored_window, used))) => if stored_window == window { used } else { 0 },
+            Ok(Some((stored_window, used))) => {
+                if stored_window == window {
+                    used
+                } else {
+                    0
+                }
+            }
             Err(_) => 0,
         };
         ledger::reset(store, &counter_key)?;

@@ -104,6 +104,3 @@ pub fn read<'a>(
     }
     Ok(limits)
 }
-
-#[cfg(test)]
-mod tests;
