@@ -1,5 +1,6 @@
 //! The `tollgate` command's subcommands, one module each.
 
+pub mod budgets;
 pub mod check_config;
 pub mod cost;
 pub mod count_tokens;
