@@ -329,3 +329,57 @@ fn the_admin_configuration_is_checked_at_load() {
     assert!(error(json!({"path": "no-slash", "token": {"value": TOKEN}})).unwrap().contains("budgets.admin.path"));
     assert!(error(json!({})).unwrap().contains("token"));
 }
+
+#[test]
+fn the_chargeback_report_adds_up_to_the_counters() {
+    // Requests through the filter, their usage records in an access log: the report's spend per
+    // scope is what the shared data's counters hold, and its share is spent / budget.
+    let config = json!({"tenant": {"header": "x-tenant"}, "budgets": {"limits": [
+        {"name": "daily", "usd": "0.01", "window": "day", "by": ["tenant"]},
+        {"name": "rpm", "requests": 100, "window": "minute"}
+    ]}});
+    let policy = policy(&config.to_string());
+    let mut host = noon_host(Profile::Envoy);
+    let mut log = String::new();
+    for (i, tenant) in ["acme", "acme", "globex", "acme"].iter().enumerate() {
+        host.advance_ms(1_000);
+        let at = admin_time(&host);
+        assert!(chat(&mut host, &policy, tenant).is_none());
+        let line = json!({"time": at, "tollgate": host.exports["tollgate.usage"], "request_id": i});
+        log.push_str(&line.to_string());
+        log.push('\n');
+    }
+    let dir = std::env::temp_dir().join(format!("tollgate-budgets-report-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (log_path, config_path) = (dir.join("access.log"), dir.join("config.json"));
+    std::fs::write(&log_path, log).unwrap();
+    std::fs::write(&config_path, config.to_string()).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tollgate"))
+        .args(["report", "--from", log_path.to_str().unwrap(), "--until", "2026-12-08", "--config"])
+        .arg(&config_path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let section = text.split("spend against budget").nth(1).expect("the section is printed");
+    let rows: Vec<Vec<&str>> = section.lines().skip(2).map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(rows.len(), 2, "{text}");
+    for row in rows {
+        let (scope, spent, budget, share) = (row[1], row[3], row[4], row[5]);
+        let counter = stored(&host, &format!("daily:{scope}")).unwrap().1;
+        assert_eq!(pico_usd(spent), u128::from(counter), "{scope}: the counter holds what the records settled");
+        assert_eq!(budget, "0.01");
+        let permille = u128::from(counter) * 1000 / 10_000_000_000;
+        assert_eq!(share, format!("{}.{}%", permille / 10, permille % 10));
+    }
+}
+
+fn admin_time(host: &FakeHost) -> String {
+    tollgate::budgets::admin::rfc3339(i64::try_from(host.clock / 1_000_000_000).unwrap())
+}
+
+/// Decimal USD as pico-USD (the report prints exact decimals).
+fn pico_usd(text: &str) -> u128 {
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+    whole.parse::<u128>().unwrap() * 1_000_000_000_000 + format!("{fraction:0<12}").parse::<u128>().unwrap()
+}

@@ -114,35 +114,35 @@ fn dechunk(mut rest: &[u8]) -> Result<Vec<u8>, String> {
 pub fn table(answer: &Value) -> String {
     let mut rows = vec![["LIMIT", "SCOPE", "USED", "REMAINING", "LIMIT_AMOUNT", "UNIT", "RESETS_AT"].map(String::from)];
     let mut notes = Vec::new();
-    for limit in answer["data"].as_array().into_iter().flatten() {
-        let name = limit["name"].as_str().unwrap_or_default();
-        let spend = limit["measure"] == "usd";
+    for limit in at(answer, "data").as_array().into_iter().flatten() {
+        let name = at(limit, "name").as_str().unwrap_or_default();
+        let spend = at(limit, "measure") == "usd";
         let amount = |counter: &Value, field: &str| {
             if spend {
-                counter[format!("{field}_usd")].as_str().unwrap_or_default().to_string()
+                at(counter, &format!("{field}_usd")).as_str().unwrap_or_default().to_string()
             } else {
-                counter[field].to_string()
+                at(counter, field).to_string()
             }
         };
-        for counter in limit["counters"].as_array().into_iter().flatten() {
-            let scope = counter["scope"].as_str().unwrap_or_default();
+        for counter in at(limit, "counters").as_array().into_iter().flatten() {
+            let scope = at(counter, "scope").as_str().unwrap_or_default();
             rows.push([
                 name.to_string(),
                 if scope.is_empty() { "-".to_string() } else { scope.to_string() },
                 amount(counter, "used"),
                 amount(counter, "remaining"),
                 amount(limit, "limit"),
-                if spend { "usd".to_string() } else { limit["unit"].as_str().unwrap_or_default().to_string() },
-                limit["resets_at"].as_str().unwrap_or_default().to_string(),
+                if spend { "usd".to_string() } else { at(limit, "unit").as_str().unwrap_or_default().to_string() },
+                at(limit, "resets_at").as_str().unwrap_or_default().to_string(),
             ]);
         }
-        let unlisted = limit["unlisted_counters"].as_u64().unwrap_or(0);
+        let unlisted = at(limit, "unlisted_counters").as_u64().unwrap_or(0);
         if unlisted > 0 {
             notes.push(format!(
                 "{name}: {unlisted} more counters past the index's bound (read or reset them with --scope)"
             ));
         }
-        if limit["truncated"] == true {
+        if at(limit, "truncated") == true {
             notes.push(format!("{name}: more counters than one answer holds (read them with --scope)"));
         }
     }
@@ -239,7 +239,7 @@ pub fn run(options: &[&str]) -> ExitCode {
     if response.status != 200 {
         let message = parsed
             .as_ref()
-            .and_then(|v| v["message"].as_str().map(str::to_string))
+            .and_then(|v| at(v, "message").as_str().map(str::to_string))
             .unwrap_or_else(|| String::from_utf8_lossy(&response.body).into_owned());
         eprintln!("tollgate budgets: HTTP {}: {message}", response.status);
         return ExitCode::FAILURE;
@@ -252,11 +252,16 @@ pub fn run(options: &[&str]) -> ExitCode {
         println!("{}", serde_json::to_string_pretty(&answer).unwrap_or_default());
     } else {
         if action == "reset" {
-            println!("reset (store: {}); what the counters held:", answer["store"].as_str().unwrap_or("?"));
+            println!("reset (store: {}); what the counters held:", at(&answer, "store").as_str().unwrap_or("?"));
         }
         print!("{}", table(&answer));
     }
     ExitCode::SUCCESS
+}
+
+/// A member of a JSON object, or null.
+fn at<'a>(value: &'a Value, name: &str) -> &'a Value {
+    value.get(name).unwrap_or(&Value::Null)
 }
 
 fn usage_error(message: &str) -> ExitCode {
@@ -285,9 +290,10 @@ mod tests {
     fn answers_are_read_by_length_by_chunks_or_to_the_end() {
         let by_length = parse_response(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}extra").unwrap();
         assert_eq!((by_length.status, by_length.body), (200, b"{}".to_vec()));
-        let chunked =
-            parse_response(b"HTTP/1.1 403 Forbidden\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;x\r\nde\r\n0\r\n\r\n")
-                .unwrap();
+        let chunked = parse_response(
+            b"HTTP/1.1 403 Forbidden\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;x\r\nde\r\n0\r\n\r\n",
+        )
+        .unwrap();
         assert_eq!((chunked.status, chunked.body), (403, b"abcde".to_vec()));
         assert_eq!(parse_response(b"HTTP/1.0 204 No Content\r\n\r\n").unwrap().body, b"");
         assert!(parse_response(b"garbage").is_err());

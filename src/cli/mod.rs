@@ -5,4 +5,5 @@ pub mod check_config;
 pub mod cost;
 pub mod count_tokens;
 pub mod report;
+pub mod report_budgets;
 pub mod translate;
