@@ -82,7 +82,7 @@ def test_each_manifest_carries_the_shipped_policy_and_its_parser_accepts_it(mani
     path = tmp_path / "policy.json"
     path.write_text(policy)
     # Only what the manifest gives the VM: every api_key.env of the policy must be among it.
-    environment = {"PATH": os.environ["PATH"], **{name: "sk-placeholder" for name in vm_env}}
+    environment = {"PATH": os.environ["PATH"], **{name: "sk-placeholder-0123456789" for name in vm_env}}
     result = subprocess.run([str(release_binary("tollgate")), "check-config", str(path)],
                             capture_output=True, text=True, env=environment)
     assert result.returncode == 0, result.stderr
