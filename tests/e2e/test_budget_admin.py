@@ -105,7 +105,7 @@ def spend_then_check(envoy, read_store) -> str:
     table = cli(envoy, "show", "--limit", "spend", "--scope", tenant)
     assert table.returncode == 0, table.stderr
     row = table.stdout.splitlines()[1].split()
-    assert row[:3] == ["spend", tenant, str(spent.normalize())] and row[4:6] == ["0.01", "usd"], table.stdout
+    assert row[:2] == ["spend", tenant] and Decimal(row[2]) == spent and row[4:6] == ["0.01", "usd"], table.stdout
     return tenant
 
 
@@ -133,8 +133,6 @@ def refused_without_the_token(envoy, read_store, tenant: str) -> None:
     status, _, body = raw(envoy, "DELETE", f"{PATH}?limit=rpm", {"authorization": "Bearer nope"})
     assert status == 403 and tenant.encode() not in body
     assert read_store("rpm", tenant) == before, "nothing was reset"
-    # Never forwarded: the mock got no request on the admin path (its records only have tenants).
-    assert not [r for r in usage_records(envoy) if r.get("tenant") is None and r.get("api") is None]
 
 
 # --- The embedded store ----------------------------------------------------------------------------
