@@ -153,10 +153,11 @@ CHAT = {"model": "fast", "messages": [{"role": "user", "content": "Hello through
 
 @pytest.fixture
 def gateway_env(monkeypatch):
-    """The provider keys in Envoy's own environment, where host_env_keys reads them (a gateway
-    pod gets them from a Secret)."""
+    """The provider keys and the budgets' admin token in Envoy's own environment, where
+    host_env_keys reads them (a gateway pod gets them from a Secret)."""
     monkeypatch.setenv("OPENAI_API_KEY", "sk-openai-from-the-gateway-env")
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-from-the-gateway-env")
+    monkeypatch.setenv("TOLLGATE_ADMIN_TOKEN", "admin-token-from-the-gateway-env")
 
 
 @pytest.mark.parametrize("generated", [generated_by_istio_from_the_wasmplugin, generated_by_envoy_gateway],
