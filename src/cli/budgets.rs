@@ -157,8 +157,9 @@ pub fn table(answer: &Value) -> String {
         let mut line = String::new();
         for (i, (cell, width)) in row.iter().zip(widths).enumerate() {
             let pad = " ".repeat(width.saturating_sub(cell.chars().count()));
+            // Names, unit and time read from the left; amounts line up on the right.
             match i {
-                0 | 1 => {
+                0 | 1 | 5 | 6 => {
                     line.push_str(cell);
                     line.push_str(&pad);
                     line.push_str("  ");
@@ -284,6 +285,26 @@ mod tests {
         assert!(parse_url("https://a/b").is_err());
         assert!(parse_url("http://a:b/c").is_err());
         assert!(parse_url("http://a/b?limit=x").is_err());
+    }
+
+    #[test]
+    fn the_table_has_a_row_per_counter_with_usd_in_decimal() {
+        let answer = serde_json::json!({"store": "embedded", "data": [
+            {"name": "demo-daily", "measure": "usd", "unit": "pico_usd", "limit": 200000000u64, "limit_usd": "0.0002",
+             "resets_at": "2026-12-08T00:00:00Z", "unlisted_counters": 0, "truncated": false,
+             "counters": [{"scope": "demo", "used": 10800000u64, "remaining": 189200000u64,
+                           "used_usd": "0.0000108", "remaining_usd": "0.0001892"}]},
+            {"name": "demo-rpm", "measure": "requests", "unit": "requests", "limit": 30,
+             "resets_at": "2026-12-07T12:01:00Z", "unlisted_counters": 2, "truncated": false,
+             "counters": [{"scope": "demo", "used": 1, "remaining": 29}]}
+        ]});
+        assert_eq!(
+            table(&answer),
+            "LIMIT       SCOPE       USED  REMAINING  LIMIT_AMOUNT  UNIT      RESETS_AT\n\
+             demo-daily  demo   0.0000108  0.0001892        0.0002  usd       2026-12-08T00:00:00Z\n\
+             demo-rpm    demo           1         29            30  requests  2026-12-07T12:01:00Z\n\
+             demo-rpm: 2 more counters past the index's bound (read or reset them with --scope)\n"
+        );
     }
 
     #[test]
