@@ -324,7 +324,11 @@ fn compile_raw(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<P
     let prices = compile_prices(raw.prices)?;
     let guardrails = Rc::new(guardrails::compile(raw.guardrails)?);
     let failure = compile_failure_mode(raw.failure_mode.as_ref())?;
-    let budgets = Rc::new(budgets::compile(raw.budgets).map_err(|(field, reason)| invalid(&field, reason))?);
+    let mut raw_budgets = raw.budgets;
+    let raw_admin = raw_budgets.admin.take();
+    let mut budgets = budgets::compile(raw_budgets).map_err(|(field, reason)| invalid(&field, reason))?;
+    budgets.admin = budgets::admin::compile(raw_admin, env).map_err(|(field, reason)| invalid(&field, reason))?;
+    let budgets = Rc::new(budgets);
     let routing = routing::compile(
         RawRouting { providers: raw.providers, targets: raw.targets, models: raw.models, rules: raw.rules },
         env,

@@ -12,7 +12,9 @@ const USAGE: &str = "usage: tollgate check-config FILE [--skip-env]
                      [--cache-write-1h N] [--reasoning N] [--audio-input N] [--audio-output N]
                      [--config FILE]
        tollgate report --from ACCESS_LOG [--since TIME] [--until TIME]
-                       [--by tenant|model|route|provider] [--csv FILE]
+                       [--by tenant|model|route|provider] [--csv FILE] [--config FILE]
+       tollgate budgets show --url URL [--limit L [--scope S]] [--token-env VAR] [--json]
+       tollgate budgets reset --url URL --limit L [--scope S] [--token-env VAR] [--json]
 
 commands:
   count-tokens        count the tokens of the text on stdin for MODEL and print
@@ -32,7 +34,14 @@ commands:
                       exact cost and unpriced requests per tenant (default), model, route or
                       provider, with totals. --since/--until: RFC 3339 times (or dates),
                       from included, until excluded. --csv FILE also writes the rows as CSV
-                      (--csv - prints only the CSV)";
+                      (--csv - prints only the CSV). --config FILE adds spend against budget:
+                      per USD limit and scope, what the records settled in the limit's window
+                      (the one --until ends in, else the current one), the budget, the share used
+  budgets             read (show) or reset a budget's counters through the filter's admin API
+                      (budgets.admin), whichever store the proxy uses. --url is the admin path
+                      (http://127.0.0.1:10000/tollgate/budgets); the token is read from
+                      $TOLLGATE_ADMIN_TOKEN (--token-env VAR to name another). Without --scope a
+                      reset empties every counter of the limit. --json prints the API's answer";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -48,6 +57,7 @@ fn main() -> ExitCode {
             cli::count_tokens::count_messages(Some(model))
         }
         ["report", options @ ..] => cli::report::run(options),
+        ["budgets", options @ ..] => cli::budgets::run(options),
         ["translate", rest @ ..] => cli::translate::run(rest),
         ["-h"] | ["--help"] | ["help"] => {
             println!("{USAGE}");

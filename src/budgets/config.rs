@@ -26,6 +26,9 @@ pub struct RawBudgets {
     routes: BTreeMap<String, RawOutput>,
     #[serde(default)]
     limits: Vec<RawLimit>,
+    /// Compiled with the environment (its token may come from it), in `config`.
+    #[serde(default)]
+    pub admin: Option<super::admin::RawAdmin>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -97,7 +100,7 @@ pub fn compile(raw: RawBudgets) -> Result<Budgets, (String, String)> {
             ));
         }
     }
-    Ok(Budgets { limits, store, defaults, routes })
+    Ok(Budgets { limits, store, defaults, routes, admin: None })
 }
 
 fn output_policy(

@@ -19,6 +19,7 @@
 //!    between what was reserved and what the provider reported (or, for a cut stream, what was
 //!    relayed).
 
+pub mod admin;
 pub mod config;
 pub mod ledger;
 pub mod redis;
@@ -86,6 +87,18 @@ impl Dimension {
             "model" => Dimension::Model,
             _ => return None,
         })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Dimension::Tenant => "tenant",
+            Dimension::Team => "team",
+            Dimension::Project => "project",
+            Dimension::ClientKey => "client_key",
+            Dimension::Route => "route",
+            Dimension::Provider => "provider",
+            Dimension::Model => "model",
+        }
     }
 }
 
@@ -162,6 +175,8 @@ impl RedisStore {
 pub struct Budgets {
     pub limits: Vec<Limit>,
     pub store: Store,
+    /// The operators' API (`budgets.admin`): off when `None`.
+    pub admin: Option<admin::AdminConfig>,
     defaults: OutputPolicy,
     routes: Vec<(Glob, OutputPolicy)>,
 }
@@ -171,6 +186,7 @@ impl Default for Budgets {
         Budgets {
             limits: Vec::new(),
             store: Store::Embedded,
+            admin: None,
             defaults: OutputPolicy { reserve: config::DEFAULT_MAX_OUTPUT_TOKENS, ceiling: None },
             routes: Vec::new(),
         }

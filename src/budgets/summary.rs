@@ -71,6 +71,9 @@ impl BudgetSummary {
         let limits: Vec<String> = self.counted.iter().map(|c| json_string(&c.limit)).collect();
         out.raw("limits", &["[", &limits.join(","), "]"].concat());
         out.object("reserved", |need| write_need(need, &self.reserved));
+        // Each limit's counter, in `limits`' order: what the chargeback report adds up per scope.
+        let scopes: Vec<String> = self.counted.iter().map(|c| json_string(&c.scope)).collect();
+        out.raw("scopes", &["[", &scopes.join(","), "]"].concat());
         if let Some(settled) = &self.settled {
             out.object("settled", |need| write_need(need, settled));
         }
