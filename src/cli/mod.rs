@@ -3,5 +3,6 @@
 pub mod check_config;
 pub mod cost;
 pub mod count_tokens;
+pub mod prices;
 pub mod report;
 pub mod translate;
