@@ -90,6 +90,9 @@ impl RootContext for FilterRoot {
             Ok(policy) => {
                 logger::set_level(policy.log_level);
                 log::info!("tollgate: configuration loaded");
+                for note in &policy.load_notes {
+                    log::warn!("tollgate: {note}");
+                }
                 let faults = std::env::var(Faults::VARIABLE).map(|list| Faults::parse(&list)).unwrap_or_default();
                 if faults.any() {
                     log::warn!("tollgate: {} is set: refusing hostcalls on purpose ({faults:?})", Faults::VARIABLE);
