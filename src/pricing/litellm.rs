@@ -189,16 +189,41 @@ pub fn convert(list: &Map<String, Value>) -> Result<Conversion, BadList> {
     Ok(conversion)
 }
 
-/// The part of a LiteLLM entry the conversion reads: its mode, provider, context window, the
-/// pricing schemes it refuses, and every `…_cost…` field. A list trimmed this way converts to
-/// exactly what the whole list converts to (`tests/pricing_import.rs`), at a fraction of the size.
+/// The part of a LiteLLM entry the conversion reads: its mode, provider and context window, the
+/// pricing schemes it refuses, the prices it converts and every long-context tier price. A list
+/// trimmed this way converts to exactly what the whole list converts to
+/// (`tests/pricing_import.rs`), at a fraction of the size (batch, priority and other service-tier
+/// prices, capabilities and notes are dropped).
 pub fn trim_entry(entry: &Map<String, Value>) -> Map<String, Value> {
-    const KEPT: [&str; 5] = ["mode", "litellm_provider", "max_input_tokens", "tiered_pricing", "off_peak_pricing"];
-    entry
-        .iter()
-        .filter(|(name, _)| KEPT.contains(&name.as_str()) || name.contains("_cost"))
-        .map(|(name, value)| (name.clone(), value.clone()))
-        .collect()
+    const READ: [&str; 14] = [
+        "mode",
+        "litellm_provider",
+        "max_input_tokens",
+        "tiered_pricing",
+        "off_peak_pricing",
+        "input_cost_per_token",
+        "output_cost_per_token",
+        "output_cost_per_image_token",
+        "cache_read_input_token_cost",
+        "cache_creation_input_token_cost",
+        "cache_creation_input_token_cost_above_1hr",
+        "output_cost_per_reasoning_token",
+        "input_cost_per_audio_token",
+        "output_cost_per_audio_token",
+    ];
+    const TIERED: [&str; 4] = [
+        "input_cost_per_token_above_",
+        "output_cost_per_token_above_",
+        "cache_read_input_token_cost_above_",
+        "cache_creation_input_token_cost_above_",
+    ];
+    let read = |name: &str| {
+        READ.contains(&name)
+            // Vertex AI's 128k prices make the entry refused: keep them so it still is.
+            || name.ends_with("_above_128k_tokens")
+            || (TIERED.iter().any(|prefix| name.starts_with(prefix)) && name.ends_with("_tokens"))
+    };
+    entry.iter().filter(|(name, _)| read(name)).map(|(name, value)| (name.clone(), value.clone())).collect()
 }
 
 /// The prices Tollgate needs from one LiteLLM entry, or the reason to skip it
