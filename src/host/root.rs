@@ -86,10 +86,15 @@ impl RootContext for FilterRoot {
                 return false;
             }
         };
+        let started = std::time::Instant::now();
         match config::compile(&bytes) {
             Ok(policy) => {
                 logger::set_level(policy.log_level);
-                log::info!("tollgate: configuration loaded");
+                log::info!(
+                    "tollgate: configuration loaded ({} bytes in {} ms)",
+                    bytes.len(),
+                    started.elapsed().as_millis()
+                );
                 for note in &policy.load_notes {
                     log::warn!("tollgate: {note}");
                 }
