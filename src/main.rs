@@ -10,7 +10,8 @@ const USAGE: &str = "usage: tollgate check-config FILE [--skip-env]
        tollgate count-tokens --messages [--model MODEL] < CHAT_REQUEST_JSON
        tollgate cost --model M --input N --output N [--cached-input N] [--cache-write N]
                      [--cache-write-1h N] [--reasoning N] [--audio-input N] [--audio-output N]
-                     [--config FILE]
+                     [--provider NAME] [--config FILE]
+       tollgate prices import LITELLM_JSON [--models GLOB]... [--section litellm_prices|prices]
        tollgate report --from ACCESS_LOG [--since TIME] [--until TIME]
                        [--by tenant|model|route|provider] [--csv FILE] [--config FILE]
        tollgate budgets show --url URL [--limit L [--scope S]] [--token-env VAR] [--json]
@@ -28,7 +29,17 @@ commands:
                       --input counts every prompt token (cache reads, cache writes and audio
                       are parts of it, like OpenAI's prompt_tokens); --output every generated
                       token (reasoning and audio are parts of it). --cache-write is the 5-minute
-                      cache write. --config applies a configuration's `prices`
+                      cache write. --config applies a configuration's `prices` and
+                      `litellm_prices`; --provider prices the model as sent to that provider
+                      (its LiteLLM namespace: `mistral-large-latest` at provider `mistral` is
+                      `mistral/mistral-large-latest`), a configured provider with --config
+  prices import       convert LiteLLM's model_prices_and_context_window.json as the filter's
+                      `litellm_prices` does and print a configuration section to paste:
+                      a `litellm_prices` object with the LiteLLM entries of the models matched
+                      by --models (globs, `*` any run of characters; default every model), or,
+                      with --section prices, a `prices` object in USD per million tokens
+                      (flat prices: long-context tiers need litellm_prices). Models that cannot
+                      be held exactly are left out and named on standard error
   report              chargeback from Envoy's JSON access log (one usage record per line, as
                       envoy/envoy.yaml prints it; - reads standard input): requests, tokens,
                       exact cost and unpriced requests per tenant (default), model, route or
@@ -51,6 +62,7 @@ fn main() -> ExitCode {
             cli::check_config::run(path, true)
         }
         ["cost", options @ ..] => cli::cost::run(options),
+        ["prices", "import", options @ ..] => cli::prices::import(options),
         ["count-tokens", "--model", model] => cli::count_tokens::count_text(model),
         ["count-tokens", "--messages"] => cli::count_tokens::count_messages(None),
         ["count-tokens", "--messages", "--model", model] | ["count-tokens", "--model", model, "--messages"] => {

@@ -23,6 +23,8 @@ pub(super) struct Metering {
     held: Vec<Held>,
     /// The model output is priced at (what a stream's extra output costs).
     model: String,
+    /// The LiteLLM namespace of the provider it goes to (`mistral` for `mistral/…` prices).
+    price_namespace: Option<String>,
     /// Output tokens the reservation covers.
     output_allowed: u64,
     /// The route's `max_output_tokens`: no stream passes it.
@@ -99,11 +101,13 @@ impl Exchange {
         } else {
             0
         };
-        let spend = price(&policy, &model, input, output);
+        let price_namespace = policy.price_namespace(provider.as_deref()).map(str::to_string);
+        let spend = price(&policy, &model, price_namespace.as_deref(), input, output);
         let need = Need { requests: 1, input_tokens: input, output_tokens: output, spend };
         let watch_stream = request.stream && requested.is_none_or(|r| output_policy.ceiling.is_some_and(|c| r > c));
         let metering = Metering {
             model,
+            price_namespace,
             output_allowed: output,
             ceiling: output_policy.ceiling,
             step: output_policy.reserve.max(1),
@@ -439,8 +443,12 @@ pub(super) fn grow(
         allowed = allowed.min(ceiling);
     }
     let more = allowed.saturating_sub(metering.output_allowed);
-    let need =
-        Need { requests: 0, input_tokens: 0, output_tokens: more, spend: price(policy, &metering.model, 0, more) };
+    let need = Need {
+        requests: 0,
+        input_tokens: 0,
+        output_tokens: more,
+        spend: price(policy, &metering.model, metering.price_namespace.as_deref(), 0, more),
+    };
     let now = metering.reserved_at;
     match ledger::extend(&mut SharedLedger(io), &policy.budgets, &mut metering.held, &need, now) {
         Ok(true) => {
@@ -494,14 +502,15 @@ fn counted(budgets: &Budgets, touch: &Touch) -> Option<Counted> {
     })
 }
 
-/// The price of `input` prompt and `output` generated tokens of `model`, in pico-USD.
-fn price(policy: &Policy, model: &str, input: u64, output: u64) -> Option<u64> {
+/// The price of `input` prompt and `output` generated tokens of `model` at a provider whose
+/// LiteLLM namespace is `namespace`, in pico-USD.
+fn price(policy: &Policy, model: &str, namespace: Option<&str>, input: u64, output: u64) -> Option<u64> {
     let tokens = TokenCounts {
         input: Some(Count::estimated(input)),
         output: Some(Count::estimated(output)),
         ..TokenCounts::default()
     };
-    policy.prices.cost(model, &tokens).map(|cost| cost.pico_usd)
+    policy.prices.cost_for(model, namespace, &tokens).map(|cost| cost.pico_usd)
 }
 
 fn now_secs(io: &dyn HostIo) -> i64 {

@@ -86,10 +86,18 @@ impl RootContext for FilterRoot {
                 return false;
             }
         };
+        let started = std::time::Instant::now();
         match config::compile(&bytes) {
             Ok(policy) => {
                 logger::set_level(policy.log_level);
-                log::info!("tollgate: configuration loaded");
+                log::info!(
+                    "tollgate: configuration loaded ({} bytes in {} ms)",
+                    bytes.len(),
+                    started.elapsed().as_millis()
+                );
+                for note in &policy.load_notes {
+                    log::warn!("tollgate: {note}");
+                }
                 let faults = std::env::var(Faults::VARIABLE).map(|list| Faults::parse(&list)).unwrap_or_default();
                 if faults.any() {
                     log::warn!("tollgate: {} is set: refusing hostcalls on purpose ({faults:?})", Faults::VARIABLE);
