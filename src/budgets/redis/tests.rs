@@ -14,7 +14,7 @@ fn budgets() -> Budgets {
 }
 
 fn store() -> RedisStore {
-    RedisStore { endpoint: "webdis".into(), authority: "webdis".into(), timeout_ms: 200 }
+    RedisStore { endpoint: "webdis".into(), authority: "webdis".into(), timeout_ms: 200, lease: None }
 }
 
 #[test]
