@@ -217,7 +217,8 @@ fn grant_all(host: &mut FakeHost, ex: &mut Exchange, before: [u64; 2]) -> [u64; 
     let amount = |i: usize| args[1 + 3 * i].parse::<u64>().unwrap();
     let slice = |i: usize| args[7 + 2 * i].parse::<u64>().unwrap();
     let used = [before[0] + amount(0) + slice(0), before[1] + amount(1) + slice(1)];
-    let body = json!({"EVALSHA": [1, used[0].to_string(), used[1].to_string(), slice(0).to_string(), slice(1).to_string()]});
+    let body =
+        json!({"EVALSHA": [1, used[0].to_string(), used[1].to_string(), slice(0).to_string(), slice(1).to_string()]});
     host.answer_call(ex, token, Some(200), body.to_string().as_bytes());
     [slice(0), slice(1)]
 }
@@ -253,11 +254,14 @@ fn with_leases_requests_that_fit_the_slices_make_no_call() {
         host.response(&mut ex, JSON_OK, &[CHAT_RESPONSE]);
         let record = host.record();
         assert_eq!(record["budget"]["verdict"], "admitted");
-        spend_reserved +=
-            tollgate::budgets::config::parse_pico_usd(&record["budget"]["reserved"]["usd"]).unwrap();
+        spend_reserved += tollgate::budgets::config::parse_pico_usd(&record["budget"]["reserved"]["usd"]).unwrap();
         assert!(host.settlements.is_empty(), "request {i}: settled in the slice, nothing for Redis");
-        assert!(host.client_headers.as_ref().unwrap().iter().any(|(n, _)| n == "x-ratelimit-remaining-requests"
-            || n == "x-ratelimit-remaining-usd"));
+        assert!(host
+            .client_headers
+            .as_ref()
+            .unwrap()
+            .iter()
+            .any(|(n, _)| n == "x-ratelimit-remaining-requests" || n == "x-ratelimit-remaining-usd"));
     }
     assert!(spend_reserved > 0);
 

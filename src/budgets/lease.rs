@@ -31,7 +31,7 @@ const ATTEMPTS: usize = 64;
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Lease {
-    /// A slice is this fraction of the limit (0 < fraction ≤ 0.5), rounded down; a limit whose
+    /// A slice is this fraction of the limit (0.000001 … 0.5), rounded down; a limit whose
     /// slice would be 0 is not leased.
     pub fraction: serde_json::Number,
     /// A slice no request used for this long is given back to Redis.
@@ -46,10 +46,11 @@ fn default_idle_ms() -> u64 {
 impl Lease {
     pub(super) fn check(&self) -> Result<(), (String, String)> {
         let fraction = self.fraction.as_f64().unwrap_or(f64::NAN);
-        if !(fraction > 0.0 && fraction <= 0.5) {
+        // Slices are sized in parts per million of the limit: a smaller fraction would be none.
+        if !(0.000_001..=0.5).contains(&fraction) {
             return Err((
                 "fraction".into(),
-                format!("{} is not a fraction of the limit above 0 and at most 0.5", self.fraction),
+                format!("{} is not a fraction of the limit from 0.000001 to 0.5", self.fraction),
             ));
         }
         if !(10..=600_000).contains(&self.idle_ms) {

@@ -23,6 +23,8 @@ from conftest import post, usage_records, wait_until
 from harness import Envoy, Redis, Webdis
 from sdk_apis import mock_usage
 from test_budgets import with_budgets
+from test_redis_store import RESERVE, Store, op
+from test_redis_store import counter as new_counter
 
 CHAT = "/v1/chat/completions"
 JSON = {"content-type": "application/json"}
@@ -99,6 +101,47 @@ def room_in_window(seconds: int, need: float) -> None:
 
 def pico(text) -> int:
     return int(Decimal(str(text)) * 10**12)
+
+
+# --- the script: slices taken atomically, only where they fit ----------------------------------------
+
+
+def reserve_leased(store, operation, counters, op_ttl=3600):
+    """counters: [(key, amount, cap, ttl, slice, slice_cap)]"""
+    args = [op_ttl] + [str(v) for key, amount, cap, ttl, *_ in counters for v in (amount, cap, ttl)]
+    args += [str(v) for *_, slice_, slice_cap in counters for v in (slice_, slice_cap)]
+    return store.run("reserve", RESERVE, [operation] + [c[0] for c in counters], args)
+
+
+def test_the_script_takes_a_slice_only_where_it_fits_under_the_limit(webdis, redis):
+    store = Store(webdis)
+    a, b = new_counter("a"), new_counter("b")
+    # Both fit: each counter takes the request's amount and its slice.
+    assert reserve_leased(store, op(), [(a, 1, 10, 60, 2, 10), (b, 5, 100, 60, 20, 100)]) == \
+        (200, [1, "3", "25", "2", "20"])
+    # a: 3 + 1 + 2 = 6 fits; b: 25 + 5 + 80 = 110 does not: b takes the request's 5 alone.
+    assert reserve_leased(store, op(), [(a, 1, 10, 60, 2, 10), (b, 5, 100, 60, 80, 100)]) == \
+        (200, [1, "6", "30", "2", "0"])
+    # A refusal takes no slice and changes nothing.
+    assert reserve_leased(store, op(), [(a, 1, 10, 60, 2, 10), (b, 71, 100, 60, 0, 100)]) == (200, [0, 2, "30"])
+    assert (redis.command("GET", a), redis.command("GET", b)) == ("6", "30")
+    # A shadow counter (cap -1) counts past its limit, but its slice still must fit under it.
+    s = new_counter("shadow")
+    assert reserve_leased(store, op(), [(s, 9, -1, 60, 5, 10)]) == (200, [1, "9", "0"])
+    assert reserve_leased(store, op(), [(s, 9, -1, 60, 5, 10)]) == (200, [1, "18", "0"])
+
+
+def test_a_retried_leased_reservation_gets_its_first_answer_slices_included(webdis, redis):
+    store = Store(webdis)
+    a, operation = new_counter("a"), op()
+    first = reserve_leased(store, operation, [(a, 1, 10, 60, 4, 10)])
+    assert first == (200, [1, "5", "4"])
+    # The confirmation a settlement sends (no caps, no slices) gets the same answer, slices and all.
+    assert store.reserve(operation, [(a, 1, -1, 60)]) == first
+    assert redis.command("GET", a) == "5"
+
+
+# --- through Envoy ---------------------------------------------------------------------------------
 
 
 def test_requests_served_from_slices_make_no_call_to_redis(proxies, redis, mock):

@@ -196,7 +196,7 @@ def test_a_corrupted_counter_is_an_error_reply_and_nothing_changes(store, redis,
 
 
 @pytest.mark.parametrize("script, keys, args, what", [
-    ("reserve", [], [], "ARGV needs 1 + 3 per counter, got 0"),
+    ("reserve", [], [], "ARGV needs 1 + 3 per counter (or 1 + 5 with leases), got 0"),
     ("reserve", ["k"], [HOUR, 1, 2], "ARGV needs 1 + 3 per counter (or 1 + 5 with leases), got 3"),
     ("reserve", ["k"], [HOUR, 1, 2, 60, "x", 5], "ARGV[5] (slice of k)"),
     ("reserve", ["k"], [HOUR, 1, 2, 60, 5, -1], "ARGV[6] (slice cap of k)"),

@@ -68,6 +68,7 @@ fn lease_settings_outside_their_range_are_refused_naming_the_field() {
         (json!({"fraction": 0}), "budgets.store.redis.lease.fraction"),
         (json!({"fraction": 0.6}), "budgets.store.redis.lease.fraction"),
         (json!({"fraction": -1}), "budgets.store.redis.lease.fraction"),
+        (json!({"fraction": 0.0000001}), "budgets.store.redis.lease.fraction"),
         (json!({"fraction": 0.1, "idle_ms": 0}), "budgets.store.redis.lease.idle_ms"),
         (json!({"fraction": "0.1"}), "budgets.store.redis.lease.fraction"),
         (json!({"fraction": 0.1, "size": 3}), "budgets.store.redis.lease.size"),
@@ -100,7 +101,7 @@ fn a_slice_of_an_older_window_counts_nothing_and_goes_back() {
     let old = touch("a", 7);
     let new = touch("a", 8);
     place(&mut &shared, &old, 10, 10, 10, 1_000).unwrap();
-    assert_eq!(take(&mut &shared, &[new.clone()], &[1], 61_000).unwrap(), None, "the window rolled over");
+    assert_eq!(take(&mut &shared, std::slice::from_ref(&new), &[1], 61_000).unwrap(), None, "the window rolled over");
     assert_eq!(wanted(&&shared, &new, 10), 10);
     // A grant in the new window replaces the slice; the old one's remainder goes back to Redis.
     let back = place(&mut &shared, &new, 10, 12, 10, 61_000).unwrap();
@@ -120,7 +121,7 @@ fn a_slice_keeps_at_most_its_size_and_returns_the_excess() {
     let a = touch("a", 7);
     assert_eq!(wanted(&&shared, &a, 10), 10);
     place(&mut &shared, &a, 10, 10, 10, 0).unwrap();
-    take(&mut &shared, &[a.clone()], &[4], 1).unwrap();
+    take(&mut &shared, std::slice::from_ref(&a), &[4], 1).unwrap();
     assert_eq!(wanted(&&shared, &a, 10), 4, "tops up what it lacks");
     // Two calls topped it up at once: what passes the slice goes back.
     assert_eq!(place(&mut &shared, &a, 4, 18, 10, 2).unwrap(), []);
@@ -133,7 +134,7 @@ fn settlement_gives_back_to_the_slice_and_takes_what_was_used_beyond() {
     let shared = Shared::default();
     let a = touch("a", 7);
     place(&mut &shared, &a, 10, 10, 10, 0).unwrap();
-    take(&mut &shared, &[a.clone()], &[8], 1).unwrap();
+    take(&mut &shared, std::slice::from_ref(&a), &[8], 1).unwrap();
     assert_eq!(give(&mut &shared, &a, 5, 2).unwrap(), 0);
     assert_eq!(available(&shared, "a"), Some((7, 7)));
     assert_eq!(take_up_to(&mut &shared, &a, 9, 3).unwrap(), 2, "the slice covers 7 of 9: 2 go to Redis");
@@ -145,7 +146,7 @@ fn idle_slices_are_reclaimed_once_and_ended_ones_forgotten() {
     let shared = Shared::default();
     let a = touch("a", 7); // resets at 480 s
     place(&mut &shared, &a, 10, 10, 10, 420_000).unwrap();
-    take(&mut &shared, &[a.clone()], &[1], 420_500).unwrap();
+    take(&mut &shared, std::slice::from_ref(&a), &[1], 420_500).unwrap();
     assert_eq!(reclaim(&mut &shared, "a", 421_000, 1_000).unwrap(), Reclaimed { back: None, ended: false });
     let reclaimed = reclaim(&mut &shared, "a", 421_500, 1_000).unwrap();
     assert_eq!(reclaimed.back.map(|(t, n)| (t.key, t.window, n)), Some(("a".into(), 7, 9)));
@@ -204,7 +205,7 @@ fn racing_workers_never_take_more_than_a_slice_holds() {
         let mut racing =
             Racing { shared: &shared, interfere: RefCell::new(interfere), taken_by_other: RefCell::new(0) };
         let mut taken_here = 0;
-        while let Ok(Some(_)) = take(&mut racing, &[a.clone()], &[2], 6) {
+        while let Ok(Some(_)) = take(&mut racing, std::slice::from_ref(&a), &[2], 6) {
             taken_here += 2;
         }
         let left = available(&shared, "a").unwrap().1;
@@ -225,7 +226,7 @@ fn racing_settlements_and_reclaims_lose_nothing() {
     let shared = Shared::default();
     let a = touch("a", 7);
     place(&mut &shared, &a, 10, 10, 10, 0).unwrap();
-    take(&mut &shared, &[a.clone()], &[6], 1).unwrap();
+    take(&mut &shared, std::slice::from_ref(&a), &[6], 1).unwrap();
     let mut racing = Racing { shared: &shared, interfere: RefCell::new(2), taken_by_other: RefCell::new(0) };
     assert_eq!(give(&mut racing, &a, 6, 2).unwrap(), 0);
     let other = *racing.taken_by_other.borrow();
