@@ -254,6 +254,7 @@ fn with_leases_requests_that_fit_the_slices_make_no_call() {
         host.response(&mut ex, JSON_OK, &[CHAT_RESPONSE]);
         let record = host.record();
         assert_eq!(record["budget"]["verdict"], "admitted");
+        assert_eq!(record["budget"]["from_slices"], true);
         spend_reserved += tollgate::budgets::config::parse_pico_usd(&record["budget"]["reserved"]["usd"]).unwrap();
         assert!(host.settlements.is_empty(), "request {i}: settled in the slice, nothing for Redis");
         assert!(host

@@ -153,14 +153,19 @@ fn update<T>(
     Err(StoreError(format!("{full} stayed contended for {ATTEMPTS} attempts")))
 }
 
-/// Takes each counter's amount from its slice, all or none: `Some(used)` (each counter as far as
-/// this proxy knows, for the headers) when every slice of the request's window had it.
-pub fn take(
-    store: &mut dyn SharedData,
-    touches: &[Touch],
-    amounts: &[u64],
-    now_ms: u64,
-) -> Result<Option<Vec<u64>>, StoreError> {
+/// What [`take`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Taken {
+    /// Every slice had the request's amount: each counter as far as this proxy knows (for the
+    /// headers).
+    All(Vec<u64>),
+    /// A slice lacked it: nothing is kept. `orphans`: what was taken from another slice and could
+    /// not go back to it (its window moved on meanwhile): Redis must have it back.
+    None { orphans: Vec<(Touch, u64)> },
+}
+
+/// Takes each counter's amount from its slice of the request's window, all or none.
+pub fn take(store: &mut dyn SharedData, touches: &[Touch], amounts: &[u64], now_ms: u64) -> Result<Taken, StoreError> {
     let now_secs = secs(now_ms);
     let mut used = Vec::with_capacity(touches.len());
     let mut taken: Vec<(&Touch, u64)> = Vec::with_capacity(touches.len());
@@ -179,14 +184,21 @@ pub fn take(
             }
             Ok(None) | Err(_) => {
                 // All or none: what was taken goes back (to Redis when its slice moved on).
+                let mut orphans = Vec::new();
                 for (touch, amount) in taken {
-                    give(store, touch, amount, now_ms)?;
+                    let left = give(store, touch, amount, now_ms).unwrap_or(amount);
+                    if left > 0 {
+                        orphans.push((touch.clone(), left));
+                    }
                 }
-                return outcome.map(|_| None);
+                return match outcome {
+                    Err(err) if orphans.is_empty() => Err(err),
+                    _ => Ok(Taken::None { orphans }),
+                };
             }
         }
     }
-    Ok(Some(used))
+    Ok(Taken::All(used))
 }
 
 /// Gives `amount` back to a counter's slice (a request used less than it took). Returns what the

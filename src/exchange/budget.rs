@@ -150,6 +150,7 @@ impl Exchange {
             if let Some(held) = self.reserve_from_slices(io, lease, &mut plan) {
                 metering.plan = Some(plan);
                 metering.leased = true;
+                metering.summary.from_slices = true;
                 let reserved = Ok(self.shadow_over(Reserved::Admitted { held, over: Vec::new() }));
                 return self.decide_reservation(io, api, reserved, metering);
             }
@@ -182,7 +183,7 @@ impl Exchange {
         let now_ms = io.now_nanos() / 1_000_000;
         if slices.iter().all(|(slice, _)| *slice > 0) {
             match lease::take(&mut SharedLedger(io), &plan.touches, &plan.amounts, now_ms) {
-                Ok(Some(used)) => {
+                Ok(lease::Taken::All(used)) => {
                     log::debug!("#{} budget_reserved_from_slices op={}", self.id, plan.op);
                     let held = plan.touches.iter().zip(&plan.amounts).zip(used);
                     return Some(
@@ -190,7 +191,12 @@ impl Exchange {
                             .collect(),
                     );
                 }
-                Ok(None) => {}
+                Ok(lease::Taken::None { orphans }) => {
+                    if !orphans.is_empty() {
+                        let back = orphans.into_iter().map(|(touch, amount)| (touch, -i128::from(amount))).collect();
+                        io.defer_settlement(redis::adjustment(back, now_secs(io)));
+                    }
+                }
                 // A slice that cannot be read or written: Redis decides, as without leases.
                 Err(err) => log::warn!("#{} budget_slice_unusable detail={}", self.id, err.0),
             }

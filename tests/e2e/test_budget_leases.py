@@ -159,6 +159,7 @@ def test_requests_served_from_slices_make_no_call_to_redis(proxies, redis, mock)
     assert during <= 4, f"{during} scripts for 100 requests"
     records = records_of(proxies, tenant, 100)
     assert Counter(r["budget"]["verdict"] for r in records) == {"admitted": 100}
+    assert sum(1 for r in records if r["budget"].get("from_slices")) == 99
     # Once the slice is idle it goes back: Redis counts exactly the 100 requests.
     assert wait_until(lambda: counter(redis, "calls", tenant, 3600) == 100, timeout=5), \
         counter(redis, "calls", tenant, 3600)

@@ -41,6 +41,10 @@ fn available(shared: &Shared, key: &str) -> Option<(i64, u64)> {
     read(&shared, key).unwrap().map(|(slice, _)| (slice.window, slice.available))
 }
 
+fn nothing() -> Taken {
+    Taken::None { orphans: Vec::new() }
+}
+
 fn lease(fraction: serde_json::Value) -> Lease {
     serde_json::from_value(json!({"fraction": fraction})).unwrap()
 }
@@ -88,11 +92,11 @@ fn a_request_takes_from_every_slice_or_from_none() {
     let (a, b) = (touch("a", 7), touch("b", 7));
     assert_eq!(place(&mut &shared, &a, 10, 40, 10, 1_000).unwrap(), []);
     assert_eq!(place(&mut &shared, &b, 3, 13, 10, 1_000).unwrap(), []);
-    assert_eq!(take(&mut &shared, &[a.clone(), b.clone()], &[4, 3], 1_001).unwrap(), Some(vec![34, 13]));
+    assert_eq!(take(&mut &shared, &[a.clone(), b.clone()], &[4, 3], 1_001).unwrap(), Taken::All(vec![34, 13]));
     assert_eq!((available(&shared, "a"), available(&shared, "b")), (Some((7, 6)), Some((7, 0))));
-    assert_eq!(take(&mut &shared, &[a.clone(), b.clone()], &[1, 1], 1_002).unwrap(), None, "b is empty");
+    assert_eq!(take(&mut &shared, &[a.clone(), b.clone()], &[1, 1], 1_002).unwrap(), nothing(), "b is empty");
     assert_eq!(available(&shared, "a"), Some((7, 6)), "what a gave is back");
-    assert_eq!(take(&mut &shared, &[touch("c", 7)], &[1], 1_002).unwrap(), None, "no slice: Redis decides");
+    assert_eq!(take(&mut &shared, &[touch("c", 7)], &[1], 1_002).unwrap(), nothing(), "no slice: Redis decides");
 }
 
 #[test]
@@ -101,7 +105,11 @@ fn a_slice_of_an_older_window_counts_nothing_and_goes_back() {
     let old = touch("a", 7);
     let new = touch("a", 8);
     place(&mut &shared, &old, 10, 10, 10, 1_000).unwrap();
-    assert_eq!(take(&mut &shared, std::slice::from_ref(&new), &[1], 61_000).unwrap(), None, "the window rolled over");
+    assert_eq!(
+        take(&mut &shared, std::slice::from_ref(&new), &[1], 61_000).unwrap(),
+        nothing(),
+        "the window rolled over"
+    );
     assert_eq!(wanted(&&shared, &new, 10), 10);
     // A grant in the new window replaces the slice; the old one's remainder goes back to Redis.
     let back = place(&mut &shared, &new, 10, 12, 10, 61_000).unwrap();
@@ -187,7 +195,7 @@ impl SharedData for Racing<'_> {
         if *self.interfere.borrow() > 0 && key.starts_with(PREFIX) {
             *self.interfere.borrow_mut() -= 1;
             let other = key.trim_start_matches(PREFIX);
-            if take(&mut self.shared, &[touch(other, 7)], &[1], 5).unwrap().is_some() {
+            if matches!(take(&mut self.shared, &[touch(other, 7)], &[1], 5).unwrap(), Taken::All(_)) {
                 *self.taken_by_other.borrow_mut() += 1;
             }
         }
@@ -205,7 +213,7 @@ fn racing_workers_never_take_more_than_a_slice_holds() {
         let mut racing =
             Racing { shared: &shared, interfere: RefCell::new(interfere), taken_by_other: RefCell::new(0) };
         let mut taken_here = 0;
-        while let Ok(Some(_)) = take(&mut racing, std::slice::from_ref(&a), &[2], 6) {
+        while let Ok(Taken::All(_)) = take(&mut racing, std::slice::from_ref(&a), &[2], 6) {
             taken_here += 2;
         }
         let left = available(&shared, "a").unwrap().1;
@@ -232,4 +240,36 @@ fn racing_settlements_and_reclaims_lose_nothing() {
     let other = *racing.taken_by_other.borrow();
     let reclaimed = reclaim(&mut &shared, "a", 10_000, 1_000).unwrap().back.map_or(0, |(_, n)| n);
     assert_eq!(other + reclaimed, 10);
+}
+
+/// Shared data where another worker moves slice `a` on to the next window the moment this
+/// worker reads slice `b`.
+struct Rolling<'a> {
+    shared: &'a Shared,
+    rolled: RefCell<bool>,
+}
+
+impl SharedData for Rolling<'_> {
+    fn get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, String> {
+        if key == "tollgate:lease:b" && !self.rolled.replace(true) {
+            let back = place(&mut { self.shared }, &touch("a", 8), 3, 3, 10, 60_000).unwrap();
+            assert_eq!(back, [(touch("a", 7), 4)], "the old window's remainder goes back to Redis");
+        }
+        (&self.shared).get(key)
+    }
+
+    fn set(&mut self, key: &str, value: &[u8], cas: u32) -> Result<(), SetError> {
+        let mut shared = self.shared;
+        shared.set(key, value, cas)
+    }
+}
+
+#[test]
+fn what_a_refused_take_cannot_put_back_is_handed_back_for_redis() {
+    let shared = Shared::default();
+    place(&mut &shared, &touch("a", 7), 5, 5, 10, 0).unwrap();
+    let mut rolling = Rolling { shared: &shared, rolled: RefCell::new(false) };
+    let taken = take(&mut rolling, &[touch("a", 7), touch("b", 7)], &[1, 1], 1).unwrap();
+    assert_eq!(taken, Taken::None { orphans: vec![(touch("a", 7), 1)] }, "4 went back with the roll, 1 here");
+    assert_eq!(available(&shared, "a"), Some((8, 3)), "the new window's slice is untouched");
 }
