@@ -255,7 +255,7 @@ fn add(
 }
 
 /// Creates a counter under the creation lock; `false` when another worker created it first.
-fn create(store: &mut dyn SharedData, key: &str, value: &str, now_secs: i64) -> Result<bool, StoreError> {
+pub(super) fn create(store: &mut dyn SharedData, key: &str, value: &str, now_secs: i64) -> Result<bool, StoreError> {
     lock(store, now_secs)?;
     let created = match store.get(key) {
         Ok(Some(_)) => Ok(false),

@@ -21,6 +21,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod lease;
 pub mod ledger;
 pub mod redis;
 pub mod reply;
@@ -148,6 +149,9 @@ pub struct RedisStore {
     pub authority: String,
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
+    /// Slices of each counter held by the proxy, so that most requests make no call (opt-in).
+    #[serde(default)]
+    pub lease: Option<lease::Lease>,
 }
 
 fn default_authority() -> String {
@@ -165,6 +169,9 @@ impl RedisStore {
         }
         if self.timeout_ms == 0 || self.timeout_ms > 60_000 {
             return Err(("timeout_ms".into(), format!("{} is not between 1 and 60000", self.timeout_ms)));
+        }
+        if let Some(lease) = &self.lease {
+            lease.check().map_err(|(field, reason)| (format!("lease.{field}"), reason))?;
         }
         Ok(())
     }

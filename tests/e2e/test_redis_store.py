@@ -196,8 +196,10 @@ def test_a_corrupted_counter_is_an_error_reply_and_nothing_changes(store, redis,
 
 
 @pytest.mark.parametrize("script, keys, args, what", [
-    ("reserve", [], [], "ARGV needs 1 + 3 per counter, got 0"),
-    ("reserve", ["k"], [HOUR, 1, 2], "ARGV needs 1 + 3 per counter, got 3"),
+    ("reserve", [], [], "ARGV needs 1 + 3 per counter (or 1 + 5 with leases), got 0"),
+    ("reserve", ["k"], [HOUR, 1, 2], "ARGV needs 1 + 3 per counter (or 1 + 5 with leases), got 3"),
+    ("reserve", ["k"], [HOUR, 1, 2, 60, "x", 5], "ARGV[5] (slice of k)"),
+    ("reserve", ["k"], [HOUR, 1, 2, 60, 5, -1], "ARGV[6] (slice cap of k)"),
     ("reserve", ["k"], [0, 1, 2, 60], "ARGV[1] (operation TTL)"),
     ("reserve", ["k"], [HOUR, -1, 2, 60], "ARGV[2] (amount of k)"),
     ("reserve", ["k"], [HOUR, "1e3", 2, 60], "ARGV[2] (amount of k)"),
