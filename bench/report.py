@@ -424,6 +424,74 @@ def stream_tables(results: dict) -> list[str]:
     return out
 
 
+def budget_profiles(results: dict) -> list[dict]:
+    return [p for p in results.get("profiles", []) if p.get("config", {}).get("budgets")]
+
+
+def budget_store(profile: dict) -> str:
+    store = profile["config"]["budgets"].get("store", "embedded")
+    return "Redis (through webdis)" if isinstance(store, dict) and "redis" in store else "embedded (shared data)"
+
+
+def budget_section(results: dict) -> list[str]:
+    """What budgets add to the same filter without them: each budgets profile over `selection`
+    (the same rule, provider and model), in the same run, one request at a time and at 1 KB
+    throughput. `tokens` over `selection` is shown beside it: a USD or token limit counts every
+    prompt exactly for its reservation, which is what `tokens` adds too."""
+    base = "tollgate-selection"
+    profiles = budget_profiles(results)
+    if not profiles or base not in results["latency"].get("chat-1k", {}):
+        return []
+    others = [f"tollgate-{p['name']}" for p in profiles if p["name"] != "everything"]
+    reference = [t for t in ("tollgate-tokens",) if t in results["latency"].get("chat-1k", {})]
+    out = ["## Budgets: added latency and CPU over selection", "",
+           "Each budgets profile is `selection` (the same rule, provider and model) plus three limits that never "
+           "refuse under this load (a USD budget per tenant per day, requests per minute per client key, total tokens "
+           "per minute per tenant), so every request reserves its worst case on three counters before it leaves and "
+           "settles them when it is recorded; the load generator sends these profiles a tenant header and a client "
+           "key. Differences are with `tollgate-selection` in this run: medians (and p99s) of latency one request "
+           "at a time, and the proxy's CPU per request over the same requests. A USD or token limit counts the "
+           "prompt exactly for its reservation: `tokens` (selection plus exact counting for a context window) is "
+           "shown for reference, so the budgets' own share is roughly the difference between the two rows. For the "
+           "Redis store, Redis and webdis run on CPU 0 beside the mock; their CPU per request is counted apart (a "
+           "platform's Redis runs on its own hosts), and its latency includes the call to webdis the request waits "
+           "for.", "",
+           "| profile | store | body | added p50 | added p99 | Envoy CPU / request | Redis + webdis CPU / request |",
+           "|---|---|---|---|---|---|---|"]
+    by_name = {f"tollgate-{p['name']}": p for p in profiles}
+    for target in [*others, *reference]:
+        store = budget_store(by_name[target]) if target in by_name else "– (no budgets)"
+        for workload, label in SIZES:
+            row = results["latency"].get(workload, {}).get(target)
+            sel = results["latency"].get(workload, {}).get(base)
+            if not row or not sel:
+                continue
+            d50 = row["p50"] - sel["p50"]
+            d99 = row["p99"] - sel["p99"]
+            dcpu = row["cpu_us_per_request"] - sel["cpu_us_per_request"]
+            side = us(row.get("store_cpu_us_per_request"), 1) if "store_cpu_us_per_request" in row else "–"
+            out.append(f"| {target} | {store} | {label} | {signed(d50, 1)} | {signed(d99, 1)} | {signed(dcpu, 1)} | "
+                       f"{side} |")
+    out.append("")
+    sel_best = results["throughput"].get("chat-1k", {}).get(base, {}).get("best")
+    if sel_best:
+        out += ["At saturation (1 KB, the highest throughput with p99 ≤ 20 ms):", "",
+                "| profile | req/s | vs selection | at connections | Envoy CPU / request | over selection | "
+                "Redis + webdis CPU / request |", "|---|---|---|---|---|---|---|",
+                f"| {base} | {sel_best['rps']:,.0f} | – | {sel_best['connections']} | "
+                f"{us(sel_best['cpu_us_per_request'], 1)} | – | – |"]
+        for target in [*others, *reference, *(f"tollgate-{p['name']}" for p in profiles if p["name"] == "everything")]:
+            best = results["throughput"].get("chat-1k", {}).get(target, {}).get("best")
+            if not best:
+                continue
+            side = us(best["store_cpu_us_per_request"], 1) if "store_cpu_us_per_request" in best else "–"
+            out.append(f"| {target} | {best['rps']:,.0f} | {best['rps'] / sel_best['rps']:.0%} | "
+                       f"{best['connections']} | {us(best['cpu_us_per_request'], 1)} | "
+                       f"{signed(best['cpu_us_per_request'] - sel_best['cpu_us_per_request'], 1)} | {side} |")
+        out.append("")
+    return out
+
+
 def micro_tables(results: dict) -> list[str]:
     micro = results.get("micro", {})
     engines = [(key, label) for key, label in (("v8", "V8 (Node)"), ("wasm", "Wasmtime"), ("native", "native"))
@@ -610,6 +678,7 @@ def render(results: dict) -> str:
         "Envoy's hop included, since that is what a user deploys instead of a peer.",
         "",
         *missed_section(results),
+        *budget_section(results),
         "## Machine and run",
         "",
         f"- CPU: {machine['cpu_model']}, {machine['cores']} cores; {machine.get('memory_gib')} GiB; "
@@ -619,7 +688,12 @@ def render(results: dict) -> str:
         f"- Quietness: other processes used {machine.get('other_cpu_share', 0):.0%} of the machine's CPU during the "
         f"run, this benchmark {machine.get('bench_cpu_share', 0):.0%} (from /proc/stat). Other engineers build on "
         "this box: a high share means noisier absolute numbers.",
-        f"- Duration: {machine.get('elapsed_s', 0) / 60:.1f} min ({plan['mode']} mode)",
+        f"- Duration: {machine.get('elapsed_s', 0) / 60:.1f} min ({plan['mode']} mode)"
+        + (f"; only the profiles {', '.join(p['name'] for p in results.get('profiles', []))} "
+           f"(BENCH_PROFILES={plan['profile_subset']})" if plan.get("profile_subset") else ""),
+        *([f"- Redis store: {results['redis_store']['redis']}; webdis {results['redis_store']['webdis']} "
+           f"({results['redis_store']['webdis_threads']} threads), both pinned to CPU 0 with the mock"]
+          if results.get("redis_store") else []),
         "",
         "| component | version |",
         "|---|---|",
@@ -632,7 +706,7 @@ def render(results: dict) -> str:
         f"| Wasmtime | {results.get('micro', {}).get('wasmtime', '–')} (PyPI `wasmtime`, Cranelift) |",
         f"| valgrind | {versions.get('valgrind')} |",
         "",
-        "Reproduce: `make bench` (about 25 minutes; installs LiteLLM and Portkey project-locally on first use), "
+        "Reproduce: `make bench` (about 30 minutes; installs LiteLLM and Portkey project-locally on first use), "
         "`BENCH_QUICK=1 make bench` (about 3 minutes), `make bench-gate` (instruction counts only).",
         "",
         "## Method",
