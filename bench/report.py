@@ -481,15 +481,59 @@ def budget_section(results: dict) -> list[str]:
                 f"| {base} | {sel_best['rps']:,.0f} | – | {sel_best['connections']} | "
                 f"{us(sel_best['cpu_us_per_request'], 1)} | – | – |"]
         for target in [*others, *reference, *(f"tollgate-{p['name']}" for p in profiles if p["name"] == "everything")]:
-            best = results["throughput"].get("chat-1k", {}).get(target, {}).get("best")
+            row = results["throughput"].get("chat-1k", {}).get(target)
+            if not row:
+                continue
+            best = row.get("best")
             if not best:
+                peak = row.get("peak")
+                out.append(f"| {target} | none (p99 over 20 ms even at the lowest concurrency"
+                           + (f"; peak {peak['rps']:,.0f} req/s, p99 {us(peak['p99_us'])}" if peak else "")
+                           + ") | – | – | – | – | – |")
                 continue
             side = us(best["store_cpu_us_per_request"], 1) if "store_cpu_us_per_request" in best else "–"
             out.append(f"| {target} | {best['rps']:,.0f} | {best['rps'] / sel_best['rps']:.0%} | "
                        f"{best['connections']} | {us(best['cpu_us_per_request'], 1)} | "
                        f"{signed(best['cpu_us_per_request'] - sel_best['cpu_us_per_request'], 1)} | {side} |")
         out.append("")
+    out += budget_code_lines(results)
     return out
+
+
+def budget_code_lines(results: dict) -> list[str]:
+    """The budgets' own code, outside a proxy: the micro-benchmark's and the gate's figures of the
+    budget cases against `select_model` (the same exchange without budgets) and `count_tokens`
+    (the same with the prompt counted exactly)."""
+    out = []
+    for body, label in (("chat-1k.json", "1 KB"), ("chat-32k.json", "32 KB")):
+        times = {c: micro_us(results, c, body) for c in ("select_model", "count_tokens", "budgets", "budgets_redis")}
+        if None in times.values():
+            continue
+        out.append(f"- Per-request code under V8 (best of the micro-benchmark, {label}): `budgets` "
+                   f"{us(times['budgets'], 2)}, `budgets_redis` {us(times['budgets_redis'], 2)}, against "
+                   f"`select_model` {us(times['select_model'], 2)} and `count_tokens` {us(times['count_tokens'], 2)} "
+                   f"(selection plus the exact prompt count): the budgets add {signed(times['budgets'] - times['select_model'], 2)} "
+                   f"to selection, of which counting the prompt is about "
+                   f"{signed(times['count_tokens'] - times['select_model'], 2)}.")
+    rows = {r["case"]: r for r in results.get("gate", {}).get("rows", [])}
+    for size in ("1k", "32k"):
+        names = [f"select_model/chat-{size}", f"count_tokens/chat-{size}", f"budgets/chat-{size}",
+                 f"budgets_redis/chat-{size}"]
+        if all(n in rows for n in names):
+            sel, tok, emb, red = (rows[n]["instructions"] for n in names)
+            out.append(f"- Instructions per request at {size[:-1]} KB (callgrind, native): `budgets` {emb:,} "
+                       f"({emb - sel:+,} over `select_model`, {emb - tok:+,} over `count_tokens`), `budgets_redis` "
+                       f"{red:,} ({red - emb:+,} over `budgets`: building the two calls and reading their answers "
+                       "in place of the shared-data updates).")
+    hostcalls = {c["case"]: c["total"] for c in results.get("hostcalls", {}).get("cases", [])}
+    if {"select_model", "budgets", "budgets_redis"} <= hostcalls.keys():
+        shared = next((c["calls"].get("shared_get / shared_set", 0) for c in results["hostcalls"]["cases"]
+                       if c["case"] == "budgets"), 0)
+        out.append(f"- Hostcalls per request (1 KB): `select_model` {hostcalls['select_model']:.0f}, `budgets` "
+                   f"{hostcalls['budgets']:.0f} ({shared:.0f} of them shared-data reads and compare-and-swap writes: "
+                   f"three counters, reserved and settled), `budgets_redis` {hostcalls['budgets_redis']:.0f} (one call "
+                   "dispatched and one resume; the settlement's call is the root context's, not counted here).")
+    return out + ([""] if out else [])
 
 
 def micro_tables(results: dict) -> list[str]:

@@ -111,3 +111,15 @@ fn a_settlement_whose_reservation_never_answered_confirms_it_first() {
     assert_eq!(refused_before.on_answer(Answer::Value(json!([0, 1, "99"]))), Progress::Next);
     assert_eq!(refused_before.script_call(0).args[1], "10", "nothing was held: all of it counts");
 }
+
+#[test]
+fn each_script_keeps_its_own_sha_once_computed() {
+    // Cached per VM: the cache must hand each script its own digest, the one `SCRIPT LOAD` answers
+    // (the SHA-1 of the text), on the first call and every later one.
+    for (script, text) in [(Script::Reserve, RESERVE_SCRIPT), (Script::Settle, SETTLE_SCRIPT)] {
+        let fresh: String = Sha1::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(script.sha(), fresh);
+        assert_eq!(script.sha(), fresh, "the same on a later call");
+    }
+    assert_ne!(Script::Reserve.sha(), Script::Settle.sha());
+}
