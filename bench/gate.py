@@ -9,8 +9,9 @@ A case more than `tolerance` above bench/gate-baseline.json fails the gate.
 The counts are for the native x86_64 build of the same Rust code that goes into the .wasm;
 they track changes in the filter's own work, not V8's or Envoy's.
 
-usage: gate.py [--update] [--json]
+usage: gate.py [--update | --add-new] [--json]
   --update   write the measured counts as the new baseline (after an intended change)
+  --add-new  add baselines for cases that have none (a new case), leaving every other one as it is
   --json     print the results as JSON (for bench/run.py) instead of a table
 """
 
@@ -52,6 +53,12 @@ CASES = [
     ("scan_guardrails/chat-1k", "scan_guardrails", "chat-1k"),
     ("scan_guardrails/chat-32k", "scan_guardrails", "chat-32k"),
     ("scan_guardrails_stream", "scan_guardrails_stream", "chat-1k"),
+    # Budgets' hot path: reserve and settle three counters in the shared data (compare-and-swap),
+    # and for Redis the reservation's and settlement's calls built and their answers read.
+    ("budgets/chat-1k", "budgets", "chat-1k"),
+    ("budgets/chat-32k", "budgets", "chat-32k"),
+    ("budgets_redis/chat-1k", "budgets_redis", "chat-1k"),
+    ("budgets_redis/chat-32k", "budgets_redis", "chat-32k"),
 ]
 # Cases measured per streamed chunk (1,000 per call).
 STREAM_CASES = {"stream_chunk", "scan_guardrails_stream"}
@@ -116,6 +123,17 @@ def main() -> int:
         return 2
     results = measure()
     rustc = subprocess.run(["rustc", "--version"], capture_output=True, text=True).stdout.strip()
+    if "--add-new" in args:
+        baseline = json.loads(BASELINE.read_text())
+        added = {name: r["instructions"] for name, r in results.items() if name not in baseline["cases"]}
+        if added and baseline.get("rustc") != rustc:
+            print(f"bench-gate: the baseline was made with {baseline.get('rustc')}, this is {rustc}: "
+                  "new cases would not compare alike; use --update", file=sys.stderr)
+            return 2
+        baseline["cases"].update(added)
+        BASELINE.write_text(json.dumps(baseline, indent=2) + "\n")
+        print(f"bench-gate: added {', '.join(added) or 'nothing'} to {BASELINE.relative_to(REPO)}")
+        return 0
     if "--update" in args:
         old = json.loads(BASELINE.read_text()) if BASELINE.exists() else {}
         baseline = {

@@ -424,6 +424,118 @@ def stream_tables(results: dict) -> list[str]:
     return out
 
 
+def budget_profiles(results: dict) -> list[dict]:
+    return [p for p in results.get("profiles", []) if p.get("config", {}).get("budgets")]
+
+
+def budget_store(profile: dict) -> str:
+    store = profile["config"]["budgets"].get("store", "embedded")
+    return "Redis (through webdis)" if isinstance(store, dict) and "redis" in store else "embedded (shared data)"
+
+
+def budget_section(results: dict) -> list[str]:
+    """What budgets add to the same filter without them: each budgets profile over `selection`
+    (the same rule, provider and model), in the same run, one request at a time and at 1 KB
+    throughput. `tokens` over `selection` is shown beside it: a USD or token limit counts every
+    prompt exactly for its reservation, which is what `tokens` adds too."""
+    base = "tollgate-selection"
+    profiles = budget_profiles(results)
+    if not profiles or base not in results["latency"].get("chat-1k", {}):
+        return []
+    others = [f"tollgate-{p['name']}" for p in profiles if p["name"] != "everything"]
+    reference = [t for t in ("tollgate-tokens",) if t in results["latency"].get("chat-1k", {})]
+    out = ["## Budgets: added latency and CPU over selection", "",
+           "Each budgets profile is `selection` (the same rule, provider and model) plus three limits that never "
+           "refuse under this load (a USD budget per tenant per day, requests per minute per client key, total tokens "
+           "per minute per tenant), so every request reserves its worst case on three counters before it leaves and "
+           "settles them when it is recorded; the load generator sends these profiles a tenant header and a client "
+           "key. Differences are with `tollgate-selection` in this run: medians (and p99s) of latency one request "
+           "at a time, and the proxy's CPU per request over the same requests. A USD or token limit counts the "
+           "prompt exactly for its reservation: `tokens` (selection plus exact counting for a context window) is "
+           "shown for reference, so the budgets' own share is roughly the difference between the two rows. For the "
+           "Redis store, Redis and webdis run on CPU 0 beside the mock; their CPU per request is counted apart (a "
+           "platform's Redis runs on its own hosts), and its latency includes the call to webdis the request waits "
+           "for.", "",
+           "| profile | store | body | added p50 | added p99 | Envoy CPU / request | Redis + webdis CPU / request |",
+           "|---|---|---|---|---|---|---|"]
+    by_name = {f"tollgate-{p['name']}": p for p in profiles}
+    for target in [*others, *reference]:
+        store = budget_store(by_name[target]) if target in by_name else "– (no budgets)"
+        for workload, label in SIZES:
+            row = results["latency"].get(workload, {}).get(target)
+            sel = results["latency"].get(workload, {}).get(base)
+            if not row or not sel:
+                continue
+            d50 = row["p50"] - sel["p50"]
+            d99 = row["p99"] - sel["p99"]
+            dcpu = row["cpu_us_per_request"] - sel["cpu_us_per_request"]
+            side = us(row.get("store_cpu_us_per_request"), 1) if "store_cpu_us_per_request" in row else "–"
+            out.append(f"| {target} | {store} | {label} | {signed(d50, 1)} | {signed(d99, 1)} | {signed(dcpu, 1)} | "
+                       f"{side} |")
+    out.append("")
+    sel_best = results["throughput"].get("chat-1k", {}).get(base, {}).get("best")
+    if sel_best:
+        out += ["At saturation (1 KB, the highest throughput with p99 ≤ 20 ms):", "",
+                "| profile | req/s | vs selection | at connections | Envoy CPU / request | over selection | "
+                "Redis + webdis CPU / request |", "|---|---|---|---|---|---|---|",
+                f"| {base} | {sel_best['rps']:,.0f} | – | {sel_best['connections']} | "
+                f"{us(sel_best['cpu_us_per_request'], 1)} | – | – |"]
+        for target in [*others, *reference, *(f"tollgate-{p['name']}" for p in profiles if p["name"] == "everything")]:
+            row = results["throughput"].get("chat-1k", {}).get(target)
+            if not row:
+                continue
+            best = row.get("best")
+            if not best:
+                peak = row.get("peak")
+                out.append(f"| {target} | none (p99 over 20 ms even at the lowest concurrency"
+                           + (f"; peak {peak['rps']:,.0f} req/s, p99 {us(peak['p99_us'])}" if peak else "")
+                           + ") | – | – | – | – | – |")
+                continue
+            side = us(best["store_cpu_us_per_request"], 1) if "store_cpu_us_per_request" in best else "–"
+            out.append(f"| {target} | {best['rps']:,.0f} | {best['rps'] / sel_best['rps']:.0%} | "
+                       f"{best['connections']} | {us(best['cpu_us_per_request'], 1)} | "
+                       f"{signed(best['cpu_us_per_request'] - sel_best['cpu_us_per_request'], 1)} | {side} |")
+        out.append("")
+    out += budget_code_lines(results)
+    return out
+
+
+def budget_code_lines(results: dict) -> list[str]:
+    """The budgets' own code, outside a proxy: the micro-benchmark's and the gate's figures of the
+    budget cases against `select_model` (the same exchange without budgets) and `count_tokens`
+    (the same with the prompt counted exactly)."""
+    out = []
+    for body, label in (("chat-1k.json", "1 KB"), ("chat-32k.json", "32 KB")):
+        times = {c: micro_us(results, c, body) for c in ("select_model", "count_tokens", "budgets", "budgets_redis")}
+        if None in times.values():
+            continue
+        out.append(f"- Per-request code under V8 (best of the micro-benchmark, {label}): `budgets` "
+                   f"{us(times['budgets'], 2)}, `budgets_redis` {us(times['budgets_redis'], 2)}, against "
+                   f"`select_model` {us(times['select_model'], 2)} and `count_tokens` {us(times['count_tokens'], 2)} "
+                   f"(selection plus the exact prompt count): the budgets add {signed(times['budgets'] - times['select_model'], 2)} "
+                   f"to selection, of which counting the prompt is about "
+                   f"{signed(times['count_tokens'] - times['select_model'], 2)}.")
+    rows = {r["case"]: r for r in results.get("gate", {}).get("rows", [])}
+    for size in ("1k", "32k"):
+        names = [f"select_model/chat-{size}", f"count_tokens/chat-{size}", f"budgets/chat-{size}",
+                 f"budgets_redis/chat-{size}"]
+        if all(n in rows for n in names):
+            sel, tok, emb, red = (rows[n]["instructions"] for n in names)
+            out.append(f"- Instructions per request at {size[:-1]} KB (callgrind, native): `budgets` {emb:,} "
+                       f"({emb - sel:+,} over `select_model`, {emb - tok:+,} over `count_tokens`), `budgets_redis` "
+                       f"{red:,} ({red - emb:+,} over `budgets`: building the two calls and reading their answers "
+                       "in place of the shared-data updates).")
+    hostcalls = {c["case"]: c["total"] for c in results.get("hostcalls", {}).get("cases", [])}
+    if {"select_model", "budgets", "budgets_redis"} <= hostcalls.keys():
+        shared = next((c["calls"].get("shared_get / shared_set", 0) for c in results["hostcalls"]["cases"]
+                       if c["case"] == "budgets"), 0)
+        out.append(f"- Hostcalls per request (1 KB): `select_model` {hostcalls['select_model']:.0f}, `budgets` "
+                   f"{hostcalls['budgets']:.0f} ({shared:.0f} of them shared-data reads and compare-and-swap writes: "
+                   f"three counters, reserved and settled), `budgets_redis` {hostcalls['budgets_redis']:.0f} (one call "
+                   "dispatched and one resume; the settlement's call is the root context's, not counted here).")
+    return out + ([""] if out else [])
+
+
 def micro_tables(results: dict) -> list[str]:
     micro = results.get("micro", {})
     engines = [(key, label) for key, label in (("v8", "V8 (Node)"), ("wasm", "Wasmtime"), ("native", "native"))
@@ -610,6 +722,7 @@ def render(results: dict) -> str:
         "Envoy's hop included, since that is what a user deploys instead of a peer.",
         "",
         *missed_section(results),
+        *budget_section(results),
         "## Machine and run",
         "",
         f"- CPU: {machine['cpu_model']}, {machine['cores']} cores; {machine.get('memory_gib')} GiB; "
@@ -619,7 +732,12 @@ def render(results: dict) -> str:
         f"- Quietness: other processes used {machine.get('other_cpu_share', 0):.0%} of the machine's CPU during the "
         f"run, this benchmark {machine.get('bench_cpu_share', 0):.0%} (from /proc/stat). Other engineers build on "
         "this box: a high share means noisier absolute numbers.",
-        f"- Duration: {machine.get('elapsed_s', 0) / 60:.1f} min ({plan['mode']} mode)",
+        f"- Duration: {machine.get('elapsed_s', 0) / 60:.1f} min ({plan['mode']} mode)"
+        + (f"; only the profiles {', '.join(p['name'] for p in results.get('profiles', []))} "
+           f"(BENCH_PROFILES={plan['profile_subset']})" if plan.get("profile_subset") else ""),
+        *([f"- Redis store: {results['redis_store']['redis']}; webdis {results['redis_store']['webdis']} "
+           f"({results['redis_store']['webdis_threads']} threads), both pinned to CPU 0 with the mock"]
+          if results.get("redis_store") else []),
         "",
         "| component | version |",
         "|---|---|",
@@ -632,7 +750,7 @@ def render(results: dict) -> str:
         f"| Wasmtime | {results.get('micro', {}).get('wasmtime', '–')} (PyPI `wasmtime`, Cranelift) |",
         f"| valgrind | {versions.get('valgrind')} |",
         "",
-        "Reproduce: `make bench` (about 25 minutes; installs LiteLLM and Portkey project-locally on first use), "
+        "Reproduce: `make bench` (about 30 minutes; installs LiteLLM and Portkey project-locally on first use), "
         "`BENCH_QUICK=1 make bench` (about 3 minutes), `make bench-gate` (instruction counts only).",
         "",
         "## Method",

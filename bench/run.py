@@ -8,9 +8,15 @@ CPU layout on the 2-core box: the proxy under test (Envoy with --concurrency 1, 
 one worker, Portkey's single Node process) is pinned to CPU 1; the mock provider and the load
 generator share CPU 0. Only one target is loaded at a time; the others sit idle.
 
+A profile whose budgets are kept in Redis gets a real Redis and webdis (tests/e2e/harness.py's,
+from redis/redis.conf and redis/webdis.json), started by the run on CPU 0 beside the mock, with
+their data under target/bench/redis/ (removed afterwards).
+
 Results go to BENCHMARKS.md (bench/report.py) and target/bench/results.json.
 BENCH_QUICK=1 runs a ~3 minute smoke version with fewer and shorter rounds; BENCH_WAIT_QUIET=MINUTES
-waits (at most that long) for the load average to fall under 1 before starting.
+waits (at most that long) for the load average to fall under 1 before starting;
+BENCH_PROFILES=skeleton,selection,... measures only those profiles of bench/profiles.toml (the
+report says so).
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ sys.path.insert(0, str(REPO / "tests" / "e2e"))
 sys.path.insert(0, str(REPO / "bench"))
 
 from bodies import write_bodies  # noqa: E402
-from harness import Envoy, Mock, envoy_binary, release_binary  # noqa: E402
+from harness import Envoy, Mock, Redis, Webdis, envoy_binary, release_binary  # noqa: E402
 
 import peers  # noqa: E402
 import report  # noqa: E402
@@ -87,6 +93,11 @@ class Target:
     stream_model: str | None = None  # model name for paced streams, when not the default
     streams: bool = True
     note: str = ""
+    # Processes the target relies on besides itself (Redis and webdis of a Redis-store profile):
+    # their CPU is measured apart, never charged to the proxy.
+    store_pids: list[int] = field(default_factory=list)
+    # Checked after the warm-up: the feature really runs (None: nothing to check).
+    verify: object = None
 
 
 def log(message: str) -> None:
@@ -161,7 +172,7 @@ class Bench:
     # ---- processes -------------------------------------------------------------------
 
     def start(self) -> None:
-        profiles = tomllib.loads((REPO / "bench" / "profiles.toml").read_text())["profile"]
+        profiles = selected_profiles(tomllib.loads((REPO / "bench" / "profiles.toml").read_text())["profile"])
         self.results["profiles"] = profiles
         log("starting the mock provider, bare Envoy and Envoy with Tollgate")
         mock = Mock(prefix=pinned(LOAD_CPU))
@@ -175,13 +186,44 @@ class Bench:
                                    note="envoy/envoy.yaml without the Tollgate filter"))
         self.start_floor(mock.port)
         for profile in profiles:
-            envoy = Envoy(mock.port, filter_config=profile["config"], prefix=pinned(PROXY_CPU))
+            store = redis_store(profile)
+            webdis = self.start_redis() if store else None
+            envoy = Envoy(mock.port, filter_config=profile["config"], prefix=pinned(PROXY_CPU),
+                          webdis_port=webdis.port if webdis else None)
             self.stoppers.append(stopped_and_removed(envoy))
-            self.targets.append(Target(f"tollgate-{profile['name']}", "tollgate",
-                                       f"{envoy.base_url}/v1/chat/completions", envoy.process.pid,
-                                       expect_header="x-tollgate-cost-usd", note=profile["what"]))
+            target = Target(f"tollgate-{profile['name']}", "tollgate", f"{envoy.base_url}/v1/chat/completions",
+                            envoy.process.pid, headers=list(profile.get("headers", [])),
+                            expect_header="x-tollgate-cost-usd", note=profile["what"])
+            if budget_limits(profile):
+                target.verify = budgets_verifier(envoy, budget_limits(profile), self.redis if store else None)
+            if webdis:
+                target.store_pids = [self.redis.process.pid, webdis.process.pid]
+            self.targets.append(target)
         self.start_litellm(mock.port)
         self.start_portkey()
+
+    def start_redis(self) -> Webdis:
+        """One Redis and webdis for the run's Redis-store profiles (started on first use), on the
+        mock's CPU, with their data under target/bench/redis/ (removed when the run stops)."""
+        if getattr(self, "webdis", None):
+            return self.webdis
+        log("starting Redis and webdis (the Redis store's)")
+        data = OUT_DIR / "redis"
+        shutil.rmtree(data, ignore_errors=True)
+        self.redis = Redis(data_dir=data / "redis")
+        self.stoppers.append(lambda: shutil.rmtree(data, ignore_errors=True))
+        self.stoppers.append(self.redis.stop)
+        self.webdis = Webdis(self.redis.port, workdir=data / "webdis")
+        self.stoppers.append(self.webdis.stop)
+        for process in (self.redis.process, self.webdis.process):
+            subprocess.run(["taskset", "-a", "-p", "-c", LOAD_CPU, str(process.pid)], check=True,
+                           stdout=subprocess.DEVNULL)
+        self.results["redis_store"] = {
+            "redis": first_line([self.redis.binary, "--version"]),
+            "webdis": "Debian package " + (debian_version("webdis") or "webdis"),
+            "webdis_threads": self.webdis.config.get("threads"),
+        }
+        return self.webdis
 
     def start_floor(self, mock_port: int) -> None:
         """The same Envoy with examples/floor_filter.rs in Tollgate's place: the least a
@@ -282,12 +324,16 @@ class Bench:
         if target.expect_header and body is not None and expect:
             command += ["--expect-header", target.expect_header]
         before = cpu_ns(target.pid)
+        store_before = [cpu_ns(pid) for pid in target.store_pids]
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
         used = cpu_used(before, cpu_ns(target.pid))
+        store_used = sum(cpu_used(b, cpu_ns(pid)) for b, pid in zip(store_before, target.store_pids))
         if done.returncode != 0:
             raise RuntimeError(f"tollgate-load failed on {target.name}: {done.stderr.strip()[-500:]}")
         result = json.loads(done.stdout)
         result["cpu_ns"] = used
+        if target.store_pids:
+            result["store_cpu_ns"] = store_used
         return result
 
     def rotated(self, targets: list[Target], round_index: int) -> list[Target]:
@@ -303,6 +349,8 @@ class Bench:
             result = self.load(target, bodies["chat-1k"], requests=warm, warmup=1)
             if result["ok"] != warm:
                 raise RuntimeError(f"{target.name} is not answering correctly: {result['error_kinds']}")
+            if target.verify:
+                target.verify()
             stream = self.load(target, bodies["stream-1k"], requests=3, warmup=1, expect=False)
             if stream["ok"] != 3 or stream.get("events", 0) < 3:
                 target.streams = False
@@ -329,7 +377,8 @@ class Bench:
         workloads.append(("get-models", None, "/v1/models", envoys))
         for name, body, path, targets in workloads:
             log(f"latency, c=1, {name}: {plan.latency_rounds} rounds x {len(targets)} targets")
-            pooled: dict[str, dict] = {t.name: {"raw": [], "cpu_ns": 0, "ok": 0, "errors": 0, "round_p50": []}
+            pooled: dict[str, dict] = {t.name: {"raw": [], "cpu_ns": 0, "ok": 0, "errors": 0, "round_p50": [],
+                                                "store_cpu_ns": 0 if t.store_pids else None}
                                        for t in targets}
             for r in range(plan.latency_rounds):
                 for target in self.rotated(targets, r):
@@ -341,6 +390,8 @@ class Bench:
                     entry["ok"] += result["ok"]
                     entry["errors"] += result["errors"]
                     entry["round_p50"].append(result["latency_us"]["p50"])
+                    if entry["store_cpu_ns"] is not None:
+                        entry["store_cpu_ns"] += result.get("store_cpu_ns", 0)
             self.results["latency"][name] = {n: summarize(e) for n, e in pooled.items()}
 
     def throughput(self, bodies: dict[str, Path]) -> None:
@@ -543,6 +594,7 @@ class Bench:
         started = time.time()
         self.results["machine"] = machine_info()
         self.results["plan"] = {"mode": "quick" if self.quick else "full", "nice": nice_level(),
+                                "profile_subset": os.environ.get("BENCH_PROFILES", "").strip() or None,
                                 **self.plan.__dict__}
         log(f"mode {'quick' if self.quick else 'full'}; load average at start "
             f"{self.results['machine']['loadavg_start']}")
@@ -585,6 +637,59 @@ class Bench:
 # ---- statistics ------------------------------------------------------------------------
 
 
+def selected_profiles(profiles: list[dict]) -> list[dict]:
+    """BENCH_PROFILES=a,b,...: only those profiles, in the file's order (an unknown name is an error)."""
+    wanted = [n.strip() for n in os.environ.get("BENCH_PROFILES", "").split(",") if n.strip()]
+    if not wanted:
+        return profiles
+    unknown = set(wanted) - {p["name"] for p in profiles}
+    if unknown:
+        raise SystemExit(f"BENCH_PROFILES: no such profile in bench/profiles.toml: {', '.join(sorted(unknown))}")
+    return [p for p in profiles if p["name"] in wanted]
+
+
+def budget_limits(profile: dict) -> list[str]:
+    return [limit["name"] for limit in profile["config"].get("budgets", {}).get("limits", [])]
+
+
+def redis_store(profile: dict) -> dict | None:
+    store = profile["config"].get("budgets", {}).get("store")
+    return store.get("redis") if isinstance(store, dict) else None
+
+
+def budgets_verifier(envoy: Envoy, limits: list[str], redis: Redis | None):
+    """After the warm-up: every limit admitted requests (Envoy's labelled counters), none was
+    refused, and a Redis store holds counters. A profile whose budgets silently did nothing
+    would measure nothing."""
+    def verify() -> None:
+        stats = envoy.stats()
+        prefix = "wasmcustom.tollgate.budget_requests.limit."
+        for limit in limits:
+            if not stats.get(f"{prefix}{limit}.verdict.admitted"):
+                found = sorted(k for k in stats if "budget" in k)
+                raise RuntimeError(f"budget limit {limit} admitted nothing during the warm-up: {found}")
+        refused = {k: v for k, v in stats.items() if k.startswith(prefix) and not k.endswith(".admitted") and v}
+        if refused:
+            raise RuntimeError(f"the bench's budgets must never refuse or fail: {refused}")
+        if redis is not None:
+            keys = redis.command("KEYS", "tollgate:budget:*")
+            if len([k for k in keys if not k.startswith("tollgate:budget-op:")]) < len(limits):
+                raise RuntimeError(f"Redis holds no budget counters after the warm-up: {keys[:10]}")
+            # The filter calls the scripts by their SHA-1, and sends one whole (EVAL) only after
+            # Redis answered NOSCRIPT: at the start, once per call in flight then (settlements go
+            # in batches). A SHA that is not Redis's would make every call an EVAL.
+            stats = redis.command("INFO", "commandstats")
+            calls = {m.group(1): int(m.group(2)) for m in re.finditer(r"cmdstat_(\w+):calls=(\d+)", stats)}
+            if calls.get("evalsha", 0) < 100 or calls.get("eval", 0) * 4 > calls["evalsha"]:
+                raise RuntimeError(f"the scripts are not called by their SHA-1: {calls}")
+    return verify
+
+
+def debian_version(package: str) -> str | None:
+    done = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", package], capture_output=True, text=True)
+    return done.stdout.strip() if done.returncode == 0 and done.stdout.strip() else None
+
+
 def stopped_and_removed(envoy: Envoy):
     """Stops `envoy`, then removes its working folder (config, log) from /tmp."""
     def stop() -> None:
@@ -611,6 +716,8 @@ def summarize(entry: dict) -> dict:
     out["errors"] = entry["errors"]
     out["round_p50"] = entry.get("round_p50", [])
     out["cpu_us_per_request"] = entry["cpu_ns"] / 1000 / max(entry["ok"], 1)
+    if entry.get("store_cpu_ns") is not None:
+        out["store_cpu_us_per_request"] = entry["store_cpu_ns"] / 1000 / max(entry["ok"], 1)
     return out
 
 
@@ -624,6 +731,8 @@ def summarize_level(c: int, runs: list[dict]) -> dict:
         "errors": sum(r["errors"] for r in runs),
         "cpu_us_per_request": sum(r["cpu_ns"] for r in runs) / 1000 / max(ok, 1),
         "cpu_busy": sum(r["cpu_ns"] for r in runs) / 1e9 / max(sum(r["elapsed_s"] for r in runs), 1e-9),
+        **({"store_cpu_us_per_request": sum(r["store_cpu_ns"] for r in runs) / 1000 / max(ok, 1)}
+           if all("store_cpu_ns" in r for r in runs) else {}),
     }
 
 

@@ -21,6 +21,8 @@
 //!
 //! Whole exchanges are driven through the fake Envoy of the lifecycle tests (tests/support),
 //! so they include that fake host's own bookkeeping; the `parse_*` cases are the bare functions.
+//! The budget cases keep their counters between requests (one shared data for the whole run, as
+//! in a proxy), so they measure a counter's update, not its creation.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)] // a bench may fail loudly
 
 #[path = "../tests/support/mod.rs"]
@@ -30,7 +32,9 @@ use std::hint::black_box;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use support::{policy, FakeHost, Hostcall, Profile};
+use support::{policy, FakeHost, Hostcall, Profile, SharedMap};
+use tollgate::budgets::redis::{read_answer, Progress};
+use tollgate::budgets::Store;
 use tollgate::config::Policy;
 use tollgate::dialect::{self, Api};
 use tollgate::exchange::Exchange;
@@ -44,6 +48,18 @@ const CHAT_HEADERS: &[(&str, &str)] =
     &[(":method", "POST"), (":path", "/v1/chat/completions"), ("content-type", "application/json")];
 const JSON_OK: &[(&str, &str)] = &[(":status", "200"), ("content-type", "application/json")];
 const SSE_OK: &[(&str, &str)] = &[(":status", "200"), ("content-type", "text/event-stream; charset=utf-8")];
+/// The budget cases' request: a tenant and a client's key, which their limits are kept by.
+const BUDGET_HEADERS: &[(&str, &str)] = &[
+    (":method", "POST"),
+    (":path", "/v1/chat/completions"),
+    ("content-type", "application/json"),
+    ("x-tenant-id", "bench-tenant"),
+    ("authorization", "Bearer sk-bench-client-key"),
+];
+/// webdis's answers to the Redis store's scripts, as docs/redis-store.md shows them: the
+/// reservation admitted (each counter's total after it), and the settlement (each counter's total).
+const RESERVED_IN_REDIS: &[u8] = br#"{"EVALSHA":[1,"4123000000","17","52310"]}"#;
+const SETTLED_IN_REDIS: &[u8] = br#"{"EVALSHA":["4119000000","17","51890"]}"#;
 
 /// One measured piece of per-request work: what it does with a request body, and how many
 /// units (requests or chunks) one call covers.
@@ -116,6 +132,23 @@ const CASES: &[Case] = &[
         per_body: true,
     },
     Case {
+        name: "budgets",
+        what: "`select_model` with budgets on the embedded store (the proxy's shared data): a USD budget per \
+               tenant per day, requests per minute per client key, total tokens per minute per tenant, as the \
+               `budgets` profile; the prompt counted exactly (o200k) for the reservation, three counters \
+               reserved (compare-and-swap) before the request leaves and settled when it is recorded",
+        run: budgets,
+        per_body: true,
+    },
+    Case {
+        name: "budgets_redis",
+        what: "`budgets` on the Redis store: the reservation's call to webdis built (EVALSHA of \
+               redis/reserve.lua, three counters) and its answer read, then the settlement's call built and \
+               its answer read (the root context's part); webdis's answers are canned, so no network",
+        run: budgets_redis,
+        per_body: true,
+    },
+    Case {
         name: "scan_guardrails_stream",
         what: "`stream_chunk` with the shipped `privacy` guardrails: every event through the stream guard \
                (per chunk)",
@@ -165,6 +198,29 @@ const GUARDRAILS: &str = r#"{"guardrails": {"policies": [
   ]}
 ]}}"#;
 
+/// `budgets`: `select_model` with the limits of the `budgets` profile of bench/profiles.toml,
+/// which never refuse here (each holds far more than a run spends).
+const BUDGETS: &str = r#"{
+  "tenant": {"header": "x-tenant-id"},
+  "providers": {"openai": {"dialect": "openai", "cluster": "openai", "api_key": {"value": "sk-bench"}}},
+  "targets": {"mini": {"provider": "openai", "model": "gpt-4o-mini-2024-07-18"}},
+  "rules": [{"name": "pin", "match": {"model": "gpt-4o-mini"}, "targets": ["mini"]}],
+  "budgets": {"limits": [
+    {"name": "tenant-daily-usd", "usd": "1000000", "window": "day", "by": ["tenant"]},
+    {"name": "key-rpm", "requests": 1000000000, "window": "minute", "by": ["client_key"]},
+    {"name": "tenant-tpm", "total_tokens": 1000000000000000, "window": "minute", "by": ["tenant"]}
+  ]}
+}"#;
+
+/// `budgets_redis`: the same limits in Redis, as the `budgets-redis` profile.
+fn budgets_redis_config() -> String {
+    BUDGETS.replacen(
+        r#""budgets": {"#,
+        r#""budgets": {"store": {"redis": {"endpoint": "webdis", "timeout_ms": 200}}, "#,
+        1,
+    )
+}
+
 thread_local! {
     /// Compiled once, as the filter does at configuration time, and shared by every request
     /// (each on first use: a case's run compiles only its own).
@@ -173,6 +229,10 @@ thread_local! {
     static TRANSLATION_POLICY: Rc<Policy> = policy(TRANSLATION);
     static CONTEXT_WINDOW_POLICY: Rc<Policy> = policy(CONTEXT_WINDOW);
     static GUARDRAILS_POLICY: Rc<Policy> = policy(GUARDRAILS);
+    static BUDGETS_POLICY: Rc<Policy> = policy(BUDGETS);
+    static BUDGETS_REDIS_POLICY: Rc<Policy> = policy(&budgets_redis_config());
+    /// The proxy's shared data, kept for the whole run: the counters outlive each request.
+    static SHARED: SharedMap = SharedMap::default();
 }
 
 fn shared_policy() -> Rc<Policy> {
@@ -235,6 +295,49 @@ fn scan_guardrails(body: &[u8]) -> usize {
     let host = exchange_with(GUARDRAILS_POLICY.with(Rc::clone), body);
     assert!(host.reply.is_none(), "the guardrails let the request through");
     1
+}
+
+fn budgets(body: &[u8]) -> usize {
+    let host = budgeted(body);
+    assert!(host.reply.is_none() && host.upstream_headers_released, "the budgets admitted the request");
+    1
+}
+
+/// A request and its answer under the `budgets` policy, on the run's shared data.
+fn budgeted(body: &[u8]) -> FakeHost {
+    let mut host = FakeHost::new(Profile::Envoy);
+    host.shared = SHARED.with(Rc::clone);
+    let mut ex = Exchange::new(1, BUDGETS_POLICY.with(Rc::clone));
+    host.request(&mut ex, BUDGET_HEADERS, &[body]);
+    host.response(&mut ex, JSON_OK, &[CHAT_RESPONSE]);
+    black_box(host)
+}
+
+fn budgets_redis(body: &[u8]) -> usize {
+    let host = budgeted_in_redis(body);
+    assert!(host.reply.is_none() && host.upstream_headers_released, "Redis admitted the request");
+    1
+}
+
+/// A request under the `budgets_redis` policy: it waits for its reservation, which webdis
+/// answers (canned); then its answer; then what the root context does with its settlement:
+/// build the call to webdis and read its answer.
+fn budgeted_in_redis(body: &[u8]) -> FakeHost {
+    let policy = BUDGETS_REDIS_POLICY.with(Rc::clone);
+    let mut host = FakeHost::new(Profile::Envoy);
+    let mut ex = Exchange::new(1, Rc::clone(&policy));
+    host.request(&mut ex, BUDGET_HEADERS, &[body]);
+    let token = host.calls.last().map(|(token, _)| *token).expect("the request waits for its reservation");
+    host.answer_call(&mut ex, token, Some(200), RESERVED_IN_REDIS);
+    host.response(&mut ex, JSON_OK, &[CHAT_RESPONSE]);
+    let Store::Redis(store) = &policy.budgets.store else { panic!("budgets_redis keeps its counters in Redis") };
+    let now_secs = i64::try_from(host.clock / 1_000_000_000).unwrap_or_default();
+    for mut settlement in std::mem::take(&mut host.settlements) {
+        black_box(settlement.call(store, now_secs));
+        let progress = settlement.on_answer(read_answer(Some(200), SETTLED_IN_REDIS));
+        assert_eq!(progress, Progress::Done, "the settlement is done once Redis has it");
+    }
+    black_box(host)
 }
 
 /// Events per streamed response in `stream_chunk`: enough that the request it starts with
@@ -302,8 +405,13 @@ fn hostcalls(body: &[u8], body_name: &str) -> serde_json::Value {
         ("count_tokens", CONTEXT_WINDOW_POLICY.with(Rc::clone), CHAT_RESPONSE),
         ("scan_guardrails", GUARDRAILS_POLICY.with(Rc::clone), CHAT_RESPONSE),
     ];
-    for (name, policy, answer) in exchanges {
-        let host = answered_by(policy, body, answer);
+    let mut hosts: Vec<(&str, FakeHost)> =
+        exchanges.into_iter().map(|(name, policy, answer)| (name, answered_by(policy, body, answer))).collect();
+    // A first request creates the counters; the second, measured, updates them as in a proxy.
+    budgeted(body);
+    hosts.push(("budgets", budgeted(body)));
+    hosts.push(("budgets_redis", budgeted_in_redis(body)));
+    for (name, host) in hosts {
         cases.push(serde_json::json!({
             "case": name, "body": body_name, "per": "request",
             "calls": counts(&host), "total": host.hostcalls.total(),
@@ -367,6 +475,26 @@ fn check_policies() {
     let host = exchange_with(GUARDRAILS_POLICY.with(Rc::clone), body("write to jane.doe@example.com").as_bytes());
     let sent = String::from_utf8_lossy(&host.upstream_body).into_owned();
     assert!(sent.contains("[EMAIL_1]") && !sent.contains("jane.doe"), "scan_guardrails masks emails: {sent}");
+
+    // Every request reserves and settles on each of the three limits' counters.
+    let host = budgeted(body("hi").as_bytes());
+    let record = host.record();
+    assert_eq!(record["budget"]["verdict"], "admitted", "budgets reserves: {record}");
+    let limits = record["budget"]["limits"].as_array().map_or(0, Vec::len);
+    assert_eq!(limits, 3, "budgets counts the request on three limits: {record}");
+    assert!(record["budget"]["settled"]["input_tokens"].as_u64().is_some(), "budgets settles: {record}");
+    let counters = SHARED.with(|shared| shared.borrow().keys().filter(|k| k.starts_with("tollgate:budget:")).count());
+    assert!(counters >= 3, "budgets keeps three counters in the shared data ({counters})");
+
+    let host = budgeted_in_redis(body("hi").as_bytes());
+    let (_, call) = host.calls.first().expect("budgets_redis calls webdis");
+    let keys = call.path.split('/').nth(3);
+    assert!(
+        call.path.starts_with("/EVALSHA/") && keys == Some("4"),
+        "one reservation of three counters: {}",
+        call.path
+    );
+    assert_eq!(host.record()["budget"]["verdict"], "admitted", "budgets_redis reserves in Redis");
 
     // A key in a streamed answer ends the stream: the stream guard reads every event.
     let key = b"sk-proj-Zq8xV3mN7bR2tY6uK1wP4sL9dF5gH0jA";

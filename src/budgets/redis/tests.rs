@@ -142,3 +142,15 @@ fn an_adjustment_settles_bare_differences_under_its_own_operation_key() {
     assert_eq!(call.args, ["86400", "-7", "100", "5", "100"]);
     assert_ne!(call.keys[0], second.script_call(200).keys[0], "each its own operation");
 }
+
+#[test]
+fn each_script_keeps_its_own_sha_once_computed() {
+    // Cached per VM: the cache must hand each script its own digest, the one `SCRIPT LOAD` answers
+    // (the SHA-1 of the text), on the first call and every later one.
+    for (script, text) in [(Script::Reserve, RESERVE_SCRIPT), (Script::Settle, SETTLE_SCRIPT)] {
+        let fresh: String = Sha1::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(script.sha(), fresh);
+        assert_eq!(script.sha(), fresh, "the same on a later call");
+    }
+    assert_ne!(Script::Reserve.sha(), Script::Settle.sha());
+}
