@@ -1,0 +1,349 @@
+"""Budgets on the Redis store, end to end: two Envoy processes (two workers each), each reaching
+one real Redis through a webdis of its own, as two replicas would, spoken to by the official SDKs.
+
+Oracles from outside the filter: Redis's own counters, read directly (not through the filter or
+webdis); the SDKs' typed exceptions and their retry logic; the mock provider's own tally
+(`/_mock/usage`) priced at LiteLLM's published prices (sdk_apis.LITELLM); arithmetic on the
+configured limits. The books: what Redis holds for a scope equals the sum of both Envoys' usage
+records (access logs) equals the provider's tally at LiteLLM's prices, to the pico-dollar (Redis
+counts spend in pico-USD). Each test has tenants of its own, so counters never carry over.
+
+Redis is stopped here in the two ways an outage looks (killed: webdis answers 503 at once;
+stopped with SIGSTOP: nothing answers until the filter's `timeout_ms`) and brought back with its
+data (its append-only file: the restart of a Redis that crashed or was partitioned away, not a
+new empty one). Either way it comes back without the scripts, so the filter's NOSCRIPT path runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+import anthropic
+import openai
+import pytest
+
+from conftest import wait_until
+from harness import Envoy, Redis, Webdis
+from sdk_apis import ECHO, PICO, expected_cost, mock_usage
+from test_budgets import HELLO, LONG, MINI, only_row, room_in_window, tally_cost, usd, with_budgets
+
+TIMEOUT_MS = 250
+# Answers held at the provider: every admitted request is still in flight (its reservation
+# unsettled) while the others are decided.
+HELD = 2.0
+SLOW = {"x-mock-first-byte-delay-ms": str(int(HELD * 1000))}
+
+# Each limit applies to the tenants whose name starts with its `tenants` prefix, a counter per
+# tenant, so tests never share a counter.
+LIMITS = [
+    {"name": "burst", "tenants": "burst", "requests": 10, "window": "hour"},
+    # About ten and a half reservations of a gpt-4o-mini request asking for 100 output tokens.
+    {"name": "pool", "tenants": "pool", "usd": "0.000644", "window": "day"},
+    {"name": "flow", "tenants": "flow", "usd": "1", "window": "day"},
+    {"name": "flow-requests", "tenants": "flow", "requests": 1_000_000, "window": "day"},
+    {"name": "out", "tenants": "out", "output_tokens": 1_000_000, "window": "day"},
+    {"name": "out-usd", "tenants": "out", "usd": "1", "window": "day"},
+    {"name": "bad", "tenants": "bad", "usd": "1", "window": "day"},
+]
+BUDGETS = {
+    "store": {"redis": {"endpoint": "webdis", "timeout_ms": TIMEOUT_MS}},
+    # A streamed request without an output limit has this much, on the Redis store no more.
+    "default_max_output_tokens": 16,
+    # On team-a no request has more than 24 output tokens (an Anthropic request always sets one).
+    "routes": {"team-a": {"max_output_tokens": 24}},
+    "limits": [
+        {**{k: v for k, v in limit.items() if k != "tenants"}, "by": ["tenant"],
+         "match": {"tenant": f"{limit['tenants']}-*"}}
+        for limit in LIMITS
+    ],
+}
+# Store trouble: public (the default) refuses, team-a lets the request go on.
+FAILURE_MODE = {"default": "closed", "routes": {"team-a": "open"}}
+CLOSED, OPEN = "", "/team-a"
+
+
+def amount(name: str) -> Decimal:
+    return Decimal(next(limit["usd"] for limit in LIMITS if limit["name"] == name))
+
+
+def config() -> dict:
+    return {**with_budgets(BUDGETS), "failure_mode": FAILURE_MODE}
+
+
+def new_tenant(kind: str) -> str:
+    return f"{kind}-{uuid.uuid4().hex[:12]}"
+
+
+# --- Processes -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def redis():
+    server = Redis()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def replicas(mock, redis):
+    """Two Envoys, two workers each, each through its own webdis to the one Redis."""
+    fronts, proxies = [], []
+    try:
+        for _ in range(2):
+            fronts.append(Webdis(redis.port))
+            proxies.append(Envoy(mock.port, filter_config=config(), concurrency=2, webdis_port=fronts[-1].port))
+        yield proxies
+    finally:
+        failures = [line for proxy in proxies for line in proxy.vm_failures()]
+        for process in proxies + fronts:
+            process.stop()
+    assert failures == [], "a Tollgate Wasm VM failed during this module"
+
+
+@pytest.fixture
+def redis_back(redis):
+    """Redis running again after a test that stopped it, whatever happened."""
+    yield redis
+    if redis.running:
+        os.kill(redis.process.pid, signal.SIGCONT)
+    else:
+        redis.start()
+
+
+# --- Clients -------------------------------------------------------------------------------------
+
+
+def openai_client(envoy, tenant: str, route: str = CLOSED, max_retries: int = 0, **headers) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{envoy.base_url}{route}/v1", api_key="sk-test", max_retries=max_retries,
+                         default_headers={"x-tenant-id": tenant, **headers})
+
+
+def anthropic_client(envoy, tenant: str, route: str = CLOSED, max_retries: int = 0,
+                     **headers) -> anthropic.Anthropic:
+    return anthropic.Anthropic(base_url=f"{envoy.base_url}{route}", api_key="sk-ant-test", max_retries=max_retries,
+                               default_headers={"x-tenant-id": tenant, **headers})
+
+
+SDKS = ("openai", "anthropic")
+
+
+def ask(sdk: str, envoy, tenant: str, route: str = CLOSED, max_retries: int = 0, model: str | None = None,
+        max_tokens: int | None = 8, headers: dict | None = None):
+    """One call with `sdk` through `envoy`; raises the SDK's exception. Each call carries an
+    `x-request-id` of its own, kept by every attempt the SDK makes (the access log has it)."""
+    headers = {"x-request-id": f"{tenant}-{uuid.uuid4()}", **(headers or {})}
+    if sdk == "openai":
+        client = openai_client(envoy, tenant, route, max_retries, **headers)
+        extra = {"max_tokens": max_tokens} if max_tokens else {}
+        return client.chat.completions.create(model=model or "gpt-4o-mini", messages=HELLO, **extra)
+    client = anthropic_client(envoy, tenant, route, max_retries, **headers)
+    return client.messages.create(model=model or "claude-haiku-4-5", max_tokens=max_tokens or 16, messages=HELLO)
+
+
+RATE_LIMITED = (openai.RateLimitError, anthropic.RateLimitError)
+SERVER_ERROR = (openai.InternalServerError, anthropic.InternalServerError)
+
+
+# --- What Redis, the records and the provider say --------------------------------------------------
+
+
+def redis_counter(redis: Redis, limit: str, tenant: str) -> int | None:
+    """The value of the scope's counter in Redis, read with Redis's own protocol (None: no counter)."""
+    keys, cursor = [], "0"
+    while True:
+        cursor, batch = redis.command("SCAN", cursor, "MATCH", f"tollgate:budget:{limit}:{tenant}:*", "COUNT", 1000)
+        keys += batch
+        if cursor == "0":
+            break
+    assert len(keys) <= 1, keys
+    return int(redis.command("GET", keys[0])) if keys else None
+
+
+def pico(value) -> int:
+    """USD (a decimal string) in whole pico-USD, as Redis counts them; never rounded."""
+    units = usd(value) / PICO
+    assert units == units.to_integral_value(), value
+    return int(units)
+
+
+def log_entries(envoys, tenant: str) -> list[dict]:
+    """Both Envoys' access-log lines of the tenant's requests, each with its usage record parsed
+    (`record`), in each Envoy's order."""
+    entries = []
+    for envoy in envoys:
+        for line in envoy.access_log():
+            if line.get("tollgate") in (None, "-"):
+                continue
+            record = json.loads(line["tollgate"])
+            if record.get("tenant") == tenant:
+                entries.append({**line, "status": int(line["status"]), "record": record})
+    return entries
+
+
+def entries_of(envoys, tenant: str, count: int) -> list[dict]:
+    """The tenant's entries once there are `count` of them, and no more."""
+    wait_until(lambda: len(log_entries(envoys, tenant)) >= count)
+    time.sleep(0.15)  # three access-log flushes: anything more would show
+    entries = log_entries(envoys, tenant)
+    assert len(entries) == count, Counter(e["status"] for e in entries)
+    return entries
+
+
+def settled(redis: Redis, expected: dict[str, int], tenant: str, timeout: float = 20) -> dict[str, int | None]:
+    """The tenant's counters once they hold `expected` (the settlement queues have drained), else
+    what they hold at the timeout."""
+    def read():
+        return {limit: redis_counter(redis, limit, tenant) for limit in expected}
+
+    wait_until(lambda: read() == expected, timeout=timeout)
+    return read()
+
+
+def store_errors(envoys) -> int:
+    return sum(e.stats().get("wasmcustom.tollgate.budget_store_errors", 0) for e in envoys)
+
+
+def webdis_calls(envoy) -> int:
+    return envoy.stats().get("cluster.webdis.upstream_rq_completed", 0)
+
+
+# --- 1. Two replicas, one budget, 64 concurrent requests ----------------------------------------
+
+
+@dataclass
+class Outcome:
+    envoy: int
+    sdk: str
+    answer: object = None
+    error: Exception | None = None
+    seconds: float = 0.0
+
+
+def race(envoys, count: int, tenant: str, requests: dict, headers: dict) -> list[Outcome]:
+    """`count` calls released together, alternating Envoys and SDKs (each SDK's own client, no
+    retries): what each returned or raised, and the seconds from the release to its end."""
+    barrier = threading.Barrier(count)
+    outcomes = [Outcome(i % len(envoys), SDKS[(i // len(envoys)) % 2]) for i in range(count)]
+
+    def one(outcome: Outcome):
+        envoy = envoys[outcome.envoy]
+        if outcome.sdk == "openai":
+            client = openai_client(envoy, tenant, **headers)
+            call = lambda: client.chat.completions.create(messages=HELLO, **requests["openai"])  # noqa: E731
+        else:
+            client = anthropic_client(envoy, tenant, **headers)
+            call = lambda: client.messages.create(messages=HELLO, **requests["anthropic"])  # noqa: E731
+        barrier.wait()
+        started = time.monotonic()
+        try:
+            outcome.answer = call()
+        except Exception as error:  # noqa: BLE001 (each one is checked by the test)
+            outcome.error = error
+        outcome.seconds = time.monotonic() - started
+
+    threads = [threading.Thread(target=one, args=(o,)) for o in outcomes]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return outcomes
+
+
+def connections_by_worker(envoy) -> dict[str, int]:
+    prefix = f"listener.127.0.0.1_{envoy.port}.worker_"
+    return {name: value for name, value in envoy.stats().items()
+            if name.startswith(prefix) and name.endswith(".downstream_cx_total")}
+
+
+def race_on_replicas(envoys, count, tenant, requests, headers) -> list[Outcome]:
+    """`race`, checking that each Envoy spread its connections over both its workers and that
+    each reached Redis through its own webdis."""
+    before = [(connections_by_worker(e), webdis_calls(e)) for e in envoys]
+    outcomes = race(envoys, count, tenant, requests, headers)
+    for envoy, (workers, calls) in zip(envoys, before):
+        after = connections_by_worker(envoy)
+        busy = [name for name, value in after.items() if value > workers.get(name, 0)]
+        assert len(after) == 2 and len(busy) == 2, f"connections by worker: {workers} -> {after}"
+        assert webdis_calls(envoy) >= calls + count // len(envoys), "every request reserved through its webdis"
+    return outcomes
+
+
+def assert_refusals(outcomes: list[Outcome], code: str) -> None:
+    """Each refusal is its SDK's RateLimitError, in its dialect, and came back while every admitted
+    request was still held at the provider (each decision saw the others' reservations)."""
+    for outcome in outcomes:
+        error = outcome.error
+        if outcome.sdk == "openai":
+            assert isinstance(error, openai.RateLimitError), repr(error)
+            assert error.code == code
+        else:
+            assert isinstance(error, anthropic.RateLimitError), repr(error)
+            assert error.body["error"]["type"] == "rate_limit_error"
+        assert outcome.seconds < HELD
+
+
+def test_two_envoys_sharing_one_redis_admit_exactly_the_request_limit_of_64_concurrent_requests(
+        replicas, redis, mock):
+    # `burst`: 10 requests an hour, for the tenant, whichever replica the request reaches.
+    room_in_window(3600, 30)
+    mock_usage(mock, reset=True)
+    tenant = new_tenant("burst")
+    requests = {"openai": {"model": "gpt-4o-mini"}, "anthropic": {"model": "claude-haiku-4-5", "max_tokens": 16}}
+    outcomes = race_on_replicas(replicas, 64, tenant, requests, SLOW)
+
+    admitted = [o for o in outcomes if o.error is None]
+    refused = [o for o in outcomes if o.error is not None]
+    assert (len(admitted), len(refused)) == (10, 54)
+    assert all(o.answer.content if o.sdk == "anthropic" else o.answer.choices[0].message.content for o in admitted)
+    assert_refusals(refused, "rate_limit_exceeded")
+    assert {o.envoy for o in refused} == {0, 1} and {o.sdk for o in refused} == set(SDKS)
+
+    entries = entries_of(replicas, tenant, 64)
+    assert Counter(e["record"]["budget"]["verdict"] for e in entries) == {"admitted": 10, "refused": 54}
+    assert all(e["record"]["budget"]["decided_by"] == "burst" for e in entries if e["status"] == 429)
+    assert mock_usage(mock)["answers"] == 10, "the refused requests never reached the provider"
+    assert settled(redis, {"burst": 10}, tenant) == {"burst": 10}
+
+
+def test_two_envoys_sharing_one_redis_never_admit_past_a_spend_budget_and_the_books_agree(replicas, redis, mock):
+    # `pool`: each request asks for 100 output tokens of gpt-4o-mini (the Anthropic client by the
+    # shipped rule `fast`, translated), a reservation of about $0.0000614; the budget holds about
+    # ten and a half of them.
+    limit = amount("pool")
+    room_in_window(86400, 60)
+    mock_usage(mock, reset=True)
+    tenant = new_tenant("pool")
+    requests = {"openai": {"model": "gpt-4o-mini", "max_tokens": 100}, "anthropic": {"model": "fast", "max_tokens": 100}}
+    outcomes = race_on_replicas(replicas, 64, tenant, requests, SLOW)
+    refused = [o for o in outcomes if o.error is not None]
+    assert_refusals(refused, "budget_exceeded")
+
+    entries = entries_of(replicas, tenant, 64)
+    admitted = [e["record"] for e in entries if e["status"] == 200]
+    assert len(admitted) == 64 - len(refused)
+    assert all(e["record"]["budget"]["verdict"] == "refused" for e in entries if e["status"] == 429)
+    reservations = [usd(e["record"]["budget"]["reserved"]["usd"]) for e in entries]
+    for record in admitted + [e["record"] for e in entries if e["status"] == 429]:
+        assert record["budget"]["reserved"]["output_tokens"] == 100
+        reserved = record["budget"]["reserved"]
+        assert usd(reserved["usd"]) == MINI.cost(reserved["input_tokens"], 100)
+    # The README's bound ("Accuracy"): admitted reservations never pass the limit, whatever the
+    # replicas; and no fewer were admitted than fit: ten, since eleven of the smallest do not.
+    held = sum(usd(r["budget"]["reserved"]["usd"]) for r in admitted)
+    assert held <= limit < held + min(reservations)
+    assert len(admitted) == 10
+
+    # The books: Redis's counter == both Envoys' records == the provider's tally at LiteLLM's prices.
+    spent = sum(usd(r["cost_usd"]) for r in admitted)
+    assert all(usd(r["budget"]["settled"]["usd"]) == usd(r["cost_usd"]) for r in admitted)
+    assert spent <= held <= limit
+    assert tally_cost(mock_usage(mock)) == spent
+    assert settled(redis, {"pool": pico(spent)}, tenant) == {"pool": pico(spent)}
