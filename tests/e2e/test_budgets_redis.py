@@ -347,3 +347,167 @@ def test_two_envoys_sharing_one_redis_never_admit_past_a_spend_budget_and_the_bo
     assert spent <= held <= limit
     assert tally_cost(mock_usage(mock)) == spent
     assert settled(redis, {"pool": pico(spent)}, tenant) == {"pool": pico(spent)}
+
+
+# --- 2. Redis away mid-run: each route's failure mode, and the books once it is back ---------------
+
+
+@dataclass
+class Load:
+    """Calls in a loop from a thread per Envoy, route and SDK (no retries) until stopped: what
+    each call got ("ok", "500" or the unexpected exception)."""
+
+    envoys: list
+    tenant: str
+    results: list = field(default_factory=list)
+    stopping: threading.Event = field(default_factory=threading.Event)
+    threads: list = field(default_factory=list)
+
+    def start(self) -> "Load":
+        for envoy in self.envoys:
+            for route in (CLOSED, OPEN):
+                for sdk in SDKS:
+                    thread = threading.Thread(target=self._loop, args=(envoy, route, sdk))
+                    thread.start()
+                    self.threads.append(thread)
+        return self
+
+    def _loop(self, envoy, route, sdk):
+        while not self.stopping.is_set():
+            try:
+                ask(sdk, envoy, self.tenant, route)
+                outcome = "ok"
+            except SERVER_ERROR as error:
+                outcome = "500" if error.status_code == 500 else repr(error)
+            except Exception as error:  # noqa: BLE001 (the test fails on any)
+                outcome = repr(error)
+            self.results.append((route, sdk, outcome))
+            time.sleep(0.03)
+
+    def stop(self) -> dict:
+        self.stopping.set()
+        for thread in self.threads:
+            thread.join()
+        return Counter(self.results)
+
+
+def assert_closed_in_each_dialect(envoy, tenant: str) -> None:
+    """The closed route answers a 500 in each client's dialect: each SDK's InternalServerError."""
+    with pytest.raises(openai.InternalServerError) as refused:
+        ask("openai", envoy, tenant, CLOSED)
+    assert (refused.value.status_code, refused.value.code, refused.value.type) == (500, "gateway_error", "server_error")
+    with pytest.raises(anthropic.InternalServerError) as refused:
+        ask("anthropic", envoy, tenant, CLOSED)
+    assert refused.value.status_code == 500
+    assert refused.value.body["type"] == "error" and refused.value.body["error"]["type"] == "api_error"
+
+
+def sdk_attempts_at_a_500(envoy, tenant: str) -> dict[str, list[int]]:
+    """Each SDK, with its default retries (2), on the closed route: the statuses Envoy logged for
+    its attempts. The store's 500 carries no `x-should-retry`, so both SDKs retry it, as they
+    retry any 5xx: a Redis back within the SDK's backoff (about 0.5 s, then 1 s) serves them."""
+    ids = {}
+
+    def call(sdk):
+        request_id = f"{tenant}-retried-{sdk}-{uuid.uuid4()}"
+        ids[sdk] = request_id
+        with pytest.raises(SERVER_ERROR):
+            ask(sdk, envoy, tenant, CLOSED, max_retries=2, headers={"x-request-id": request_id})
+
+    threads = [threading.Thread(target=call, args=(sdk,)) for sdk in SDKS]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert set(ids) == set(SDKS), "each SDK raised its InternalServerError"
+    time.sleep(0.15)
+    return {sdk: [int(e["status"]) for e in envoy.access_log() if e.get("request_id") == request_id]
+            for sdk, request_id in ids.items()}
+
+
+def assert_books_agree(envoys, redis, mock, tenant: str, calls: int) -> list[dict]:
+    """After the outage (`calls` calls in all, retries included): every request admitted (open's
+    included) is in Redis exactly once, and what Redis holds equals both Envoys' records and the
+    provider's tally at LiteLLM's prices; what the closed route refused is counted nowhere."""
+    entries = entries_of(envoys, tenant, calls)
+    by_status = Counter(e["status"] for e in entries)
+    assert set(by_status) == {200, 500}, by_status
+    admitted = [e["record"] for e in entries if e["status"] == 200]
+    refused = [e["record"] for e in entries if e["status"] == 500]
+    assert all(r["budget"]["verdict"] == "store_failed" for r in refused)
+    assert {r["budget"]["verdict"] for r in admitted} == {"admitted", "store_failed"}
+    spent = sum(usd(r["cost_usd"]) for r in admitted)
+    tally = mock_usage(mock)
+    assert tally["answers"] == len(admitted), "every 200 was answered by the provider, every 500 was not"
+    assert tally_cost(tally) == spent
+    expected = {"flow": pico(spent), "flow-requests": len(admitted)}
+    assert settled(redis, expected, tenant) == expected, "Redis counts every admitted request once"
+    return entries
+
+
+def eval_calls(redis: Redis) -> int:
+    """Scripts Redis was sent whole (EVAL) since it started: the filter's NOSCRIPT path."""
+    stats = redis.command("INFO", "commandstats")
+    line = next((l for l in stats.splitlines() if l.startswith("cmdstat_eval:")), "")
+    return int(line.split("calls=")[1].split(",")[0]) if line else 0
+
+
+def kill(redis: Redis) -> None:
+    redis.kill()
+
+
+def restart(redis: Redis) -> None:
+    # The same port and data folder: the counters come back from the append-only file.
+    redis.start()
+
+
+def hang(redis: Redis) -> None:
+    os.kill(redis.process.pid, signal.SIGSTOP)
+
+
+def resume(redis: Redis) -> None:
+    os.kill(redis.process.pid, signal.SIGCONT)
+
+
+@pytest.mark.parametrize("stop, back", [(kill, restart), (hang, resume)], ids=["killed", "hung"])
+def test_redis_away_mid_run_refuses_on_closed_admits_on_open_and_the_books_agree_once_it_is_back(
+        replicas, redis_back, mock, stop, back):
+    # killed: webdis answers 503 at once. hung (SIGSTOP, what a partition looks like): nothing
+    # answers, the filter gives up after timeout_ms; Redis still runs what webdis queued when it
+    # resumes, reservations the filter gave up on included: counted once all the same.
+    redis = redis_back
+    room_in_window(86400, 60)
+    mock_usage(mock, reset=True)
+    tenant = new_tenant("flow")
+    errors_before = store_errors(replicas)
+    load = Load(replicas, tenant).start()
+    time.sleep(0.5)
+    stop(redis)
+    try:
+        time.sleep(0.2)
+        for envoy in replicas:
+            started = time.monotonic()
+            assert_closed_in_each_dialect(envoy, tenant)
+            if stop is hang:
+                assert TIMEOUT_MS / 1000 * 2 <= time.monotonic() - started < 4, "each waited timeout_ms"
+            for sdk in SDKS:
+                assert ask(sdk, envoy, tenant, OPEN), "open: served while Redis is away"
+        attempts = sdk_attempts_at_a_500(replicas[0], tenant)
+        assert attempts == {"openai": [500, 500, 500], "anthropic": [500, 500, 500]}, "a first try and 2 retries"
+    finally:
+        back(redis)
+    time.sleep(0.7)
+    outcomes = load.stop()
+
+    by_route = {route: Counter() for route in (CLOSED, OPEN)}
+    for (route, _, outcome), count in outcomes.items():
+        by_route[route][outcome] += count
+    assert set(by_route[OPEN]) == {"ok"}, by_route
+    assert set(by_route[CLOSED]) == {"ok", "500"}, by_route
+    assert store_errors(replicas) > errors_before
+    assert sum(e.stats().get("wasmcustom.tollgate.requests_failed_open", 0) for e in replicas) > 0
+    # The probes: per Envoy two closed (500) and two open (200); each SDK's three attempts.
+    entries = assert_books_agree(replicas, redis, mock, tenant, sum(outcomes.values()) + 2 * 4 + 6)
+    assert Counter(e["status"] for e in entries)[500] == by_route[CLOSED]["500"] + 2 * 2 + 6
+    if stop is kill:
+        assert eval_calls(redis) > 0, "the restarted Redis lost its scripts: they were sent whole"
