@@ -49,7 +49,7 @@ LIMITS = [
     {"name": "pool", "tenants": "pool", "usd": "0.000644", "window": "day"},
     {"name": "flow", "tenants": "flow", "usd": "1", "window": "day"},
     {"name": "flow-requests", "tenants": "flow", "requests": 1_000_000, "window": "day"},
-    {"name": "out", "tenants": "out", "output_tokens": 1_000_000, "window": "day"},
+    {"name": "out", "tenants": "out", "output_tokens": 10_000, "window": "day"},
     {"name": "out-usd", "tenants": "out", "usd": "1", "window": "day"},
     {"name": "bad", "tenants": "bad", "usd": "1", "window": "day"},
 ]
@@ -511,3 +511,122 @@ def test_redis_away_mid_run_refuses_on_closed_admits_on_open_and_the_books_agree
     assert Counter(e["status"] for e in entries)[500] == by_route[CLOSED]["500"] + 2 * 2 + 6
     if stop is kill:
         assert eval_calls(redis) > 0, "the restarted Redis lost its scripts: they were sent whole"
+
+
+# --- 3. A stream ended mid-way on the Redis store, in each SDK ---------------------------------------
+
+
+def assert_cut_and_settled(envoys, redis, mock, tenant: str, decided_by: str, allowed: int) -> None:
+    """The stream's record (cut where the budget said, the provider's full usage) and its
+    settlement in Redis: the output the provider generated and billed, and its cost."""
+    record = entries_of(envoys, tenant, 1)[0]["record"]
+    row = only_row(mock_usage(mock))
+    budget = record["budget"]
+    assert (budget["verdict"], budget["decided_by"]) == ("cut", decided_by)
+    assert 0 < budget["cut_at_output_tokens"] <= allowed == budget["reserved"]["output_tokens"]
+    assert row["output_tokens"] > 150, "the provider generated on after the cut"
+    assert record["tokens"]["output"] == {"tokens": row["output_tokens"], "source": "provider"}
+    assert usd(record["cost_usd"]) == expected_cost(row)
+    expected = {"out": row["output_tokens"], "out-usd": pico(record["cost_usd"])}
+    assert settled(redis, expected, tenant) == expected
+
+
+def test_an_openai_stream_without_an_output_limit_ends_with_finish_reason_length_and_settles_in_redis(
+        replicas, redis, mock):
+    # `out` counts output tokens: on the Redis store a stream has what it reserved, the default 16.
+    room_in_window(86400, 30)
+    mock_usage(mock, reset=True)
+    tenant = new_tenant("out")
+    chunks = list(openai_client(replicas[1], tenant, **ECHO).chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": LONG}], stream=True))
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert chunks[-1].choices[0].finish_reason == "length"
+    assert all(c.choices[0].finish_reason is None for c in chunks[:-1])
+    assert text and LONG.startswith(text) and len(text.split()) <= 16
+    assert_cut_and_settled(replicas, redis, mock, tenant, "out", 16)
+
+
+def test_an_anthropic_stream_past_the_routes_ceiling_ends_with_max_tokens_and_settles_in_redis(
+        replicas, redis, mock):
+    # team-a: no request has more than 24 output tokens; this one asks for 4096.
+    room_in_window(86400, 30)
+    mock_usage(mock, reset=True)
+    tenant = new_tenant("out")
+    with anthropic_client(replicas[0], tenant, OPEN, **ECHO).messages.stream(
+        model="claude-haiku-4-5", max_tokens=4096, messages=[{"role": "user", "content": LONG}]
+    ) as stream:
+        message = stream.get_final_message()
+    assert message.stop_reason == "max_tokens"
+    text = "".join(block.text for block in message.content)
+    assert text and LONG.startswith(text) and len(text.split()) <= 24
+    assert_cut_and_settled(replicas, redis, mock, tenant, "max_output_tokens", 24)
+
+
+# --- 4. Bad input through Envoy on Redis ------------------------------------------------------------
+
+
+def test_a_corrupted_counter_follows_the_failure_mode_is_never_read_as_zero_and_is_left_as_it_is(
+        replicas, redis, mock):
+    room_in_window(86400, 60)
+    tenant = new_tenant("bad")
+    assert ask("openai", replicas[0], tenant)
+    first = entries_of(replicas, tenant, 1)[0]["record"]
+    assert settled(redis, {"bad": pico(first["cost_usd"])}, tenant) == {"bad": pico(first["cost_usd"])}
+    key = f"tollgate:budget:bad:{tenant}:"
+    key = next(k for k in redis.command("SCAN", "0", "MATCH", key + "*", "COUNT", 1000)[1])
+    redis.command("SET", key, "garbage")
+    dump = redis.command("DUMP", key)
+
+    errors_before = store_errors(replicas)
+    for envoy in replicas:
+        # Closed: each SDK's InternalServerError (a counter read as 0 would have admitted it).
+        assert_closed_in_each_dialect(envoy, tenant)
+        # Open: admitted, uncounted for now.
+        assert ask("anthropic", envoy, tenant, OPEN).content
+    entries = entries_of(replicas, tenant, 7)
+    assert [e["status"] for e in entries].count(500) == 4
+    assert all(e["record"]["budget"]["verdict"] == "store_failed" for e in entries[1:])
+    assert store_errors(replicas) - errors_before == 6
+    time.sleep(0.5)  # settlements retried meanwhile (Redis answers TOLLGATE_CORRUPT each time)
+    assert redis.command("DUMP", key) == dump, "left for the operator as it was"
+
+    # The operator resets the scope: the open requests' settlements land (each counted once), the
+    # closed ones' give back whatever they took.
+    redis.command("DEL", key)
+    opened = sum(pico(e["record"]["cost_usd"]) for e in entries[1:] if e["status"] == 200)
+    assert settled(redis, {"bad": opened}, tenant) == {"bad": opened}
+
+
+def test_an_absurd_output_limit_is_refused_with_429_and_counts_nothing(replicas, redis, mock):
+    room_in_window(86400, 60)
+    tenant = new_tenant("bad")
+    mock_usage(mock, reset=True)
+    with pytest.raises(openai.RateLimitError) as refused:
+        ask("openai", replicas[0], tenant, max_tokens=10**12)
+    assert (refused.value.code, refused.value.type) == ("budget_exceeded", "insufficient_quota")
+    # The Anthropic SDK refuses to wait that long for a whole answer (ValueError, before sending):
+    # a client asking for this much streams.
+    with pytest.raises(anthropic.RateLimitError) as refused:
+        anthropic_client(replicas[1], tenant).messages.create(
+            model="claude-haiku-4-5", max_tokens=10**12, messages=HELLO, stream=True)
+    assert refused.value.body["error"]["type"] == "rate_limit_error"
+    entries = entries_of(replicas, tenant, 2)
+    assert [e["status"] for e in entries] == [429, 429]
+    assert all(e["record"]["budget"]["reserved"]["output_tokens"] == 10_000_000 for e in entries)
+    assert mock_usage(mock)["answers"] == 0
+    time.sleep(0.2)
+    assert redis_counter(redis, "bad", tenant) is None, "a refusal takes nothing"
+
+
+def test_a_redis_that_lost_its_scripts_gets_them_whole_and_admits(replicas, redis, mock):
+    room_in_window(86400, 60)
+    tenant = new_tenant("bad")
+    redis.command("SCRIPT", "FLUSH")
+    before = eval_calls(redis)
+    assert ask("openai", replicas[0], tenant).choices[0].message.content
+    assert ask("anthropic", replicas[1], tenant).content
+    entries = entries_of(replicas, tenant, 2)
+    assert [e["record"]["budget"]["verdict"] for e in entries] == ["admitted", "admitted"]
+    spent = sum(pico(e["record"]["cost_usd"]) for e in entries)
+    assert settled(redis, {"bad": spent}, tenant) == {"bad": spent}
+    assert eval_calls(redis) - before >= 2, "the reservation script and the settlement script, each sent whole"
