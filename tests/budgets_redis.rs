@@ -186,3 +186,29 @@ fn a_client_gone_while_waiting_leaves_a_settlement_that_confirms_first() {
     let settlement = host.settlements.pop().expect("the reservation may have landed: it is settled");
     assert_eq!(settlement.script_call(0).script, Script::Reserve);
 }
+
+#[test]
+fn a_closed_refusal_for_want_of_redis_records_that_nothing_was_settled() {
+    // Its settlement gives back all that Redis may have taken, the request too: the record says
+    // the same, so that the records add up to Redis's counters (tests/e2e/test_budgets_redis.py).
+    for answer in [None, Some(503)] {
+        let mut host = FakeHost::new(Profile::Envoy);
+        let mut ex = Exchange::new(1, redis_policy("closed", limits()));
+        send(&mut host, &mut ex, &chat());
+        let (token, _) = host.calls[0].clone();
+        host.answer_call(&mut ex, token, answer, b"");
+        assert_eq!(host.reply.as_ref().map(|r| r.status), Some(500));
+        ex.on_done(&mut host);
+        let budget = &host.record()["budget"];
+        assert_eq!(budget["verdict"], "store_failed");
+        assert_eq!(
+            budget["settled"],
+            json!({"input_tokens": 0, "output_tokens": 0, "requests": 0, "usd": "0.0"}),
+            "{answer:?}"
+        );
+        let mut settlement = host.settlements.pop().unwrap();
+        assert_eq!(settlement.on_answer(Answer::Value(json!([1, "30000000", "1"]))), Progress::Next);
+        let back = settlement.script_call(0);
+        assert!(back.args[1].starts_with('-') && back.args[3] == "-1", "all of it given back: {:?}", back.args);
+    }
+}

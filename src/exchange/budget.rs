@@ -386,7 +386,13 @@ impl Exchange {
                 counted.remaining = Some(limit.saturating_sub(hold.used));
             }
             io.defer_settlement(Settlement::new(plan, amounts, metering.confirmed));
-            metering.summary.settled = Some(actual);
+            // The record says what the counters get: nothing at all for a closed refusal (not
+            // even the request), as the settlement's amounts above.
+            metering.summary.settled = Some(if closed {
+                Need { requests: 0, input_tokens: 0, output_tokens: 0, spend: Some(0) }
+            } else {
+                actual
+            });
         } else if !metering.held.is_empty() {
             let budgets = &self.policy.budgets;
             let now = now_secs(io);
