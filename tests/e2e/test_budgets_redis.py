@@ -427,20 +427,26 @@ def sdk_attempts_at_a_500(envoy, tenant: str) -> dict[str, list[int]]:
 
 def assert_books_agree(envoys, redis, mock, tenant: str, calls: int) -> list[dict]:
     """After the outage (`calls` calls in all, retries included): every request admitted (open's
-    included) is in Redis exactly once, and what Redis holds equals both Envoys' records and the
-    provider's tally at LiteLLM's prices; what the closed route refused is counted nowhere."""
+    included) is in Redis exactly once, and what Redis holds equals what both Envoys' records
+    say was settled and the provider's tally at LiteLLM's prices; what the closed route refused
+    is counted nowhere; a request whose client left while it waited counts as a request only."""
     entries = entries_of(envoys, tenant, calls)
     by_status = Counter(e["status"] for e in entries)
-    assert set(by_status) == {200, 500}, by_status
+    assert {200, 500} <= set(by_status) <= {0, 200, 500}, by_status
     admitted = [e["record"] for e in entries if e["status"] == 200]
     refused = [e["record"] for e in entries if e["status"] == 500]
+    gone = [e["record"] for e in entries if e["status"] == 0]
     assert all(r["budget"]["verdict"] == "store_failed" for r in refused)
     assert {r["budget"]["verdict"] for r in admitted} == {"admitted", "store_failed"}
+    assert all(usd(r["budget"]["settled"]["usd"]) == usd(r["cost_usd"]) for r in admitted)
+    assert all(usd(r["budget"].get("settled", {}).get("usd", 0)) == 0 for r in refused + gone)
     spent = sum(usd(r["cost_usd"]) for r in admitted)
     tally = mock_usage(mock)
-    assert tally["answers"] == len(admitted), "every 200 was answered by the provider, every 500 was not"
+    assert tally["answers"] == len(admitted), "every 200 was answered by the provider, the others were not"
     assert tally_cost(tally) == spent
-    expected = {"flow": pico(spent), "flow-requests": len(admitted)}
+    settled_requests = sum(e["record"]["budget"].get("settled", {}).get("requests", 0) for e in entries)
+    assert settled_requests == len(admitted) + len(gone), "the records: closed refusals settle nothing"
+    expected = {"flow": pico(spent), "flow-requests": settled_requests}
     assert settled(redis, expected, tenant) == expected, "Redis counts every admitted request once"
     return entries
 
@@ -492,6 +498,12 @@ def test_redis_away_mid_run_refuses_on_closed_admits_on_open_and_the_books_agree
                 assert TIMEOUT_MS / 1000 * 2 <= time.monotonic() - started < 4, "each waited timeout_ms"
             for sdk in SDKS:
                 assert ask(sdk, envoy, tenant, OPEN), "open: served while Redis is away"
+            if stop is hang:
+                # Clients that give up while their request waits for Redis, on either route.
+                for route in (CLOSED, OPEN):
+                    with pytest.raises(openai.APITimeoutError):
+                        openai_client(envoy, tenant, route).with_options(timeout=0.1).chat.completions.create(
+                            model="gpt-4o-mini", messages=HELLO, max_tokens=8)
         attempts = sdk_attempts_at_a_500(replicas[0], tenant)
         assert attempts == {"openai": [500, 500, 500], "anthropic": [500, 500, 500]}, "a first try and 2 retries"
     finally:
@@ -506,8 +518,11 @@ def test_redis_away_mid_run_refuses_on_closed_admits_on_open_and_the_books_agree
     assert set(by_route[CLOSED]) == {"ok", "500"}, by_route
     assert store_errors(replicas) > errors_before
     assert sum(e.stats().get("wasmcustom.tollgate.requests_failed_open", 0) for e in replicas) > 0
-    # The probes: per Envoy two closed (500) and two open (200); each SDK's three attempts.
-    entries = assert_books_agree(replicas, redis, mock, tenant, sum(outcomes.values()) + 2 * 4 + 6)
+    # The probes: per Envoy two closed (500), two open (200) and, hung, two clients gone; each
+    # SDK's three attempts.
+    gone = 2 * 2 if stop is hang else 0
+    entries = assert_books_agree(replicas, redis, mock, tenant, sum(outcomes.values()) + 2 * 4 + gone + 6)
+    assert Counter(e["status"] for e in entries)[0] == gone
     assert Counter(e["status"] for e in entries)[500] == by_route[CLOSED]["500"] + 2 * 2 + 6
     if stop is kill:
         assert eval_calls(redis) > 0, "the restarted Redis lost its scripts: they were sent whole"
