@@ -52,6 +52,7 @@ LIMITS = [
     {"name": "out", "tenants": "out", "output_tokens": 10_000, "window": "day"},
     {"name": "out-usd", "tenants": "out", "usd": "1", "window": "day"},
     {"name": "bad", "tenants": "bad", "usd": "1", "window": "day"},
+    {"name": "seq", "tenants": "seq", "usd": "0.0002", "window": "day"},
 ]
 BUDGETS = {
     "store": {"redis": {"endpoint": "webdis", "timeout_ms": TIMEOUT_MS}},
@@ -347,6 +348,39 @@ def test_two_envoys_sharing_one_redis_never_admit_past_a_spend_budget_and_the_bo
     assert spent <= held <= limit
     assert tally_cost(mock_usage(mock)) == spent
     assert settled(redis, {"pool": pico(spent)}, tenant) == {"pool": pico(spent)}
+
+
+def test_each_answer_says_what_redis_has_left_whichever_replica_served_it(replicas, redis, mock):
+    # `seq`: $0.0002 a day. Requests one after another, alternating replicas and SDKs: each whole
+    # answer's remaining is the limit less what Redis holds once its settlement landed; the
+    # refusal's is what Redis holds when it came.
+    limit = amount("seq")
+    room_in_window(86400, 60)
+    tenant = new_tenant("seq")
+    counter, refusal = 0, None
+    for n in range(30):
+        envoy, sdk = replicas[n % 2], SDKS[(n // 2) % 2]
+        try:
+            if sdk == "openai":
+                raw = openai_client(envoy, tenant).chat.completions.with_raw_response.create(
+                    model="gpt-4o-mini", messages=HELLO, max_tokens=32)
+            else:
+                raw = anthropic_client(envoy, tenant).messages.with_raw_response.create(
+                    model="claude-haiku-4-5", max_tokens=8, messages=HELLO)
+        except RATE_LIMITED as error:
+            refusal = error
+            break
+        counter += pico(raw.headers["x-tollgate-cost-usd"])
+        assert settled(redis, {"seq": counter}, tenant) == {"seq": counter}
+        assert raw.headers["x-ratelimit-limit-usd"] == str(limit)
+        assert usd(raw.headers["x-ratelimit-remaining-usd"]) == limit - counter * PICO
+    assert refusal is not None and n >= 2, "the budget ran out after a few requests"
+    assert usd(refusal.response.headers["x-ratelimit-remaining-usd"]) == limit - counter * PICO
+    entries = entries_of(replicas, tenant, n + 1)
+    assert Counter(e["status"] for e in entries) == {200: n, 429: 1}
+    refused = next(e["record"]["budget"] for e in entries if e["status"] == 429)
+    assert limit - counter * PICO < usd(refused["reserved"]["usd"]), "refused only when it no longer fitted"
+    assert redis_counter(redis, "seq", tenant) == counter, "the refusal took nothing"
 
 
 # --- 2. Redis away mid-run: each route's failure mode, and the books once it is back ---------------
