@@ -212,3 +212,23 @@ fn a_closed_refusal_for_want_of_redis_records_that_nothing_was_settled() {
         assert!(back.args[1].starts_with('-') && back.args[3] == "-1", "all of it given back: {:?}", back.args);
     }
 }
+
+#[test]
+fn an_answer_meant_for_another_call_is_a_store_failure_not_an_admission() {
+    // webdis can hand this connection the answer of a request abandoned on an earlier one
+    // (found by tests/e2e/test_budgets_redis.py: a settlement took a reservation's answer for its
+    // own and was never applied). Only the JSONP name tells them apart.
+    let mut host = FakeHost::new(Profile::Envoy);
+    let mut ex = Exchange::new(1, redis_policy("closed", limits()));
+    send(&mut host, &mut ex, &chat());
+    let (token, call) = host.calls[0].clone();
+    assert!(call.path.ends_with(&format!("?jsonp={}", call.callback)), "{}", call.path);
+    let stale = br#"t0_1({"EVALSHA":[1,"30000000","1"]});
+"#;
+    host.answer_call_raw(&mut ex, token, Some(200), stale);
+    assert_eq!(host.reply.as_ref().map(|r| r.status), Some(500), "closed: a store failure");
+    assert!(!host.upstream_headers_released, "never admitted on another call's answer");
+    ex.on_done(&mut host);
+    let settlement = host.settlements.pop().unwrap();
+    assert_eq!(settlement.script_call(0).script, Script::Reserve, "unanswered: confirmed first");
+}

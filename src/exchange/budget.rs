@@ -50,6 +50,8 @@ struct Pending {
     token: u32,
     /// Sent by the script's SHA-1 (a `NOSCRIPT` answer sends it whole).
     by_sha: bool,
+    /// The name its answer must carry ([`redis::Call::callback`]).
+    callback: String,
 }
 
 impl Exchange {
@@ -147,7 +149,7 @@ impl Exchange {
         metering.plan = Some(plan);
         match io.dispatch(&call) {
             Ok(token) => {
-                metering.pending = Some(Pending { token, by_sha: true });
+                metering.pending = Some(Pending { token, by_sha: true, callback: call.callback });
                 self.metering = Some(Box::new(metering));
                 Some(Flow::Pause)
             }
@@ -170,12 +172,13 @@ impl Exchange {
             return;
         };
         let store = store.clone();
-        let reserved = match (redis::read_answer(status, body), &metering.plan) {
+        let reserved = match (redis::read_answer(status, body, &pending.callback), &metering.plan) {
             (Answer::NoScript, Some(plan)) if pending.by_sha => {
                 // Redis restarted and lost its scripts: the script itself, once.
-                match io.dispatch(&plan.reserve(true).call(&store, false)) {
+                let call = plan.reserve(true).call(&store, false);
+                match io.dispatch(&call) {
                     Ok(token) => {
-                        metering.pending = Some(Pending { token, by_sha: false });
+                        metering.pending = Some(Pending { token, by_sha: false, callback: call.callback });
                         self.metering = Some(metering);
                         return;
                     }
