@@ -156,8 +156,8 @@ SERVER_ERROR = (openai.InternalServerError, anthropic.InternalServerError)
 # --- What Redis, the records and the provider say --------------------------------------------------
 
 
-def redis_counter(redis: Redis, limit: str, tenant: str) -> int | None:
-    """The value of the scope's counter in Redis, read with Redis's own protocol (None: no counter)."""
+def counter_key(redis: Redis, limit: str, tenant: str) -> str | None:
+    """The key of the scope's counter (its window's), found with Redis's own SCAN."""
     keys, cursor = [], "0"
     while True:
         cursor, batch = redis.command("SCAN", cursor, "MATCH", f"tollgate:budget:{limit}:{tenant}:*", "COUNT", 1000)
@@ -165,7 +165,13 @@ def redis_counter(redis: Redis, limit: str, tenant: str) -> int | None:
         if cursor == "0":
             break
     assert len(keys) <= 1, keys
-    return int(redis.command("GET", keys[0])) if keys else None
+    return keys[0] if keys else None
+
+
+def redis_counter(redis: Redis, limit: str, tenant: str) -> int | None:
+    """The value of the scope's counter in Redis, read with Redis's own protocol (None: no counter)."""
+    key = counter_key(redis, limit, tenant)
+    return int(redis.command("GET", key)) if key else None
 
 
 def pico(value) -> int:
@@ -623,8 +629,7 @@ def test_a_corrupted_counter_follows_the_failure_mode_is_never_read_as_zero_and_
     assert ask("openai", replicas[0], tenant)
     first = entries_of(replicas, tenant, 1)[0]["record"]
     assert settled(redis, {"bad": pico(first["cost_usd"])}, tenant) == {"bad": pico(first["cost_usd"])}
-    key = f"tollgate:budget:bad:{tenant}:"
-    key = next(k for k in redis.command("SCAN", "0", "MATCH", key + "*", "COUNT", 1000)[1])
+    key = counter_key(redis, "bad", tenant)
     redis.command("SET", key, "garbage")
     dump = redis.command("DUMP", key)
 
