@@ -9,9 +9,17 @@
 -- ARGV[3i]           counter i's cap, or -1: shadow (counted, never refuses)
 -- ARGV[3i + 1]       counter i's TTL in seconds, set when the counter has none (its window's end
 --                    plus a grace period)
+-- Leases (optional: ARGV has 1 + 5N entries instead of 1 + 3N):
+-- ARGV[3N + 2i]      counter i's slice: how much more to take for the proxy's local slice, 0 for none
+-- ARGV[3N + 2i + 1]  counter i's slice cap: the slice is taken only if the counter, with the
+--                    request's amount and the slice, stays within it (the limit, shadow ones too);
+--                    else the request's amount alone is taken (under its own cap, as without leases)
 --
 -- Answer, a flat array (webdis 0.1.9 turns nested arrays into null):
 --   {1, "used_1", ..., "used_N"}  admitted: every counter took its amount; used_i is its value after
+--   {1, "used_1", ..., "used_N", "granted_1", ..., "granted_N"}
+--                                 the same with leases: granted_i is the slice taken (0 or the slice),
+--                                 counted in used_i
 --   {0, i, "used_i"}              refused by counter i (the first enforcing one whose used + amount
 --                                 would pass its cap); nothing was changed; used_i is its value
 -- Counter values are decimal strings: Lua's numbers are doubles, exact only up to 2^53, and an
@@ -113,8 +121,9 @@ local n = #KEYS - 1
 if n < 0 then
   return redis.error_reply('TOLLGATE_BADARG KEYS needs the operation key first')
 end
-if #ARGV ~= 1 + 3 * n then
-  return redis.error_reply('TOLLGATE_BADARG ARGV needs 1 + 3 per counter, got ' .. #ARGV)
+local leasing = #ARGV == 1 + 5 * n and n > 0
+if #ARGV ~= 1 + 3 * n and not leasing then
+  return redis.error_reply('TOLLGATE_BADARG ARGV needs 1 + 3 per counter (or 1 + 5 with leases), got ' .. #ARGV)
 end
 local op_key, op_ttl = KEYS[1], ARGV[1]
 if not is_ttl(op_ttl) then
@@ -157,6 +166,20 @@ for i = 1, n do
   end
 end
 
+local slices, slice_caps = {}, {}
+if leasing then
+  for i = 1, n do
+    local slice, slice_cap = ARGV[3 * n + 2 * i], ARGV[3 * n + 2 * i + 1]
+    if not is_whole(slice) then
+      return redis.error_reply('TOLLGATE_BADARG ARGV[' .. (3 * n + 2 * i) .. '] (slice of ' .. KEYS[1 + i] .. ')')
+    end
+    if not is_whole(slice_cap) then
+      return redis.error_reply('TOLLGATE_BADARG ARGV[' .. (3 * n + 2 * i + 1) .. '] (slice cap of ' .. KEYS[1 + i] .. ')')
+    end
+    slices[i], slice_caps[i] = whole(slice), whole(slice_cap)
+  end
+end
+
 -- Read every counter first (a key named twice counts both amounts), decide, then write.
 local stored, after, order = {}, {}, {}
 for i = 1, n do
@@ -185,9 +208,29 @@ for i = 1, n do
   after[key] = used
 end
 
+-- Slices, once every counter took the request's amount: each where it fits under its slice cap.
+local granted = {}
+if answer[1] == 1 and leasing then
+  for i = 1, n do
+    local key = KEYS[1 + i]
+    granted[i] = {0, 0}
+    if less({0, 0}, slices[i]) then
+      local with_slice = plus(after[key], slices[i])
+      if not less(MAX, with_slice) and not less(slice_caps[i], with_slice) then
+        after[key], granted[i] = with_slice, slices[i]
+      end
+    end
+  end
+end
+
 if answer[1] == 1 then
   for i = 1, n do
     answer[1 + i] = text_of(after[KEYS[1 + i]])
+  end
+  if leasing then
+    for i = 1, n do
+      answer[1 + n + i] = text_of(granted[i])
+    end
   end
   for _, i in ipairs(order) do
     local key = KEYS[1 + i]

@@ -15,7 +15,9 @@ Usage:
   scripts/generate-prices.py --check         regenerate in memory with the committed date and
                                              fail if the committed files differ
 
-Standard library only (the wheel is a zip file). Prices are converted exactly: a per-token
+Standard library only (the wheel is a zip file). src/pricing/litellm.rs is the same conversion in
+Rust (configuration's `litellm_prices`, `tollgate prices import`); tests/pricing_import.rs requires
+it to produce this script's prices.json from the same file: change one, change both. Prices are converted exactly: a per-token
 float is formatted with repr() (the shortest text that reads back as the same float, which is
 the text LiteLLM's JSON holds) and its decimal digits are scaled to integer micro-USD per
 million tokens. Float noise left in LiteLLM's data by computed values (1.6000000000000001e-06)
@@ -148,6 +150,9 @@ def reduce_entry(key, entry, fireworks_cache_ratio):
     for field in FIELDS:
         if reduced.get(field, 0) >= U32_NONE:
             raise Unrepresentable(f"{field} price too large for the compact table")
+    # Tier rows are u32 too (src/pricing/litellm.rs refuses the same).
+    if any(tier.get(f, 0) >= U32_NONE for tier in tiers for f in ("above",) + TIER_FIELDS):
+        raise Unrepresentable("tier price or threshold too large for the compact table")
     return reduced
 
 

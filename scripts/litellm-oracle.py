@@ -30,7 +30,8 @@ import litellm  # noqa: E402
 from litellm.types.utils import ModelResponse, Usage  # noqa: E402
 
 PINNED = "1.104.5"
-OUT = pathlib.Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "pricing" / "litellm_costs.json"
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+OUT = ROOT / "tests" / "fixtures" / "pricing" / "litellm_costs.json"
 
 
 def openai(prompt, completion, cached=None, reasoning=None, audio_in=None, audio_out=None):
@@ -151,6 +152,56 @@ CASES = [
     ("dashscope qwen-turbo reasoning", "dashscope/qwen-turbo", "dashscope", "openai.chat", openai(2000, 3000, reasoning=2500)),
 ]
 
+# The client's bare model name sent to a provider: LiteLLM is given the name and the provider
+# (custom_llm_provider), Tollgate the name and a provider of that name (its LiteLLM namespace is
+# the provider's name when some price is keyed "<name>/…", as the filter defaults it).
+# (name, bare model, provider, api, raw usage)
+BARE_CASES = [
+    ("bare mistral large at mistral", "mistral-large-latest", "mistral", "openai.chat", openai(9000, 900, cached=3000)),
+    ("bare codestral at mistral", "codestral-latest", "mistral", "openai.chat", openai(1200, 2400)),
+    ("bare deepseek chat at deepseek", "deepseek-chat", "deepseek", "openai.chat", openai(64000, 2000, cached=63000)),
+    ("bare deepseek reasoner at deepseek", "deepseek-reasoner", "deepseek", "openai.chat",
+     openai(5000, 8000, cached=1000, reasoning=6000)),
+    ("bare gemini 2.5-pro above 200k at gemini", "gemini-2.5-pro", "gemini", "openai.chat",
+     openai(250000, 5000, cached=150000)),
+    ("bare gemini 2.5-flash reasoning at gemini", "gemini-2.5-flash", "gemini", "openai.chat",
+     openai(10000, 3000, reasoning=2500)),
+    ("bare gpt-oss at groq", "openai/gpt-oss-120b", "groq", "openai.chat", openai(2048, 1024, reasoning=512)),
+    ("bare grok at xai at threshold", "grok-4.20", "xai", "openai.chat", openai(200000, 1000, cached=50000)),
+    # Another provider's bare price must not win: Azure's gpt-4o-mini is dearer than OpenAI's.
+    ("bare gpt-4o-mini at azure", "gpt-4o-mini", "azure", "openai.chat", openai(3000, 1000, cached=1536)),
+    ("bare gpt-4o at azure", "gpt-4o", "azure", "openai.chat", openai(1234, 567)),
+    ("bare deepseek via openrouter", "deepseek/deepseek-chat", "openrouter", "openai.chat", openai(7000, 700)),
+    ("bare sonar at perplexity", "perplexity/sonar", "perplexity", "openai.chat", openai(1500, 500)),
+    ("bare gpt-4o at openai", "gpt-4o", "openai", "openai.chat", openai(777, 333, cached=128)),
+    ("bare claude at anthropic", "claude-sonnet-4-5", "anthropic", "anthropic.messages",
+     anthropic(123, 456, read=10000, write_5m=2000)),
+]
+
+
+def one_bare_case_per_provider_prefix():
+    """For every provider prefix of src/pricing/prices.json, its first model (by name) that LiteLLM
+    prices above zero when given the bare name and the provider: the namespace rule over all of
+    LiteLLM's providers, not just the famous ones. Prefixes LiteLLM cannot price that way are named."""
+    table = json.loads((ROOT / "src" / "pricing" / "prices.json").read_text())["models"]
+    usage = openai(12345, 678)
+    by_prefix, missed = {}, []
+    for key in sorted(table):
+        prefix, _, bare = key.partition("/")
+        if not bare or prefix in by_prefix:
+            continue
+        try:
+            prompt, completion = litellm.cost_per_token(
+                model=bare, custom_llm_provider=prefix, usage_object=litellm_usage("openai.chat", usage))
+        except Exception:  # noqa: BLE001 - LiteLLM raises bare Exceptions for unmapped models
+            continue
+        if prompt + completion > 0:
+            by_prefix[prefix] = (f"bare {bare} at {prefix} (every prefix)", bare, prefix, "openai.chat", usage)
+    prefixes = {k.partition("/")[0] for k in table if "/" in k}
+    missed = sorted(prefixes - set(by_prefix))
+    return [by_prefix[p] for p in sorted(by_prefix)], missed
+
+
 
 def litellm_usage(api, raw):
     if api == "anthropic.messages":
@@ -169,10 +220,12 @@ def main():
     version = dist_version("litellm")
     if version != PINNED:
         sys.exit(f"litellm {version} installed, {PINNED} pinned: run scripts/setup-pricing-venv.sh")
-    names = [c[0] for c in CASES]
+    every_prefix, missed = one_bare_case_per_provider_prefix()
+    bare = BARE_CASES + every_prefix
+    names = [c[0] for c in CASES + bare]
     assert len(set(names)) == len(names), "case names are unique"
     cases = []
-    for name, model, provider, api, raw in CASES:
+    for (name, model, provider, api, raw), sent_to_provider in [(c, False) for c in CASES] + [(c, True) for c in bare]:
         prompt, completion = litellm.cost_per_token(
             model=model, custom_llm_provider=provider, usage_object=litellm_usage(api, raw)
         )
@@ -190,6 +243,8 @@ def main():
             "litellm_provider": provider,
             "api": api,
             "usage": raw,
+            # Tollgate is given the bare model and a provider of this name (None: the model only).
+            "tollgate_provider": provider if sent_to_provider else None,
             "litellm": {
                 "prompt_cost_usd": repr(prompt),
                 "completion_cost_usd": repr(completion),
@@ -204,8 +259,10 @@ def main():
         "method": "litellm.cost_per_token(model, custom_llm_provider, usage_object) on LiteLLM's own Usage "
         "from the raw provider usage (checked equal to litellm.completion_cost); total_pico_usd is the float "
         "total to the nearest pico-USD. The Rust test rounds both totals half up to whole micro-USD and "
-        "requires them equal.",
+        "requires them equal. Cases with tollgate_provider give Tollgate the bare model and that provider "
+        "(priced under its LiteLLM namespace) and LiteLLM the same bare model and custom_llm_provider.",
         "cases": cases,
+        "prefixes_litellm_does_not_price_by_bare_name": missed,
     }
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(doc, indent=1) + "\n")

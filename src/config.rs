@@ -14,7 +14,7 @@ use crate::guardrails::{self, Guardrails};
 use crate::metrics::LabelRegistry;
 use crate::names;
 use crate::pricing::usd::UsdPerMillion;
-use crate::pricing::{ModelPrice, PriceTable};
+use crate::pricing::{litellm, ModelPrice, PriceTable};
 use crate::routing::{self, RawRouting, Routing};
 use crate::tenant::{self, TenantPolicy};
 
@@ -55,6 +55,9 @@ struct RawConfig {
     position: Option<String>,
     #[serde(default)]
     prices: BTreeMap<String, RawPrice>,
+    /// LiteLLM's `model_prices_and_context_window.json` object (or some of its entries).
+    #[serde(default)]
+    litellm_prices: Option<serde_json::Map<String, serde_json::Value>>,
     #[serde(default)]
     failure_mode: Option<serde_json::Value>,
     #[serde(default)]
@@ -85,7 +88,7 @@ struct RawPrice {
 }
 
 /// Names of every field `RawConfig` accepts, for the schema consistency test.
-pub const FIELDS: [&str; 17] = [
+pub const FIELDS: [&str; 18] = [
     "header_prefix",
     "max_request_body_bytes",
     "max_response_body_bytes",
@@ -100,6 +103,7 @@ pub const FIELDS: [&str; 17] = [
     "default_max_tokens",
     "position",
     "prices",
+    "litellm_prices",
     "failure_mode",
     "guardrails",
     "budgets",
@@ -241,6 +245,9 @@ pub struct Policy {
     pub default_max_tokens: u32,
     pub position: Position,
     pub prices: PriceTable,
+    /// What loading this configuration is worth telling the operator without refusing it
+    /// (models of `litellm_prices` that cannot be held exactly), logged once at load.
+    pub load_notes: Vec<String>,
     /// The metric label values this VM has seen (the cardinality guard's state).
     pub labels: LabelRegistry,
     /// Open or closed when the filter cannot do its job, per route.
@@ -249,6 +256,15 @@ pub struct Policy {
     pub guardrails: Rc<Guardrails>,
     /// Spend budgets and rate limits, counted beyond one request.
     pub budgets: Rc<Budgets>,
+}
+
+impl Policy {
+    /// The LiteLLM namespace prices are looked up under for a request routed to `provider`
+    /// (`None`: the proxy's own route chose the upstream, or the provider has none).
+    pub fn price_namespace(&self, provider: Option<&str>) -> Option<&str> {
+        let provider = provider?;
+        self.routing.providers.iter().find(|p| p.name == provider)?.litellm_provider.as_deref()
+    }
 }
 
 impl Default for Policy {
@@ -265,6 +281,7 @@ impl Default for Policy {
             default_max_tokens: default_max_tokens(),
             position: Position::Downstream,
             prices: PriceTable::builtin(),
+            load_notes: Vec::new(),
             labels: LabelRegistry::default(),
             failure: FailurePolicy::default(),
             guardrails: Rc::default(),
@@ -321,15 +338,21 @@ fn compile_raw(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<P
     if raw.default_max_tokens == 0 {
         return Err(invalid("default_max_tokens", "must be at least 1"));
     }
-    let prices = compile_prices(raw.prices)?;
+    let mut load_notes = Vec::new();
+    let prices = compile_prices(raw.prices, raw.litellm_prices.as_ref(), &mut load_notes)?;
     let guardrails = Rc::new(guardrails::compile(raw.guardrails)?);
     let failure = compile_failure_mode(raw.failure_mode.as_ref())?;
-    let budgets = Rc::new(budgets::compile(raw.budgets).map_err(|(field, reason)| invalid(&field, reason))?);
+    let mut raw_budgets = raw.budgets;
+    let raw_admin = raw_budgets.admin.take();
+    let mut budgets = budgets::compile(raw_budgets).map_err(|(field, reason)| invalid(&field, reason))?;
+    budgets.admin = budgets::admin::compile(raw_admin, env).map_err(|(field, reason)| invalid(&field, reason))?;
+    let budgets = Rc::new(budgets);
     let routing = routing::compile(
         RawRouting { providers: raw.providers, targets: raw.targets, models: raw.models, rules: raw.rules },
         env,
     )
     .map_err(|(field, reason)| invalid(&field, reason))?;
+    let routing = price_namespaces(routing, &prices)?;
     Ok(Policy {
         headers: HeaderNames::with_prefix(&raw.header_prefix),
         max_request_body_bytes: raw.max_request_body_bytes,
@@ -342,6 +365,7 @@ fn compile_raw(raw: RawConfig, env: &dyn Fn(&str) -> Option<String>) -> Result<P
         default_max_tokens: raw.default_max_tokens,
         position,
         prices,
+        load_notes,
         labels: LabelRegistry::default(),
         failure,
         guardrails,
@@ -383,9 +407,16 @@ fn compile_failure_mode(raw: Option<&serde_json::Value>) -> Result<FailurePolicy
     Ok(FailurePolicy { default, routes })
 }
 
-/// The configured prices over the built-in table. Amounts were already checked (exact decimal,
-/// not negative, whole micro-USD per million tokens) while deserializing, with the field named.
-fn compile_prices(raw: BTreeMap<String, RawPrice>) -> Result<PriceTable, ConfigError> {
+/// The configured prices over a loaded LiteLLM price list over the built-in table. Amounts
+/// of `prices` were already checked (exact decimal, not negative, whole micro-USD per million
+/// tokens) while deserializing, with the field named; `litellm_prices` is converted as
+/// `scripts/generate-prices.py` converts LiteLLM's file, its unrepresentable models skipped and
+/// named in `notes`.
+fn compile_prices(
+    raw: BTreeMap<String, RawPrice>,
+    litellm_prices: Option<&serde_json::Map<String, serde_json::Value>>,
+    notes: &mut Vec<String>,
+) -> Result<PriceTable, ConfigError> {
     let mut overrides = BTreeMap::new();
     for (model, p) in raw {
         if model.trim().is_empty() || model.trim() != model {
@@ -405,7 +436,61 @@ fn compile_prices(raw: BTreeMap<String, RawPrice>) -> Result<PriceTable, ConfigE
         };
         overrides.insert(model, price);
     }
-    Ok(PriceTable::with_overrides(overrides))
+    let conversion = match litellm_prices {
+        None => None,
+        Some(list) => {
+            let conversion =
+                litellm::convert(list).map_err(|bad| invalid(&format!("litellm_prices.{}", bad.path), bad.reason))?;
+            notes.push(litellm_prices_note(&conversion));
+            Some(conversion)
+        }
+    };
+    let table = PriceTable::layered(overrides, conversion);
+    if let (Some(note), Some(sha)) = (notes.last_mut(), table.litellm_prices_sha256()) {
+        note.push_str(&format!("; price table {}, litellm_prices sha256 {sha}", table.version()));
+    }
+    Ok(table)
+}
+
+/// The load-time line for `litellm_prices`: how many models were loaded, and every model left
+/// out because it cannot be held exactly, with why.
+fn litellm_prices_note(conversion: &litellm::Conversion) -> String {
+    let mut note = format!(
+        "litellm_prices: {} models loaded, {} left out as not priced by tokens, {} skipped as not held exactly",
+        conversion.models.len(),
+        conversion.not_token_priced,
+        conversion.skipped.len()
+    );
+    if !conversion.skipped.is_empty() {
+        let named: Vec<String> = conversion.skipped.iter().map(|(model, why)| format!("{model} ({why})")).collect();
+        note.push_str(&format!(": {}", named.join(", ")));
+    }
+    note
+}
+
+/// Each provider's LiteLLM namespace: its `litellm_provider`, which must be a prefix some
+/// priced model is keyed under, or by default its own name when it is one.
+fn price_namespaces(mut routing: Routing, prices: &PriceTable) -> Result<Routing, ConfigError> {
+    for provider in &mut routing.providers {
+        match provider.litellm_provider.as_deref() {
+            Some(namespace) if !namespace.is_empty() && !prices.has_namespace(namespace) => {
+                return Err(invalid(
+                    &format!("providers.{}.litellm_provider", provider.name),
+                    format!(
+                        "{namespace:?} is not a LiteLLM provider prefix of the price table: no model is keyed \
+                         \"{namespace}/…\" (LiteLLM's keys are like mistral/mistral-large-latest)"
+                    ),
+                ));
+            }
+            // Explicitly none: price by the model's own name only.
+            Some("") => provider.litellm_provider = None,
+            Some(_) => {}
+            None => {
+                provider.litellm_provider = prices.has_namespace(&provider.name).then(|| provider.name.clone());
+            }
+        }
+    }
+    Ok(routing)
 }
 
 /// Header names travel in HTTP/2 as lowercase tokens; anything else is rejected by the proxy
@@ -604,5 +689,33 @@ mod tests {
         assert!(error_of("[1,2]").reason.contains("must be a JSON object"));
         assert!(error_of("{").reason.contains("not valid JSON"));
         assert!(compile(&[0xff, 0xfe]).unwrap_err().reason.contains("UTF-8"));
+    }
+
+    #[test]
+    fn providers_price_under_their_litellm_namespace() {
+        let policy = compile(
+            br#"{"providers": {
+                "mistral": {"dialect": "openai", "cluster": "a"},
+                "openai": {"dialect": "openai", "cluster": "b"},
+                "eu-llm": {"dialect": "openai", "cluster": "c", "litellm_provider": "mistral"},
+                "plain": {"dialect": "openai", "cluster": "d", "litellm_provider": ""}
+            }}"#,
+        )
+        .unwrap();
+        assert_eq!(policy.price_namespace(Some("mistral")), Some("mistral"), "a LiteLLM prefix by default");
+        assert_eq!(policy.price_namespace(Some("openai")), None, "LiteLLM keys OpenAI's models bare");
+        assert_eq!(policy.price_namespace(Some("eu-llm")), Some("mistral"));
+        assert_eq!(policy.price_namespace(Some("plain")), None);
+        assert_eq!(policy.price_namespace(None), None);
+        let err =
+            compile(br#"{"providers": {"p": {"dialect": "openai", "cluster": "a", "litellm_provider": "mistrall"}}}"#)
+                .unwrap_err()
+                .to_string();
+        assert!(err.contains("providers.p.litellm_provider") && err.contains("mistrall/"), "{err}");
+        // A namespace only configured prices use is still one.
+        let own = br#"{"prices": {"acme/m1": {"input": 1, "output": 1}},
+                      "providers": {"p": {"dialect": "openai", "cluster": "a", "litellm_provider": "acme"}}}"#;
+        let policy = compile(own).unwrap();
+        assert_eq!(policy.prices.find_at("m1", policy.price_namespace(Some("p"))).unwrap().key, "acme/m1");
     }
 }

@@ -105,6 +105,7 @@ mod tests {
                 ..TokenCounts::default()
             },
             cost,
+            priced_as: None,
             time_to_first_token_ms: None,
             duration_ms: None,
             guardrails: Default::default(),

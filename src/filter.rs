@@ -6,6 +6,7 @@ use std::rc::Rc;
 
 use crate::attempt::Attempt;
 use crate::config::{Policy, Position};
+use crate::exchange::admin::BudgetAdmin;
 use crate::exchange::Exchange;
 use crate::host_io::{Flow, HostIo};
 use crate::misconfigured::Misconfigured;
@@ -15,6 +16,8 @@ pub enum Filter {
     Attempt(Box<Attempt>),
     /// The configuration did not load (Kong only: Envoy refuses it at load).
     Misconfigured(Misconfigured),
+    /// A request to the budgets' admin API, answered by the filter.
+    Admin(Box<BudgetAdmin>),
 }
 
 impl Filter {
@@ -26,10 +29,16 @@ impl Filter {
     }
 
     pub fn on_request_headers(&mut self, io: &mut dyn HostIo, end_of_stream: bool) -> Flow {
+        if let Filter::Exchange(ex) = self {
+            if let Some(admin) = BudgetAdmin::claim(ex.id(), ex.policy(), io) {
+                *self = Filter::Admin(Box::new(admin));
+            }
+        }
         match self {
             Filter::Exchange(ex) => ex.on_request_headers(io, end_of_stream),
             Filter::Attempt(at) => at.on_request_headers(io, end_of_stream),
             Filter::Misconfigured(refusal) => refusal.on_request_headers(io),
+            Filter::Admin(admin) => admin.on_request_headers(io),
         }
     }
 
@@ -38,6 +47,7 @@ impl Filter {
             Filter::Exchange(ex) => ex.on_request_body(io, body_size, end_of_stream),
             Filter::Attempt(at) => at.on_request_body(io, body_size, end_of_stream),
             Filter::Misconfigured(_) => Flow::Continue,
+            Filter::Admin(admin) => admin.on_request_body(),
         }
     }
 
@@ -46,6 +56,7 @@ impl Filter {
             Filter::Exchange(ex) => ex.on_request_trailers(io),
             Filter::Attempt(at) => at.on_request_trailers(io),
             Filter::Misconfigured(_) => Flow::Continue,
+            Filter::Admin(admin) => admin.on_request_body(),
         }
     }
 
@@ -53,7 +64,7 @@ impl Filter {
         match self {
             Filter::Exchange(ex) => ex.on_response_headers(io, end_of_stream),
             Filter::Attempt(at) => at.on_response_headers(io, end_of_stream),
-            Filter::Misconfigured(_) => Flow::Continue,
+            Filter::Misconfigured(_) | Filter::Admin(_) => Flow::Continue,
         }
     }
 
@@ -61,7 +72,7 @@ impl Filter {
         match self {
             Filter::Exchange(ex) => ex.on_response_body(io, body_size, end_of_stream),
             Filter::Attempt(at) => at.on_response_body(io, body_size, end_of_stream),
-            Filter::Misconfigured(_) => Flow::Continue,
+            Filter::Misconfigured(_) | Filter::Admin(_) => Flow::Continue,
         }
     }
 
@@ -69,14 +80,16 @@ impl Filter {
         match self {
             Filter::Exchange(ex) => ex.on_response_trailers(io),
             Filter::Attempt(at) => at.on_response_trailers(io),
-            Filter::Misconfigured(_) => Flow::Continue,
+            Filter::Misconfigured(_) | Filter::Admin(_) => Flow::Continue,
         }
     }
 
     /// The answer to a call the request made (a budget reservation).
     pub fn on_call_answer(&mut self, io: &mut dyn HostIo, token: u32, status: Option<u16>, body: &[u8]) {
-        if let Filter::Exchange(ex) = self {
-            ex.on_call_answer(io, token, status, body);
+        match self {
+            Filter::Exchange(ex) => ex.on_call_answer(io, token, status, body),
+            Filter::Admin(admin) => admin.on_call_answer(io, token, status, body),
+            _ => {}
         }
     }
 

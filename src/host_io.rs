@@ -137,6 +137,9 @@ pub trait HostIo {
     /// Hands a settlement to the root context, which sends it until the store has it (it
     /// outlives its request: a call of the request's own would be cancelled with it).
     fn defer_settlement(&mut self, settlement: Settlement);
+    /// Leases: this worker put a slice of counter `key` in the shared data; its root context
+    /// gives it back to the store when it goes idle.
+    fn note_lease(&mut self, _key: &str) {}
 }
 
 /// Why a shared-data write did not happen.

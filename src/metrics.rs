@@ -216,6 +216,7 @@ mod tests {
                 ..TokenCounts::default()
             },
             cost: Some(Cost { pico_usd: 12_345_678, ..Cost::default() }),
+            priced_as: None,
             time_to_first_token_ms: Some(80),
             duration_ms: Some(250),
             guardrails: Default::default(),

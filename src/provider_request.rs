@@ -261,6 +261,7 @@ mod tests {
             query: query.map(str::to_string),
             api_key: Some("k".into()),
             auth: AuthStyle::Bearer,
+            litellm_provider: None,
         }
     }
 

@@ -160,6 +160,9 @@ pub struct UsageRecord {
     pub tokens: TokenCounts,
     /// `None` when the model has no price or nothing was counted.
     pub cost: Option<Cost>,
+    /// The price table entry `cost` was priced as (`mistral/mistral-large-latest` for
+    /// `mistral-large-latest` at a `mistral` provider); `None` when unpriced.
+    pub priced_as: Option<String>,
     pub time_to_first_token_ms: Option<u64>,
     pub duration_ms: Option<u64>,
     /// What the guardrails decided (never the matched text); empty when nothing was found.
@@ -221,6 +224,7 @@ impl UsageRecord {
         record.opt_str("model_requested", self.model_requested.as_deref());
         record.opt_str("model_served", self.model_served.as_deref());
         record.str("outcome", self.outcome.name());
+        record.opt_str("priced_as", self.priced_as.as_deref());
         record.opt_str("project", self.project.as_deref());
         record.opt_str("provider", self.provider.as_deref());
         record.opt_u64("status", self.status.map(u64::from));
@@ -319,6 +323,7 @@ mod tests {
                 ..TokenCounts::default()
             },
             cost: Some(Cost::from_pico(1_500_000)),
+            priced_as: None,
             time_to_first_token_ms: Some(12),
             duration_ms: Some(40),
             guardrails: GuardrailSummary::default(),
@@ -361,6 +366,7 @@ mod tests {
             outcome: Outcome::Complete,
             tokens: every_kind,
             cost: Some(Cost::from_pico(1_500_000)),
+            priced_as: None,
             time_to_first_token_ms: None,
             duration_ms: Some(40),
             guardrails: summary,

@@ -232,3 +232,139 @@ fn an_answer_meant_for_another_call_is_a_store_failure_not_an_admission() {
     let settlement = host.settlements.pop().unwrap();
     assert_eq!(settlement.script_call(0).script, Script::Reserve, "unanswered: confirmed first");
 }
+
+fn leased_policy() -> Rc<Policy> {
+    policy(
+        &json!({
+            "tenant": {"header": "x-tenant"},
+            "failure_mode": "closed",
+            "budgets": {"store": {"redis": {"endpoint": "webdis", "lease": {"fraction": 0.2}}},
+                        "limits": [{"name": "rpm", "requests": 100, "window": "minute"},
+                                   {"name": "daily", "usd": "1", "window": "day", "by": ["tenant"]}]}
+        })
+        .to_string(),
+    )
+}
+
+/// A reservation call's arguments: the operation TTL, then (amount, cap, TTL) per counter, then
+/// with leases (slice, slice cap) per counter.
+fn script_args(call: &tollgate::budgets::redis::Call) -> Vec<String> {
+    // The path less its query (`?jsonp=`, the name its answer comes in).
+    let path = call.path.split_once('?').map_or(call.path.as_str(), |(path, _)| path);
+    let parts: Vec<&str> = path.split('/').collect();
+    let keys: usize = parts[3].parse().unwrap();
+    parts[4 + keys..].iter().map(|s| s.to_string()).collect()
+}
+
+/// Answers a leased reservation as reserve.lua does when everything fits: each counter's value
+/// after (`before` + amount + slice) and the slices granted.
+fn grant_all(host: &mut FakeHost, ex: &mut Exchange, before: [u64; 2]) -> [u64; 2] {
+    let (token, call) = host.calls.last().cloned().unwrap();
+    let args = script_args(&call);
+    assert_eq!(args.len(), 11, "1 + 5 per counter: {args:?}");
+    let amount = |i: usize| args[1 + 3 * i].parse::<u64>().unwrap();
+    let slice = |i: usize| args[7 + 2 * i].parse::<u64>().unwrap();
+    let used = [before[0] + amount(0) + slice(0), before[1] + amount(1) + slice(1)];
+    let body =
+        json!({"EVALSHA": [1, used[0].to_string(), used[1].to_string(), slice(0).to_string(), slice(1).to_string()]});
+    host.answer_call(ex, token, Some(200), body.to_string().as_bytes());
+    [slice(0), slice(1)]
+}
+
+#[test]
+fn with_leases_requests_that_fit_the_slices_make_no_call() {
+    let policy = leased_policy();
+    let mut workers = [FakeHost::new(Profile::Envoy), FakeHost::new(Profile::Envoy)];
+    let shared = Rc::clone(&workers[0].shared);
+    workers[1].shared = Rc::clone(&shared);
+
+    // The first request finds no slice: its call takes its reservation and a fifth of each limit.
+    let mut ex = Exchange::new(1, Rc::clone(&policy));
+    send(&mut workers[0], &mut ex, &chat());
+    assert!(workers[0].waiting);
+    let args = script_args(&workers[0].calls[0].1);
+    assert_eq!((args[7].as_str(), args[8].as_str()), ("20", "100"), "a slice of 20 requests, under the limit");
+    assert_eq!((args[9].as_str(), args[10].as_str()), ("200000000000", "1000000000000"), "$0.20 under $1");
+    let granted = grant_all(&mut workers[0], &mut ex, [0, 0]);
+    assert_eq!(granted, [20, 200_000_000_000]);
+    assert!(workers[0].upstream_headers_released);
+    workers[0].response(&mut ex, JSON_OK, &[CHAT_RESPONSE]);
+    assert_eq!(workers[0].settlements.len(), 1, "its own settlement goes to Redis, as without leases");
+
+    // The next 20 requests, on either worker, are served by the slices: no call at all.
+    let mut spend_reserved = 0u64;
+    for i in 0..20u32 {
+        let mut host = FakeHost::new(Profile::Envoy);
+        host.shared = Rc::clone(&shared);
+        let mut ex = Exchange::new(10 + i, Rc::clone(&policy));
+        send(&mut host, &mut ex, &chat());
+        assert!(host.calls.is_empty() && host.upstream_headers_released, "request {i}: served from the slices");
+        host.response(&mut ex, JSON_OK, &[CHAT_RESPONSE]);
+        let record = host.record();
+        assert_eq!(record["budget"]["verdict"], "admitted");
+        assert_eq!(record["budget"]["from_slices"], true);
+        spend_reserved += tollgate::budgets::config::parse_pico_usd(&record["budget"]["reserved"]["usd"]).unwrap();
+        assert!(host.settlements.is_empty(), "request {i}: settled in the slice, nothing for Redis");
+        assert!(host
+            .client_headers
+            .as_ref()
+            .unwrap()
+            .iter()
+            .any(|(n, _)| n == "x-ratelimit-remaining-requests" || n == "x-ratelimit-remaining-usd"));
+    }
+    assert!(spend_reserved > 0);
+
+    // The slice of requests is spent: the 22nd request calls, asking for a whole slice again
+    // for requests and for what the dollar slice lacks (what the 20 requests spent).
+    let mut host = FakeHost::new(Profile::Envoy);
+    host.shared = Rc::clone(&shared);
+    let mut ex = Exchange::new(99, Rc::clone(&policy));
+    send(&mut host, &mut ex, &chat());
+    assert_eq!(host.calls.len(), 1, "the slice is spent: Redis decides");
+    let args = script_args(&host.calls[0].1);
+    assert_eq!(args[7], "20");
+    let lacks: u64 = args[9].parse().unwrap();
+    assert!(lacks > 0 && lacks < spend_reserved, "the dollar slice lacks what was used: {lacks} < {spend_reserved}");
+}
+
+#[test]
+fn with_leases_a_refused_slice_still_admits_the_request_and_the_next_one_calls() {
+    let policy = leased_policy();
+    let mut host = FakeHost::new(Profile::Envoy);
+    let mut ex = Exchange::new(1, Rc::clone(&policy));
+    send(&mut host, &mut ex, &chat());
+    let (token, _) = host.calls[0].clone();
+    // Redis took the request's amounts but no slice (they would not fit under the limits).
+    host.answer_call(&mut ex, token, Some(200), br#"{"EVALSHA":[1,"99","5000","0","0"]}"#);
+    assert!(host.upstream_headers_released);
+    host.response(&mut ex, JSON_OK, &[CHAT_RESPONSE]);
+    let mut next = FakeHost::new(Profile::Envoy);
+    next.shared = Rc::clone(&host.shared);
+    let mut ex = Exchange::new(2, policy);
+    send(&mut next, &mut ex, &chat());
+    assert_eq!(next.calls.len(), 1, "no slice: every request calls");
+}
+
+#[test]
+fn a_slice_that_was_granted_but_never_heard_of_goes_back_with_the_settlement() {
+    // The reservation's answer never came (timeout); Redis had run it, slices and all. The
+    // settlement confirms it first: the answer names the slices, and they go back with it.
+    let policy = leased_policy();
+    let mut host = FakeHost::new(Profile::Envoy);
+    let mut ex = Exchange::new(1, policy);
+    send(&mut host, &mut ex, &chat());
+    let (token, call) = host.calls[0].clone();
+    let reserved_usd: i128 = script_args(&call)[4].parse().unwrap();
+    host.answer_call(&mut ex, token, None, b"");
+    assert_eq!(host.reply.as_ref().map(|r| r.status), Some(500), "closed");
+    ex.on_done(&mut host);
+    let mut settlement = host.settlements.pop().unwrap();
+    let confirm = settlement.script_call(0);
+    assert_eq!(confirm.args.len(), 7, "a confirmation asks for no slice: {:?}", confirm.args);
+    let first = json!([1, "21", "200000005000", "20", "200000000000"]);
+    assert_eq!(settlement.on_answer(Answer::Value(first)), Progress::Next);
+    let back = settlement.script_call(0);
+    assert_eq!(back.script, Script::Settle);
+    assert_eq!(back.args[1], "-21", "the request (refused for want of Redis) and the 20-request slice");
+    assert_eq!(back.args[3], (-(reserved_usd + 200_000_000_000)).to_string());
+}

@@ -124,3 +124,101 @@ fn unpriced_models_and_bad_arguments_fail() {
         assert!(String::from_utf8_lossy(&out.stderr).contains("usage: tollgate"), "{args:?}");
     }
 }
+
+#[test]
+fn a_bare_name_is_priced_at_its_provider() {
+    // LiteLLM keys Mistral's models mistral/…: the bare name alone is unpriced.
+    assert!(!tollgate(&["cost", "--model", "mistral-large-latest", "--input", "1", "--output", "1"]).status.success());
+    let r = report(&[
+        "cost",
+        "--model",
+        "mistral-large-latest",
+        "--provider",
+        "mistral",
+        "--input",
+        "1000",
+        "--output",
+        "100",
+    ]);
+    assert_eq!(r["priced_as"], "mistral/mistral-large-latest");
+    assert_eq!(r["litellm_provider"], "mistral");
+    // $0.50 in, $1.50 out per million tokens (LiteLLM 1.104.5).
+    assert_eq!(r["cost_usd"]["total"], "0.00065");
+    let azure =
+        report(&["cost", "--model", "gpt-4o-mini", "--provider", "azure", "--input", "1000000", "--output", "0"]);
+    assert_eq!(azure["priced_as"], "azure/gpt-4o-mini");
+    assert_eq!(azure["cost_usd"]["total"], "0.165");
+    let out = tollgate(&["cost", "--model", "m", "--provider", "nobody", "--input", "1", "--output", "1"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nobody/"));
+
+    // With a configuration: the configured provider's namespace.
+    let dir = std::env::temp_dir().join(format!("tollgate-cost-provider-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("config.json");
+    std::fs::write(
+        &config,
+        r#"{"providers": {"eu": {"dialect": "openai", "cluster": "eu", "litellm_provider": "mistral"}},
+            "litellm_prices": {"mistral/mistral-large-latest": {"litellm_provider": "mistral", "mode": "chat",
+              "input_cost_per_token": 4e-07, "output_cost_per_token": 1.2e-06}}}"#,
+    )
+    .unwrap();
+    let path = config.to_str().unwrap();
+    let r = report(&[
+        "cost",
+        "--config",
+        path,
+        "--model",
+        "mistral-large-latest",
+        "--provider",
+        "eu",
+        "--input",
+        "1000",
+        "--output",
+        "100",
+    ]);
+    assert_eq!(r["priced_as"], "mistral/mistral-large-latest");
+    assert_eq!(r["price_source"], "litellm_prices");
+    assert_eq!(r["cost_usd"]["total"], "0.00052");
+    assert!(r["price_table"]["version"].as_str().unwrap().contains("+litellm_prices."));
+    let out =
+        tollgate(&["cost", "--config", path, "--model", "m", "--provider", "mistral", "--input", "1", "--output", "1"]);
+    assert_eq!(out.status.code(), Some(2), "mistral is not a provider of this configuration");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn prices_import_writes_a_section_the_filter_loads() {
+    let dir = std::env::temp_dir().join(format!("tollgate-prices-import-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let litellm = dir.join("prices.json");
+    std::fs::write(
+        &litellm,
+        r#"{"sample_spec": {"mode": "chat"},
+            "mistral/mistral-large-3000": {"litellm_provider": "mistral", "mode": "chat", "supports_vision": true,
+              "input_cost_per_token": 4e-07, "output_cost_per_token": 1.2e-06, "max_input_tokens": 128000},
+            "mistral/odd": {"litellm_provider": "mistral", "mode": "chat", "input_cost_per_token": 1e-13},
+            "gemini/gemini-9": {"litellm_provider": "gemini", "mode": "chat", "input_cost_per_token": 1e-06,
+              "output_cost_per_token": 2e-06, "input_cost_per_token_above_200k_tokens": 2e-06},
+            "gpt-9": {"litellm_provider": "openai", "mode": "chat", "input_cost_per_token": 1e-06}}"#,
+    )
+    .unwrap();
+    let path = litellm.to_str().unwrap();
+    let out = tollgate(&["prices", "import", path, "--models", "mistral/*", "--models", "gemini/*"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let section: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let models = section["litellm_prices"].as_object().unwrap();
+    assert_eq!(models.keys().collect::<Vec<_>>(), ["gemini/gemini-9", "mistral/mistral-large-3000"]);
+    assert_eq!(models["mistral/mistral-large-3000"].get("supports_vision"), None, "only what pricing reads");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("left out mistral/odd"));
+    let policy = tollgate::config::compile(&out.stdout).unwrap();
+    assert_eq!(policy.prices.find("mistral/mistral-large-3000").unwrap().price.input, 400_000);
+    assert_eq!(policy.prices.find("gemini/gemini-9").unwrap().price.tiers.len(), 1);
+
+    let out = tollgate(&["prices", "import", path, "--section", "prices"]);
+    let section: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(section["prices"]["mistral/mistral-large-3000"], serde_json::json!({"input": "0.4", "output": "1.2"}));
+    assert_eq!(section["prices"].get("gemini/gemini-9"), None, "tiers need litellm_prices");
+    assert!(tollgate::config::compile(&out.stdout).is_ok());
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -17,6 +17,13 @@ fn fixture() -> Value {
     serde_json::from_str(include_str!("fixtures/pricing/litellm_costs.json")).expect("fixture is JSON")
 }
 
+/// The namespace the filter prices a case under: none when Tollgate is given only the model; for
+/// a bare model sent to a provider, the provider's name when the table knows it as a LiteLLM
+/// prefix (the filter's default for a provider without `litellm_provider`).
+fn namespace<'a>(table: &PriceTable, case: &'a Value) -> Option<&'a str> {
+    case["tollgate_provider"].as_str().filter(|p| table.has_namespace(p))
+}
+
 #[test]
 fn every_case_costs_what_litellm_says_to_the_micro_dollar() {
     let doc = fixture();
@@ -33,7 +40,8 @@ fn every_case_costs_what_litellm_says_to_the_micro_dollar() {
             "openai.chat" => openai::chat_usage(&case["usage"]),
             other => panic!("{name}: unknown api {other}"),
         };
-        let Some(cost) = table.cost(model, &tokens) else {
+        let namespace = namespace(&table, case);
+        let Some(cost) = table.cost_for(model, namespace, &tokens) else {
             failures.push(format!("{name}: {model} is unpriced"));
             continue;
         };
@@ -70,10 +78,21 @@ fn the_cases_cover_every_kind_of_token_and_the_major_providers() {
             "anthropic.messages" => anthropic::usage(&c["usage"]),
             _ => openai::chat_usage(&c["usage"]),
         };
-        table.cost(c["model"].as_str().unwrap(), &tokens).unwrap().tier.is_some()
+        table.cost_for(c["model"].as_str().unwrap(), namespace(&table, c), &tokens).unwrap().tier.is_some()
     });
     assert!(tiered.count() >= 5, "long-context tiers");
     for provider in ["openai", "anthropic", "gemini", "deepseek", "xai", "groq", "mistral", "bedrock", "azure"] {
         assert!(has(&|c| c["litellm_provider"] == provider), "{provider}");
     }
+    // Bare names sent to a provider: the famous ones, and one per provider prefix of the table
+    // that LiteLLM prices by bare name.
+    for provider in ["mistral", "deepseek", "gemini", "groq", "azure", "xai", "openrouter", "perplexity"] {
+        assert!(
+            has(&|c| c["tollgate_provider"] == provider
+                && !c["model"].as_str().unwrap().starts_with(&format!("{provider}/"))),
+            "{provider}"
+        );
+    }
+    let namespaced = cases.iter().filter(|c| namespace(&table, c).is_some()).count();
+    assert!(namespaced >= 70, "{namespaced} cases priced under a provider namespace");
 }

@@ -26,6 +26,9 @@ pub struct RawBudgets {
     routes: BTreeMap<String, RawOutput>,
     #[serde(default)]
     limits: Vec<RawLimit>,
+    /// Compiled with the environment (its token may come from it), in `config`.
+    #[serde(default)]
+    pub admin: Option<super::admin::RawAdmin>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -97,7 +100,7 @@ pub fn compile(raw: RawBudgets) -> Result<Budgets, (String, String)> {
             ));
         }
     }
-    Ok(Budgets { limits, store, defaults, routes })
+    Ok(Budgets { limits, store, defaults, routes, admin: None })
 }
 
 fn output_policy(
@@ -148,6 +151,9 @@ fn compile_limit(raw: RawLimit, at: &dyn Fn(&str) -> String) -> Result<Limit, (S
             at(&format!(".{}", measure.field())),
             format!("{amount} is not a limit: at least 1, at most 2^62"),
         ));
+    }
+    if let Some(offset) = raw.utc_offset.as_deref() {
+        super::window::parse_offset(offset).map_err(|e| (at(".utc_offset"), e))?;
     }
     let window = Window::parse(&raw.window, raw.utc_offset.as_deref()).map_err(|e| (at(".window"), e))?;
     let mut by = Vec::new();
@@ -258,6 +264,16 @@ mod tests {
                 "budgets.limits[0].match.size",
             ),
             (json!({"limits": [{"name": "a", "usd": "x", "window": "day"}]}), "budgets.limits[0].usd"),
+            // A window of zero, or of no length at all, is not a window.
+            (json!({"limits": [{"name": "a", "requests": 5, "window": "0"}]}), "budgets.limits[0].window"),
+            (json!({"limits": [{"name": "a", "requests": 5, "window": "0s"}]}), "budgets.limits[0].window"),
+            (json!({"limits": [{"name": "a", "requests": 5, "window": ""}]}), "budgets.limits[0].window"),
+            (json!({"limits": [{"name": "a", "usd": "0", "window": "day"}]}), "budgets.limits[0].usd"),
+            (json!({"limits": [{"name": "a", "usd": "-1", "window": "day"}]}), "budgets.limits[0].usd"),
+            (
+                json!({"limits": [{"name": "a", "usd": "1", "window": "day", "utc_offset": "+25:00"}]}),
+                "budgets.limits[0].utc_offset",
+            ),
             (
                 json!({"limits": [{"name": "a", "requests": 1, "window": "day"}, {"name": "a", "requests": 2, "window": "day"}]}),
                 "budgets.limits[1].name",

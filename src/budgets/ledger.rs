@@ -175,7 +175,19 @@ pub fn used(store: &dyn SharedData, key: &str, window: i64) -> Result<u64, Store
     Ok(value.and_then(|(bytes, _)| decode(&bytes)).filter(|(w, _)| *w == window).map_or(0, |(_, used)| used))
 }
 
-/// Sets a counter to zero (the command line's reset).
+/// A counter's window and what it holds there; `None` when it does not exist, `Err` when the
+/// value is not a counter.
+pub fn counter(store: &dyn SharedData, key: &str) -> Result<Option<(i64, u64)>, StoreError> {
+    match store.get(&[PREFIX, key].concat()).map_err(StoreError)? {
+        None => Ok(None),
+        Some((bytes, _)) => decode(&bytes)
+            .map(Some)
+            .ok_or_else(|| StoreError(format!("{key} holds {} bytes that are not a counter", bytes.len()))),
+    }
+}
+
+/// Sets a counter to zero (the admin API's reset): window 0, which counts nothing in any
+/// current window, so a request in flight settles onto zero rather than below it.
 pub fn reset(store: &mut dyn SharedData, key: &str) -> Result<(), StoreError> {
     let full = [PREFIX, key].concat();
     match store.get(&full).map_err(StoreError)? {
@@ -243,13 +255,20 @@ fn add(
 }
 
 /// Creates a counter under the creation lock; `false` when another worker created it first.
-fn create(store: &mut dyn SharedData, key: &str, value: &str, now_secs: i64) -> Result<bool, StoreError> {
+pub(super) fn create(store: &mut dyn SharedData, key: &str, value: &str, now_secs: i64) -> Result<bool, StoreError> {
     lock(store, now_secs)?;
     let created = match store.get(key) {
         Ok(Some(_)) => Ok(false),
         Ok(None) => store.set(key, value.as_bytes(), 0).map(|()| true).map_err(|e| StoreError(format!("{e:?}"))),
         Err(detail) => Err(StoreError(detail)),
     };
+    if matches!(created, Ok(true)) {
+        // The admin API lists counters from this index. Failing to note one costs the request
+        // nothing: the counter is counted as usual and can still be read by its scope.
+        if let Err(err) = super::admin::index::note(store, key.strip_prefix(PREFIX).unwrap_or(key)) {
+            log::warn!("budget_index_not_updated detail={}", err.0);
+        }
+    }
     unlock(store)?;
     created
 }

@@ -19,7 +19,9 @@
 //!    between what was reserved and what the provider reported (or, for a cut stream, what was
 //!    relayed).
 
+pub mod admin;
 pub mod config;
+pub mod lease;
 pub mod ledger;
 pub mod redis;
 pub mod reply;
@@ -87,6 +89,18 @@ impl Dimension {
             _ => return None,
         })
     }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Dimension::Tenant => "tenant",
+            Dimension::Team => "team",
+            Dimension::Project => "project",
+            Dimension::ClientKey => "client_key",
+            Dimension::Route => "route",
+            Dimension::Provider => "provider",
+            Dimension::Model => "model",
+        }
+    }
 }
 
 /// One configured limit.
@@ -135,6 +149,9 @@ pub struct RedisStore {
     pub authority: String,
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
+    /// Slices of each counter held by the proxy, so that most requests make no call (opt-in).
+    #[serde(default)]
+    pub lease: Option<lease::Lease>,
 }
 
 fn default_authority() -> String {
@@ -153,6 +170,9 @@ impl RedisStore {
         if self.timeout_ms == 0 || self.timeout_ms > 60_000 {
             return Err(("timeout_ms".into(), format!("{} is not between 1 and 60000", self.timeout_ms)));
         }
+        if let Some(lease) = &self.lease {
+            lease.check().map_err(|(field, reason)| (format!("lease.{field}"), reason))?;
+        }
         Ok(())
     }
 }
@@ -162,6 +182,8 @@ impl RedisStore {
 pub struct Budgets {
     pub limits: Vec<Limit>,
     pub store: Store,
+    /// The operators' API (`budgets.admin`): off when `None`.
+    pub admin: Option<admin::AdminConfig>,
     defaults: OutputPolicy,
     routes: Vec<(Glob, OutputPolicy)>,
 }
@@ -171,6 +193,7 @@ impl Default for Budgets {
         Budgets {
             limits: Vec::new(),
             store: Store::Embedded,
+            admin: None,
             defaults: OutputPolicy { reserve: config::DEFAULT_MAX_OUTPUT_TOKENS, ceiling: None },
             routes: Vec::new(),
         }

@@ -74,6 +74,22 @@ pub struct Call {
     pub callback: String,
 }
 
+impl Call {
+    /// A GET of `path` (a command and its arguments) to the store's front, naming its answer.
+    pub fn new(store: &RedisStore, mut path: String) -> Call {
+        let callback = next_callback();
+        path.push_str("?jsonp=");
+        path.push_str(&callback);
+        Call {
+            upstream: store.endpoint.clone(),
+            authority: store.authority.clone(),
+            path,
+            timeout_ms: store.timeout_ms,
+            callback,
+        }
+    }
+}
+
 /// A script call: its keys and arguments, sent by SHA-1 first and whole after `NOSCRIPT`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScriptCall {
@@ -98,16 +114,7 @@ impl ScriptCall {
             path.push('/');
             path.extend(utf8_percent_encode(part, PATH_ARGUMENT));
         }
-        let callback = next_callback();
-        path.push_str("?jsonp=");
-        path.push_str(&callback);
-        Call {
-            upstream: store.endpoint.clone(),
-            authority: store.authority.clone(),
-            path,
-            timeout_ms: store.timeout_ms,
-            callback,
-        }
+        Call::new(store, path)
     }
 }
 
@@ -211,6 +218,9 @@ pub struct Plan {
     /// Shadow limits the request's spend cannot count (an unpriced model): left out.
     pub uncounted: Vec<usize>,
     pub reserved_at: i64,
+    /// Leases: the slice to take for this proxy with each counter's share, and the cap the
+    /// slice must fit under (the limit, shadow ones too); empty or `(0, _)`: none.
+    pub slices: Vec<(u64, u64)>,
 }
 
 impl Plan {
@@ -224,6 +234,7 @@ impl Plan {
             caps: Vec::new(),
             uncounted: Vec::new(),
             reserved_at: now_secs,
+            slices: Vec::new(),
         };
         for touch in touches {
             let Some(limit) = budgets.limit(&touch) else { continue };
@@ -252,24 +263,36 @@ impl Plan {
             });
             args.push(ttl(touch, self.reserved_at).to_string());
         }
+        // Slices only with the request's own reservation: a confirmation (`enforce: false`)
+        // takes none (what a first call took comes back in its answer and is given back).
+        if enforce && self.slices.iter().any(|(slice, _)| *slice > 0) {
+            for index in 0..self.touches.len() {
+                let (slice, cap) = self.slices.get(index).copied().unwrap_or((0, 0));
+                args.push(slice.to_string());
+                args.push(cap.to_string());
+            }
+        }
         let mut keys = vec![[OPERATION_PREFIX, &self.op].concat()];
         keys.extend(self.touches.iter().map(counter_key));
         ScriptCall { script: Script::Reserve, keys, args }
+    }
+
+    /// The slices an admitting answer granted, per counter (all 0 when it carries none).
+    pub fn grants(&self, value: &serde_json::Value) -> Vec<u64> {
+        let n = self.touches.len();
+        let items = value.as_array().map(Vec::as_slice).unwrap_or_default();
+        (0..n).map(|i| items.get(1 + n + i).and_then(number).unwrap_or(0)).collect()
     }
 
     /// Reads the reservation's answer: `[1, used…]` admitted, `[0, i, used_i]` refused.
     pub fn read(&self, value: &serde_json::Value) -> Result<Reserved, StoreError> {
         let bad = || StoreError(format!("a reservation answer that is not the script's: {value}"));
         let items = value.as_array().ok_or_else(bad)?;
-        let number = |item: Option<&serde_json::Value>| -> Option<u64> {
-            match item? {
-                serde_json::Value::String(text) => text.parse().ok(),
-                serde_json::Value::Number(n) => n.as_u64(),
-                _ => None,
-            }
-        };
+        let number = |item: Option<&serde_json::Value>| item.and_then(number);
+        let n = self.touches.len();
         match number(items.first()) {
-            Some(1) if items.len() == self.touches.len() + 1 => {
+            // With leases, the slices granted follow the values.
+            Some(1) if items.len() == n + 1 || items.len() == 2 * n + 1 => {
                 let mut held = Vec::with_capacity(self.touches.len());
                 for (i, touch) in self.touches.iter().enumerate() {
                     let used = number(items.get(i + 1)).ok_or_else(bad)?;
@@ -287,6 +310,33 @@ impl Plan {
             _ => Err(bad()),
         }
     }
+}
+
+/// A whole number in a script's answer: Redis's decimal string, or a small integer.
+fn number(item: &serde_json::Value) -> Option<u64> {
+    match item {
+        serde_json::Value::String(text) => text.parse().ok(),
+        serde_json::Value::Number(n) => n.as_u64(),
+        _ => None,
+    }
+}
+
+/// A settlement of bare differences (`deltas`, one per counter): what slices give back to Redis,
+/// and what a request reserved from a slice used beyond it. Its own operation key, as any.
+pub fn adjustment(counters: Vec<(Touch, i128)>, now_secs: i64) -> Settlement {
+    let clamp = |d: i128| u64::try_from(d.max(0)).unwrap_or(u64::MAX);
+    let amounts = counters.iter().map(|(_, delta)| clamp(-delta)).collect();
+    let actual = counters.iter().map(|(_, delta)| clamp(*delta)).collect();
+    let plan = Plan {
+        op: next_operation(),
+        caps: vec![None; counters.len()],
+        touches: counters.into_iter().map(|(touch, _)| touch).collect(),
+        amounts,
+        uncounted: Vec::new(),
+        reserved_at: now_secs,
+        slices: Vec::new(),
+    };
+    Settlement::new(plan, actual, true)
 }
 
 /// A settlement: each counter gets `actual − reserved` (its own operation key).
@@ -364,9 +414,11 @@ impl Settlement {
             Answer::NoScript => Progress::Later("NOSCRIPT for a script sent whole".into()),
             Answer::Failed(why) => Progress::Later(why),
             Answer::Value(value) if self.held.is_none() => match self.plan.read(&value) {
-                // The reservation happened (now or before): the settlement is the difference.
+                // The reservation happened (now or before): the settlement is the difference,
+                // and slices it took for the proxy (which never heard of them) go back too.
                 Ok(Reserved::Admitted { .. }) => {
-                    self.held = Some(self.plan.amounts.clone());
+                    let grants = self.plan.grants(&value);
+                    self.held = Some(self.plan.amounts.iter().zip(grants).map(|(a, g)| a.saturating_add(g)).collect());
                     self.by_sha = true;
                     Progress::Next
                 }

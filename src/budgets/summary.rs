@@ -60,6 +60,8 @@ pub struct BudgetSummary {
     pub settled: Option<Need>,
     /// Output tokens the client had got when its stream was ended.
     pub cut_at: Option<u64>,
+    /// Leases: reserved from this proxy's slices, without a call to the store.
+    pub from_slices: bool,
 }
 
 impl BudgetSummary {
@@ -68,9 +70,15 @@ impl BudgetSummary {
         let mut out = ObjectWriter::new(256);
         out.opt_u64("cut_at_output_tokens", self.cut_at);
         out.opt_str("decided_by", self.decided_by.as_deref());
+        if self.from_slices {
+            out.bool("from_slices", true);
+        }
         let limits: Vec<String> = self.counted.iter().map(|c| json_string(&c.limit)).collect();
         out.raw("limits", &["[", &limits.join(","), "]"].concat());
         out.object("reserved", |need| write_need(need, &self.reserved));
+        // Each limit's counter, in `limits`' order: what the chargeback report adds up per scope.
+        let scopes: Vec<String> = self.counted.iter().map(|c| json_string(&c.scope)).collect();
+        out.raw("scopes", &["[", &scopes.join(","), "]"].concat());
         if let Some(settled) = &self.settled {
             out.object("settled", |need| write_need(need, settled));
         }
@@ -118,6 +126,7 @@ mod tests {
             reserved: Need { requests: 1, input_tokens: 10, output_tokens: 4096, spend: Some(1_500_000) },
             settled: Some(Need { requests: 1, input_tokens: 10, output_tokens: 30, spend: None }),
             cut_at: Some(30),
+            from_slices: false,
         };
         let json = summary.to_json();
         let value: serde_json::Value = serde_json::from_str(&json).unwrap();

@@ -108,7 +108,7 @@ impl Window {
 }
 
 /// `+HH:MM` or `-HH:MM` (also `Z`), at most 14 hours either way, as seconds east of UTC.
-fn parse_offset(text: &str) -> Result<i64, String> {
+pub(super) fn parse_offset(text: &str) -> Result<i64, String> {
     if text == "Z" {
         return Ok(0);
     }
@@ -142,7 +142,7 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
 }
 
 /// The civil date (year, month 1–12, day 1–31) of a day since 1970-01-01 (`civil_from_days`).
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
+pub(crate) fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let day_of_era = z - era * 146_097;

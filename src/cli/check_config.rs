@@ -10,9 +10,13 @@ pub fn run(path: &str, skip_env: bool) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let env = |name: &str| if skip_env { Some("placeholder".to_string()) } else { std::env::var(name).ok() };
+    let env =
+        |name: &str| if skip_env { Some("placeholder-not-a-secret".to_string()) } else { std::env::var(name).ok() };
     match tollgate::config::compile_with_env(&bytes, &env) {
-        Ok(_) => {
+        Ok(policy) => {
+            for note in &policy.load_notes {
+                eprintln!("{path}: {note}");
+            }
             println!("{path}: ok");
             ExitCode::SUCCESS
         }

@@ -3,12 +3,13 @@
 use std::process::ExitCode;
 
 use serde_json::{json, Map, Value};
-use tollgate::pricing::{usd_string, PriceSource, PriceTable};
+use tollgate::pricing::{usd_string, PriceTable};
 use tollgate::usage::{Count, TokenCounts};
 
 pub fn run(options: &[&str]) -> ExitCode {
     let mut model = None;
     let mut config = None;
+    let mut provider = None;
     let mut tokens = TokenCounts::default();
     for pair in options.chunks(2) {
         let [flag, value] = pair else {
@@ -22,6 +23,10 @@ pub fn run(options: &[&str]) -> ExitCode {
             }
             "--config" => {
                 config = Some(*value);
+                continue;
+            }
+            "--provider" => {
+                provider = Some(*value);
                 continue;
             }
             "--input" => &mut tokens.input,
@@ -42,11 +47,11 @@ pub fn run(options: &[&str]) -> ExitCode {
     let (Some(model), true, true) = (model, tokens.input.is_some(), tokens.output.is_some()) else {
         return usage_error("cost needs --model, --input and --output");
     };
-    let table = match config {
-        None => PriceTable::builtin(),
+    let policy = match config {
+        None => tollgate::config::Policy::default(),
         Some(path) => match std::fs::read(path) {
             Ok(bytes) => match tollgate::config::compile_with_env(&bytes, &|_| Some("placeholder".to_string())) {
-                Ok(policy) => policy.prices,
+                Ok(policy) => policy,
                 Err(err) => {
                     eprintln!("{path}: {err}");
                     return ExitCode::FAILURE;
@@ -58,14 +63,30 @@ pub fn run(options: &[&str]) -> ExitCode {
             }
         },
     };
-    match cost_report(&table, model, &tokens) {
+    let table = &policy.prices;
+    // The provider's LiteLLM namespace, as the filter resolves it: the configured provider's,
+    // or, without a configuration, a provider of that name with no `litellm_provider` set.
+    let namespace = match (provider, config) {
+        (None, _) => None,
+        (Some(name), Some(path)) => match policy.routing.providers.iter().find(|p| p.name == name) {
+            Some(_) => policy.price_namespace(Some(name)),
+            None => return usage_error(&format!("--provider {name}: {path} configures no provider {name:?}")),
+        },
+        (Some(name), None) if table.has_namespace(name) => Some(name),
+        (Some(name), None) => {
+            return usage_error(&format!(
+                "--provider {name}: no model in the price table is keyed \"{name}/…\"; give --config to use a configured provider"
+            ))
+        }
+    };
+    match cost_report(table, model, namespace, &tokens) {
         Some(report) => {
             println!("{report:#}");
             ExitCode::SUCCESS
         }
         None => {
             eprintln!(
-                "{model}: unpriced (neither in the configured prices nor in the built-in table {})",
+                "{model}: unpriced (neither in the configured prices or litellm_prices nor in the built-in table {})",
                 table.version()
             );
             ExitCode::FAILURE
@@ -73,9 +94,9 @@ pub fn run(options: &[&str]) -> ExitCode {
     }
 }
 
-fn cost_report(table: &PriceTable, model: &str, tokens: &TokenCounts) -> Option<Value> {
-    let priced = table.find(model)?;
-    let cost = table.cost(model, tokens)?;
+fn cost_report(table: &PriceTable, model: &str, namespace: Option<&str>, tokens: &TokenCounts) -> Option<Value> {
+    let priced = table.find_at(model, namespace)?;
+    let cost = table.cost_for(model, namespace, tokens)?;
     let input = tokens.input.map_or(0, |c| c.tokens);
     let rates = priced.price.rates(input);
     let per_million = |micro: u64| usd_string(micro.saturating_mul(1_000_000));
@@ -89,7 +110,8 @@ fn cost_report(table: &PriceTable, model: &str, tokens: &TokenCounts) -> Option<
     Some(json!({
         "model": model,
         "priced_as": priced.key,
-        "price_source": match priced.source { PriceSource::Config => "config", PriceSource::Builtin => "builtin" },
+        "price_source": priced.source.name(),
+        "litellm_provider": namespace,
         "tokens": counts,
         "long_context_tier": cost.tier.map(|above| json!({"above_tokens": above})),
         "usd_per_million_tokens": {

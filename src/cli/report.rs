@@ -78,6 +78,8 @@ pub struct Report {
     pub total: Totals,
     pub skipped: Skipped,
     pub price_tables: BTreeMap<String, u64>,
+    /// What the records counted against each limit and scope (`--config`: spend against budget).
+    pub budgets: Vec<super::report_budgets::Counted>,
 }
 
 /// What one access-log line contributes.
@@ -89,6 +91,7 @@ struct Line {
     cost_pico_usd: Option<u128>,
     has_tokens: bool,
     price_table: Option<String>,
+    budget: Vec<super::report_budgets::Counted>,
 }
 
 enum Outcome {
@@ -126,7 +129,8 @@ impl Report {
                 continue;
             }
             match classify(&String::from_utf8_lossy(&line), by, window) {
-                Outcome::Counted(line) => {
+                Outcome::Counted(mut line) => {
+                    report.budgets.append(&mut line.budget);
                     report.total.add(&line);
                     report.groups.entry(line.key.clone()).or_default().add(&line);
                     if let Some(version) = &line.price_table {
@@ -246,8 +250,9 @@ fn classify(text: &str, by: GroupBy, window: Window) -> Outcome {
         Some(Value::Object(record)) => record.clone(),
         _ => return Outcome::NoRecord,
     };
+    let at = entry_time(&entry);
     if window.is_set() {
-        match entry_time(&entry) {
+        match at {
             None => return Outcome::Undated,
             Some(at) if !window.contains(at) => return Outcome::OutsideRange,
             Some(_) => {}
@@ -282,6 +287,7 @@ fn classify(text: &str, by: GroupBy, window: Window) -> Outcome {
         cost_pico_usd,
         has_tokens,
         price_table,
+        budget: super::report_budgets::counted(&record, at),
     })
 }
 
@@ -437,7 +443,7 @@ pub fn run(options: &[&str]) -> ExitCode {
         let [flag, value] = pair else {
             return usage_error(&format!("{} needs a value", pair.first().copied().unwrap_or_default()));
         };
-        if !matches!(*flag, "--from" | "--since" | "--until" | "--by" | "--csv") {
+        if !matches!(*flag, "--from" | "--since" | "--until" | "--by" | "--csv" | "--config") {
             return usage_error(&format!("unknown option {flag}"));
         }
         if values.insert(flag, value).is_some() {
@@ -461,6 +467,30 @@ pub fn run(options: &[&str]) -> ExitCode {
             }
         }
     }
+    // Spend against budget: the configuration's USD limits, in the window `--until` ends in
+    // (else the current one). Provider keys and the admin token are not needed to read limits.
+    let budgets = match values.get("--config") {
+        None => None,
+        Some(path) => {
+            let placeholder = |_: &str| Some("placeholder-not-a-secret".to_string());
+            let compiled = std::fs::read(path)
+                .map_err(|e| e.to_string())
+                .and_then(|bytes| tollgate::config::compile_with_env(&bytes, &placeholder).map_err(|e| e.to_string()));
+            match compiled {
+                Ok(policy) => Some(policy.budgets),
+                Err(err) => {
+                    eprintln!("{path}: {err}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+    };
+    let reference = match window.until {
+        Some(until) => i64::try_from((until - 1).div_euclid(1_000_000_000)).unwrap_or(i64::MAX),
+        None => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
+    };
     let input: Box<dyn Read> = if from == "-" {
         Box::new(std::io::stdin())
     } else {
@@ -479,6 +509,7 @@ pub fn run(options: &[&str]) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let spend = budgets.map(|b| super::report_budgets::table(&b, &report.budgets, reference)).unwrap_or_default();
     match values.get("--csv").copied() {
         Some("-") => print!("{}", report.csv(by)),
         Some(path) => {
@@ -487,9 +518,9 @@ pub fn run(options: &[&str]) -> ExitCode {
                 eprintln!("{path}: cannot write: {err}");
                 return ExitCode::FAILURE;
             }
-            print!("{}", report.table(by));
+            print!("{}{spend}", report.table(by));
         }
-        None => print!("{}", report.table(by)),
+        None => print!("{}{spend}", report.table(by)),
     }
     ExitCode::SUCCESS
 }

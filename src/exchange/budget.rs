@@ -5,6 +5,7 @@
 use std::rc::Rc;
 
 use super::Exchange;
+use crate::budgets::lease;
 use crate::budgets::ledger::{self, Held, Reserved, StoreError};
 use crate::budgets::redis::{self, Answer, Plan, Settlement};
 use crate::budgets::summary::{BudgetSummary, Counted, Verdict};
@@ -23,6 +24,8 @@ pub(super) struct Metering {
     held: Vec<Held>,
     /// The model output is priced at (what a stream's extra output costs).
     model: String,
+    /// The LiteLLM namespace of the provider it goes to (`mistral` for `mistral/…` prices).
+    price_namespace: Option<String>,
     /// Output tokens the reservation covers.
     output_allowed: u64,
     /// The route's `max_output_tokens`: no stream passes it.
@@ -41,6 +44,8 @@ pub(super) struct Metering {
     plan: Option<Plan>,
     pending: Option<Pending>,
     confirmed: bool,
+    /// Leases: the reservation was taken from this proxy's slices (no call); it settles there.
+    leased: bool,
     summary: BudgetSummary,
 }
 
@@ -101,11 +106,13 @@ impl Exchange {
         } else {
             0
         };
-        let spend = price(&policy, &model, input, output);
+        let price_namespace = policy.price_namespace(provider.as_deref()).map(str::to_string);
+        let spend = price(&policy, &model, price_namespace.as_deref(), input, output);
         let need = Need { requests: 1, input_tokens: input, output_tokens: output, spend };
         let watch_stream = request.stream && requested.is_none_or(|r| output_policy.ceiling.is_some_and(|c| r > c));
         let metering = Metering {
             model,
+            price_namespace,
             output_allowed: output,
             ceiling: output_policy.ceiling,
             step: output_policy.reserve.max(1),
@@ -137,13 +144,22 @@ impl Exchange {
         api: Api,
     ) -> Option<Flow> {
         let now = metering.reserved_at;
-        let plan = match Plan::new(&self.policy.budgets, touches, &need, redis::next_operation(), now) {
+        let mut plan = match Plan::new(&self.policy.budgets, touches, &need, redis::next_operation(), now) {
             Ok(plan) => plan,
             Err(touch) => return self.decide_reservation(io, api, Ok(Reserved::Unpriced { touch }), metering),
         };
         if plan.touches.is_empty() {
             self.metering = Some(Box::new(metering));
             return None;
+        }
+        if let Some(lease) = &store.lease {
+            if let Some(held) = self.reserve_from_slices(io, lease, &mut plan) {
+                metering.plan = Some(plan);
+                metering.leased = true;
+                metering.summary.from_slices = true;
+                let reserved = Ok(self.shadow_over(Reserved::Admitted { held, over: Vec::new() }));
+                return self.decide_reservation(io, api, reserved, metering);
+            }
         }
         let call = plan.reserve(true).call(store, true);
         metering.plan = Some(plan);
@@ -157,6 +173,74 @@ impl Exchange {
                 let reserved = Err(StoreError(format!("the reservation was not sent: {}", err.detail)));
                 self.decide_reservation(io, api, reserved, metering)
             }
+        }
+    }
+
+    /// Leases: takes the request's reservation from this proxy's slices when every counter it
+    /// touches is leased and its slice holds enough (`Some`: no call); otherwise says in `plan`
+    /// how much each slice lacks, for the call to Redis to top it up.
+    fn reserve_from_slices(&self, io: &mut dyn HostIo, lease: &lease::Lease, plan: &mut Plan) -> Option<Vec<Held>> {
+        let budgets = &self.policy.budgets;
+        let slices: Vec<(u64, u64)> = plan
+            .touches
+            .iter()
+            .map(|touch| budgets.limit(touch).map_or((0, 0), |limit| (lease.slice(limit), limit.amount)))
+            .collect();
+        let now_ms = io.now_nanos() / 1_000_000;
+        if slices.iter().all(|(slice, _)| *slice > 0) {
+            match lease::take(&mut SharedLedger(io), &plan.touches, &plan.amounts, now_ms) {
+                Ok(lease::Taken::All(used)) => {
+                    log::debug!("#{} budget_reserved_from_slices op={}", self.id, plan.op);
+                    let held = plan.touches.iter().zip(&plan.amounts).zip(used);
+                    return Some(
+                        held.map(|((touch, amount), used)| Held { touch: touch.clone(), amount: *amount, used })
+                            .collect(),
+                    );
+                }
+                Ok(lease::Taken::None { orphans }) => {
+                    if !orphans.is_empty() {
+                        let back = orphans.into_iter().map(|(touch, amount)| (touch, -i128::from(amount))).collect();
+                        io.defer_settlement(redis::adjustment(back, now_secs(io)));
+                    }
+                }
+                // A slice that cannot be read or written: Redis decides, as without leases.
+                Err(err) => log::warn!("#{} budget_slice_unusable detail={}", self.id, err.0),
+            }
+        }
+        let shared = SharedLedger(io);
+        plan.slices = plan
+            .touches
+            .iter()
+            .zip(slices)
+            .map(|(touch, (slice, cap))| if slice > 0 { (lease::wanted(&shared, touch, slice), cap) } else { (0, cap) })
+            .collect();
+        None
+    }
+
+    /// Leases: puts the slices Redis granted with an admitted reservation into this proxy's
+    /// slices; whatever they cannot keep goes back to Redis.
+    fn place_grants(&self, io: &mut dyn HostIo, plan: &Plan, grants: &[u64], held: &[Held]) {
+        let Store::Redis(store) = &self.policy.budgets.store else { return };
+        let Some(lease) = &store.lease else { return };
+        let now_ms = io.now_nanos() / 1_000_000;
+        let mut back: Vec<(Touch, i128)> = Vec::new();
+        for ((touch, grant), hold) in plan.touches.iter().zip(grants).zip(held) {
+            if *grant == 0 {
+                continue;
+            }
+            let slice = self.policy.budgets.limit(touch).map_or(0, |limit| lease.slice(limit));
+            let seen = hold.used.saturating_add(*grant);
+            match lease::place(&mut SharedLedger(io), touch, *grant, seen, slice, now_ms) {
+                Ok(returned) => back.extend(returned.into_iter().map(|(t, amount)| (t, -i128::from(amount)))),
+                Err(err) => {
+                    log::warn!("#{} budget_slice_unusable detail={}", self.id, err.0);
+                    back.push((touch.clone(), -i128::from(*grant)));
+                }
+            }
+            io.note_lease(&touch.key);
+        }
+        if !back.is_empty() {
+            io.defer_settlement(redis::adjustment(back, now_secs(io)));
         }
     }
 
@@ -185,7 +269,16 @@ impl Exchange {
                     Err(err) => Err(StoreError(format!("the reservation was not sent: {}", err.detail))),
                 }
             }
-            (Answer::Value(value), Some(plan)) => plan.read(&value).map(|reserved| self.shadow_over(reserved)),
+            (Answer::Value(value), Some(plan)) => plan.read(&value).map(|reserved| {
+                let Reserved::Admitted { mut held, over } = reserved else { return reserved };
+                let grants = plan.grants(&value);
+                // What the counters hold for this request's reservation, without the slices.
+                for (hold, grant) in held.iter_mut().zip(&grants) {
+                    hold.used = hold.used.saturating_sub(*grant);
+                }
+                self.place_grants(io, plan, &grants, &held);
+                self.shadow_over(Reserved::Admitted { held, over })
+            }),
             (Answer::NoScript, _) => Err(StoreError("Redis answered NOSCRIPT for a script sent whole".into())),
             (Answer::Failed(why), _) => Err(StoreError(why)),
             (Answer::Value(_), None) => Err(StoreError("an answer without a reservation".into())),
@@ -388,7 +481,11 @@ impl Exchange {
                 let limit = budgets.limit(&hold.touch).map_or(0, |l| l.amount);
                 counted.remaining = Some(limit.saturating_sub(hold.used));
             }
-            io.defer_settlement(Settlement::new(plan, amounts, metering.confirmed));
+            if metering.leased {
+                self.settle_in_slices(io, &plan, &amounts);
+            } else {
+                io.defer_settlement(Settlement::new(plan, amounts, metering.confirmed));
+            }
             // The record says what the counters get: nothing at all for a closed refusal (not
             // even the request), as the settlement's amounts above.
             metering.summary.settled = Some(if closed {
@@ -422,6 +519,35 @@ impl Exchange {
     }
 }
 
+impl Exchange {
+    /// Leases: a request reserved from this proxy's slices settles there: what it did not use
+    /// goes back to the slice, what it used beyond its reservation is taken from the slice;
+    /// what the slice cannot take or cover (its window moved on) goes to Redis, off the path.
+    fn settle_in_slices(&self, io: &mut dyn HostIo, plan: &Plan, amounts: &[u64]) {
+        let now_ms = io.now_nanos() / 1_000_000;
+        let mut back: Vec<(Touch, i128)> = Vec::new();
+        for ((touch, reserved), actual) in plan.touches.iter().zip(&plan.amounts).zip(amounts) {
+            let delta = i128::from(*actual) - i128::from(*reserved);
+            let left = if delta < 0 {
+                lease::give(&mut SharedLedger(io), touch, reserved - actual, now_ms).map(|left| -i128::from(left))
+            } else {
+                lease::take_up_to(&mut SharedLedger(io), touch, actual - reserved, now_ms).map(i128::from)
+            };
+            match left {
+                Ok(0) => {}
+                Ok(left) => back.push((touch.clone(), left)),
+                Err(err) => {
+                    log::warn!("#{} budget_slice_unusable detail={}", self.id, err.0);
+                    back.push((touch.clone(), delta));
+                }
+            }
+        }
+        if !back.is_empty() {
+            io.defer_settlement(redis::adjustment(back, now_secs(io)));
+        }
+    }
+}
+
 /// A stream's extra output: asked by the stream's cutter when the output would reach `needed`
 /// tokens. Takes another step on every counter output moves, up to the ceiling; `None` ends
 /// the stream. `fail_open`: when the counters cannot be written, the stream goes on (uncounted past its
@@ -448,8 +574,12 @@ pub(super) fn grow(
         allowed = allowed.min(ceiling);
     }
     let more = allowed.saturating_sub(metering.output_allowed);
-    let need =
-        Need { requests: 0, input_tokens: 0, output_tokens: more, spend: price(policy, &metering.model, 0, more) };
+    let need = Need {
+        requests: 0,
+        input_tokens: 0,
+        output_tokens: more,
+        spend: price(policy, &metering.model, metering.price_namespace.as_deref(), 0, more),
+    };
     let now = metering.reserved_at;
     match ledger::extend(&mut SharedLedger(io), &policy.budgets, &mut metering.held, &need, now) {
         Ok(true) => {
@@ -503,14 +633,15 @@ fn counted(budgets: &Budgets, touch: &Touch) -> Option<Counted> {
     })
 }
 
-/// The price of `input` prompt and `output` generated tokens of `model`, in pico-USD.
-fn price(policy: &Policy, model: &str, input: u64, output: u64) -> Option<u64> {
+/// The price of `input` prompt and `output` generated tokens of `model` at a provider whose
+/// LiteLLM namespace is `namespace`, in pico-USD.
+fn price(policy: &Policy, model: &str, namespace: Option<&str>, input: u64, output: u64) -> Option<u64> {
     let tokens = TokenCounts {
         input: Some(Count::estimated(input)),
         output: Some(Count::estimated(output)),
         ..TokenCounts::default()
     };
-    policy.prices.cost(model, &tokens).map(|cost| cost.pico_usd)
+    policy.prices.cost_for(model, namespace, &tokens).map(|cost| cost.pico_usd)
 }
 
 fn now_secs(io: &dyn HostIo) -> i64 {

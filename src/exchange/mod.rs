@@ -7,6 +7,7 @@
 //! be priced and reported in response headers (only possible while the headers are still held).
 //! Every exchange ends with one usage record, exported to the proxy's logs.
 
+pub mod admin;
 mod budget;
 mod guard;
 mod request;
@@ -160,6 +161,14 @@ impl Exchange {
             first_byte_at: None,
             recorded: false,
         }
+    }
+
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+
+    pub fn policy(&self) -> &Rc<Policy> {
+        &self.policy
     }
 
     /// The canonical request, once its body has been read.

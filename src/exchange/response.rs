@@ -459,7 +459,11 @@ impl Exchange {
                 tokens.input = Some(Count::estimated(estimate::request_tokens(api, &model, body, None)));
             }
         }
-        let cost = served.as_deref().and_then(|m| self.policy.prices.cost(m, &tokens));
+        let namespace = self.policy.price_namespace(self.served_by.as_ref().map(|s| s.provider.as_str()));
+        let priced = served.as_deref().and_then(|m| self.policy.prices.find_at(m, namespace));
+        let counted = tokens.input.is_some() || tokens.output.is_some();
+        let cost = priced.as_ref().filter(|_| counted).map(|p| crate::pricing::cost_at(&p.price, &tokens));
+        let priced_as = priced.filter(|_| counted).map(|p| p.key.to_string());
         let budget = if self.recorded { None } else { self.settle_budget(io, &tokens, cost.map(|c| c.pico_usd)) };
         let now = io.now_nanos();
         let millis = |from: u64, to: u64| to.saturating_sub(from) / 1_000_000;
@@ -476,6 +480,7 @@ impl Exchange {
             outcome,
             tokens,
             cost,
+            priced_as,
             time_to_first_token_ms: self.first_byte_at.map(|at| millis(self.started_at, at)),
             duration_ms: Some(millis(self.started_at, now)),
             guardrails: self.guardrails.clone(),

@@ -2,7 +2,7 @@
 //! (which proxy this is, metric ids).
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::rc::Rc;
 
 use super::abi;
@@ -30,6 +30,9 @@ pub struct HostState {
     route_name_missing_said: Cell<bool>,
     /// Budget settlements for the Redis store, sent by the root context.
     pub outbox: RefCell<Outbox>,
+    /// Leases: the counters whose slices this worker topped up; its root context gives idle
+    /// ones back (any worker may; the compare-and-swap lets one take each).
+    pub lease_keys: RefCell<BTreeSet<String>>,
 }
 
 /// Hostcalls to refuse on purpose, to test `failure_mode` against a real proxy: named in the
@@ -403,6 +406,12 @@ impl HostIo for ProxyIo {
 
     fn resume_request(&mut self) -> Result<(), HostError> {
         abi::resume_request().map_err(|status| HostError { detail: format!("resume status {status}") })
+    }
+
+    fn note_lease(&mut self, key: &str) {
+        if !self.host.lease_keys.borrow().contains(key) {
+            self.host.lease_keys.borrow_mut().insert(key.to_string());
+        }
     }
 
     fn defer_settlement(&mut self, settlement: Settlement) {

@@ -9,7 +9,9 @@ use proxy_wasm::types::ContextType;
 use super::http::HttpFilter;
 use super::proxy_io::{Faults, HostState};
 use super::{abi, logger};
+use crate::budgets::lease;
 use crate::budgets::ledger;
+use crate::budgets::redis;
 use crate::budgets::{RedisStore, Store};
 use crate::config::{self, Policy};
 use crate::tokenizer;
@@ -19,10 +21,14 @@ pub struct FilterRoot {
     host: Rc<HostState>,
     /// The Redis store settlements go to, when budgets use it.
     redis: Option<RedisStore>,
+    /// Leases: when idle slices were last looked for (milliseconds of the host's clock).
+    last_sweep_ms: u64,
 }
 
 /// How often queued settlements are sent to Redis.
 const SETTLEMENT_TICK_MS: u32 = 20;
+/// Leases: idle slices are looked for at most this often (each is one shared-data read).
+const SWEEP_MS: u64 = 100;
 
 /// What `on_configure` left for the requests.
 #[derive(Clone)]
@@ -36,7 +42,7 @@ pub enum Loaded {
 
 impl FilterRoot {
     pub fn new() -> Self {
-        FilterRoot { loaded: Loaded::Nothing, host: Rc::new(HostState::default()), redis: None }
+        FilterRoot { loaded: Loaded::Nothing, host: Rc::new(HostState::default()), redis: None, last_sweep_ms: 0 }
     }
 }
 
@@ -85,16 +91,25 @@ impl RootContext for FilterRoot {
                 return false;
             }
         };
+        let started = std::time::Instant::now();
         match config::compile(&bytes) {
             Ok(policy) => {
                 logger::set_level(policy.log_level);
-                log::info!("tollgate: configuration loaded");
+                log::info!(
+                    "tollgate: configuration loaded ({} bytes in {} ms)",
+                    bytes.len(),
+                    started.elapsed().as_millis()
+                );
+                for note in &policy.load_notes {
+                    log::warn!("tollgate: {note}");
+                }
                 let faults = std::env::var(Faults::VARIABLE).map(|list| Faults::parse(&list)).unwrap_or_default();
                 if faults.any() {
                     log::warn!("tollgate: {} is set: refusing hostcalls on purpose ({faults:?})", Faults::VARIABLE);
                 }
                 self.host.set_faults(faults);
-                if !policy.budgets.is_empty() && policy.budgets.store == Store::Embedded {
+                let leased = matches!(&policy.budgets.store, Store::Redis(store) if store.lease.is_some());
+                if !policy.budgets.is_empty() && (policy.budgets.store == Store::Embedded || leased) {
                     // The counters' creation lock must exist before any request takes it.
                     if let Err(err) = ledger::prepare(&mut RootShared) {
                         log::error!("tollgate: budgets: the shared data cannot be written ({})", err.0);
@@ -129,6 +144,12 @@ impl RootContext for FilterRoot {
         let Some(store) = &self.redis else { return };
         let now_ms = abi::now_nanos() / 1_000_000;
         let now_secs = i64::try_from(now_ms / 1_000).unwrap_or(i64::MAX);
+        if let Some(lease) = &store.lease {
+            if now_ms.saturating_sub(self.last_sweep_ms) >= SWEEP_MS {
+                self.last_sweep_ms = now_ms;
+                self.give_back_idle_slices(lease.idle_ms, now_ms);
+            }
+        }
         let due = self.host.outbox.borrow_mut().due(now_ms);
         for (settlement, first_ms) in due {
             let call = settlement.call(store, now_secs);
@@ -149,6 +170,35 @@ impl RootContext for FilterRoot {
 
     fn get_type(&self) -> Option<ContextType> {
         Some(ContextType::HttpContext)
+    }
+}
+
+impl FilterRoot {
+    /// Leases: slices this worker topped up that no request used for `idle_ms` (or whose window
+    /// ended) go back to Redis through the settlement queue; keys of ended windows are forgotten.
+    fn give_back_idle_slices(&self, idle_ms: u64, now_ms: u64) {
+        let keys: Vec<String> = self.host.lease_keys.borrow().iter().cloned().collect();
+        let mut back = Vec::new();
+        for key in keys {
+            match lease::reclaim(&mut RootShared, &key, now_ms, idle_ms) {
+                Ok(reclaimed) => {
+                    if let Some((counter, amount)) = reclaimed.back {
+                        back.push((counter, -i128::from(amount)));
+                    }
+                    if reclaimed.ended {
+                        self.host.lease_keys.borrow_mut().remove(&key);
+                    }
+                }
+                Err(err) => log::warn!("budget_slice_unusable detail={}", err.0),
+            }
+        }
+        if !back.is_empty() {
+            let now_secs = i64::try_from(now_ms / 1_000).unwrap_or(i64::MAX);
+            let settlement = redis::adjustment(back, now_secs);
+            if let Some(dropped) = self.host.outbox.borrow_mut().push(settlement, now_ms) {
+                log::error!("budget_settlement_dropped op={dropped} reason=queue_full");
+            }
+        }
     }
 }
 

@@ -53,7 +53,7 @@ impl TierRow {
 }
 
 /// The built-in entry named exactly `model`: its key (static) and its prices.
-pub fn find(model: &str) -> Option<(&'static str, ModelPrice)> {
+pub fn find(model: &str) -> Option<(&'static str, ModelPrice<'static>)> {
     let at = builtin::MODELS.binary_search_by(|(name, _, _)| (*name).cmp(model)).ok()?;
     let &(name, row, max_input) = builtin::MODELS.get(at)?;
     let row = builtin::ROWS.get(usize::from(row))?;
@@ -73,6 +73,12 @@ pub fn find(model: &str) -> Option<(&'static str, ModelPrice)> {
         max_input_tokens: (max_input != 0).then_some(u64::from(max_input)),
     };
     Some((name, price))
+}
+
+/// Whether some built-in model name starts with `prefix`.
+pub fn has_prefix(prefix: &str) -> bool {
+    let at = builtin::MODELS.partition_point(|(name, _, _)| *name < prefix);
+    builtin::MODELS.get(at).is_some_and(|(name, _, _)| name.starts_with(prefix))
 }
 
 #[cfg(test)]

@@ -1,5 +1,7 @@
 use super::*;
 use crate::usage::Count;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
 
 fn tokens(input: u64, cache_read: u64, output: u64) -> TokenCounts {
     TokenCounts {
@@ -346,4 +348,46 @@ fn startup_cost() {
     }
     let worst = started.elapsed() / 10_000;
     println!("parse prices.json: {parse:?}; static lookup: {lookup:?} (found {found}); four-step lookup: {worst:?}");
+}
+
+#[test]
+fn a_bare_name_sent_to_a_provider_is_priced_under_its_litellm_namespace() {
+    let table = PriceTable::builtin();
+    assert!(table.find("mistral-large-latest").is_none(), "LiteLLM keys it only as mistral/…");
+    let at = |model: &str, ns: &str| table.find_at(model, Some(ns)).map(|p| p.key);
+    assert_eq!(at("mistral-large-latest", "mistral"), Some("mistral/mistral-large-latest"));
+    assert_eq!(at("deepseek-chat", "deepseek"), Some("deepseek/deepseek-chat"));
+    assert_eq!(at("gemini-2.5-pro", "gemini"), Some("gemini/gemini-2.5-pro"));
+    assert_eq!(at("openai/gpt-oss-120b", "groq"), Some("groq/openai/gpt-oss-120b"));
+    // A provider-keyed price wins over another provider's bare one: Azure's gpt-4o-mini is
+    // not OpenAI's.
+    assert_eq!(at("gpt-4o-mini", "azure"), Some("azure/gpt-4o-mini"));
+    assert_ne!(table.find_at("gpt-4o-mini", Some("azure")).unwrap().price, table.lookup("gpt-4o-mini").unwrap());
+    // Dated snapshots fall back to the namespaced family, then to the bare names.
+    assert_eq!(at("mistral-large-latest-2099-01-01", "mistral"), Some("mistral/mistral-large-latest"));
+    assert_eq!(at("gpt-4o-2024-08-06", "mistral"), Some("gpt-4o-2024-08-06"));
+    // A name already under the namespace is not prefixed twice (LiteLLM: perplexity/sonar at
+    // perplexity is perplexity/sonar, not perplexity/perplexity/sonar).
+    assert_eq!(at("perplexity/sonar", "perplexity"), Some("perplexity/sonar"));
+    assert_eq!(at("mistral/mistral-large-latest", "mistral"), Some("mistral/mistral-large-latest"));
+}
+
+#[test]
+fn every_provider_keyed_model_is_found_by_its_bare_name_at_its_provider() {
+    let table = PriceTable::builtin();
+    let mut namespaces = std::collections::BTreeSet::new();
+    for (key, _, _) in builtin::MODELS {
+        let Some((namespace, bare)) = key.split_once('/') else { continue };
+        namespaces.insert(namespace);
+        assert!(table.has_namespace(namespace), "{namespace}");
+        // `perplexity/sonar` at perplexity is itself when listed, as in LiteLLM, not
+        // `perplexity/perplexity/sonar`.
+        let expected =
+            if bare.starts_with(&format!("{namespace}/")) && table::find(bare).is_some() { bare } else { key };
+        assert_eq!(table.find_at(bare, Some(namespace)).map(|p| p.key), Some(expected), "{bare} at {namespace}");
+    }
+    assert!(namespaces.len() >= 70, "{} namespaces", namespaces.len());
+    for not_one in ["", "openai", "anthropic", "nobody", "mistral/", "mis"] {
+        assert!(!table.has_namespace(not_one), "{not_one:?}");
+    }
 }

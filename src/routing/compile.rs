@@ -35,6 +35,8 @@ pub struct RawProvider {
     api_key: Option<RawSecret>,
     #[serde(default)]
     auth: Option<String>,
+    #[serde(default)]
+    litellm_provider: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -238,6 +240,7 @@ fn compile_provider(
         query: raw.query.clone().filter(|q| !q.is_empty()),
         api_key,
         auth,
+        litellm_provider: raw.litellm_provider.clone(),
     })
 }
 

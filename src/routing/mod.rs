@@ -49,6 +49,10 @@ pub struct Provider {
     /// `None`: the client's own credentials go upstream unchanged.
     pub api_key: Option<String>,
     pub auth: AuthStyle,
+    /// The LiteLLM provider prefix its models are priced under (`mistral` →
+    /// `mistral/mistral-large-latest`): the configured `litellm_provider`, else the provider's
+    /// own name when the price table knows it as one (resolved by `config`, which has the table).
+    pub litellm_provider: Option<String>,
 }
 
 /// A model at a provider.

@@ -82,7 +82,7 @@ def test_each_manifest_carries_the_shipped_policy_and_its_parser_accepts_it(mani
     path = tmp_path / "policy.json"
     path.write_text(policy)
     # Only what the manifest gives the VM: every api_key.env of the policy must be among it.
-    environment = {"PATH": os.environ["PATH"], **{name: "sk-placeholder" for name in vm_env}}
+    environment = {"PATH": os.environ["PATH"], **{name: "sk-placeholder-0123456789" for name in vm_env}}
     result = subprocess.run([str(release_binary("tollgate")), "check-config", str(path)],
                             capture_output=True, text=True, env=environment)
     assert result.returncode == 0, result.stderr
@@ -153,10 +153,11 @@ CHAT = {"model": "fast", "messages": [{"role": "user", "content": "Hello through
 
 @pytest.fixture
 def gateway_env(monkeypatch):
-    """The provider keys in Envoy's own environment, where host_env_keys reads them (a gateway
-    pod gets them from a Secret)."""
+    """The provider keys and the budgets' admin token in Envoy's own environment, where
+    host_env_keys reads them (a gateway pod gets them from a Secret)."""
     monkeypatch.setenv("OPENAI_API_KEY", "sk-openai-from-the-gateway-env")
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-from-the-gateway-env")
+    monkeypatch.setenv("TOLLGATE_ADMIN_TOKEN", "admin-token-from-the-gateway-env")
 
 
 @pytest.mark.parametrize("generated", [generated_by_istio_from_the_wasmplugin, generated_by_envoy_gateway],

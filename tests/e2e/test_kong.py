@@ -46,7 +46,8 @@ def test_example_config_passes_kongs_schema_and_the_filters_parser(config, tmp_p
     path = tmp_path / "config.json"
     path.write_text(json.dumps(config))
     result = subprocess.run([str(release_binary("tollgate")), "check-config", str(path)], capture_output=True, text=True,
-                            env={"OPENAI_API_KEY": "sk-x", "ANTHROPIC_API_KEY": "sk-ant-x"})
+                            env={"OPENAI_API_KEY": "sk-x", "ANTHROPIC_API_KEY": "sk-ant-x",
+                                 "TOLLGATE_ADMIN_TOKEN": "kong-admin-token-for-tests"})
     assert result.returncode == 0, result.stderr
 
 
@@ -94,7 +95,8 @@ def test_check_config_requires_provider_keys_unless_told_to_skip(tmp_path):
     config = next(tollgate_filter_configs())
     path = tmp_path / "config.json"
     path.write_text(json.dumps(config))
-    missing = subprocess.run([str(release_binary("tollgate")), "check-config", str(path)], capture_output=True, text=True, env={})
+    missing = subprocess.run([str(release_binary("tollgate")), "check-config", str(path)], capture_output=True,
+                             text=True, env={"TOLLGATE_ADMIN_TOKEN": "kong-admin-token-for-tests"})
     assert missing.returncode == 1
     assert "providers.anthropic.api_key.env" in missing.stderr and "ANTHROPIC_API_KEY" in missing.stderr
     skipped = subprocess.run([str(release_binary("tollgate")), "check-config", str(path), "--skip-env"],
@@ -111,7 +113,7 @@ def nginx_size(value: str) -> int:
 
 def test_kong_conf_makes_every_setting_the_filter_depends_on():
     """kong/kong.conf against kong/kong.yml's filter configurations (README "Kong"): every
-    `api_key.env` passed to nginx, bodies kept in memory up to `max_request_body_bytes`, the
+    `api_key.env` and the admin token's `env` passed to nginx, bodies kept in memory up to `max_request_body_bytes`, the
     response buffers holding answers up to `max_response_body_bytes`, and a shared key/value zone
     for budgets' counters."""
     lines = {
@@ -130,6 +132,9 @@ def test_kong_conf_makes_every_setting_the_filter_depends_on():
         for provider in config.get("providers", {}).values():
             if "env" in provider.get("api_key", {}):
                 assert provider["api_key"]["env"] in passed, provider
+        admin_token = config.get("budgets", {}).get("admin", {}).get("token", {})
+        if "env" in admin_token:
+            assert admin_token["env"] in passed, "budgets.admin.token.env not in nginx_main_env"
         assert nginx_size(lines["nginx_http_client_body_buffer_size"]) >= config["max_request_body_bytes"]
         number, size = lines["nginx_http_wasm_response_body_buffers"].split()
         assert int(number) * nginx_size(size) >= config["max_response_body_bytes"]

@@ -71,6 +71,30 @@ impl Stream for Exchange {
     }
 }
 
+impl Stream for tollgate::filter::Filter {
+    fn on_request_headers(&mut self, io: &mut dyn HostIo, end_of_stream: bool) -> Flow {
+        tollgate::filter::Filter::on_request_headers(self, io, end_of_stream)
+    }
+    fn on_request_body(&mut self, io: &mut dyn HostIo, body_size: usize, end_of_stream: bool) -> Flow {
+        tollgate::filter::Filter::on_request_body(self, io, body_size, end_of_stream)
+    }
+    fn on_request_trailers(&mut self, io: &mut dyn HostIo) -> Flow {
+        tollgate::filter::Filter::on_request_trailers(self, io)
+    }
+    fn on_call_answer(&mut self, io: &mut dyn HostIo, token: u32, status: Option<u16>, body: &[u8]) {
+        tollgate::filter::Filter::on_call_answer(self, io, token, status, body)
+    }
+    fn on_response_headers(&mut self, io: &mut dyn HostIo, end_of_stream: bool) -> Flow {
+        tollgate::filter::Filter::on_response_headers(self, io, end_of_stream)
+    }
+    fn on_response_body(&mut self, io: &mut dyn HostIo, body_size: usize, end_of_stream: bool) -> Flow {
+        tollgate::filter::Filter::on_response_body(self, io, body_size, end_of_stream)
+    }
+    fn on_done(&mut self, io: &mut dyn HostIo) {
+        tollgate::filter::Filter::on_done(self, io)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Profile {
     Envoy,

@@ -14,7 +14,7 @@ fn budgets() -> Budgets {
 }
 
 fn store() -> RedisStore {
-    RedisStore { endpoint: "webdis".into(), authority: "webdis".into(), timeout_ms: 200 }
+    RedisStore { endpoint: "webdis".into(), authority: "webdis".into(), timeout_ms: 200, lease: None }
 }
 
 #[test]
@@ -136,4 +136,35 @@ fn a_settlement_whose_reservation_never_answered_confirms_it_first() {
     let mut refused_before = Settlement::new(plan, vec![10, 1], false);
     assert_eq!(refused_before.on_answer(Answer::Value(json!([0, 1, "99"]))), Progress::Next);
     assert_eq!(refused_before.script_call(0).args[1], "10", "nothing was held: all of it counts");
+}
+
+#[test]
+fn leases_add_a_slice_and_its_cap_per_counter_and_read_the_grants() {
+    let b = budgets();
+    let touches = b.touches(&crate::budgets::Facts::default(), 0);
+    let need = Need { requests: 1, input_tokens: 0, output_tokens: 0, spend: Some(3) };
+    let mut plan = Plan::new(&b, touches, &need, "x".into(), 0).unwrap();
+    plan.slices = vec![(100, 5_000_000_000_000), (0, 60)];
+    let call = plan.reserve(true);
+    assert_eq!(call.args.len(), 11);
+    assert_eq!(call.args[7..], ["100", "5000000000000", "0", "60"]);
+    assert_eq!(plan.reserve(false).args.len(), 7, "a confirmation takes no slice");
+    let answer = json!([1, "103", "1", "100", "0"]);
+    assert!(matches!(plan.read(&answer).unwrap(), Reserved::Admitted { .. }));
+    assert_eq!(plan.grants(&answer), [100, 0]);
+    assert_eq!(plan.grants(&json!([1, "3", "1"])), [0, 0], "no leases: no grants");
+    plan.slices = vec![(0, 1), (0, 60)];
+    assert_eq!(plan.reserve(true).args.len(), 7, "nothing to lease: the call is as without leases");
+}
+
+#[test]
+fn an_adjustment_settles_bare_differences_under_its_own_operation_key() {
+    let touch = |key: &str| Touch { limit: 0, key: key.into(), window: 3, resets_at: 240 };
+    let first = adjustment(vec![(touch("a"), -7), (touch("b"), 5)], 200);
+    let second = adjustment(vec![(touch("a"), -7)], 200);
+    let call = first.script_call(200);
+    assert_eq!(call.script, Script::Settle);
+    assert_eq!(call.keys[1..], ["tollgate:budget:a:3", "tollgate:budget:b:3"]);
+    assert_eq!(call.args, ["86400", "-7", "100", "5", "100"]);
+    assert_ne!(call.keys[0], second.script_call(200).keys[0], "each its own operation");
 }
