@@ -267,7 +267,11 @@ fn on_redis_the_api_is_one_call_to_the_front_and_reads_its_answer() {
     let (token, call) = host.calls[0].clone();
     let minute = NOON / 60;
     assert_eq!(call.upstream, "webdis");
-    assert_eq!(call.path, format!("/EVALSHA/{}/0/read/tollgate%3Abudget%3Arpm%3A%2A/10000", sha()));
+    // Its answer comes named (`?jsonp=`): only an answer with that name is taken.
+    assert_eq!(
+        call.path,
+        format!("/EVALSHA/{}/0/read/tollgate%3Abudget%3Arpm%3A%2A/10000?jsonp={}", sha(), call.callback)
+    );
     // Redis restarted: the script is sent whole, then its answer is the operator's.
     host.answer_call(&mut filter, token, Some(200), br#"{"EVALSHA":[false,"NOSCRIPT No matching script."]}"#);
     let (token, call) = host.calls[1].clone();
@@ -301,7 +305,11 @@ fn on_redis_the_api_is_one_call_to_the_front_and_reads_its_answer() {
     let (token, call) = host.calls[0].clone();
     assert_eq!(
         call.path,
-        format!("/EVALSHA/{}/1/tollgate%3Abudget%3Arpm%3Aacme%3A{minute}/delete/tollgate%3Abudget%3A%2A/10000", sha())
+        format!(
+            "/EVALSHA/{}/1/tollgate%3Abudget%3Arpm%3Aacme%3A{minute}/delete/tollgate%3Abudget%3A%2A/10000?jsonp={}",
+            sha(),
+            call.callback
+        )
     );
     host.answer_call(&mut filter, token, Some(503), b"");
     assert_eq!(host.reply.clone().unwrap().status, 503);

@@ -187,6 +187,52 @@ fn a_client_gone_while_waiting_leaves_a_settlement_that_confirms_first() {
     assert_eq!(settlement.script_call(0).script, Script::Reserve);
 }
 
+#[test]
+fn a_closed_refusal_for_want_of_redis_records_that_nothing_was_settled() {
+    // Its settlement gives back all that Redis may have taken, the request too: the record says
+    // the same, so that the records add up to Redis's counters (tests/e2e/test_budgets_redis.py).
+    for answer in [None, Some(503)] {
+        let mut host = FakeHost::new(Profile::Envoy);
+        let mut ex = Exchange::new(1, redis_policy("closed", limits()));
+        send(&mut host, &mut ex, &chat());
+        let (token, _) = host.calls[0].clone();
+        host.answer_call(&mut ex, token, answer, b"");
+        assert_eq!(host.reply.as_ref().map(|r| r.status), Some(500));
+        ex.on_done(&mut host);
+        let budget = &host.record()["budget"];
+        assert_eq!(budget["verdict"], "store_failed");
+        assert_eq!(
+            budget["settled"],
+            json!({"input_tokens": 0, "output_tokens": 0, "requests": 0, "usd": "0.0"}),
+            "{answer:?}"
+        );
+        let mut settlement = host.settlements.pop().unwrap();
+        assert_eq!(settlement.on_answer(Answer::Value(json!([1, "30000000", "1"]))), Progress::Next);
+        let back = settlement.script_call(0);
+        assert!(back.args[1].starts_with('-') && back.args[3] == "-1", "all of it given back: {:?}", back.args);
+    }
+}
+
+#[test]
+fn an_answer_meant_for_another_call_is_a_store_failure_not_an_admission() {
+    // webdis can hand this connection the answer of a request abandoned on an earlier one
+    // (found by tests/e2e/test_budgets_redis.py: a settlement took a reservation's answer for its
+    // own and was never applied). Only the JSONP name tells them apart.
+    let mut host = FakeHost::new(Profile::Envoy);
+    let mut ex = Exchange::new(1, redis_policy("closed", limits()));
+    send(&mut host, &mut ex, &chat());
+    let (token, call) = host.calls[0].clone();
+    assert!(call.path.ends_with(&format!("?jsonp={}", call.callback)), "{}", call.path);
+    let stale = br#"t0_1({"EVALSHA":[1,"30000000","1"]});
+"#;
+    host.answer_call_raw(&mut ex, token, Some(200), stale);
+    assert_eq!(host.reply.as_ref().map(|r| r.status), Some(500), "closed: a store failure");
+    assert!(!host.upstream_headers_released, "never admitted on another call's answer");
+    ex.on_done(&mut host);
+    let settlement = host.settlements.pop().unwrap();
+    assert_eq!(settlement.script_call(0).script, Script::Reserve, "unanswered: confirmed first");
+}
+
 fn leased_policy() -> Rc<Policy> {
     policy(
         &json!({
@@ -203,7 +249,9 @@ fn leased_policy() -> Rc<Policy> {
 /// A reservation call's arguments: the operation TTL, then (amount, cap, TTL) per counter, then
 /// with leases (slice, slice cap) per counter.
 fn script_args(call: &tollgate::budgets::redis::Call) -> Vec<String> {
-    let parts: Vec<&str> = call.path.split('/').collect();
+    // The path less its query (`?jsonp=`, the name its answer comes in).
+    let path = call.path.split_once('?').map_or(call.path.as_str(), |(path, _)| path);
+    let parts: Vec<&str> = path.split('/').collect();
     let keys: usize = parts[3].parse().unwrap();
     parts[4 + keys..].iter().map(|s| s.to_string()).collect()
 }

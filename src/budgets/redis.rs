@@ -78,6 +78,26 @@ pub struct Call {
     pub authority: String,
     pub path: String,
     pub timeout_ms: u64,
+    /// The name this call's answer comes wrapped in (`?jsonp=` in `path`): webdis can hand a
+    /// connection the answer of a request abandoned on an earlier one, so only an answer that
+    /// carries this call's name is its answer (docs/redis-store.md, "Stale answers").
+    pub callback: String,
+}
+
+impl Call {
+    /// A GET of `path` (a command and its arguments) to the store's front, naming its answer.
+    pub fn new(store: &RedisStore, mut path: String) -> Call {
+        let callback = next_callback();
+        path.push_str("?jsonp=");
+        path.push_str(&callback);
+        Call {
+            upstream: store.endpoint.clone(),
+            authority: store.authority.clone(),
+            path,
+            timeout_ms: store.timeout_ms,
+            callback,
+        }
+    }
 }
 
 /// A script call: its keys and arguments, sent by SHA-1 first and whole after `NOSCRIPT`.
@@ -104,12 +124,7 @@ impl ScriptCall {
             path.push('/');
             path.extend(utf8_percent_encode(part, PATH_ARGUMENT));
         }
-        Call {
-            upstream: store.endpoint.clone(),
-            authority: store.authority.clone(),
-            path,
-            timeout_ms: store.timeout_ms,
-        }
+        Call::new(store, path)
     }
 }
 
@@ -125,8 +140,9 @@ pub enum Answer {
     Failed(String),
 }
 
-/// Reads a call's answer: `status` is `None` when the call got none (timeout, connection).
-pub fn read_answer(status: Option<u16>, body: &[u8]) -> Answer {
+/// Reads the answer to the call whose answer is named `callback`: `status` is `None` when the
+/// call got none (timeout, connection).
+pub fn read_answer(status: Option<u16>, body: &[u8], callback: &str) -> Answer {
     let Some(status) = status else {
         return Answer::Failed("no answer (timeout or connection failure)".into());
     };
@@ -134,7 +150,23 @@ pub fn read_answer(status: Option<u16>, body: &[u8]) -> Answer {
         let why = if status == 503 { " (Redis unreachable)" } else { "" };
         return Answer::Failed(format!("HTTP {status}{why}"));
     }
-    let Ok(serde_json::Value::Object(object)) = serde_json::from_slice::<serde_json::Value>(body) else {
+    // webdis's JSONP: `<callback>(<json>);` and a newline.
+    let Some(json) = body
+        .strip_prefix(callback.as_bytes())
+        .and_then(|rest| rest.strip_prefix(b"("))
+        .map(<[u8]>::trim_ascii_end)
+        .and_then(|rest| rest.strip_suffix(b");"))
+    else {
+        // Whose it was, when it names one: the call it answers was logged with that name.
+        let named = body.iter().position(|b| *b == b'(').and_then(|at| body.get(..at.min(64)));
+        let named = named.filter(|name| name.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'_'));
+        let named = named.map_or_else(String::new, |name| format!(", named {}", String::from_utf8_lossy(name)));
+        return Answer::Failed(format!(
+            "an answer not named {callback} ({} bytes{named}): another call's, or not webdis's",
+            body.len()
+        ));
+    };
+    let Ok(serde_json::Value::Object(object)) = serde_json::from_slice::<serde_json::Value>(json) else {
         return Answer::Failed(format!("an answer that is not webdis's JSON ({} bytes)", body.len()));
     };
     let Some(value) = object.into_iter().next().map(|(_, value)| value) else {
@@ -177,6 +209,12 @@ thread_local! {
 /// A new operation id, unique per worker and call (a Wasm VM is one thread).
 pub fn next_operation() -> String {
     OPERATIONS.with(|operations| operations.borrow_mut().issue())
+}
+
+/// A name for one call's answer, unique across workers and calls: letters, digits and `_`, as
+/// a JSONP name must be.
+fn next_callback() -> String {
+    ["t", &next_operation().replace('-', "_")].concat()
 }
 
 /// What a request reserves in Redis: its counters, and each one's share and cap.
@@ -426,6 +464,8 @@ struct Waiting {
     /// Not sent again before this (milliseconds of the host's clock).
     not_before_ms: u64,
     first_ms: u64,
+    /// Sent: the name its answer must carry ([`Call::callback`]).
+    callback: String,
 }
 
 impl Outbox {
@@ -443,7 +483,12 @@ impl Outbox {
         } else {
             None
         };
-        self.waiting.push_back(Waiting { settlement, not_before_ms: now_ms, first_ms: now_ms });
+        self.waiting.push_back(Waiting {
+            settlement,
+            not_before_ms: now_ms,
+            first_ms: now_ms,
+            callback: String::new(),
+        });
         dropped
     }
 
@@ -468,19 +513,27 @@ impl Outbox {
         due
     }
 
-    pub fn sent(&mut self, token: u32, settlement: Settlement, first_ms: u64) {
-        self.in_flight.insert(token, Waiting { settlement, not_before_ms: 0, first_ms });
+    pub fn sent(&mut self, token: u32, settlement: Settlement, first_ms: u64, callback: String) {
+        self.in_flight.insert(token, Waiting { settlement, not_before_ms: 0, first_ms, callback });
     }
 
     /// A settlement the host would not send: tried again later.
     pub fn unsent(&mut self, settlement: Settlement, first_ms: u64, now_ms: u64) {
         let not_before_ms = now_ms + backoff_ms(settlement.attempts);
-        self.waiting.push_back(Waiting { settlement, not_before_ms, first_ms });
+        self.waiting.push_back(Waiting { settlement, not_before_ms, first_ms, callback: String::new() });
     }
 
-    /// The answer to call `token`. Returns what to log: `Err` a settlement given up on.
-    pub fn answered(&mut self, token: u32, answer: Answer, now_ms: u64) -> Result<Option<String>, String> {
+    /// The answer to call `token` (as [`read_answer`] takes it). Returns what to log: `Err` a
+    /// settlement given up on.
+    pub fn answered(
+        &mut self,
+        token: u32,
+        status: Option<u16>,
+        body: &[u8],
+        now_ms: u64,
+    ) -> Result<Option<String>, String> {
         let Some(mut waiting) = self.in_flight.remove(&token) else { return Ok(None) };
+        let answer = read_answer(status, body, &waiting.callback);
         match waiting.settlement.on_answer(answer) {
             Progress::Done => Ok(None),
             Progress::Next => {

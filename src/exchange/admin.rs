@@ -24,6 +24,8 @@ struct Pending {
     request: Request,
     now_secs: i64,
     by_sha: bool,
+    /// The name its answer must carry ([`crate::budgets::redis::Call::callback`]).
+    callback: String,
 }
 
 impl BudgetAdmin {
@@ -79,7 +81,7 @@ impl BudgetAdmin {
         let Some(pending) = self.pending.take_if(|p| p.token == token) else { return };
         let policy = Rc::clone(&self.policy);
         let budgets: &Budgets = &policy.budgets;
-        let answer = match read_answer(status, body) {
+        let answer = match read_answer(status, body, &pending.callback) {
             StoreAnswer::NoScript if pending.by_sha => {
                 // Redis restarted and lost its scripts: the script itself, once.
                 self.send(io, pending.request, pending.now_secs, false);
@@ -103,7 +105,7 @@ impl BudgetAdmin {
         let call = admin::redis::call(store, &self.policy.budgets, &request, now_secs, by_sha);
         match io.dispatch(&call) {
             Ok(token) => {
-                self.pending = Some(Pending { token, request, now_secs, by_sha });
+                self.pending = Some(Pending { token, request, now_secs, by_sha, callback: call.callback });
                 Flow::Pause
             }
             Err(err) => self.answer(io, &store_error(&format!("the call to Redis was not sent: {}", err.detail))),

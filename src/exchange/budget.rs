@@ -55,6 +55,8 @@ struct Pending {
     token: u32,
     /// Sent by the script's SHA-1 (a `NOSCRIPT` answer sends it whole).
     by_sha: bool,
+    /// The name its answer must carry ([`redis::Call::callback`]).
+    callback: String,
 }
 
 impl Exchange {
@@ -163,7 +165,7 @@ impl Exchange {
         metering.plan = Some(plan);
         match io.dispatch(&call) {
             Ok(token) => {
-                metering.pending = Some(Pending { token, by_sha: true });
+                metering.pending = Some(Pending { token, by_sha: true, callback: call.callback });
                 self.metering = Some(Box::new(metering));
                 Some(Flow::Pause)
             }
@@ -254,12 +256,13 @@ impl Exchange {
             return;
         };
         let store = store.clone();
-        let reserved = match (redis::read_answer(status, body), &metering.plan) {
+        let reserved = match (redis::read_answer(status, body, &pending.callback), &metering.plan) {
             (Answer::NoScript, Some(plan)) if pending.by_sha => {
                 // Redis restarted and lost its scripts: the script itself, once.
-                match io.dispatch(&plan.reserve(true).call(&store, false)) {
+                let call = plan.reserve(true).call(&store, false);
+                match io.dispatch(&call) {
                     Ok(token) => {
-                        metering.pending = Some(Pending { token, by_sha: false });
+                        metering.pending = Some(Pending { token, by_sha: false, callback: call.callback });
                         self.metering = Some(metering);
                         return;
                     }
@@ -483,7 +486,13 @@ impl Exchange {
             } else {
                 io.defer_settlement(Settlement::new(plan, amounts, metering.confirmed));
             }
-            metering.summary.settled = Some(actual);
+            // The record says what the counters get: nothing at all for a closed refusal (not
+            // even the request), as the settlement's amounts above.
+            metering.summary.settled = Some(if closed {
+                Need { requests: 0, input_tokens: 0, output_tokens: 0, spend: Some(0) }
+            } else {
+                actual
+            });
         } else if !metering.held.is_empty() {
             let budgets = &self.policy.budgets;
             let now = now_secs(io);

@@ -11,7 +11,7 @@ use super::proxy_io::{Faults, HostState};
 use super::{abi, logger};
 use crate::budgets::lease;
 use crate::budgets::ledger;
-use crate::budgets::redis::{self, read_answer};
+use crate::budgets::redis;
 use crate::budgets::{RedisStore, Store};
 use crate::config::{self, Policy};
 use crate::tokenizer;
@@ -62,7 +62,7 @@ impl Context for FilterRoot {
     fn on_http_call_response(&mut self, token_id: u32, _num_headers: usize, body_size: usize, _num_trailers: usize) {
         let (status, body) = super::proxy_io::call_answer(body_size);
         let now_ms = abi::now_nanos() / 1_000_000;
-        match self.host.outbox.borrow_mut().answered(token_id, read_answer(status, &body), now_ms) {
+        match self.host.outbox.borrow_mut().answered(token_id, status, &body, now_ms) {
             Ok(None) => {}
             Ok(Some(retry)) => log::warn!("budget_settlement_retry {retry}"),
             Err(gave_up) => log::error!("budget_settlement_dropped {gave_up}"),
@@ -154,7 +154,7 @@ impl RootContext for FilterRoot {
         for (settlement, first_ms) in due {
             let call = settlement.call(store, now_secs);
             match super::proxy_io::dispatch(&call) {
-                Ok(token) => self.host.outbox.borrow_mut().sent(token, settlement, first_ms),
+                Ok(token) => self.host.outbox.borrow_mut().sent(token, settlement, first_ms, call.callback),
                 Err(err) => {
                     log::warn!("budget_settlement_unsent op={} detail={}", settlement.op(), err.detail);
                     self.host.outbox.borrow_mut().unsent(settlement, first_ms, now_ms);

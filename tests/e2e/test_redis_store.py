@@ -450,6 +450,39 @@ def test_redis_stopped_gives_503_at_once_and_webdis_reconnects_when_it_returns(s
     assert store.reserve(op(), [(a, 1, 100, 600)]) == (200, [1, "6"])
 
 
+def test_an_abandoned_requests_answer_can_reach_the_next_connection_and_only_its_jsonp_name_tells(redis, webdis):
+    """webdis 0.1.9: a client gives up on a request while Redis hangs and closes its connection; a
+    new connection sends another. When Redis resumes, the new connection may get the abandoned
+    request's answer (as often as not here), and its own command may never run. `?jsonp=NAME`
+    wraps each answer in the name its request chose: the filter names every call and takes only
+    an answer with its call's name (docs/redis-store.md, "Stale answers")."""
+    stale = 0
+    for trial in range(40):
+        os.kill(redis.process.pid, signal.SIGSTOP)
+        try:
+            abandoned = http.client.HTTPConnection("127.0.0.1", webdis.port, timeout=0.2)
+            abandoned.request("GET", webdis_path("EVAL", "return 'abandoned'", 0) + f"?jsonp=a{trial}")
+            try:
+                abandoned.getresponse().read()  # nothing while Redis is stopped (or, under load, an earlier answer)
+            except TimeoutError:
+                pass
+            abandoned.close()
+            time.sleep(0.05)
+            conn = http.client.HTTPConnection("127.0.0.1", webdis.port, timeout=10)
+            conn.request("GET", webdis_path("EVAL", "return 'mine'", 0) + f"?jsonp=b{trial}")
+            time.sleep(0.1)
+        finally:
+            os.kill(redis.process.pid, signal.SIGCONT)
+        body = conn.getresponse().read()
+        conn.close()
+        # Its own answer, or one abandoned (in this trial or an earlier one).
+        assert body == f'b{trial}({{"EVAL":"mine"}});\n'.encode() or re.fullmatch(rb'a\d+\(\{"EVAL":"abandoned"\}\);\n', body)
+        stale += body.startswith(b"a")
+        if stale:
+            break
+    assert stale, "webdis 0.1.9 handed an abandoned request's answer to another connection"
+
+
 def test_a_request_in_flight_when_redis_dies_gets_503(redis, webdis):
     os.kill(redis.process.pid, signal.SIGSTOP)
     killer = threading.Timer(0.5, redis.kill)

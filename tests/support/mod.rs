@@ -690,10 +690,20 @@ impl FakeHost {
         self.calls.len() - self.answered
     }
 
-    /// The answer to call `token` reaches the filter (from the host's event loop). A request
+    /// The answer to call `token` reaches the filter (from the host's event loop), as webdis
+    /// sends it: a 200's body wrapped in the call's JSONP name (`?jsonp=` in its path). A request
     /// that waited for it goes upstream once the filter resumes it, or gets the local reply the
     /// filter sent.
     pub fn answer_call(&mut self, ex: &mut dyn Stream, token: u32, status: Option<u16>, body: &[u8]) {
+        let named = match (status, self.calls.iter().find(|(t, _)| *t == token)) {
+            (Some(200), Some((_, call))) => [call.callback.as_bytes(), b"(", body, b");\n"].concat(),
+            _ => body.to_vec(),
+        };
+        self.answer_call_raw(ex, token, status, &named);
+    }
+
+    /// [`FakeHost::answer_call`] with the body exactly as given.
+    pub fn answer_call_raw(&mut self, ex: &mut dyn Stream, token: u32, status: Option<u16>, body: &[u8]) {
         self.answered += 1;
         let resumed = self.resumed;
         ex.on_call_answer(self, token, status, body);

@@ -52,7 +52,7 @@ pub fn call(store: &RedisStore, budgets: &Budgets, request: &Request, now_secs: 
         path.push('/');
         path.extend(utf8_percent_encode(part, PATH_ARGUMENT));
     }
-    Call { upstream: store.endpoint.clone(), authority: store.authority.clone(), path, timeout_ms: store.timeout_ms }
+    Call::new(store, path)
 }
 
 /// Reads the script's answer into each requested limit's counters of the current window. Keys of
