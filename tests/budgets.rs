@@ -50,6 +50,37 @@ fn exchange(
     request: &Value,
     answer: Option<Answer<'_>>,
 ) -> Exchange {
+    let mut ex = send(host, policy, path, tenant, request);
+    if host.reply.is_none() {
+        if let Some((headers, chunks)) = answer {
+            host.response(&mut ex, headers, &chunks);
+        }
+    } else {
+        ex.on_done(host);
+    }
+    assert!(host.violations.is_empty(), "{:?}", host.violations);
+    ex
+}
+
+/// Like [`exchange`], but the provider's stream stops after `chunks` without its end (an
+/// upstream reset, or the client gone: Envoy resets the upstream then).
+fn exchange_reset(
+    host: &mut FakeHost,
+    policy: &Rc<Policy>,
+    path: &str,
+    tenant: &str,
+    request: &Value,
+    chunks: &[&[u8]],
+) -> Exchange {
+    let mut ex = send(host, policy, path, tenant, request);
+    assert!(host.reply.is_none(), "the request went upstream");
+    host.response_cut(&mut ex, SSE_OK, chunks);
+    assert!(host.violations.is_empty(), "{:?}", host.violations);
+    ex
+}
+
+/// A new stream on the same proxy (same shared data, same clock) and its request.
+fn send(host: &mut FakeHost, policy: &Rc<Policy>, path: &str, tenant: &str, request: &Value) -> Exchange {
     let mut next = FakeHost::new(host.profile);
     next.shared = Rc::clone(&host.shared);
     next.clock = host.clock;
@@ -61,14 +92,6 @@ fn exchange(
     let headers = post(path, tenant);
     let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
     host.request(&mut ex, &headers, &[request.to_string().as_bytes()]);
-    if host.reply.is_none() {
-        if let Some((headers, chunks)) = answer {
-            host.response(&mut ex, headers, &chunks);
-        }
-    } else {
-        ex.on_done(host);
-    }
-    assert!(host.violations.is_empty(), "{:?}", host.violations);
     ex
 }
 
@@ -471,6 +494,7 @@ fn policy_translating_to_anthropic(budgets: Value) -> Rc<Policy> {
             "targets": {"claude": {"provider": "anthropic", "model": "claude-sonnet-4-5"}},
             "rules": [{"match": {"model": "smart"}, "targets": ["claude"]}],
             "default_max_tokens": 4096,
+            "tenant": {"header": "x-tenant"},
             "budgets": budgets
         })
         .to_string(),
@@ -525,4 +549,51 @@ fn kong_keeps_the_same_books() {
 
 fn pico(usd: &str) -> u64 {
     tollgate::budgets::config::parse_pico_usd(&json!(usd)).unwrap()
+}
+
+/// Where `needle` starts in `bytes`.
+fn find(bytes: &[u8], needle: &[u8]) -> usize {
+    bytes.windows(needle.len()).position(|w| w == needle).unwrap()
+}
+
+#[test]
+fn a_cut_anthropic_stream_reset_before_its_usage_settles_to_every_word_read_not_message_starts_1() {
+    // message_start says `output_tokens: 1`; the final count (message_delta) never comes.
+    let budgets = json!({
+        "max_output_tokens": 10,
+        "limits": [{"name": "out", "output_tokens": 100_000, "window": "hour", "by": ["tenant"]}]
+    });
+    let stream = long_anthropic_stream(40);
+    let before_usage = &stream[..find(&stream, b"event: message_delta")];
+    let anthropic = json!({"model": "claude-sonnet-4-5", "max_tokens": 4096, "stream": true, "messages": [{"role": "user", "content": "hi"}]});
+    let mut chat_request = chat("smart");
+    chat_request["stream"] = json!(true);
+    let cases = [
+        (with_budgets(budgets.clone()), "/v1/messages", anthropic),
+        (policy_translating_to_anthropic(budgets), "/v1/chat/completions", chat_request),
+    ];
+    for (policy, path, request) in cases {
+        let mut host = FakeHost::new(Profile::Envoy);
+        exchange_reset(&mut host, &policy, path, "acme", &request, &[&before_usage[..300], &before_usage[300..]]);
+        let record = host.record();
+        assert_eq!(record["outcome"], "truncated", "{path}");
+        assert_eq!(
+            (&record["budget"]["verdict"], &record["budget"]["cut_at_output_tokens"]),
+            (&json!("cut"), &json!(10))
+        );
+        assert_eq!(
+            record["tokens"]["input"],
+            json!({"tokens": 9, "source": "provider"}),
+            "message_start's input stands"
+        );
+        let output = &record["tokens"]["output"];
+        assert_eq!(output["source"], "estimated", "{path}: {output}");
+        // Every word the provider sent counts, the 30 read after the cut too: it generated them
+        // and bills them. Forty one-token words, counted with Claude's approximate tokenizer
+        // (README, Tokenizer: within 10% of Anthropic's count).
+        let estimate = output["tokens"].as_u64().unwrap();
+        assert!((40..=44).contains(&estimate), "{path}: {estimate}");
+        assert_eq!(record["budget"]["settled"]["output_tokens"], estimate, "{path}");
+        assert_eq!(counter(&host, "out:acme"), Some(estimate), "{path}: settled to the estimate");
+    }
 }
