@@ -396,6 +396,13 @@ fn a_stream_without_an_output_limit_is_ended_at_the_routes_ceiling() {
     assert_eq!(record["budget"]["decided_by"], "max_output_tokens");
     assert_eq!(record["budget"]["cut_at_output_tokens"], 20);
     assert_eq!(record["tokens"]["output"]["tokens"], 100, "the provider's own count: it was still read after the cut");
+    // The client's stream ends with the provider's: `[DONE]` goes out with its last chunk, not
+    // at the cut (OpenAI's Python SDK leaves at `[DONE]`, and Envoy would reset the provider).
+    let releases = &host.client_body_releases;
+    let done_at = releases.iter().position(|r| String::from_utf8_lossy(r).contains("data: [DONE]")).unwrap();
+    assert_eq!(done_at, releases.len() - 1, "{} releases", releases.len());
+    let cut_at = releases.iter().position(|r| String::from_utf8_lossy(r).contains("\"length\"")).unwrap();
+    assert!(cut_at < done_at - 10, "the cut came early, the provider's end much later");
 }
 
 #[test]
