@@ -379,30 +379,35 @@ fn events(bytes: &[u8]) -> Vec<Value> {
 #[test]
 fn a_stream_without_an_output_limit_is_ended_at_the_routes_ceiling() {
     let policy = with_budgets(json!({"max_output_tokens": 20}));
-    let mut host = FakeHost::new(Profile::Envoy);
-    let stream = long_chat_stream(100);
-    let mut request = chat("gpt-4o-mini");
-    request["stream"] = json!(true);
-    let chunks: Vec<&[u8]> = stream.chunks(97).collect();
-    exchange(&mut host, &policy, "/v1/chat/completions", "acme", &request, Some((SSE_OK, chunks)));
-    let client = host.client_stream();
-    let events = events(&client);
-    let words = events.iter().filter(|e| e["choices"][0]["delta"]["content"] == " word").count();
-    assert_eq!(words, 20, "exactly the ceiling's worth of one-token words");
-    assert_eq!(events.last().unwrap()["choices"][0]["finish_reason"], "length");
-    assert!(String::from_utf8_lossy(&client).trim_end().ends_with("data: [DONE]"));
-    let record = host.record();
-    assert_eq!(record["budget"]["verdict"], "cut");
-    assert_eq!(record["budget"]["decided_by"], "max_output_tokens");
-    assert_eq!(record["budget"]["cut_at_output_tokens"], 20);
-    assert_eq!(record["tokens"]["output"]["tokens"], 100, "the provider's own count: it was still read after the cut");
-    // The client's stream ends with the provider's: `[DONE]` goes out with its last chunk, not
-    // at the cut (OpenAI's Python SDK leaves at `[DONE]`, and Envoy would reset the provider).
-    let releases = &host.client_body_releases;
-    let done_at = releases.iter().position(|r| String::from_utf8_lossy(r).contains("data: [DONE]")).unwrap();
-    assert_eq!(done_at, releases.len() - 1, "{} releases", releases.len());
-    let cut_at = releases.iter().position(|r| String::from_utf8_lossy(r).contains("\"length\"")).unwrap();
-    assert!(cut_at < done_at - 10, "the cut came early, the provider's end much later");
+    for profile in [Profile::Envoy, Profile::Kong] {
+        let mut host = FakeHost::new(profile);
+        let stream = long_chat_stream(100);
+        let mut request = chat("gpt-4o-mini");
+        request["stream"] = json!(true);
+        let chunks: Vec<&[u8]> = stream.chunks(97).collect();
+        exchange(&mut host, &policy, "/v1/chat/completions", "acme", &request, Some((SSE_OK, chunks)));
+        let client = host.client_stream();
+        let events = events(&client);
+        let words = events.iter().filter(|e| e["choices"][0]["delta"]["content"] == " word").count();
+        assert_eq!(words, 20, "exactly the ceiling's worth of one-token words");
+        assert_eq!(events.last().unwrap()["choices"][0]["finish_reason"], "length");
+        assert!(String::from_utf8_lossy(&client).trim_end().ends_with("data: [DONE]"));
+        let record = host.record();
+        assert_eq!(record["budget"]["verdict"], "cut");
+        assert_eq!(record["budget"]["decided_by"], "max_output_tokens");
+        assert_eq!(record["budget"]["cut_at_output_tokens"], 20);
+        assert_eq!(
+            record["tokens"]["output"]["tokens"], 100,
+            "the provider's own count: it was still read after the cut"
+        );
+        // The client's stream ends with the provider's: `[DONE]` goes out with its last chunk, not
+        // at the cut (OpenAI's Python SDK leaves at `[DONE]`, and Envoy would reset the provider).
+        let releases = &host.client_body_releases;
+        let done_at = releases.iter().position(|r| String::from_utf8_lossy(r).contains("data: [DONE]")).unwrap();
+        assert_eq!(done_at, releases.len() - 1, "{} releases", releases.len());
+        let cut_at = releases.iter().position(|r| String::from_utf8_lossy(r).contains("\"length\"")).unwrap();
+        assert!(cut_at < done_at - 10, "the cut came early, the provider's end much later");
+    }
 }
 
 #[test]
