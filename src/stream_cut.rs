@@ -9,6 +9,14 @@
 //! with `incomplete_details.reason: "max_output_tokens"`. The client's SDK sees an ordinary
 //! truncated answer, never a reset.
 //!
+//! The provider goes on generating after the cut (it cannot be stopped without resetting the
+//! client too) and its usage comes at its end, so the client's stream must not close before:
+//! OpenAI's Python SDK closes the connection at Chat's `[DONE]` (without reading on), Envoy then
+//! resets the provider's stream and its usage is never read. Chat's `[DONE]` (after the usage
+//! chunk the client asked for) is therefore held until the provider's end
+//! ([`StreamCut::at_the_providers_end`]). Anthropic's and Responses' SDKs read to the end of the
+//! response whatever it holds, so their ending goes out at once.
+//!
 //! Output is counted per event with the model's tokenizer: a provider sends about one token per
 //! event, so the sum of the events' counts is the provider's count, give or take one per event
 //! where a word was split.
@@ -47,8 +55,8 @@ pub struct StreamCut {
     sequence: Option<u64>,
     open_items: Vec<OpenItem>,
     done_items: Vec<(u64, serde_json::Value)>,
-    /// Chat: the client asked for the usage chunk (`stream_options.include_usage`): the ending
-    /// leaves `[DONE]` to [`StreamCut::chat_usage_ending`], once the provider's usage is known.
+    /// Chat: the client asked for the usage chunk (`stream_options.include_usage`): it goes out
+    /// at the provider's end, with its figures ([`StreamCut::at_the_providers_end`]).
     usage_chunk: bool,
 }
 
@@ -260,28 +268,29 @@ impl StreamCut {
         }
     }
 
-    /// Chat, when the client asked for usage: the usage chunk (the provider's figures, which it
-    /// bills: what it generated, the cut part included) and `[DONE]`, at the provider's end.
-    pub fn chat_usage_ending(&self, prompt_tokens: u64, completion_tokens: u64) -> Vec<u8> {
-        let mut chunk = chat_chunk(self.template.as_deref().unwrap_or_default(), &serde_json::json!([]), true);
-        chunk.pop();
-        let usage = serde_json::json!({
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens.saturating_add(completion_tokens),
-        });
-        chunk.extend_from_slice(b",\"usage\":");
-        chunk.extend_from_slice(usage.to_string().as_bytes());
-        chunk.push(b'}');
+    /// What a cut stream still sends when the provider's stream ends (nothing for a stream not
+    /// cut): Chat's usage chunk if the client asked for it (the provider's figures, which it
+    /// bills: what it generated, the cut part included), then `[DONE]`.
+    pub fn at_the_providers_end(&self, prompt_tokens: u64, completion_tokens: u64) -> Vec<u8> {
         let mut out = Vec::new();
-        write_event(&mut out, "", &chunk);
+        if !self.cut || !matches!(self.api, Api::OpenAiChat) {
+            return out;
+        }
+        if self.usage_chunk {
+            let mut chunk = chat_chunk(self.template.as_deref().unwrap_or_default(), &serde_json::json!([]), true);
+            chunk.pop();
+            let usage = serde_json::json!({
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens.saturating_add(completion_tokens),
+            });
+            chunk.extend_from_slice(b",\"usage\":");
+            chunk.extend_from_slice(usage.to_string().as_bytes());
+            chunk.push(b'}');
+            write_event(&mut out, "", &chunk);
+        }
         write_event(&mut out, "", b"[DONE]");
         out
-    }
-
-    /// Whether the ending waits for [`StreamCut::chat_usage_ending`].
-    pub fn awaits_usage(&self) -> bool {
-        self.cut && self.usage_chunk && matches!(self.api, Api::OpenAiChat)
     }
 
     /// The events that end a stream at its output limit, in the client's dialect.
@@ -297,9 +306,7 @@ impl StreamCut {
                     let choices = serde_json::json!([{"index": index, "delta": {}, "logprobs": null, "finish_reason": CHAT_REASON}]);
                     write_event(out, "", &chat_chunk(template, &choices, false));
                 }
-                if !self.usage_chunk {
-                    write_event(out, "", b"[DONE]");
-                }
+                // `[DONE]` waits for the provider's end: see the module's comment.
             }
             Api::AnthropicMessages => {
                 for index in std::mem::take(&mut self.open_blocks) {

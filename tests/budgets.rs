@@ -50,6 +50,37 @@ fn exchange(
     request: &Value,
     answer: Option<Answer<'_>>,
 ) -> Exchange {
+    let mut ex = send(host, policy, path, tenant, request);
+    if host.reply.is_none() {
+        if let Some((headers, chunks)) = answer {
+            host.response(&mut ex, headers, &chunks);
+        }
+    } else {
+        ex.on_done(host);
+    }
+    assert!(host.violations.is_empty(), "{:?}", host.violations);
+    ex
+}
+
+/// Like [`exchange`], but the provider's stream stops after `chunks` without its end (an
+/// upstream reset, or the client gone: Envoy resets the upstream then).
+fn exchange_reset(
+    host: &mut FakeHost,
+    policy: &Rc<Policy>,
+    path: &str,
+    tenant: &str,
+    request: &Value,
+    chunks: &[&[u8]],
+) -> Exchange {
+    let mut ex = send(host, policy, path, tenant, request);
+    assert!(host.reply.is_none(), "the request went upstream");
+    host.response_cut(&mut ex, SSE_OK, chunks);
+    assert!(host.violations.is_empty(), "{:?}", host.violations);
+    ex
+}
+
+/// A new stream on the same proxy (same shared data, same clock) and its request.
+fn send(host: &mut FakeHost, policy: &Rc<Policy>, path: &str, tenant: &str, request: &Value) -> Exchange {
     let mut next = FakeHost::new(host.profile);
     next.shared = Rc::clone(&host.shared);
     next.clock = host.clock;
@@ -61,14 +92,6 @@ fn exchange(
     let headers = post(path, tenant);
     let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
     host.request(&mut ex, &headers, &[request.to_string().as_bytes()]);
-    if host.reply.is_none() {
-        if let Some((headers, chunks)) = answer {
-            host.response(&mut ex, headers, &chunks);
-        }
-    } else {
-        ex.on_done(host);
-    }
-    assert!(host.violations.is_empty(), "{:?}", host.violations);
     ex
 }
 
@@ -356,23 +379,35 @@ fn events(bytes: &[u8]) -> Vec<Value> {
 #[test]
 fn a_stream_without_an_output_limit_is_ended_at_the_routes_ceiling() {
     let policy = with_budgets(json!({"max_output_tokens": 20}));
-    let mut host = FakeHost::new(Profile::Envoy);
-    let stream = long_chat_stream(100);
-    let mut request = chat("gpt-4o-mini");
-    request["stream"] = json!(true);
-    let chunks: Vec<&[u8]> = stream.chunks(97).collect();
-    exchange(&mut host, &policy, "/v1/chat/completions", "acme", &request, Some((SSE_OK, chunks)));
-    let client = host.client_stream();
-    let events = events(&client);
-    let words = events.iter().filter(|e| e["choices"][0]["delta"]["content"] == " word").count();
-    assert_eq!(words, 20, "exactly the ceiling's worth of one-token words");
-    assert_eq!(events.last().unwrap()["choices"][0]["finish_reason"], "length");
-    assert!(String::from_utf8_lossy(&client).trim_end().ends_with("data: [DONE]"));
-    let record = host.record();
-    assert_eq!(record["budget"]["verdict"], "cut");
-    assert_eq!(record["budget"]["decided_by"], "max_output_tokens");
-    assert_eq!(record["budget"]["cut_at_output_tokens"], 20);
-    assert_eq!(record["tokens"]["output"]["tokens"], 100, "the provider's own count: it was still read after the cut");
+    for profile in [Profile::Envoy, Profile::Kong] {
+        let mut host = FakeHost::new(profile);
+        let stream = long_chat_stream(100);
+        let mut request = chat("gpt-4o-mini");
+        request["stream"] = json!(true);
+        let chunks: Vec<&[u8]> = stream.chunks(97).collect();
+        exchange(&mut host, &policy, "/v1/chat/completions", "acme", &request, Some((SSE_OK, chunks)));
+        let client = host.client_stream();
+        let events = events(&client);
+        let words = events.iter().filter(|e| e["choices"][0]["delta"]["content"] == " word").count();
+        assert_eq!(words, 20, "exactly the ceiling's worth of one-token words");
+        assert_eq!(events.last().unwrap()["choices"][0]["finish_reason"], "length");
+        assert!(String::from_utf8_lossy(&client).trim_end().ends_with("data: [DONE]"));
+        let record = host.record();
+        assert_eq!(record["budget"]["verdict"], "cut");
+        assert_eq!(record["budget"]["decided_by"], "max_output_tokens");
+        assert_eq!(record["budget"]["cut_at_output_tokens"], 20);
+        assert_eq!(
+            record["tokens"]["output"]["tokens"], 100,
+            "the provider's own count: it was still read after the cut"
+        );
+        // The client's stream ends with the provider's: `[DONE]` goes out with its last chunk, not
+        // at the cut (OpenAI's Python SDK leaves at `[DONE]`, and Envoy would reset the provider).
+        let releases = &host.client_body_releases;
+        let done_at = releases.iter().position(|r| String::from_utf8_lossy(r).contains("data: [DONE]")).unwrap();
+        assert_eq!(done_at, releases.len() - 1, "{} releases", releases.len());
+        let cut_at = releases.iter().position(|r| String::from_utf8_lossy(r).contains("\"length\"")).unwrap();
+        assert!(cut_at < done_at - 10, "the cut came early, the provider's end much later");
+    }
 }
 
 #[test]
@@ -471,6 +506,7 @@ fn policy_translating_to_anthropic(budgets: Value) -> Rc<Policy> {
             "targets": {"claude": {"provider": "anthropic", "model": "claude-sonnet-4-5"}},
             "rules": [{"match": {"model": "smart"}, "targets": ["claude"]}],
             "default_max_tokens": 4096,
+            "tenant": {"header": "x-tenant"},
             "budgets": budgets
         })
         .to_string(),
@@ -525,4 +561,51 @@ fn kong_keeps_the_same_books() {
 
 fn pico(usd: &str) -> u64 {
     tollgate::budgets::config::parse_pico_usd(&json!(usd)).unwrap()
+}
+
+/// Where `needle` starts in `bytes`.
+fn find(bytes: &[u8], needle: &[u8]) -> usize {
+    bytes.windows(needle.len()).position(|w| w == needle).unwrap()
+}
+
+#[test]
+fn a_cut_anthropic_stream_reset_before_its_usage_settles_to_every_word_read_not_message_starts_1() {
+    // message_start says `output_tokens: 1`; the final count (message_delta) never comes.
+    let budgets = json!({
+        "max_output_tokens": 10,
+        "limits": [{"name": "out", "output_tokens": 100_000, "window": "hour", "by": ["tenant"]}]
+    });
+    let stream = long_anthropic_stream(40);
+    let before_usage = &stream[..find(&stream, b"event: message_delta")];
+    let anthropic = json!({"model": "claude-sonnet-4-5", "max_tokens": 4096, "stream": true, "messages": [{"role": "user", "content": "hi"}]});
+    let mut chat_request = chat("smart");
+    chat_request["stream"] = json!(true);
+    let cases = [
+        (with_budgets(budgets.clone()), "/v1/messages", anthropic),
+        (policy_translating_to_anthropic(budgets), "/v1/chat/completions", chat_request),
+    ];
+    for (policy, path, request) in cases {
+        let mut host = FakeHost::new(Profile::Envoy);
+        exchange_reset(&mut host, &policy, path, "acme", &request, &[&before_usage[..300], &before_usage[300..]]);
+        let record = host.record();
+        assert_eq!(record["outcome"], "truncated", "{path}");
+        assert_eq!(
+            (&record["budget"]["verdict"], &record["budget"]["cut_at_output_tokens"]),
+            (&json!("cut"), &json!(10))
+        );
+        assert_eq!(
+            record["tokens"]["input"],
+            json!({"tokens": 9, "source": "provider"}),
+            "message_start's input stands"
+        );
+        let output = &record["tokens"]["output"];
+        assert_eq!(output["source"], "estimated", "{path}: {output}");
+        // Every word the provider sent counts, the 30 read after the cut too: it generated them
+        // and bills them. Forty one-token words, counted with Claude's approximate tokenizer
+        // (README, Tokenizer: within 10% of Anthropic's count).
+        let estimate = output["tokens"].as_u64().unwrap();
+        assert!((40..=44).contains(&estimate), "{path}: {estimate}");
+        assert_eq!(record["budget"]["settled"]["output_tokens"], estimate, "{path}");
+        assert_eq!(counter(&host, "out:acme"), Some(estimate), "{path}: settled to the estimate");
+    }
 }

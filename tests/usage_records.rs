@@ -280,6 +280,44 @@ fn a_stream_cut_mid_event_still_closes_its_record_marked_estimated() {
 }
 
 #[test]
+fn an_anthropic_stream_that_ends_before_its_message_delta_has_its_output_estimated_not_message_starts_1() {
+    // message_start carries `output_tokens: 1`, a placeholder; the count is message_delta's.
+    let at = ANTHROPIC_STREAM.windows(20).position(|w| w == b"event: message_delta").unwrap();
+    let before_usage = &ANTHROPIC_STREAM[..at];
+    let translating = r#"{
+        "providers": {"anthropic": {"dialect": "anthropic", "cluster": "anthropic", "api_key": {"value": "sk-ant"}}},
+        "targets": {"claude": {"provider": "anthropic", "model": "claude-sonnet-4-5"}},
+        "rules": [{"match": {"model": "smart"}, "targets": ["claude"]}],
+        "default_max_tokens": 4096
+    }"#;
+    let cases = [
+        (policy("{}"), "/v1/messages", stream_cases()[2].request.clone()),
+        (
+            policy(translating),
+            "/v1/chat/completions",
+            br#"{"model":"smart","stream":true,"messages":[{"role":"user","content":"hi"}]}"#.to_vec(),
+        ),
+    ];
+    for profile in HOSTS {
+        for (policy, path, request) in &cases {
+            let mut host = FakeHost::new(profile);
+            let mut ex = Exchange::new(1, policy.clone());
+            host.request(&mut ex, &post(path), &[request]);
+            host.response_cut(&mut ex, SSE_OK, &[&before_usage[..200], &before_usage[200..]]);
+            assert!(host.violations.is_empty(), "{:?}", host.violations);
+            let record = host.record();
+            assert_eq!(record["outcome"], "truncated", "{path}");
+            assert_eq!(tokens(&record, "input"), json!({"tokens": 3421, "source": "provider"}), "{path}");
+            let output = tokens(&record, "output");
+            assert_eq!(output["source"], "estimated", "{path}: {output}");
+            // "An API gateway routes, secures and meters calls.": nine words and two marks.
+            let estimate = output["tokens"].as_u64().unwrap();
+            assert!((9..=14).contains(&estimate), "{path}: {estimate}");
+        }
+    }
+}
+
+#[test]
 fn non_streaming_records_for_every_dialect() {
     type Case<'a> = (&'a str, &'a [u8], &'a [u8], Value, Value);
     let cases: [Case; 2] = [

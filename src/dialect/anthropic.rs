@@ -1,9 +1,11 @@
 //! Anthropic Messages: usage objects and stream events.
 //!
 //! Anthropic's `input_tokens` exclude cache reads and writes; the canonical `input` adds them.
-//! In a stream, `message_start` carries the input side and `output_tokens: 1`, and each
-//! `message_delta` carries cumulative totals (recent API versions repeat input and cache fields
-//! there too), so later values replace earlier ones.
+//! In a stream, `message_start` carries the input side and a provisional `output_tokens` (1 or so:
+//! not what the answer will have generated), and each `message_delta` carries cumulative totals
+//! (recent API versions repeat input and cache fields there too), so later values replace earlier
+//! ones. Only `message_delta`'s output is the provider's count: a stream that ends without one
+//! (client gone, upstream reset) has its output estimated from the text read, not taken as 1.
 
 use serde_json::Value;
 
@@ -63,7 +65,8 @@ pub fn read_event(event: &SseEvent) -> EventFacts {
             let message = value.get("message");
             facts.model = message.and_then(|m| m.get("model")).and_then(Value::as_str).map(str::to_string);
             if let Some(u) = message.and_then(|m| m.get("usage")) {
-                facts.tokens = usage(u);
+                // The input side only: the provisional output count is no count of the answer.
+                facts.tokens = TokenCounts { output: None, ..usage(u) };
             }
         }
         "message_delta" => {
@@ -151,6 +154,8 @@ mod tests {
         ));
         let delta_output_only =
             read_event(&event("message_delta", json!({"type": "message_delta", "usage": {"output_tokens": 15}})));
+        assert_eq!(start.tokens.output, None, "message_start's output_tokens: 1 is provisional");
+        assert_eq!(start.tokens.input, Some(Count::provider(30)));
         let mut counts = start.tokens;
         counts.merge(delta_output_only.tokens);
         assert_eq!(start.model.as_deref(), Some("claude-sonnet-4-5-20250929"));

@@ -134,10 +134,11 @@ impl Exchange {
                 self.collect_stream_decisions(io, streaming.guard.as_ref());
                 self.note_untranslatable(io, streaming.translator.as_ref());
                 let record = self.record_stream(io, &streaming.meter);
-                if let (Some(out), Some(cut)) = (&mut edit, streaming.cut.as_ref().filter(|c| c.awaits_usage())) {
-                    // A cut Chat stream whose client asked for usage ends with it, now known.
-                    let count = |c: Option<crate::usage::Count>| c.map_or(0, |c| c.tokens);
-                    out.extend(cut.chat_usage_ending(count(record.tokens.input), count(record.tokens.output)));
+                if let (Some(out), Some(cut)) = (&mut edit, streaming.cut.as_ref()) {
+                    // A cut Chat stream ends now, its usage (if asked) known: its client stayed
+                    // until the provider's usage was read.
+                    let count = |c: Option<Count>| c.map_or(0, |c| c.tokens);
+                    out.extend(cut.at_the_providers_end(count(record.tokens.input), count(record.tokens.output)));
                 }
                 // The stream's cost, in-band at its very end: a comment line SSE parsers skip.
                 // A stream that passes as the provider sends it gets nothing added.

@@ -27,6 +27,7 @@ fn run(
         from = to;
     }
     out.extend(cutter.finish());
+    out.extend(cutter.at_the_providers_end(0, 0));
     (out, cutter)
 }
 
@@ -179,13 +180,32 @@ fn a_cut_responses_stream_closes_its_item_with_the_text_sent_so_far() {
 fn a_cut_chat_stream_whose_client_asked_for_usage_ends_with_it() {
     let mut cutter = StreamCut::new(Api::OpenAiChat, "gpt-4o-mini", 1, 1 << 20, true);
     let mut out = cutter.feed(CHAT, &mut |_| None);
-    assert!(cutter.awaits_usage());
     assert!(!String::from_utf8_lossy(&out).contains("[DONE]"), "[DONE] waits for the usage");
-    out.extend(cutter.chat_usage_ending(41, 60));
+    out.extend(cutter.at_the_providers_end(41, 60));
     let text = String::from_utf8(out).unwrap();
     assert!(
         text.contains(r#""choices":[],"usage":{"completion_tokens":60,"prompt_tokens":41,"total_tokens":101}"#),
         "{text}"
     );
     assert!(text.trim_end().ends_with("data: [DONE]"));
+}
+
+#[test]
+fn a_cut_chat_stream_ends_at_the_providers_end_so_its_client_stays_until_the_usage_is_read() {
+    // OpenAI's Python SDK closes the connection at `[DONE]`: before the provider's end, Envoy
+    // would reset the provider's stream and its usage would never be read.
+    let mut cutter = StreamCut::new(Api::OpenAiChat, "gpt-4o-mini", 1, 1 << 20, false);
+    let out = String::from_utf8(cutter.feed(CHAT, &mut |_| None)).unwrap();
+    assert!(out.contains(r#""finish_reason":"length""#), "{out}");
+    assert!(!out.contains("[DONE]"), "{out}");
+    let end = String::from_utf8(cutter.at_the_providers_end(41, 60)).unwrap();
+    assert_eq!(end, "data: [DONE]\n\n", "no usage chunk: the client did not ask for it");
+    let not_cut = StreamCut::new(Api::OpenAiChat, "gpt-4o-mini", 1_000, 1 << 20, false);
+    assert!(not_cut.at_the_providers_end(41, 60).is_empty(), "a stream not cut has its own [DONE]");
+    for api in [Api::AnthropicMessages, Api::OpenAiResponses] {
+        let mut cutter = StreamCut::new(api, "gpt-4o-mini", 1, 1 << 20, false);
+        cutter.feed(if api == Api::AnthropicMessages { ANTHROPIC } else { RESPONSES }, &mut |_| None);
+        assert!(cutter.is_cut());
+        assert!(cutter.at_the_providers_end(41, 60).is_empty(), "{api:?}: its SDK reads to the end anyway");
+    }
 }

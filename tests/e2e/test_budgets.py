@@ -448,6 +448,12 @@ def test_a_spend_budget_under_64_concurrent_requests_never_admits_past_it(limite
 
 # --- 4. Streams ended at the output ceiling, in each SDK -----------------------------------------
 
+# The provider still generating when the client's stream is cut, as a real one is: 2 ms between
+# events makes the provider's end (its usage) come well after the cut on every run, not only on
+# a loaded machine. OpenAI's Python SDK closes the connection at `[DONE]`: a `[DONE]` sent at the
+# cut reset the provider before its usage came (the record said output 1, message_start's).
+GENERATING = {**ECHO, "x-mock-chunk-delay-ms": "2"}
+
 
 @pytest.fixture(scope="module")
 def ceiling(mock):
@@ -488,7 +494,7 @@ def assert_cut_at_the_ceiling(envoy, tenant: str, tally: dict, ceiling: int = 20
 def test_an_openai_chat_stream_is_ended_at_the_ceiling_with_finish_reason_length(ceiling, mock, tiktoken_o200k):
     tenant = new_tenant()
     mock_usage(mock, reset=True)
-    stream = openai_client(ceiling, tenant, **ECHO).chat.completions.create(
+    stream = openai_client(ceiling, tenant, **GENERATING).chat.completions.create(
         model="gpt-4o-mini", messages=[{"role": "user", "content": LONG}], stream=True)
     chunks = list(stream)  # the SDK's own parser: no exception, the stream ends normally
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
@@ -560,7 +566,7 @@ def test_a_translated_stream_ends_in_the_clients_dialect(ceiling, mock):
     # `smart` is routed to claude-haiku-4-5 (envoy/envoy.yaml): Anthropic's stream, cut, read as Chat.
     tenant = new_tenant()
     mock_usage(mock, reset=True)
-    chunks = list(openai_client(ceiling, tenant, **ECHO).chat.completions.create(
+    chunks = list(openai_client(ceiling, tenant, **GENERATING).chat.completions.create(
         model="smart", messages=[{"role": "user", "content": LONG}], stream=True))
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert chunks[-1].choices[0].finish_reason == "length"
@@ -568,6 +574,31 @@ def test_a_translated_stream_ends_in_the_clients_dialect(ceiling, mock):
     assert len(text.split()) <= 20
     record = assert_cut_at_the_ceiling(ceiling, tenant, mock_usage(mock))
     assert record["model_served"] == "claude-haiku-4-5"
+
+
+
+def test_a_client_that_leaves_after_the_cut_is_recorded_from_the_text_read_not_message_starts_1(ceiling, mock):
+    # Anthropic's message_start says `output_tokens: 1`, a placeholder; the count comes in the
+    # final message_delta. The client leaves at the cut (closing the connection), Envoy resets the
+    # provider's stream long before that: the record estimates the output from the text read.
+    tenant = new_tenant()
+    mock_usage(mock, reset=True)
+    stream = openai_client(ceiling, tenant, **ECHO, **{"x-mock-chunk-delay-ms": "20"}).chat.completions.create(
+        model="smart", messages=[{"role": "user", "content": LONG}], stream=True)
+    text = ""
+    for chunk in stream:
+        text += chunk.choices[0].delta.content or "" if chunk.choices else ""
+        if chunk.choices and chunk.choices[0].finish_reason == "length":
+            break
+    stream.close()
+    record = records_of(ceiling, tenant, 1)[0]
+    assert record["outcome"] == "truncated"
+    assert (record["budget"]["verdict"], record["budget"]["decided_by"]) == ("cut", "max_output_tokens")
+    output = record["tokens"]["output"]
+    assert output["source"] == "estimated", output
+    # At least every word the client got (each is a token or more); at most what the provider
+    # generated in all (its tally), give or take the approximate tokenizer's 10%.
+    assert len(text.split()) <= output["tokens"] <= only_row(mock_usage(mock))["output_tokens"] * 1.1
 
 
 # --- 5. A tenant's output-token budget ends its stream ---------------------------------------------
@@ -580,7 +611,7 @@ def test_a_stream_is_ended_where_its_tenants_output_budget_runs_out(limited, moc
     room_in_window(3600, 30)
     mock_usage(mock, reset=True)
     tenant = new_tenant("out")
-    client = team_a_client(limited, tenant, **ECHO)
+    client = team_a_client(limited, tenant, **GENERATING)
     chunks = list(client.chat.completions.create(
         model="gpt-4o-mini", messages=[{"role": "user", "content": LONG}], stream=True))
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)

@@ -594,7 +594,10 @@ def test_an_openai_stream_without_an_output_limit_ends_with_finish_reason_length
     room_in_window(86400, 30)
     mock_usage(mock, reset=True)
     tenant = new_tenant("out")
-    chunks = list(openai_client(replicas[1], tenant, **ECHO).chat.completions.create(
+    # The provider still generating at the cut (2 ms an event): its usage comes well after, and the
+    # SDK, which leaves at `[DONE]`, must not get it before (test_budgets.py, GENERATING).
+    generating = {**ECHO, "x-mock-chunk-delay-ms": "2"}
+    chunks = list(openai_client(replicas[1], tenant, **generating).chat.completions.create(
         model="gpt-4o-mini", messages=[{"role": "user", "content": LONG}], stream=True))
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert chunks[-1].choices[0].finish_reason == "length"
