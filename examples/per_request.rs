@@ -333,8 +333,11 @@ fn budgeted_in_redis(body: &[u8]) -> FakeHost {
     let Store::Redis(store) = &policy.budgets.store else { panic!("budgets_redis keeps its counters in Redis") };
     let now_secs = i64::try_from(host.clock / 1_000_000_000).unwrap_or_default();
     for mut settlement in std::mem::take(&mut host.settlements) {
-        black_box(settlement.call(store, now_secs));
-        let progress = settlement.on_answer(read_answer(Some(200), SETTLED_IN_REDIS));
+        let call = black_box(settlement.call(store, now_secs));
+        // webdis wraps its answer in the call's JSONP name (the fake host's answer_call does
+        // the same for the reservation).
+        let settled = [call.callback.as_bytes(), b"(", SETTLED_IN_REDIS, b");\n"].concat();
+        let progress = settlement.on_answer(read_answer(Some(200), &settled, &call.callback));
         assert_eq!(progress, Progress::Done, "the settlement is done once Redis has it");
     }
     black_box(host)
