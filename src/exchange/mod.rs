@@ -180,13 +180,22 @@ impl Exchange {
         // The request line, as text for matching (an API path is ASCII; a byte that is not UTF-8
         // elsewhere reads as U+FFFD). Absent (a CONNECT has no `:path`) is not an API call;
         // unreadable is a failure (below), never "not an API call".
-        let text = |value: Option<Vec<u8>>| value.map(|v| String::from_utf8_lossy(&v).into_owned()).unwrap_or_default();
+        // (A valid line is taken as it is, not copied.)
+        let text = |value: Option<Vec<u8>>| {
+            value
+                .map(|v| {
+                    String::from_utf8(v).unwrap_or_else(|bad| String::from_utf8_lossy(bad.as_bytes()).into_owned())
+                })
+                .unwrap_or_default()
+        };
         let line =
             io.request_header_bytes(":method").and_then(|m| Ok((text(m), text(io.request_header_bytes(":path")?))));
         // Headers with Tollgate's prefix are Tollgate's to set: a client-sent cluster, tenant or
         // cost header would bypass policy or spoof attribution downstream. Kong keeps the client's
         // case (`X-Tollgate-Cluster`), so names compare without case.
-        let dialect = line.as_ref().ok().and_then(|(_, path)| Api::detect_path(path)).unwrap_or(Api::OpenAiChat);
+        // The path is read once: its API names the dialect of any refusal, and (for a POST) the request.
+        let path_api = line.as_ref().ok().and_then(|(_, path)| Api::detect_path(path));
+        let dialect = path_api.unwrap_or(Api::OpenAiChat);
         let prefix = self.policy.headers.prefix.clone();
         let Some(names) = io.request_header_names() else {
             log::error!("#{} request_header_names_unreadable", self.id);
@@ -207,8 +216,8 @@ impl Exchange {
                 return self.fail(io, dialect, "request_line_unreadable");
             }
         };
-        let Some(api) = Api::detect(&method, &path) else {
-            if let Some(api) = Api::detect_path(&path).filter(|_| body_follows(io, end_of_stream)) {
+        let Some(api) = path_api.filter(|_| Api::is_api_method(&method)) else {
+            if let Some(api) = path_api.filter(|_| body_follows(io, end_of_stream)) {
                 // A body sent to an API path with another method would never be inspected.
                 self.api = Some(api);
                 self.started_at = io.now_nanos();
@@ -219,7 +228,7 @@ impl Exchange {
         };
         self.api = Some(api);
         self.started_at = io.now_nanos();
-        if crate::dialect::is_count_tokens(&path) {
+        if api == Api::AnthropicMessages && crate::dialect::is_count_tokens(&path) {
             // Counting generates nothing and costs nothing: it gets no usage record (nor
             // metrics from one). Routed like the Messages request it counts (see request.rs).
             self.count_tokens = true;
