@@ -169,6 +169,9 @@ pub struct HeaderNames {
     pub output_tokens: String,
     pub cost_usd: String,
     pub estimated: String,
+    /// Every cost header's full name by its suffix (`delivery::cost_fields`), built once at load:
+    /// an answer sets up to ten, and naming each per answer cost an allocation apiece.
+    pub cost: Vec<(&'static str, String)>,
 }
 
 impl HeaderNames {
@@ -182,6 +185,16 @@ impl HeaderNames {
             output_tokens: format!("{prefix}{}", names::HEADER_OUTPUT_TOKENS),
             cost_usd: format!("{prefix}{}", names::HEADER_COST_USD),
             estimated: format!("{prefix}{}", names::HEADER_ESTIMATED),
+            cost: names::COST_HEADERS.iter().map(|suffix| (*suffix, format!("{prefix}{suffix}"))).collect(),
+        }
+    }
+
+    /// The full name of the cost header with this suffix (the prefix put in front when the
+    /// suffix is not one of `names::COST_HEADERS`).
+    pub fn cost_header(&self, suffix: &str) -> std::borrow::Cow<'_, str> {
+        match self.cost.iter().find(|(known, _)| *known == suffix) {
+            Some((_, name)) => std::borrow::Cow::Borrowed(name.as_str()),
+            None => std::borrow::Cow::Owned([self.prefix.as_str(), suffix].concat()),
         }
     }
 }

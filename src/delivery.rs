@@ -125,6 +125,15 @@ mod tests {
     }
 
     #[test]
+    fn every_suffix_given_has_its_name_built_at_load() {
+        let mut full = record(Some(priced()));
+        full.tokens.reasoning = Some(Count::provider(5));
+        for suffix in cost_fields(&full, "v").into_iter().chain(cost_fields(&record(None), "v")).map(|(s, _)| s) {
+            assert!(names::COST_HEADERS.contains(&suffix), "{suffix} is not in names::COST_HEADERS");
+        }
+    }
+
+    #[test]
     fn fields_carry_tokens_by_type_the_breakdown_and_the_table_version() {
         let fields = cost_fields(&record(Some(priced())), "litellm-1.0");
         let get = |suffix: &str| fields.iter().find(|(s, _)| *s == suffix).map(|(_, v)| v.as_str());

@@ -18,6 +18,19 @@ pub const HEADER_REASONING_TOKENS: &str = "reasoning-tokens";
 pub const HEADER_COST_BREAKDOWN: &str = "cost-breakdown";
 /// The price table's version, so a cost can be traced to the prices that made it.
 pub const HEADER_PRICE_TABLE: &str = "price-table";
+/// Every suffix `delivery::cost_fields` may give (the cost headers and trailers).
+pub const COST_HEADERS: [&str; 10] = [
+    HEADER_MODEL,
+    HEADER_PROVIDER,
+    HEADER_INPUT_TOKENS,
+    HEADER_OUTPUT_TOKENS,
+    HEADER_CACHED_INPUT_TOKENS,
+    HEADER_CACHE_WRITE_TOKENS,
+    HEADER_REASONING_TOKENS,
+    HEADER_COST_USD,
+    HEADER_COST_BREAKDOWN,
+    HEADER_PRICE_TABLE,
+];
 /// On an answer Tollgate gave itself from its own count (`true`): Anthropic's count_tokens for a
 /// model served by a provider without such an endpoint.
 pub const HEADER_ESTIMATED: &str = "estimated";

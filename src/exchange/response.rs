@@ -294,9 +294,9 @@ impl Exchange {
     /// HTTP/2 clients of Envoy also get the cost as response trailers; elsewhere the proxy
     /// refuses and the comment line carries it alone.
     fn add_cost_trailers(&self, io: &mut dyn HostIo, record: &UsageRecord) {
-        let prefix = &self.policy.headers.prefix;
+        let headers = &self.policy.headers;
         for (suffix, value) in delivery::cost_fields(record, self.policy.prices.version()) {
-            if io.add_response_trailer(&[prefix.as_str(), suffix].concat(), &value).is_err() {
+            if io.add_response_trailer(&headers.cost_header(suffix), &value).is_err() {
                 log::debug!("#{} trailers_not_supported", self.id);
                 return;
             }
@@ -430,9 +430,9 @@ impl Exchange {
     }
 
     pub(super) fn set_cost_headers(&self, io: &mut dyn HostIo, record: &UsageRecord) {
-        let prefix = &self.policy.headers.prefix;
+        let headers = &self.policy.headers;
         for (suffix, value) in delivery::cost_fields(record, self.policy.prices.version()) {
-            set_header(self.id, io, &[prefix.as_str(), suffix].concat(), &value);
+            set_header(self.id, io, &headers.cost_header(suffix), &value);
         }
     }
 
