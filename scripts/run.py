@@ -72,7 +72,8 @@ def main() -> int:
         signal.signal(signum, lambda *_: stop.set())
 
     print(f"Tollgate is ready: Envoy on http://127.0.0.1:{port} -> tollgate-mock on 127.0.0.1:{mock.port} "
-          f"(Envoy admin: http://127.0.0.1:{admin_port}, log: {envoy.log_path})")
+          f"(Envoy admin: http://127.0.0.1:{admin_port}, log: {envoy.log_path}, access log with usage records: "
+          f"{envoy.access_log_path})")
     print("Try it:\n")
     print(CURL.format(port=port))
     print("\nor with the OpenAI SDK: OpenAI(base_url='http://127.0.0.1:%d/v1', api_key='sk-anything')" % port)

@@ -261,6 +261,11 @@ class Envoy:
         config_path.write_text(yaml.safe_dump(config))
         self.log_path = self.workdir / "envoy.log"
         self._log = open(self.log_path, "w")
+        # The access log (stdout) apart from Envoy's own log (stderr): in one file, a long access-log
+        # line written in pieces can be interleaved with a log line from another thread (a CI run
+        # lost a usage record that way).
+        self.access_log_path = self.workdir / "access.log"
+        self._access = open(self.access_log_path, "w")
         self.base_id = next_base_id()
         command = [
             *prefix,
@@ -273,7 +278,7 @@ class Envoy:
             "--log-level", log_level,
             "--component-log-level", "wasm:debug" if log_level != "warning" else "wasm:info",
         ]
-        self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, cwd=REPO)
+        self.process = subprocess.Popen(command, stdout=self._access, stderr=self._log, cwd=REPO)
         self._wait_ready()
 
     def _wait_ready(self, timeout: float = 30.0) -> None:
@@ -281,6 +286,7 @@ class Envoy:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 self._log.close()
+                self._access.close()
                 raise RuntimeError(f"Envoy exited with {self.process.returncode}:\n{self.log()[-3000:]}")
             try:
                 # Ready, and this Envoy's admin (not another process that got the port first).
@@ -311,9 +317,11 @@ class Envoy:
         return {s["name"]: s.get("value", 0) for s in json.loads(text)["stats"] if "value" in s}
 
     def log(self) -> str:
-        if not self._log.closed:
-            self._log.flush()
-        return self.log_path.read_text(errors="replace")
+        """Everything Envoy wrote: its own log, then the access log."""
+        for stream in (self._log, self._access):
+            if not stream.closed:
+                stream.flush()
+        return self.log_path.read_text(errors="replace") + self.access_log_path.read_text(errors="replace")
 
     def vm_failures(self) -> list[str]:
         """Evidence that a Tollgate Wasm VM failed: log lines Envoy or the panic hook wrote, Wasm
@@ -329,9 +337,9 @@ class Envoy:
         return evidence
 
     def access_log(self) -> list[dict]:
-        """The JSON access-log lines (Envoy's stdout shares the log file)."""
+        """The JSON access-log lines (Envoy's stdout)."""
         records = []
-        for line in self.log().splitlines():
+        for line in self.access_log_path.read_text(errors="replace").splitlines():
             if line.startswith("{"):
                 try:
                     records.append(json.loads(line))
@@ -353,6 +361,7 @@ class Envoy:
                     pass
         _stop(self.process)
         self._log.close()
+        self._access.close()
 
 
 # Temporary folders of the Redis and webdis processes started in this test session: removed when

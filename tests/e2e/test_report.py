@@ -71,7 +71,7 @@ def test_report_totals_match_the_responses_headers(start_envoy):
         """The report's cells with the cost as an exact Decimal, so 0.00002 and 0.000020 compare equal."""
         return cells[:3] + [Decimal(cells[3])] + cells[4:]
 
-    by_route = run_report(envoy.log_path, "--by", "route")
+    by_route = run_report(envoy.access_log_path, "--by", "route")
     rows = table_rows(by_route)
     assert exact(rows["TOTAL"]) == exact(row(expected["TOTAL"])), by_route
     assert expected["TOTAL"]["cost"] > 0
@@ -80,11 +80,11 @@ def test_report_totals_match_the_responses_headers(start_envoy):
     assert "tollgate-routed" not in rows, "the client's route, not the one Tollgate re-routed to"
     assert " not JSON," in by_route and "0 with an invalid record" in by_route
 
-    by_model = table_rows(run_report(envoy.log_path, "--by", "model"))
+    by_model = table_rows(run_report(envoy.access_log_path, "--by", "model"))
     for key, sums in expected.items():
         if key.startswith("model:"):
             assert exact(by_model[key.removeprefix("model:")]) == exact(row(sums)), key
-    by_provider = table_rows(run_report(envoy.log_path, "--by", "provider"))
+    by_provider = table_rows(run_report(envoy.access_log_path, "--by", "provider"))
     assert by_provider["TOTAL"] == rows["TOTAL"]
     assert set(by_provider) >= {"openai", "anthropic"}
 
@@ -99,7 +99,7 @@ def test_report_by_tenant_of_a_real_log_and_csv(start_envoy, tmp_path):
         costs.append(Decimal(response.header("x-tollgate-cost-usd")))
         record_of(envoy, request_id)
     csv_path = tmp_path / "chargeback.csv"
-    table = run_report(envoy.log_path, "--csv", str(csv_path))
+    table = run_report(envoy.access_log_path, "--csv", str(csv_path))
     lines = csv_path.read_text().splitlines()
     assert lines[0] == "tenant,requests,input_tokens,output_tokens,cost_usd,unpriced"
     # Every record of this log has the same tenant: `none` unless the record names one.
