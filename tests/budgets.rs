@@ -609,3 +609,26 @@ fn a_cut_anthropic_stream_reset_before_its_usage_settles_to_every_word_read_not_
         assert_eq!(counter(&host, "out:acme"), Some(estimate), "{path}: settled to the estimate");
     }
 }
+
+#[test]
+fn tenants_in_any_script_get_a_counter_each_and_the_record_names_each_exactly() {
+    // Byte-distinct tenants are distinct scopes (nothing is normalised): é composed and
+    // decomposed, a ZWJ family and its members alone, CJK, RTL, and names holding the key's own
+    // separators. The record's scope is the tenant percent-encoded: decoding it (RFC 3986, by the
+    // percent-encoding crate) must give the tenant back byte for byte.
+    let tenants = ["café", "cafe\u{301}", "👨‍👩‍👧", "👨👩👧", "東京チーム", "فريق", "a:b", "a%3Ab", "a/b c"];
+    let policy =
+        with_budgets(json!({"limits": [{"name": "one", "requests": 1, "window": "minute", "by": ["tenant"]}]}));
+    let mut host = FakeHost::new(Profile::Envoy);
+    for tenant in tenants {
+        let ok = Some((JSON_OK, vec![CHAT_RESPONSE]));
+        exchange(&mut host, &policy, "/v1/chat/completions", tenant, &chat("gpt-4o-mini"), ok);
+        assert!(host.reply.is_none(), "{tenant}: its own counter admits its first request");
+        let scope = host.record()["budget"]["scopes"][0].as_str().unwrap().to_string();
+        assert_eq!(percent_encoding::percent_decode_str(&scope).decode_utf8().unwrap(), tenant, "{scope}");
+    }
+    for tenant in tenants {
+        exchange(&mut host, &policy, "/v1/chat/completions", tenant, &chat("gpt-4o-mini"), None);
+        assert_eq!(host.reply.as_ref().map(|r| r.status), Some(429), "{tenant}: its second is refused");
+    }
+}
