@@ -486,7 +486,10 @@ def test_an_abandoned_requests_answer_can_reach_the_next_connection_and_only_its
         stale += body.startswith(b"a")
         if stale:
             break
-    assert stale, "webdis 0.1.9 handed an abandoned request's answer to another connection"
+    # The misdelivery is a race inside webdis: 40 trials usually show it, not always (a CI run saw
+    # none). What must hold either way is asserted above: every answer names its own request.
+    if not stale:
+        pytest.skip("webdis did not hand an abandoned answer to another connection in 40 trials this run")
 
 
 def test_a_request_in_flight_when_redis_dies_gets_503(redis, webdis):
